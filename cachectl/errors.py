@@ -1,0 +1,51 @@
+"""The failures cachectl expects, each tied to the exit code scripts rely on.
+
+Every layer raises these instead of printing, so the CLI can turn any of them
+into one clear line (or one JSON document) and the documented exit code,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_BACKEND = 3
+EXIT_INTERRUPTED = 130
+
+
+class CachectlError(Exception):
+    """Base class: a message meant for the operator and the exit code it maps to."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, done: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: What had been done before the failure (for example keys removed),
+        #: so a partial run can be reported honestly.
+        self.done = done or {}
+
+
+class ConfigError(CachectlError):
+    """The cache configuration is missing, unreadable or invalid (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(CachectlError):
+    """The command line asks for something that cannot be done (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class BackendError(CachectlError):
+    """The cache server is unreachable, timed out or refused the command (exit 3)."""
+
+    exit_code = EXIT_BACKEND
+
+
+class Interrupted(CachectlError):
+    """The operator pressed Ctrl-C; ``done`` says how far the work got (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
