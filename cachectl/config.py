@@ -95,12 +95,12 @@ class CacheSettings:
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
-    def display_rows(self) -> list[tuple[str, str, str]]:
-        """``(setting, masked value, source)`` rows, secrets hidden."""
-        return [
-            (name, display_value(name, self.values[name]), self.sources.get(name, "default"))
-            for name in sorted(self.values)
-        ]
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets hidden, in setting-name order."""
+        return {name: masked_value(name, self.values[name]) for name in sorted(self.values)}
 
 
 # --- presentation of values ------------------------------------------------------------
@@ -134,24 +134,28 @@ def _is_secret(name: str) -> bool:
     return any(marker in name.upper() for marker in _SECRET_MARKERS)
 
 
-def display_value(name: str, value: Any) -> str:
-    if value is None:
-        return "None"
+def masked_value(name: str, value: Any) -> Any:
+    """``value`` safe to show: secrets and URL passwords masked, hash methods and
+    other Python objects by name; plain data stays plain (for ``--json``)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if _is_secret(name):
-        return _MASK if value else repr(value)
+        return _MASK if value else value
     if name.endswith("HASH_METHOD"):
         return hash_method_name(value)
-    if isinstance(value, str) and "://" in value:
-        return mask_url(value)
-    if isinstance(value, dict):
-        shown = {
-            k: (_MASK if _is_secret(str(k)) and v else mask_url(v) if isinstance(v, str) else v)
-            for k, v in value.items()
-        }
-        return repr(shown)
     if isinstance(value, str):
-        return value
+        return mask_url(value) if "://" in value else value
+    if isinstance(value, dict):
+        return {str(k): masked_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked_value(name, v) for v in value]
     return repr(value)
+
+
+def display_value(name: str, value: Any) -> str:
+    """One line of text for ``masked_value``."""
+    shown = masked_value(name, value)
+    return shown if isinstance(shown, str) else repr(shown)
 
 
 # --- reading sources -------------------------------------------------------------------

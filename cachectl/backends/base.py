@@ -8,6 +8,8 @@ the app's keys and streams instead of loading every key name at once).
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,30 +89,51 @@ class CacheBackend:
 
 
 class Tally:
-    """A running count that reports progress and survives an interruption."""
+    """A running count that reports progress and stops cleanly on Ctrl-C.
+
+    Inside ``partial_work`` the first Ctrl-C only raises a flag; the operation
+    stops after the batch in flight, so the count it reports is exact and the
+    connection is left in a clean state. A second Ctrl-C stops at once.
+    """
 
     def __init__(self, on_progress: ProgressCallback | None = None) -> None:
         self.count = 0
+        self.stop_requested = False
         self._on_progress = on_progress
 
     def add(self, amount: int) -> None:
         self.count += amount
         if self._on_progress is not None:
             self._on_progress(self.count)
+        if self.stop_requested:
+            raise KeyboardInterrupt
 
 
 @contextmanager
 def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
     """Attach how far a long operation got to whatever stops it, so Ctrl-C or a
     lost connection still reports the count (and a second run can finish)."""
+
+    def request_stop(signum: int, frame: object) -> None:
+        if tally.stop_requested:
+            raise KeyboardInterrupt
+        tally.stop_requested = True
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, request_stop)
     try:
         yield
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted: {tally.count} keys {done_as} before the stop",
+            f"interrupted: {tally.count} keys {done_as} before the stop; "
+            "run the command again to finish",
             done={done_as: tally.count},
         ) from None
     except CachectlError as exc:
         exc.done.setdefault(done_as, tally.count)
         exc.message = f"{exc.message} ({tally.count} keys {done_as} before the failure)"
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,563 @@
+"""The command line: parse options, call the library, report. No backend or key logic here."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from typing import Any, NoReturn
+
+import click
+from click.shell_completion import get_completion_class
+
+from cachectl import __version__
+from cachectl.backends import CacheBackend, build_backend
+from cachectl.codec import VALUE_TYPES, StoredValue, parse_input_value, to_jsonable
+from cachectl.config import (
+    CacheSettings,
+    ConfigRequest,
+    display_value,
+    parse_setting_value,
+    resolve_settings,
+)
+from cachectl.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, CachectlError, UsageError
+from cachectl.output import Output
+
+#: Exit code for a bug in cachectl itself (anything not foreseen).
+EXIT_INTERNAL = 4
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    done
+  1    not found (get), or a clear declined at the prompt
+  2    usage or configuration error
+  3    cache server unreachable, timed out or refused
+  4    internal error (a bug: --debug shows the traceback)
+  130  interrupted (what was done so far is reported)"""
+
+
+class Session:
+    """What one invocation knows: the options, and the settings and backend resolved
+    from them on first use (``config`` never connects, ``get`` does)."""
+
+    def __init__(self, request: ConfigRequest, timeout: float, output: Output, debug: bool) -> None:
+        self.request = request
+        self.timeout = timeout
+        self.output = output
+        self.debug = debug
+        self._settings: CacheSettings | None = None
+
+    @property
+    def settings(self) -> CacheSettings:
+        if self._settings is None:
+            self._settings = resolve_settings(self.request)
+            for warning in self._settings.warnings:
+                self.output.warn(warning)
+        return self._settings
+
+    def backend(self, create_dir: bool = False) -> CacheBackend:
+        backend = build_backend(self.settings, self.timeout, create_dir=create_dir)
+        backend.check()
+        return backend
+
+
+class CachectlGroup(click.Group):
+    """Turns every expected failure into one line (or one JSON document) and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CachectlError as exc:
+            _fail(ctx, exc.message, exc.exit_code, exc.done)
+        except KeyboardInterrupt:
+            _fail(ctx, "interrupted", EXIT_INTERRUPTED, {})
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            session = ctx.find_object(Session)
+            if session is not None and session.debug:
+                raise
+            _fail(
+                ctx,
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                EXIT_INTERNAL,
+                {},
+            )
+
+
+def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> NoReturn:
+    session = ctx.find_object(Session)
+    output = session.output if session else Output()
+    if session is not None and session.debug:
+        traceback.print_exc()
+    output.error(message)
+    if output.as_json:
+        output.document({"ok": False, "error": message, "exit_code": code, **done})
+    ctx.exit(code)
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="-o/--option")
+    return name.strip(), parse_setting_value(value)
+
+
+@click.group(
+    cls=CachectlGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.option(
+    "--app",
+    "app_import",
+    metavar="IMPORT",
+    envvar="CACHECTL_APP",
+    help="Load the Flask app as 'flask --app' does (module:app, module:create_app()) and use "
+    "the config of the Flask-Caching Cache it registered. Env: CACHECTL_APP, or FLASK_APP "
+    "when no --config is given.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    envvar="CACHECTL_CONFIG",
+    help="Read CACHE_* settings from a .py (as Flask's from_pyfile), .toml or .json file; "
+    "overrides what --app found. Env: CACHECTL_CONFIG. Default: cachectl.toml or "
+    "[tool.cachectl] in pyproject.toml, searched from here upward.",
+)
+@click.option(
+    "--cache",
+    "cache_name",
+    metavar="NAME",
+    envvar="CACHECTL_CACHE",
+    help="Which cache, when the app or the file has several: a name from the file, or the "
+    "index or import path (myapp.ext:cache) of the app's Cache object. Env: CACHECTL_CACHE.",
+)
+@click.option(
+    "--env",
+    "use_env",
+    is_flag=True,
+    help="Also read FLASK_CACHE_* environment variables, as Flask's config.from_prefixed_env().",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Override CACHE_REDIS_URL (implies RedisCache when no type is set).",
+)
+@click.option("--key-prefix", metavar="PREFIX", help="Override CACHE_KEY_PREFIX.")
+@click.option(
+    "--type",
+    "cache_type",
+    metavar="TYPE",
+    help="Override CACHE_TYPE (RedisCache, FileSystemCache, ...).",
+)
+@click.option(
+    "--dir",
+    "cache_dir",
+    metavar="DIR",
+    help="Override CACHE_DIR (implies FileSystemCache when no type is set).",
+)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Override any CACHE_* setting; VALUE is read as JSON when it parses "
+    "(-o CACHE_DEFAULT_TIMEOUT=60). Repeatable.",
+)
+@click.option(
+    "--compat",
+    type=click.Choice(["2.5", "legacy"]),
+    envvar="CACHECTL_COMPAT",
+    help="Flask-Caching generation whose defaults apply (2.5+, or legacy 2.0-2.4). "
+    "Default: that of the Flask-Caching installed here, else 2.5. Env: CACHECTL_COMPAT.",
+)
+@click.option(
+    "--timeout",
+    "connect_timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Connection and socket timeout for the cache server.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, prog_name="cachectl")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    app_import: str | None,
+    config_file: str | None,
+    cache_name: str | None,
+    use_env: bool,
+    url: str | None,
+    key_prefix: str | None,
+    cache_type: str | None,
+    cache_dir: str | None,
+    options: tuple[str, ...],
+    compat: str | None,
+    connect_timeout: float,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> None:
+    """Administer the cache of a Flask app that uses Flask-Caching, from outside the app.
+
+    cachectl reads the app's own cache configuration, connects to the same Redis,
+    memcached or cache directory, and reads, writes and removes entries exactly as
+    the app's cache object would, touching only keys under the app's key prefix.
+
+    \b
+    Examples:
+      cachectl --app 'myapp:create_app()' get view//about
+      cachectl --config cache.toml delete user:42 user:43
+      cachectl --url redis://cache:6379/0 clear --dry-run
+    """
+    overrides = [
+        (name, value, flag)
+        for name, value, flag in (
+            ("CACHE_REDIS_URL", url, "--url"),
+            ("CACHE_KEY_PREFIX", key_prefix, "--key-prefix"),
+            ("CACHE_TYPE", cache_type, "--type"),
+            ("CACHE_DIR", cache_dir, "--dir"),
+        )
+        if value is not None
+    ]
+    overrides += [(*_parse_option(text), f"-o {text.partition('=')[0]}") for text in options]
+    request = ConfigRequest(
+        config_file=config_file,
+        app_import=app_import,
+        cache_name=cache_name,
+        use_env=use_env,
+        overrides=overrides,
+        compat=compat,
+    )
+    ctx.obj = Session(request, connect_timeout, Output(as_json=as_json, quiet=quiet), debug)
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+# --- get -----------------------------------------------------------------------------------
+
+
+def _value_document(key: str, stored: StoredValue | None) -> dict[str, Any]:
+    if stored is None:
+        return {"key": key, "found": False}
+    return {
+        "key": key,
+        "found": True,
+        "type": type(stored.value).__name__ if stored.error is None else None,
+        "encoding": stored.encoding,
+        "value": to_jsonable(stored.value),
+        "error": stored.error,
+    }
+
+
+@cli.command()
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--raw", is_flag=True, help="Write the stored bytes unchanged (one key only).")
+@click.option(
+    "--unsafe-unpickle",
+    is_flag=True,
+    help="Load pickles fully, running whatever code they name. Only for a cache you trust.",
+)
+@pass_session
+def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool) -> None:
+    """Show the value stored under each KEY, as the app's cache.get(KEY) would find it.
+
+    The key prefix is added for you. Pickled values are loaded safely: plain data
+    (str, numbers, lists, dicts, sets, datetimes, Decimal, UUID, ...) is shown as
+    it is; an object of any other class is shown as <not loaded: module.Class ...>
+    with its captured state, without importing or running anything.
+
+    Exits 1 when a key is missing.
+
+    \b
+      cachectl get view//about
+      cachectl get --json user:1 user:2
+      cachectl get --raw report > report.bin
+    """
+    output = session.output
+    if raw and len(keys) != 1:
+        raise UsageError("--raw takes exactly one key")
+    backend = session.backend()
+    found = [(key, backend.get(key, unsafe=unsafe_unpickle)) for key in keys]
+    missing = [key for key, stored in found if stored is None]
+
+    if raw:
+        stored = found[0][1]
+        if stored is not None:
+            if stored.raw is None:
+                raise UsageError(
+                    f"{backend.kind} clients do not expose the stored bytes; --raw is not available"
+                )
+            output.raw(stored.raw)
+    elif output.as_json:
+        output.document({"ok": not missing, "results": [_value_document(k, s) for k, s in found]})
+    else:
+        for key, stored in found:
+            if stored is None:
+                continue
+            if stored.error is not None:
+                output.warn(f"{key}: {stored.error}")
+            if stored.error is None:
+                output.value(stored.value, label=key if len(keys) > 1 else None)
+    for key in missing:
+        output.notice(f"not found: {key}")
+    if missing:
+        click.get_current_context().exit(EXIT_NOT_FOUND)
+
+
+# --- set -----------------------------------------------------------------------------------
+
+
+@cli.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=0),
+    metavar="SECONDS",
+    help="Lifetime of the entry; 0 never expires. Default: the config's CACHE_DEFAULT_TIMEOUT.",
+)
+@click.option(
+    "--as",
+    "as_type",
+    type=click.Choice(VALUE_TYPES),
+    default="str",
+    show_default=True,
+    help="The Python type the app will read back.",
+)
+@pass_session
+def set_(session: Session, key: str, value: str, timeout: int | None, as_type: str) -> None:
+    """Store VALUE under KEY, exactly as the app's cache.set(KEY, value) would.
+
+    VALUE - reads standard input (one trailing newline is dropped for --as str).
+
+    \b
+      cachectl set maintenance-banner "Back at 10:00" --timeout 3600
+      cachectl set feature-flags '{"beta": true}' --as json
+      echo 42 | cachectl set answer - --as int
+    """
+    if value == "-":
+        with click.open_file("-", "rb") as stdin:
+            data = stdin.read()
+        parsed = parse_input_value(data, as_type, from_stdin=True)
+    else:
+        parsed = parse_input_value(value.encode("utf-8", "surrogateescape"), as_type)
+    backend = session.backend(create_dir=True)
+    backend.set(key, parsed, timeout)
+    lifetime = timeout if timeout is not None else session.settings["CACHE_DEFAULT_TIMEOUT"]
+    expiry = "never expires" if lifetime == 0 else f"expires in {lifetime} s"
+    if session.output.as_json:
+        session.output.document(
+            {"ok": True, "key": key, "type": type(parsed).__name__, "timeout": lifetime}
+        )
+    session.output.result(f"set {key} ({type(parsed).__name__}, {expiry})")
+
+
+# --- delete --------------------------------------------------------------------------------
+
+
+def _lines(stream: Iterable[str]) -> Iterator[str]:
+    for line in stream:
+        key = line.rstrip("\r\n")
+        if key:
+            yield key
+
+
+class _Counted:
+    """Counts the keys as the backend consumes them, so huge lists stay streamed."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = keys
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.keys:
+            self.count += 1
+            yield key
+
+
+@cli.command()
+@click.argument("keys", nargs=-1)
+@click.option(
+    "--from-file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
+)
+@pass_session
+def delete(session: Session, keys: tuple[str, ...], from_file: Any) -> None:
+    """Delete each KEY (the key prefix is added for you).
+
+    Keys are sent in batches of 1000 per round trip, so a deploy script can pass
+    tens of thousands. Deleting a key that does not exist is not an error: the
+    command reports how many existed and exits 0 either way.
+
+    \b
+      cachectl delete view//about view//pricing
+      cachectl delete --from-file stale-keys.txt
+      git diff --name-only HEAD~1 | ./keys-for-files | cachectl delete --from-file -
+    """
+    if not keys and from_file is None:
+        raise UsageError("give the keys to delete, or --from-file FILE")
+    requested = _Counted([*keys, *(_lines(from_file) if from_file is not None else [])])
+    backend = session.backend()
+    with session.output.progress("deleting") as on_progress:
+        removed = backend.delete(requested, on_progress)
+    if session.output.as_json:
+        session.output.document({"ok": True, "requested": requested.count, "removed": removed})
+    if removed is None:
+        session.output.result(
+            f"deleted {requested.count} keys ({backend.kind} does not say which existed)"
+        )
+    else:
+        session.output.result(
+            f"deleted {removed} of {requested.count} keys (the others did not exist)"
+            if removed != requested.count
+            else f"deleted {removed} keys"
+        )
+
+
+# --- clear ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option(
+    "-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+@click.option(
+    "--flush-db",
+    is_flag=True,
+    help="Redis without a key prefix only: empty the whole database (FLUSHDB).",
+)
+@pass_session
+def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
+    """Remove every entry of the app's cache, and nothing else.
+
+    \b
+    Redis: the keys under the app's key prefix, found with SCAN and removed with
+      UNLINK in batches, so the server never blocks and memory stays flat however
+      many keys there are. Without a prefix, clear refuses unless --flush-db.
+    FileSystemCache: the cache files in CACHE_DIR; other files stay.
+    memcached: cannot remove by prefix, so clearing empties the whole server
+      (flush_all), and only with --yes.
+
+    On a terminal it asks first; without one it needs --yes.
+
+    \b
+      cachectl clear --dry-run
+      cachectl clear --yes          # in cron or a deploy script
+    """
+    output = session.output
+    backend = session.backend()
+    plan = backend.clear_plan()
+    unprefixed_redis = backend.kind == "redis" and not backend.key_prefix
+    if flush_db and not unprefixed_redis:
+        raise UsageError(
+            "--flush-db only applies to a Redis cache without a key prefix; "
+            f"this clear already removes only {plan.scope}"
+        )
+    if unprefixed_redis and not flush_db:
+        raise UsageError(
+            f"no key prefix is configured, so every key in {plan.target} would look like the "
+            "app's; clear refuses. Pass --flush-db to empty that whole database on purpose"
+        )
+    if plan.whole_server and backend.kind == "memcached" and not dry_run:
+        output.warn(f"clearing {plan.target} removes {plan.scope}")
+        if not yes:
+            raise UsageError("memcached can only be cleared whole: pass --yes to flush it")
+    if not dry_run and not yes:
+        if not output.interactive:
+            raise UsageError("no terminal to confirm on: pass --yes to clear without asking")
+        if not click.confirm(f"Remove {plan.scope} from {plan.target}?", err=True):
+            output.notice("nothing removed")
+            click.get_current_context().exit(EXIT_NOT_FOUND)
+
+    with output.progress("counting" if dry_run else "removing") as on_progress:
+        count = backend.clear(dry_run, on_progress)
+    verb = "would remove" if dry_run else "removed"
+    if output.as_json:
+        output.document(
+            {
+                "ok": True,
+                "dry_run": dry_run,
+                "target": plan.target,
+                "scope": plan.scope,
+                "removed": count,
+            }
+        )
+    if count is None:
+        counted = " (the server cannot count them)" if dry_run else ""
+        output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
+    else:
+        output.result(f"{verb} {count} {plan.scope} from {plan.target}")
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_session
+def config(session: Session) -> None:
+    """Show the cache configuration cachectl resolved, and where each value came from.
+
+    Passwords and URL credentials are masked. Nothing is sent to the cache server.
+    """
+    settings = session.settings
+    masked = settings.masked()
+    if session.output.as_json:
+        session.output.document(
+            {
+                "ok": True,
+                "cache": settings.cache_name,
+                "generation": settings.generation.name,
+                "generation_source": settings.generation.origin,
+                "settings": {
+                    name: {"value": value, "source": settings.source(name)}
+                    for name, value in masked.items()
+                },
+            }
+        )
+        return
+    session.output.result(
+        f"cache {settings.cache_name}; Flask-Caching generation {settings.generation.name} "
+        f"({settings.generation.origin})"
+    )
+    rows = [
+        (name, display_value(name, value), settings.source(name)) for name, value in masked.items()
+    ]
+    session.output.table(("setting", "value", "source"), rows)
+
+
+# --- completion ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (the files in completions/ are its output).
+
+    \b
+      cachectl completion bash > ~/.local/share/bash-completion/completions/cachectl
+      cachectl completion zsh > "${fpath[1]}/_cachectl"
+      cachectl completion fish > ~/.config/fish/completions/cachectl.fish
+    """
+    completer = get_completion_class(shell)(cli, {}, "cachectl", "_CACHECTL_COMPLETE")
+    click.echo(completer.source())
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="cachectl")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

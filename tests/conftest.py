@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+from flask import Flask
+from flask_caching import Cache
+
+from cachectl.cli import cli
+from tests.servers import ServerProcess, start_memcached, start_redis
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
+
+
+def run(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:
+    """Run cachectl in-process through Click's test runner."""
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def run_console(
+    *args: str,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run the installed ``cachectl`` console script as an operator's shell would."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def oracle_app(config: dict, name: str = "oracle") -> tuple[Flask, Cache]:
+    """A real Flask app with a real Flask-Caching Cache: the judge of formats."""
+    app = Flask(name)
+    app.config.update(config)
+    return app, Cache(app)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@dataclass
+class RedisTarget:
+    port: int
+    db: int
+    client: redis.Redis
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/{self.db}"
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def redis_target(redis_server: ServerProcess) -> RedisTarget:
+    """An empty database of the private server, a different one for each test."""
+    db = next(_databases) % 16
+    client = redis.Redis(port=redis_server.port, db=db)
+    client.flushdb()
+    return RedisTarget(redis_server.port, db, client)
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[ServerProcess]:
+    server = start_memcached()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def memcached_address(memcached_server: ServerProcess) -> str:
+    """The private memcached, emptied for this test."""
+    import memcache
+
+    address = f"127.0.0.1:{memcached_server.port}"
+    client = memcache.Client([address])
+    client.flush_all()
+    client.disconnect_all()
+    return address

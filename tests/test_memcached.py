@@ -1,0 +1,81 @@
+"""cachectl against a real memcached, with a real Flask-Caching app as the judge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import oracle_app, run
+from tests.servers import free_port
+from tests.test_redis import VALUES
+
+
+def mc_args(address: str) -> list[str]:
+    return ["--type", "MemcachedCache", "-o", f'CACHE_MEMCACHED_SERVERS=["{address}"]']
+
+
+def mc_app(address: str):
+    return oracle_app({"CACHE_TYPE": "MemcachedCache", "CACHE_MEMCACHED_SERVERS": [address]})
+
+
+@pytest.mark.parametrize("key", sorted(k for k in VALUES if VALUES[k] is not None))
+def test_get_reads_what_the_app_wrote(memcached_address: str, key: str) -> None:
+    from cachectl.codec import to_jsonable
+
+    app, cache = mc_app(memcached_address)
+    with app.app_context():
+        cache.set(key, VALUES[key])
+
+    result = run(*mc_args(memcached_address), "--json", "get", key)
+
+    document = json.loads(result.stdout)["results"][0]
+    assert document["found"] is True, result.output
+    assert document["value"] == to_jsonable(VALUES[key])
+
+
+def test_the_app_reads_what_set_wrote(memcached_address: str) -> None:
+    run(*mc_args(memcached_address), "set", "flags", '{"beta": true}', "--as", "json")
+    run(*mc_args(memcached_address), "set", "n", "7", "--as", "int")
+    run(*mc_args(memcached_address), "set", "s", "text")
+    app, cache = mc_app(memcached_address)
+    with app.app_context():
+        assert cache.get("flags") == {"beta": True}
+        assert cache.get("n") == 7
+        assert cache.get("s") == "text"
+
+
+def test_delete_is_seen_by_the_app(memcached_address: str) -> None:
+    app, cache = mc_app(memcached_address)
+    with app.app_context():
+        cache.set("gone", 1)
+        cache.set("kept", 2)
+    result = run(*mc_args(memcached_address), "--json", "delete", "gone")
+    assert json.loads(result.stdout) == {"ok": True, "requested": 1, "removed": None}
+    with app.app_context():
+        assert cache.get("gone") is None
+        assert cache.get("kept") == 2
+
+
+def test_clear_flushes_the_server_only_with_yes(memcached_address: str) -> None:
+    app, cache = mc_app(memcached_address)
+    with app.app_context():
+        cache.set("k", "v")
+
+    refused = run(*mc_args(memcached_address), "clear")
+    assert refused.exit_code == 2
+    assert "every key on the server" in refused.stderr
+    with app.app_context():
+        assert cache.get("k") == "v"
+
+    done = run(*mc_args(memcached_address), "clear", "--yes")
+    assert done.exit_code == 0
+    assert "every key on the server" in done.stderr
+    with app.app_context():
+        assert cache.get("k") is None
+
+
+def test_unreachable_memcached_exits_3() -> None:
+    result = run(*mc_args(f"127.0.0.1:{free_port()}"), "--timeout", "1", "get", "k")
+    assert result.exit_code == 3
+    assert "did not answer" in result.stderr

@@ -1,0 +1,131 @@
+"""Reading a value never runs code from it, unless the operator says --unsafe-unpickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisTarget, run, run_console
+
+
+class Planted:
+    """A pickle whose loading would run a shell command creating ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Profile:
+    """An app class cachectl has no business importing."""
+
+    def __init__(self) -> None:
+        self.name = "alice"
+        self.tags = ["a", "b"]
+
+
+def test_get_on_redis_does_not_run_a_planted_command(redis_target: RedisTarget, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    redis_target.client.set("flask_cache_evil", b"!" + pickle.dumps(Planted(marker)))
+
+    result = run_console("--url", redis_target.url, "get", "evil")
+
+    assert result.returncode == 0
+    assert not marker.exists()
+    assert b"<not loaded: posix.system" in result.stdout
+    assert str(marker).encode() in result.stdout
+
+    # The same value with the operator's explicit consent does run: the check above is real.
+    run_console("--url", redis_target.url, "get", "--unsafe-unpickle", "evil")
+    assert marker.exists()
+
+
+def test_get_on_the_filesystem_does_not_run_a_planted_command(tmp_path: Path) -> None:
+    import hashlib
+
+    marker = tmp_path / "pwned"
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    payload = struct.pack("I", 0) + pickle.dumps(Planted(marker))
+    (cache_dir / hashlib.sha256(b"evil").hexdigest()).write_bytes(payload)
+
+    result = run_console("--dir", str(cache_dir), "--json", "get", "evil")
+
+    assert not marker.exists()
+    value = json.loads(result.stdout)["results"][0]["value"]
+    assert value["$object"] == "posix.system"
+
+
+def test_get_on_memcached_does_not_run_a_planted_command(
+    memcached_address: str, tmp_path: Path
+) -> None:
+    import memcache
+
+    marker = tmp_path / "pwned"
+    client = memcache.Client([memcached_address])
+    client.set("flask_cache_evil", Planted(marker))
+
+    result = run_console(
+        "--type",
+        "MemcachedCache",
+        "-o",
+        f'CACHE_MEMCACHED_SERVERS=["{memcached_address}"]',
+        "get",
+        "evil",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert b"<not loaded: posix.system" in result.stdout
+
+
+def test_objects_of_app_classes_show_their_state_without_import(redis_target: RedisTarget) -> None:
+    redis_target.client.set("flask_cache_profile", b"!" + pickle.dumps(Profile()))
+
+    result = run("--url", redis_target.url, "--json", "get", "profile")
+
+    value = json.loads(result.stdout)["results"][0]["value"]
+    assert value == {
+        "$object": "tests.test_safety.Profile",
+        "state": {"name": "alice", "tags": ["a", "b"]},
+    }
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_plain_data_loads_in_every_protocol(protocol: int) -> None:
+    import collections
+    import datetime
+    import decimal
+    import uuid
+
+    from cachectl.codec import restricted_loads
+
+    value = {
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 1, 2),
+        "span": datetime.timedelta(hours=3),
+        "price": decimal.Decimal("9.99"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "ordered": collections.OrderedDict(b=1, a=2),
+        "numbers": {1, 2},
+        "frozen": frozenset({"x"}),
+        "pair": (1, "a"),
+        "blob": b"\x00\xff",
+        "complex": 1 + 2j,
+        "big": 10**30,
+    }
+    assert restricted_loads(pickle.dumps(value, protocol)) == value
+
+
+def test_a_corrupt_value_is_reported_not_raised(redis_target: RedisTarget) -> None:
+    redis_target.client.set("flask_cache_bad", b"!not a pickle")
+    result = run("--url", redis_target.url, "get", "bad")
+    assert result.exit_code == 0
+    assert "cannot unpickle" in result.stderr
