@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them: the README's test command, and what CI runs.
 #
-# - Debian's redis-server, redis-tools and memcached when missing (the tests start
-#   their own private servers on free loopback ports; they never use a running one);
+# - Debian's redis-server, redis-tools, memcached and sasl2-bin when missing (the tests
+#   start their own private servers on free loopback ports; they never use a running one),
+#   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
 # - ruff, then pytest. Extra arguments go to pytest.
@@ -17,7 +18,15 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v memcached >/dev/null || missing+=(memcached)
+command -v saslpasswd2 >/dev/null || missing+=(sasl2-bin)
+command -v gcc >/dev/null || missing+=(gcc)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+  2>/dev/null || missing+=(python3-dev)
+# pylibmc (for the SASL backends) is built against these, and SASL's PLAIN plugin.
+for package in libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}" >&2
   as_root apt-get update -qq
@@ -27,7 +36,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# pylibmc from source: the wheel bundles a libsasl2 that cannot use Debian's SASL plugins.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-binary pylibmc -e '.[test]'
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

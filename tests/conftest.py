@@ -14,7 +14,12 @@ from flask import Flask
 from flask_caching import Cache
 
 from cachectl.cli import cli
-from tests.servers import ServerProcess, start_memcached, start_redis
+from tests.servers import (
+    ServerProcess,
+    start_memcached,
+    start_redis,
+    start_sasl_memcached,
+)
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
 
@@ -94,4 +99,24 @@ def memcached_address(memcached_server: ServerProcess) -> str:
     client = memcache.Client([address])
     client.flush_all()
     client.disconnect_all()
+    return address
+
+
+SASL_USER, SASL_PASSWORD = "ops", "s3cret-pw"
+
+
+@pytest.fixture(scope="session")
+def sasl_memcached_server() -> Iterator[ServerProcess]:
+    server = start_sasl_memcached(SASL_USER, SASL_PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sasl_memcached_address(sasl_memcached_server: ServerProcess) -> str:
+    import pylibmc
+
+    address = f"127.0.0.1:{sasl_memcached_server.port}"
+    client = pylibmc.Client([address], binary=True, username=SASL_USER, password=SASL_PASSWORD)
+    client.flush_all()
     return address

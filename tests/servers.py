@@ -104,3 +104,103 @@ def start_memcached() -> ServerProcess:
         process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
     _wait_for_port(port, process, "memcached", log)
     return ServerProcess("memcached", port, process, workdir)
+
+
+def start_sasl_memcached(username: str, password: str) -> ServerProcess:
+    """memcached with SASL (PLAIN) authentication against a private sasldb."""
+    binary = require_binary("memcached")
+    saslpasswd = require_binary("saslpasswd2")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="cachectl-sasl-"))
+    sasldb = workdir / "sasldb2"
+    (workdir / "memcached.conf").write_text(f"mech_list: plain\nsasldb_path: {sasldb}\n")
+    subprocess.run(
+        [saslpasswd, "-a", "memcached", "-c", "-p", "-f", str(sasldb), username],
+        input=password.encode(),
+        check=True,
+    )
+    log = workdir / "memcached.log"
+    args = [binary, "-S", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:
+        args += ["-u", "root"]
+    env = {**os.environ, "SASL_CONF_PATH": str(workdir)}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    _wait_for_port(port, process, "memcached (SASL)", log)
+    return ServerProcess("memcached-sasl", port, process, workdir)
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def start_redis_cluster(primaries: int = 3) -> list[ServerProcess]:
+    """Primaries joined into one cluster with redis-cli, every slot assigned."""
+    nodes = []
+    try:
+        for _ in range(primaries):
+            port = _free_cluster_port()
+            workdir = Path(tempfile.mkdtemp(prefix="cachectl-cluster-"))
+            log = workdir / "redis.log"
+            args = [
+                require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+                "--save", "", "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log),
+            ]  # fmt: skip
+            process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            _wait_for_port(port, process, "redis-server (cluster)", log)
+            nodes.append(ServerProcess("redis-cluster", port, process, workdir))
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        subprocess.run(
+            [require_binary("redis-cli"), "--cluster", "create", *addresses, "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            while (
+                b"cluster_state:ok"
+                not in subprocess.run(
+                    [require_binary("redis-cli"), "-p", str(node.port), "cluster", "info"],
+                    capture_output=True,
+                ).stdout
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test cluster did not become ready")
+                time.sleep(0.1)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def start_sentinel(master_port: int, master_name: str = "mymaster") -> ServerProcess:
+    """One sentinel watching the master on ``master_port``."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="cachectl-sentinel-"))
+    config = workdir / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\nlogfile {workdir / 'sentinel.log'}\n"
+        f"sentinel monitor {master_name} 127.0.0.1 {master_port} 1\n"
+        f"sentinel down-after-milliseconds {master_name} 2000\n"
+    )
+    process = subprocess.Popen(
+        [require_binary("redis-server"), str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_for_port(port, process, "redis-sentinel", workdir / "sentinel.log")
+    return ServerProcess("redis-sentinel", port, process, workdir)

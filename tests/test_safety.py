@@ -63,29 +63,6 @@ def test_get_on_the_filesystem_does_not_run_a_planted_command(tmp_path: Path) ->
     assert value["$object"] == "posix.system"
 
 
-def test_get_on_memcached_does_not_run_a_planted_command(
-    memcached_address: str, tmp_path: Path
-) -> None:
-    import memcache
-
-    marker = tmp_path / "pwned"
-    client = memcache.Client([memcached_address])
-    client.set("flask_cache_evil", Planted(marker))
-
-    result = run_console(
-        "--type",
-        "MemcachedCache",
-        "-o",
-        f'CACHE_MEMCACHED_SERVERS=["{memcached_address}"]',
-        "get",
-        "evil",
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert not marker.exists()
-    assert b"<not loaded: posix.system" in result.stdout
-
-
 def test_objects_of_app_classes_show_their_state_without_import(redis_target: RedisTarget) -> None:
     redis_target.client.set("flask_cache_profile", b"!" + pickle.dumps(Profile()))
 

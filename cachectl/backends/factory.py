@@ -227,42 +227,40 @@ def _memcached_servers(settings: CacheSettings) -> list[str]:
 
 
 def _build_memcached(settings: CacheSettings, timeout: float) -> Any:
+    from cachectl.backends import memcached
+
     servers = _memcached_servers(settings)
     try:
         import pylibmc  # noqa: F401  # cachelib prefers it, so the app does too
     except ImportError:
         try:
-            import memcache
+            client = memcached.python_memcached_client(servers, timeout)
         except ImportError as exc:
             raise ConfigError(
                 "MemcachedCache needs a memcached client: pip install 'flask-cachectl[memcached]'"
             ) from exc
-        from cachectl.codec import RestrictedUnpickler
-
-        client = memcache.Client(servers, socket_timeout=timeout, unpickler=RestrictedUnpickler)
-        return cachelib.MemcachedCache(
-            client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
-        )
+    else:
+        client = memcached.pylibmc_client(servers, timeout)
     return cachelib.MemcachedCache(
-        servers, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
+        client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
     )
 
 
 def _build_sasl_memcached(settings: CacheSettings, timeout: float) -> Any:
+    from cachectl.backends import memcached
+
     try:
-        import pylibmc
+        client = memcached.pylibmc_client(
+            _memcached_servers(settings),
+            timeout,
+            username=settings.get("CACHE_MEMCACHED_USERNAME"),
+            password=settings.get("CACHE_MEMCACHED_PASSWORD"),
+        )
     except ImportError as exc:
         raise ConfigError(
             f"{settings['CACHE_TYPE']} authenticates with SASL, which needs pylibmc: "
-            "pip install pylibmc (it builds against Debian's libmemcached-dev)"
+            "pip install pylibmc"
         ) from exc
-    client = pylibmc.Client(
-        _memcached_servers(settings),
-        username=settings.get("CACHE_MEMCACHED_USERNAME"),
-        password=settings.get("CACHE_MEMCACHED_PASSWORD"),
-        binary=True,
-        behaviors={"connect_timeout": int(timeout * 1000), "receive_timeout": int(timeout * 1e6)},
-    )
     return cachelib.MemcachedCache(
         client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
     )

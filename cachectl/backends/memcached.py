@@ -1,9 +1,16 @@
-"""memcached caches (cachelib's ``MemcachedCache``, and Flask-Caching's SASL variants)."""
+"""memcached caches (cachelib's ``MemcachedCache``, and Flask-Caching's SASL variants).
+
+memcached client libraries decode values themselves, unpickling whatever a
+value's flags say is a pickle. cachectl therefore builds its own client, of the
+library cachelib would pick for the app (pylibmc first, else python-memcached),
+with that one step replaced by the restricted unpickler.
+"""
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cachectl.backends.base import (
@@ -14,20 +21,57 @@ from cachectl.backends.base import (
     batched,
     partial_work,
 )
-from cachectl.codec import RestrictedUnpickler, StoredValue, decode_pickle
+from cachectl.codec import RestrictedUnpickler, StoredValue, decode_pickle, restricted_loads
 from cachectl.errors import BackendError, UsageError
 
 #: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).
 SPREAD_CHUNK_SIZE = 1048448
 SPREAD_MAX_CHUNKS = 32
+#: pylibmc's flag for a pickled value.
+_PYLIBMC_PICKLE_FLAG = 1
+
+
+def python_memcached_client(servers: list[str], timeout: float) -> Any:
+    """A python-memcached client whose unpickler is the restricted one unless allowed."""
+    import memcache
+
+    class SafeClient(memcache.Client):
+        def allow_unsafe(self, unsafe: bool) -> None:
+            self.unpickler = pickle.Unpickler if unsafe else RestrictedUnpickler
+
+    return SafeClient(servers, socket_timeout=timeout, unpickler=RestrictedUnpickler)
+
+
+def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> Any:
+    """A pylibmc client whose pickled values load restrictedly unless allowed.
+
+    ``credentials`` (username, password) switch on SASL, which needs the binary
+    protocol, as Flask-Caching's SASL backends use it.
+    """
+    import pylibmc
+
+    class SafeClient(pylibmc.Client):
+        unsafe = False
+
+        def allow_unsafe(self, unsafe: bool) -> None:
+            self.unsafe = unsafe
+
+        def deserialize(self, data: bytes, flags: int) -> Any:
+            if flags & _PYLIBMC_PICKLE_FLAG and not self.unsafe:
+                return restricted_loads(data)
+            return super().deserialize(data, flags)
+
+    behaviors = {"connect_timeout": int(timeout * 1000), "receive_timeout": int(timeout * 1e6)}
+    if credentials.get("username"):
+        return SafeClient(servers, binary=True, behaviors=behaviors, **credentials)
+    return SafeClient(servers, behaviors=behaviors)
 
 
 class MemcachedBackend(CacheBackend):
-    """A cachelib MemcachedCache.
+    """A cachelib MemcachedCache over one of cachectl's safe clients.
 
     memcached cannot list keys, so a clear can only empty the whole server
-    (``flush_all``), and the client library decodes values itself: reads are
-    only safe with python-memcached, whose unpickler can be replaced.
+    (``flush_all``), and it never says whether a deleted key existed.
     """
 
     kind = "memcached"
@@ -43,21 +87,24 @@ class MemcachedBackend(CacheBackend):
     def key_prefix(self) -> str:
         return self.cache.key_prefix or ""
 
-    @property
-    def can_read_safely(self) -> bool:
-        return hasattr(self.client, "unpickler")  # python-memcached
-
     def describe(self) -> str:
         return "memcached " + ",".join(self.servers)
 
-    def check(self) -> None:
-        stats = getattr(self.client, "get_stats", None)
-        if stats is None:
-            return
+    @contextmanager
+    def _client_errors(self) -> Iterator[None]:
+        """pylibmc raises its own errors (python-memcached stays silent)."""
         try:
-            answered = len(stats())
+            yield
+        except (UsageError, KeyboardInterrupt):
+            raise
         except Exception as exc:
-            raise BackendError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+            if type(exc).__module__.split(".")[0] not in ("pylibmc", "_pylibmc", "memcache"):
+                raise
+            raise BackendError(f"{self.describe()}: {exc}") from exc
+
+    def check(self) -> None:
+        with self._client_errors():
+            answered = len(self.client.get_stats())
         if answered < len(self.servers):
             raise BackendError(
                 f"{self.describe()}: {len(self.servers) - answered} of {len(self.servers)} "
@@ -65,17 +112,11 @@ class MemcachedBackend(CacheBackend):
             )
 
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
-        if self.chunked:
-            return self._get_chunked(key, unsafe)
-        if not self.can_read_safely and not unsafe:
-            raise UsageError(
-                f"{type(self.client).__module__} decodes memcached values itself, which "
-                "can run code stored in the cache; pass --unsafe-unpickle if you trust "
-                "this cache, or install python-memcached for safe reads"
-            )
-        if self.can_read_safely:
-            self.client.unpickler = pickle.Unpickler if unsafe else RestrictedUnpickler
-        value = self.cache.get(key)
+        self.client.allow_unsafe(unsafe)
+        with self._client_errors():
+            if self.chunked:
+                return self._get_chunked(key, unsafe)
+            value = self.cache.get(key)
         if value is None:
             # Flask-Caching cannot tell a stored None from a miss either.
             return None
@@ -83,42 +124,37 @@ class MemcachedBackend(CacheBackend):
 
     def _get_chunked(self, key: str, unsafe: bool) -> StoredValue | None:
         # The chunks are plain bytes; only their concatenation is a pickle.
-        parts = []
-        for index in range(SPREAD_MAX_CHUNKS):
-            part = self.cache.get(f"{key}.{index}")
-            if part is None:
-                break
-            parts.append(part)
-        if not parts:
-            return None
-        raw = b"".join(parts)
-        return decode_pickle(raw, raw, unsafe)
+        parts = self.cache.get_many(*(f"{key}.{n}" for n in range(SPREAD_MAX_CHUNKS)))
+        raw = b"".join(part for part in parts if part is not None)
+        return decode_pickle(raw, raw, unsafe) if raw else None
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
-        if self.chunked:
-            serialized = pickle.dumps(value, 2)  # the protocol Flask-Caching spreads
-            chunks = {
-                f"{key}.{n}": serialized[offset : offset + SPREAD_CHUNK_SIZE]
-                for n, offset in enumerate(range(0, len(serialized), SPREAD_CHUNK_SIZE))
-            }
-            if len(chunks) > SPREAD_MAX_CHUNKS:
-                raise UsageError(f"the value needs more than {SPREAD_MAX_CHUNKS} chunks")
-            self.cache.set_many(chunks, timeout=timeout)
-            return
-        if not self.cache.set(key, value, timeout=timeout):
-            raise BackendError(f"{self.describe()}: the server did not store the value")
+        with self._client_errors():
+            if self.chunked:
+                self._set_chunked(key, value, timeout)
+            elif not self.cache.set(key, value, timeout=timeout):
+                raise BackendError(f"{self.describe()}: the server did not store the value")
+
+    def _set_chunked(self, key: str, value: Any, timeout: int | None) -> None:
+        serialized = pickle.dumps(value, 2)  # the protocol Flask-Caching spreads with
+        offsets = range(0, len(serialized), SPREAD_CHUNK_SIZE)
+        if len(offsets) > SPREAD_MAX_CHUNKS:
+            raise UsageError(f"the value needs more than {SPREAD_MAX_CHUNKS} chunks")
+        chunks = {
+            f"{key}.{n}": serialized[offset : offset + SPREAD_CHUNK_SIZE]
+            for n, offset in enumerate(offsets)
+        }
+        self.cache.set_many(chunks, timeout=timeout)
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> None:
         tally = Tally(on_progress)
-        with partial_work(tally, "sent"):
+        with partial_work(tally, "sent"), self._client_errors():
             for batch in batched(keys):
+                names = batch
                 if self.chunked:
-                    for key in batch:
-                        self.cache.delete_many(*(f"{key}.{n}" for n in range(SPREAD_MAX_CHUNKS)))
-                else:
-                    self.cache.delete_many(*batch)
+                    names = [f"{key}.{n}" for key in batch for n in range(SPREAD_MAX_CHUNKS)]
+                self.cache.delete_many(*names)
                 tally.add(len(batch))
-        # memcached answers NOT_FOUND and DELETED alike through these clients.
         return None
 
     def clear_plan(self) -> ClearPlan:
@@ -130,5 +166,6 @@ class MemcachedBackend(CacheBackend):
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> None:
         if not dry_run:
-            self.cache.clear()
+            with self._client_errors():
+                self.cache.clear()
         return None
