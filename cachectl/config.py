@@ -52,7 +52,7 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "CACHE_MEMCACHED_PASSWORD": (str,),
     "CACHE_HASH_METHOD": (str,),
     "CACHE_FILE_HASH_METHOD": (str,),
-    "CACHE_SERIALIZER": (str, type, object),
+    "CACHE_SERIALIZER": (object,),  # a dotted name, a class or an instance
     "CACHE_SOURCE_CHECK": (bool,),
     "CACHE_IGNORE_ERRORS": (bool,),
     "CACHE_NO_NULL_WARNING": (bool,),

@@ -204,3 +204,30 @@ def start_sentinel(master_port: int, master_name: str = "mymaster") -> ServerPro
     )
     _wait_for_port(port, process, "redis-sentinel", workdir / "sentinel.log")
     return ServerProcess("redis-sentinel", port, process, workdir)
+
+
+def start_tls_redis() -> ServerProcess:
+    """A redis-server speaking only TLS, with a throwaway self-signed certificate
+    (``extra["ca"]`` is the file a client must trust)."""
+    workdir = Path(tempfile.mkdtemp(prefix="cachectl-tls-"))
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        [
+            require_binary("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    log = workdir / "redis.log"
+    args = [
+        require_binary("redis-server"), "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--logfile", str(log),
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    _wait_for_port(port, process, "redis-server (TLS)", log)
+    return ServerProcess("redis-tls", port, process, workdir, extra={"ca": str(cert)})

@@ -317,3 +317,62 @@ def test_a_password_protected_server_refusing_us_exits_3(redis_target: RedisTarg
         assert right.returncode == 0, right.stderr
     finally:
         server.stop()
+
+
+def test_tls_with_a_rediss_url_and_cache_options() -> None:
+    from tests.servers import start_tls_redis
+
+    server = start_tls_redis()
+    try:
+        url = f"rediss://127.0.0.1:{server.port}/0"
+        trust = ["-o", f'CACHE_OPTIONS={{"ssl_ca_certs": "{server.extra["ca"]}"}}']
+        app, cache = oracle_app(
+            {
+                "CACHE_TYPE": "RedisCache",
+                "CACHE_REDIS_URL": url,
+                "CACHE_OPTIONS": {"ssl_ca_certs": server.extra["ca"]},
+            }
+        )
+        with app.app_context():
+            cache.set("secure", "over TLS")
+        assert run("--url", url, *trust, "get", "secure").stdout == "over TLS\n"
+
+        untrusted = run("--url", url, "get", "secure")
+        assert untrusted.exit_code == 3
+        assert "certificate verify failed" in untrusted.stderr
+    finally:
+        server.stop()
+
+
+def test_custom_backend_classes_and_cachelib_types(
+    redis_target: RedisTarget, tmp_path, monkeypatch
+) -> None:
+    """A dotted CACHE_TYPE is imported and built as Flask-Caching builds it."""
+    (tmp_path / "shopcache.py").write_text(
+        "from flask_caching.backends import RedisCache\n\n"
+        "class AuditedRedis(RedisCache):\n"
+        "    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app, cache = oracle_app(
+        {
+            "CACHE_TYPE": "shopcache.AuditedRedis",
+            "CACHE_REDIS_URL": redis_target.url,
+            "CACHE_KEY_PREFIX": "audited_",
+        }
+    )
+    with app.app_context():
+        cache.set("k", {"via": "custom class"})
+    custom = run(
+        "--type", "shopcache.AuditedRedis", "--url", redis_target.url, "--key-prefix", "audited_",
+        "--json", "get", "k",
+    )  # fmt: skip
+    assert json.loads(custom.stdout)["results"][0]["value"] == {"via": "custom class"}
+
+    # cachelib.X gets CACHE_ARGS and CACHE_OPTIONS only, as in Flask-Caching.
+    options = {"host": "127.0.0.1", "port": redis_target.port, "db": redis_target.db}
+    options["key_prefix"] = "raw_"
+    settings = ["--type", "cachelib.RedisCache", "-o", f"CACHE_OPTIONS={json.dumps(options)}"]
+    assert run(*settings, "set", "n", "5", "--as", "int").exit_code == 0
+    assert redis_target.client.get("raw_n") == b"5"

@@ -19,7 +19,7 @@ from cachelib.redis_base import BaseRedisCache
 from cachectl.backends.base import CacheBackend
 from cachectl.backends.generic import GenericBackend
 from cachectl.config import CacheSettings
-from cachectl.errors import ConfigError
+from cachectl.errors import BackendError, ConfigError
 from cachectl.generations import LEGACY
 
 #: Legacy (Flask-Caching < 2.5) lowercase names of the built-in backends.
@@ -178,8 +178,6 @@ def _build_cluster(settings: CacheSettings, timeout: float) -> Any:
                 **options,
             )
         except Exception as exc:
-            from cachectl.errors import BackendError
-
             raise BackendError(
                 f"redis cluster {settings.get('CACHE_REDIS_CLUSTER')}: {exc}"
             ) from exc
