@@ -6,7 +6,8 @@
 #   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff, then pytest. Extra arguments go to pytest.
+# - ruff, then pytest (extra arguments go to it), then the key-derivation oracle
+#   again in .venv-legacy against Flask-Caching 2.4, the legacy generation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,10 +44,25 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
-status=0
-.venv/bin/python -m pytest "$@" || status=$?
-if [ "$status" -eq 5 ]; then
-  echo "pytest collected no tests: that is a failure, not a pass" >&2
-  exit 1
+# pytest's exit 5 (no tests collected) is a failure here, not a silent pass.
+run_pytest() {
+  local python=$1
+  shift
+  local status=0
+  "$python" -m pytest "$@" || status=$?
+  if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests ($*): that is a failure, not a pass" >&2
+    return 1
+  fi
+  return "$status"
+}
+
+run_pytest .venv/bin/python "$@"
+
+# The key-derivation oracle again, against legacy Flask-Caching (2.0-2.4).
+if [ ! -x .venv-legacy/bin/python ]; then
+  python3 -m venv .venv-legacy
 fi
-exit "$status"
+.venv-legacy/bin/python -m pip install --quiet --disable-pip-version-check -e . \
+  'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59'
+run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle

@@ -1,0 +1,199 @@
+"""Find a memoized function by name, and read the operator's arguments for it.
+
+Flask-Caching needs the function object to form its keys; an operator has a
+dotted name. This module turns the name into what key derivation needs: the
+module and qualified name, the signature of the undecorated function, and
+whether it is a method or classmethod. When the function cannot be imported
+(a host with only the config), the operator gives the signature as text.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from cachectl.errors import UsageError
+from cachectl.keys import CallSignature, class_id
+
+
+@dataclass
+class MemoizedFunction:
+    """A memoized function as cachectl knows it."""
+
+    module: str
+    qualname: str
+    signature: CallSignature | None
+    #: The decorated function (with ``make_cache_key``), when it could be imported.
+    decorated: Any = None
+    #: The undecorated function, when it could be imported (for source_check).
+    undecorated: Any = None
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+    @property
+    def first_parameter(self) -> str | None:
+        return self.signature.first if self.signature else None
+
+    @property
+    def is_method(self) -> bool:
+        return self.first_parameter == "self"
+
+    @property
+    def is_classmethod(self) -> bool:
+        return self.first_parameter == "cls"
+
+    def class_id(self) -> str:
+        """``repr()`` of the class a classmethod belongs to, derived from the path."""
+        owner, _, _ = self.qualname.rpartition(".")
+        if not owner:
+            raise UsageError(f"{self.dotted} takes cls but is not inside a class")
+        return class_id(self.module, owner)
+
+    def source(self) -> str:
+        """The function's source, as ``source_check`` hashes it."""
+        if self.undecorated is None:
+            raise UsageError(
+                f"source_check needs the source of {self.dotted}: it must be importable here"
+            )
+        return inspect.getsource(self.undecorated)
+
+
+def split_path(path: str) -> tuple[str | None, str]:
+    """``module:qualname`` is explicit; in ``a.b.c`` the module part is found by importing."""
+    if ":" in path:
+        module, _, qualname = path.partition(":")
+        return module, qualname
+    return None, path
+
+
+def _import_longest_prefix(dotted: str) -> tuple[Any, str, str]:
+    parts = dotted.split(".")
+    errors = []
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            return importlib.import_module(module_name), module_name, ".".join(parts[cut:])
+        except ModuleNotFoundError as exc:
+            errors.append(exc)
+            if exc.name is not None and not module_name.startswith(exc.name):
+                raise  # the module exists but one of its own imports is missing
+    raise ModuleNotFoundError(f"no importable module in {dotted!r}")
+
+
+def _resolve(owner: Any, qualname: str) -> tuple[Any, Any]:
+    """The attribute at ``qualname`` and the object it was found on; class
+    attributes are read raw so classmethod/staticmethod wrappers stay visible."""
+    parent = None
+    current = owner
+    for part in qualname.split("."):
+        parent = current
+        if inspect.isclass(current) and part in vars(current):
+            current = vars(current)[part]
+        else:
+            current = getattr(current, part)
+    return current, parent
+
+
+def _undecorated(decorated: Any) -> Any:
+    uncached = getattr(decorated, "uncached", None)
+    return uncached if uncached is not None else inspect.unwrap(decorated)
+
+
+def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFunction:
+    """Import the function at ``path`` (``pkg.mod.func``, ``pkg.mod:Class.method``)
+    with the current directory first on sys.path, as ``flask --app`` has it."""
+    for directory in (*search_paths, os.getcwd()):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    module_name, qualname = split_path(path)
+    try:
+        if module_name is None:
+            module, module_name, qualname = _import_longest_prefix(qualname)
+        else:
+            module = importlib.import_module(module_name)
+        found, _ = _resolve(module, qualname)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"cannot import {path}: {exc}") from exc
+    except Exception as exc:  # the module's own import-time code failed
+        raise LookupError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    decorated = found.__func__ if isinstance(found, classmethod | staticmethod) else found
+    if not callable(decorated):
+        raise UsageError(f"{path} is not a function")
+    undecorated = _undecorated(decorated)
+    return MemoizedFunction(
+        module=undecorated.__module__,
+        qualname=undecorated.__qualname__,
+        signature=CallSignature.from_signature(inspect.signature(undecorated)),
+        decorated=decorated if hasattr(decorated, "make_cache_key") else None,
+        undecorated=undecorated,
+    )
+
+
+def function_from_path(path: str, signature_text: str | None) -> MemoizedFunction:
+    """A function known only by its path (and optionally a signature given as text)."""
+    module_name, qualname = split_path(path)
+    if module_name is None:
+        module_name, _, qualname = qualname.rpartition(".")
+        if not module_name:
+            raise UsageError(f"{path!r}: give the function as module.qualname or module:qualname")
+    signature = parse_signature(signature_text) if signature_text else None
+    return MemoizedFunction(module_name, qualname, signature)
+
+
+def parse_signature(text: str) -> CallSignature:
+    """``"(user_id, role='member', *args, **kw)"`` as a signature; defaults must be
+    literals, so nothing the operator typed is executed."""
+    source = text.strip()
+    if not source.startswith("("):
+        source = f"({source})"
+    try:
+        tree = ast.parse(f"def _{source}: pass")
+    except SyntaxError as exc:
+        raise UsageError(f"--signature {text!r} is not a Python parameter list: {exc.msg}") from exc
+    arguments = tree.body[0].args  # type: ignore[attr-defined]
+    if arguments.posonlyargs:
+        raise UsageError("--signature: positional-only parameters (/) are not supported")
+
+    def literal(node: ast.expr | None) -> Any:
+        if node is None:
+            return inspect.Parameter.empty
+        try:
+            return ast.literal_eval(node)
+        except ValueError as exc:
+            raise UsageError(
+                f"--signature: the default {ast.unparse(node)!r} is not a literal"
+            ) from exc
+
+    defaults = [None] * (len(arguments.args) - len(arguments.defaults)) + arguments.defaults
+    return CallSignature(
+        positional=tuple(
+            (arg.arg, literal(default))
+            for arg, default in zip(arguments.args, defaults, strict=True)
+        ),
+        keyword_only=tuple(arg.arg for arg in arguments.kwonlyargs),
+        has_var_positional=arguments.vararg is not None,
+        has_var_keyword=arguments.kwarg is not None,
+    )
+
+
+def parse_argument(text: str) -> Any:
+    """A call argument from the command line: a Python literal (``42``, ``'42'``,
+    ``None``, ``[1, 2]``), or else the text itself as a string (``admin``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def parse_keyword(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise UsageError(f"--kw takes NAME=VALUE, not {text!r}")
+    return name.strip(), parse_argument(value)

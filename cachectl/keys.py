@@ -1,0 +1,255 @@
+"""The cache keys Flask-Caching forms, derived from names instead of function objects.
+
+Flask-Caching can only compute a key from inside the app, with the decorated
+function in hand. cachectl derives the same keys from a dotted name, a
+signature and the call's arguments. Everything here is pure (no I/O): the
+version strings that memoize keys end with are read from the cache by the
+caller and passed in.
+
+Two generations of Flask-Caching form keys differently; where they differ the
+functions take the generation name (``"2.5"`` or ``"legacy"``). Every rule
+here is checked against the real library by the oracle tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import string
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from cachectl.generations import LEGACY
+
+VERSION_SUFFIX = "_memver"
+#: Characters Flask-Caching 2.5 keeps in a namespace, among the first 256 code points.
+_NAMESPACE_KEPT = frozenset(string.ascii_letters + string.digits + "_.")
+FRAGMENT_PREFIX = "_template_fragment_cache_"
+DEFAULT_VIEW_PREFIX = "view/%s"
+#: Length of the hash part of a memoize entry key, and of a version string.
+ENTRY_HASH_LENGTH = 16
+VERSION_LENGTH = 6
+BASE64_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/=")
+
+
+# --- memoize ---------------------------------------------------------------------------
+
+
+def filter_namespace(name: str, generation: str) -> str:
+    """2.5 drops every character below U+0100 that is not a letter, digit, ``_`` or ``.``
+    (``<locals>`` becomes ``locals``); legacy meant to but its table was a no-op."""
+    if generation == LEGACY:
+        return name
+    return "".join(ch for ch in name if ch in _NAMESPACE_KEPT or ord(ch) >= 256)
+
+
+def function_namespace(module: str, qualname: str, generation: str) -> str:
+    """The function's namespace (``fname``): ``module.qualname``, filtered."""
+    return filter_namespace(f"{module}.{qualname}", generation)
+
+
+def instance_namespace(module: str, qualname: str, instance_id: str, generation: str) -> str:
+    """The namespace of one instance's method: ``module.qualname.<instance id>``."""
+    return filter_namespace(f"{module}.{qualname}.{instance_id}", generation)
+
+
+def version_key(namespace: str) -> str:
+    """The key that holds the current version of a function or an instance."""
+    return namespace + VERSION_SUFFIX
+
+
+def new_version() -> str:
+    """A fresh version string, made as Flask-Caching makes one."""
+    return base64.b64encode(uuid.uuid4().bytes)[:VERSION_LENGTH].decode("ascii")
+
+
+def class_id(module: str, class_qualname: str) -> str:
+    """``repr()`` of a class, the id a classmethod's ``cls`` argument contributes."""
+    return f"<class '{module}.{class_qualname}'>"
+
+
+@dataclass(frozen=True)
+class CallSignature:
+    """What key derivation needs of a function's signature."""
+
+    #: POSITIONAL_OR_KEYWORD parameters in order, with their defaults
+    #: (``inspect.Parameter.empty`` when there is none).
+    positional: tuple[tuple[str, Any], ...]
+    keyword_only: tuple[str, ...] = ()
+    has_var_positional: bool = False
+    has_var_keyword: bool = False
+
+    @classmethod
+    def from_signature(cls, signature: inspect.Signature) -> CallSignature:
+        params = signature.parameters.values()
+        return cls(
+            positional=tuple(
+                (p.name, p.default) for p in params if p.kind is p.POSITIONAL_OR_KEYWORD
+            ),
+            keyword_only=tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY),
+            has_var_positional=any(p.kind is p.VAR_POSITIONAL for p in params),
+            has_var_keyword=any(p.kind is p.VAR_KEYWORD for p in params),
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.positional]
+
+    @property
+    def first(self) -> str | None:
+        return self.positional[0][0] if self.positional else None
+
+
+def memoize_key_arguments(
+    signature: CallSignature,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    generation: str,
+    ignore: Iterable[str] = (),
+    first_id: str | None = None,
+) -> tuple[tuple[Any, ...], OrderedDict]:
+    """The ``(args, kwargs)`` pair whose repr goes into a memoize key.
+
+    ``args`` are the call's positional arguments without the instance or class;
+    for a method (first parameter ``self``) or classmethod (``cls``), ``first_id``
+    is the instance's or the class's id, which takes the first place.
+
+    Follows Flask-Caching's normalisation: each positional-or-keyword parameter
+    in order takes the keyword value, else the next positional value, else its
+    default, else None; an ignored parameter is None; extra positional values
+    follow; remaining keyword arguments are sorted by name. 2.5 uses a default
+    unless it is None; legacy only when it is truthy.
+    """
+    ignore = set(ignore)
+    call_args: list[Any] = list(args)
+    if signature.first in ("self", "cls"):
+        call_args.insert(0, first_id)  # the library sees the instance in args[0]
+    remaining = [key for key in kwargs if key not in ignore]
+    values: list[Any] = []
+    taken = 0
+    for index, (name, default) in enumerate(signature.positional):
+        has_default = default is not inspect.Parameter.empty
+        if generation == LEGACY:
+            use_default = has_default and bool(default)
+        else:
+            use_default = has_default and default is not None
+        if name in ignore:
+            value = None
+            taken += 1
+        elif index == 0 and name in ("self", "cls"):
+            if first_id is None:
+                raise ValueError(f"the {name!r} argument is needed to form the key")
+            value = first_id
+            taken += 1
+        elif name in kwargs:
+            value = kwargs[name]
+            remaining.remove(name)
+        elif taken < len(call_args):
+            value = call_args[taken]
+            taken += 1
+        else:
+            value = default if use_default else None
+            taken += 1
+        values.append(value)
+    values.extend(call_args[len(signature.positional) :])
+    return tuple(values), OrderedDict(sorted((k, v) for k, v in kwargs.items() if k in remaining))
+
+
+def memoize_entry_key(
+    name: str,
+    key_arguments: tuple[tuple[Any, ...], OrderedDict],
+    versions: str,
+    hash_method: Callable[..., Any],
+    source: str | None = None,
+) -> str:
+    """The entry key: 16 characters of the hash of name and arguments, then the
+    version(s). ``name`` is the namespace, or what the decorator's ``make_name``
+    returned for it; ``source`` is the function's source with ``source_check``."""
+    args, kwargs = key_arguments
+    digest = hash_method()
+    digest.update(f"{name}{args}{kwargs}".encode())
+    if source is not None:
+        digest.update(source.encode("utf-8"))
+    return base64.b64encode(digest.digest())[:ENTRY_HASH_LENGTH].decode("ascii") + versions
+
+
+def looks_like_memoize_entry(rest: str, versions: Iterable[int] = (1, 2)) -> bool:
+    """Whether a key (prefix removed) has the shape of a memoize entry: 16 base64
+    characters and one or two 6-character versions."""
+    lengths = {ENTRY_HASH_LENGTH + VERSION_LENGTH * count for count in versions}
+    return len(rest) in lengths and all(ch in BASE64_CHARACTERS for ch in rest)
+
+
+# --- @cached views ----------------------------------------------------------------------
+
+
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """The query string's ``(name, value)`` pairs, repeated names kept, as a request
+    (or 2.5's ``query_args``) sees them."""
+    return parse_qsl(query.lstrip("?"), keep_blank_values=True)
+
+
+def query_digest(
+    pairs: Iterable[tuple[str, str]], hash_method: Callable[..., Any], source: str | None = None
+) -> str:
+    """The hash Flask-Caching appends for ``query_string=True``: pairs sorted, so
+    the order of the query string does not matter."""
+    digest = hash_method(str(tuple(sorted(pairs))).encode())
+    if source is not None:
+        digest.update(source.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def view_base_key(path: str, key_prefix: str = DEFAULT_VIEW_PREFIX) -> str:
+    """``key_prefix % path`` (``view//about``), or the prefix itself when it has no ``%s``."""
+    return key_prefix % path if "%s" in key_prefix else key_prefix
+
+
+@dataclass(frozen=True)
+class ViewKeyRequest:
+    """One ``@cache.cached`` entry to name."""
+
+    path: str
+    key_prefix: str = DEFAULT_VIEW_PREFIX
+    #: The query string of a ``query_string=True`` view, or None.
+    query: str | None = None
+    source: str | None = None
+    hash_method: Callable[..., Any] | None = field(default=None, compare=False)
+
+
+def view_key(request: ViewKeyRequest, generation: str, hash_method: Callable[..., Any]) -> str:
+    """The key ``@cache.cached`` stores a view under."""
+    method = request.hash_method or hash_method
+    if request.query is None:
+        key = view_base_key(request.path, request.key_prefix)
+        if request.source is not None:
+            key += method(request.source.encode("utf-8")).hexdigest()
+        return key
+    digest = query_digest(query_pairs(request.query), method, request.source)
+    # Legacy ignored key_prefix for query-string views: the path stands alone.
+    base = request.path if generation == LEGACY else view_base_key(request.path, request.key_prefix)
+    return base + digest
+
+
+def query_variant_base(path: str, key_prefix: str, generation: str) -> str:
+    """What every query-string variant of a view's key starts with."""
+    return path if generation == LEGACY else view_base_key(path, key_prefix)
+
+
+# --- template fragments -----------------------------------------------------------------
+
+
+def fragment_key(name: str, vary_on: Sequence[str] = ()) -> str:
+    """The key of a ``{% cache timeout, name, vary_on... %}`` block."""
+    if not vary_on:
+        return FRAGMENT_PREFIX + name
+    return f"{FRAGMENT_PREFIX}{name}_{'_'.join(vary_on)}"
+
+
+def implicit_fragment_name(template_filename: str, line: int) -> str:
+    """The name a ``{% cache %}`` block without one gets: its file name and line."""
+    return f"{template_filename}{line}"
