@@ -25,6 +25,10 @@ class AppCache:
     #: ``module:attribute`` where the Cache object can be imported from, when found.
     import_name: str | None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The Flask-Caching ``Cache`` object itself and its app, for key derivation
+    #: by the library's own code (decorators' make_cache_key).
+    cache: Any = None
+    app: Any = None
 
     @property
     def label(self) -> str:
@@ -114,7 +118,7 @@ def app_caches(app: Any) -> list[AppCache]:
         )
         settings.update(_live_settings(cache, backend))
         settings["CACHE_TYPE"] = settings.get("CACHE_TYPE") or _cache_type_of(backend)
-        caches.append(AppCache(index, _find_import_name(cache), settings))
+        caches.append(AppCache(index, _find_import_name(cache), settings, cache, app))
     return caches
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
@@ -10,18 +11,23 @@ from typing import Any, NoReturn
 import click
 from click.shell_completion import get_completion_class
 
-from cachectl import __version__
+from cachectl import __version__, keys
 from cachectl.backends import CacheBackend, build_backend
 from cachectl.codec import VALUE_TYPES, StoredValue, parse_input_value, to_jsonable
 from cachectl.config import (
+    HASH_METHOD_NAMES,
     CacheSettings,
     ConfigRequest,
     display_value,
     parse_setting_value,
+    resolve_hash_method,
     resolve_settings,
 )
 from cachectl.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, CachectlError, UsageError
+from cachectl.functions import find_memoized, parse_argument, parse_keyword
+from cachectl.invalidation import Invalidator, MemoizedCall, Report
 from cachectl.output import Output
+from cachectl.templates import app_template_directories, find_fragments
 
 #: Exit code for a bug in cachectl itself (anything not foreseen).
 EXIT_INTERNAL = 4
@@ -499,6 +505,350 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
         output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
     else:
         output.result(f"{verb} {count} {plan.scope} from {plan.target}")
+
+
+# --- memoize, views, fragments ------------------------------------------------------
+
+
+def _report_output(session: Session, report: Report, backend: CacheBackend, extra: dict) -> None:
+    """One JSON document, or a line per key written or deleted."""
+    output = session.output
+    if output.as_json:
+        output.document(
+            {"ok": True, **extra, **report.document(), "key_prefix": backend.key_prefix}
+        )
+        return
+    would = "would " if report.dry_run else ""
+    for key, value in report.written.items():
+        output.result(
+            f"{would}write version {value!r} to {key} (stored as {backend.storage_name(key)})"
+        )
+    for key in report.deleted:
+        output.result(f"{would}delete {key} (stored as {backend.storage_name(key)})")
+    if report.removed is not None:
+        output.result(
+            f"removed {report.removed} of {len(report.deleted)} keys (the others did not exist)"
+            if report.removed != len(report.deleted)
+            else f"removed {report.removed} keys"
+        )
+    if report.purged is not None:
+        output.result(
+            f"{would}remove {report.purged} stored entries"
+            if report.dry_run
+            else f"removed {report.purged} stored entries"
+        )
+    for note in report.notes:
+        output.notice(note)
+
+
+@cli.command("delete-memoized")
+@click.argument("function")
+@click.argument("args", nargs=-1)
+@click.option(
+    "--kw",
+    "keywords",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A keyword argument of the call. Repeatable.",
+)
+@click.option(
+    "--instance",
+    metavar="ID",
+    help="For a method: the instance's repr() or __caching_id__(), verbatim.",
+)
+@click.option(
+    "--signature",
+    metavar="SIGNATURE",
+    help="The function's parameters, when it cannot be imported here: "
+    "\"(user_id, role='member', *args, **kw)\".",
+)
+@click.option(
+    "--make-name",
+    metavar="NAME",
+    help="What the decorator's make_name returns for the function (without --app).",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="ARG",
+    help="A name in the decorator's args_to_ignore (without --app). Repeatable.",
+)
+@click.option(
+    "--hash-method",
+    type=click.Choice(HASH_METHOD_NAMES),
+    help="The decorator's hash_method. Default: CACHE_HASH_METHOD.",
+)
+@click.option(
+    "--source-check/--no-source-check",
+    default=None,
+    help="Whether the decorator uses source_check. Default: CACHE_SOURCE_CHECK.",
+)
+@click.option(
+    "--purge", is_flag=True, help="Redis: also remove the entries stored under the old version."
+)
+@click.option(
+    "--verhash",
+    is_flag=True,
+    help="Delete the version key itself, as delete_memoized_verhash does.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the keys it would write or delete; change nothing."
+)
+@pass_session
+def delete_memoized(
+    session: Session,
+    function: str,
+    args: tuple[str, ...],
+    keywords: tuple[str, ...],
+    instance: str | None,
+    signature: str | None,
+    make_name: str | None,
+    ignore: tuple[str, ...],
+    hash_method: str | None,
+    source_check: bool | None,
+    purge: bool,
+    verhash: bool,
+    dry_run: bool,
+) -> None:
+    """Invalidate what @cache.memoize stored for FUNCTION, as cache.delete_memoized() does.
+
+    FUNCTION is module.qualname or module:qualname (myapp.models.get_user,
+    myapp.models:Person.has_membership).
+
+    \b
+    Without ARGs: every stored result of the function becomes unreachable (a new
+      version is written to its version key), or of one instance's method with
+      --instance. The old entries stay until they expire; --purge (Redis) removes them.
+    With ARGs: exactly the stored result of that call is deleted. ARGs and --kw
+      values are Python literals (42, '42', None, [1, 2]); a bare word is a string.
+
+    The signature comes from the function itself when it imports here (the current
+    directory and the app's path on sys.path), or from --signature. With --app the
+    decorator's own make_cache_key forms the key (its make_name, args_to_ignore,
+    hash_method and source_check included); without it, give those with
+    --make-name, --ignore, --hash-method and --source-check.
+
+    \b
+      cachectl delete-memoized myapp.models.get_user
+      cachectl delete-memoized myapp.models.get_user 42
+      cachectl delete-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
+      cachectl delete-memoized myapp.models.get_user --purge --dry-run
+      cachectl delete-memoized reports.total -- -5 --kw currency=EUR
+    """
+    if (args or keywords) and (purge or verhash):
+        raise UsageError(
+            "--purge and --verhash invalidate the whole function: give no ARGs with them"
+        )
+    if purge and verhash:
+        raise UsageError("choose --purge or --verhash")
+    settings = session.settings
+    found, import_problem = find_memoized(function, signature)
+    if import_problem and session.output.interactive:
+        session.output.notice(f"note: {import_problem}; using the name alone")
+    call = MemoizedCall(
+        function=found,
+        args=tuple(parse_argument(arg) for arg in args),
+        kwargs=dict(parse_keyword(text) for text in keywords),
+        instance_id=instance,
+        make_name=make_name,
+        ignore=ignore,
+        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
+        source_check=settings.get("CACHE_SOURCE_CHECK", False)
+        if source_check is None
+        else source_check,
+    )
+    backend = session.backend()
+    invalidator = Invalidator(backend, settings)
+    if verhash:
+        report = invalidator.delete_version_key(call, dry_run)
+    elif call.has_call:
+        report = invalidator.delete_entry(call, dry_run)
+    else:
+        with session.output.progress("purging") as on_progress:
+            report = invalidator.invalidate_all(call, purge, dry_run, on_progress)
+    _report_output(session, report, backend, {"function": found.dotted, "instance": instance})
+
+
+@cli.command("delete-view")
+@click.argument("path", required=False)
+@click.option(
+    "--query",
+    metavar="QUERY",
+    help="For a query_string=True view: the query string ('page=2&q=x'), in any order.",
+)
+@click.option(
+    "--all-queries", is_flag=True, help="Redis: every cached query-string variant of PATH."
+)
+@click.option(
+    "--key-prefix",
+    "view_prefix",
+    default=keys.DEFAULT_VIEW_PREFIX,
+    show_default=True,
+    metavar="TEMPLATE",
+    help="The decorator's key_prefix: a template with %s, or a constant key.",
+)
+@click.option(
+    "--endpoint",
+    metavar="NAME",
+    help="With --app: build the path with url_for(NAME) and let the view form its own key.",
+)
+@click.option(
+    "--arg",
+    "url_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A url_for value for --endpoint. Repeatable.",
+)
+@click.option(
+    "--hash-method",
+    type=click.Choice(HASH_METHOD_NAMES),
+    help="The decorator's hash_method (query_string views). Default: CACHE_HASH_METHOD.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the key it would delete.")
+@pass_session
+def delete_view(
+    session: Session,
+    path: str | None,
+    query: str | None,
+    all_queries: bool,
+    view_prefix: str,
+    endpoint: str | None,
+    url_args: tuple[str, ...],
+    hash_method: str | None,
+    dry_run: bool,
+) -> None:
+    """Delete what @cache.cached stored for a request PATH, as cache.delete_cached() does.
+
+    PATH is the request path as Flask's request.path has it (/user/alice); the
+    default key is view//user/alice. Flask-Caching 2.0-2.4 ignored key_prefix for
+    query_string views (the key is the path and the hash); --compat decides.
+
+    \b
+      cachectl delete-view /about
+      cachectl delete-view /search --query 'q=shoes&page=2'
+      cachectl delete-view /search --all-queries
+      cachectl delete-view /feed --key-prefix 'feeds/%s'
+      cachectl --app 'shop:create_app()' delete-view --endpoint user --arg name=alice
+    """
+    if (path is None) == (endpoint is None):
+        raise UsageError("give either PATH or --endpoint NAME")
+    if all_queries and query is not None:
+        raise UsageError("choose --query or --all-queries")
+    settings = session.settings
+    method = (
+        resolve_hash_method("--hash-method", hash_method)
+        if hash_method
+        else settings["CACHE_HASH_METHOD"]
+    )
+    backend = session.backend()
+    invalidator = Invalidator(backend, settings)
+    if endpoint is not None:
+        if settings.app is None:
+            raise UsageError("--endpoint needs the app: add --app IMPORT")
+        values = dict(text.partition("=")[::2] for text in url_args)
+        key = invalidator.view_key_from_the_app(endpoint, values, query)
+        report = invalidator.delete_keys([key], "delete-view", dry_run)
+    elif all_queries:
+        with session.output.progress("deleting") as on_progress:
+            report = invalidator.delete_query_variants(
+                path, view_prefix, method, dry_run, on_progress
+            )
+    else:
+        request = keys.ViewKeyRequest(path, view_prefix, query)
+        key = keys.view_key(request, settings.generation.name, method)
+        report = invalidator.delete_keys([key], "delete-view", dry_run)
+    _report_output(session, report, backend, {"path": path, "endpoint": endpoint})
+
+
+@cli.command("make-fragment-key")
+@click.argument("name")
+@click.argument("vary_on", nargs=-1)
+@click.option("--delete", is_flag=True, help="Delete the fragment from the cache.")
+@pass_session
+def make_fragment_key(session: Session, name: str, vary_on: tuple[str, ...], delete: bool) -> None:
+    """Print the key of a {% cache timeout, NAME, VARY_ON... %} block; --delete removes it.
+
+    Prints the key as the app passes it to the cache, and where it is stored (with
+    the backend's key prefix, or the file for FileSystemCache).
+
+    \b
+      cachectl make-fragment-key sidebar
+      cachectl make-fragment-key user_card alice fr --delete
+    """
+    key = keys.fragment_key(name, list(vary_on))
+    backend = session.backend() if delete else build_backend(session.settings, session.timeout)
+    report = (
+        Invalidator(backend, session.settings).delete_keys([key], "delete-fragment", dry_run=False)
+        if delete
+        else None
+    )
+    if session.output.as_json:
+        session.output.document(
+            {
+                "ok": True,
+                "key": key,
+                "stored_as": backend.storage_name(key),
+                "removed": report.removed if report else None,
+            }
+        )
+        return
+    session.output.result(key)
+    session.output.notice(f"stored as {backend.storage_name(key)}")
+    if report is not None:
+        session.output.result(f"removed {report.removed} keys")
+
+
+@cli.command()
+@click.argument("template_dirs", nargs=-1, metavar="[TEMPLATE_DIR]...")
+@pass_session
+def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
+    """List the {% cache %} blocks in the app's templates, and their keys.
+
+    Templates are parsed with Jinja2 itself. Each block shows its file, line,
+    timeout, fragment name (for a block without one, the implicit name
+    "<template file><line>" Flask-Caching gives it) and vary_on expressions, with
+    the key when every part is a constant. Default directories: the app's template
+    folders with --app, else ./templates.
+
+    \b
+      cachectl --app 'shop:create_app()' fragments
+      cachectl fragments src/shop/templates
+    """
+    directories = [os.path.abspath(d) for d in template_dirs]
+    app = None
+    if not directories:
+        try:
+            app = session.settings.app
+        except CachectlError:
+            app = None  # listing templates needs no cache configuration
+        if app is not None:
+            directories = app_template_directories(app)
+        elif os.path.isdir("templates"):
+            directories = [os.path.abspath("templates")]
+        else:
+            raise UsageError("give the template directories, or --app to use the app's")
+    blocks, unreadable = find_fragments(directories, app)
+    for problem in unreadable:
+        session.output.warn(f"could not parse {problem}")
+    if session.output.as_json:
+        session.output.document(
+            {"ok": True, "fragments": [{**vars(b), "key": b.key} for b in blocks]}
+        )
+        return
+    rows = [
+        (
+            f"{b.template}:{b.line}",
+            b.timeout,
+            b.name if b.name is not None else f"(implicit) {b.name_value}",
+            ", ".join(b.vary_on),
+            b.key or "(depends on the values at render time)",
+        )
+        for b in blocks
+    ]
+    if not rows:
+        session.output.notice("no {% cache %} blocks found in " + ", ".join(directories))
+        return
+    session.output.table(("template", "timeout", "name", "vary_on", "key"), rows)
 
 
 # --- config --------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ class CacheSettings:
     generation: Generation
     cache_name: str = DEFAULT_CACHE_NAME
     warnings: list[str] = field(default_factory=list)
+    #: With --app: the loaded Flask app and the Cache object chosen in it.
+    app: Any = None
+    cache_object: Any = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -380,6 +383,7 @@ def resolve_settings(
         discovered = discover_config_file(request.cwd)
         config_file = str(discovered) if discovered else None
 
+    chosen = None
     if app_import is not None:
         from cachectl import app_loader
 
@@ -432,4 +436,7 @@ def resolve_settings(
     generation = resolve_generation(request.compat)
     warnings = _check_types(values, sources)
     _apply_defaults(values, sources, generation)
-    return CacheSettings(values, sources, generation, cache_name, warnings)
+    settings = CacheSettings(values, sources, generation, cache_name, warnings)
+    if chosen is not None:
+        settings.app, settings.cache_object = chosen.app, chosen.cache
+    return settings

@@ -32,6 +32,8 @@ class MemoizedFunction:
     decorated: Any = None
     #: The undecorated function, when it could be imported (for source_check).
     undecorated: Any = None
+    #: What the function was found on (its class, for a classmethod's ``cls``).
+    owner: Any = None
 
     @property
     def dotted(self) -> str:
@@ -118,7 +120,7 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
             module, module_name, qualname = _import_longest_prefix(qualname)
         else:
             module = importlib.import_module(module_name)
-        found, _ = _resolve(module, qualname)
+        found, owner = _resolve(module, qualname)
     except (ImportError, AttributeError) as exc:
         raise LookupError(f"cannot import {path}: {exc}") from exc
     except Exception as exc:  # the module's own import-time code failed
@@ -133,6 +135,7 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
         signature=CallSignature.from_signature(inspect.signature(undecorated)),
         decorated=decorated if hasattr(decorated, "make_cache_key") else None,
         undecorated=undecorated,
+        owner=owner,
     )
 
 
@@ -197,3 +200,14 @@ def parse_keyword(text: str) -> tuple[str, Any]:
     if not sep or not name.strip().isidentifier():
         raise UsageError(f"--kw takes NAME=VALUE, not {text!r}")
     return name.strip(), parse_argument(value)
+
+
+def find_memoized(path: str, signature_text: str | None) -> tuple[MemoizedFunction, str | None]:
+    """The function at ``path``: imported when possible, else known by its path and
+    the ``--signature`` text. Returns it with the reason it could not be imported."""
+    if signature_text:
+        return function_from_path(path, signature_text), None
+    try:
+        return locate_function(path), None
+    except LookupError as exc:
+        return function_from_path(path, None), str(exc)

@@ -6,8 +6,8 @@
 #   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff, then pytest (extra arguments go to it), then the key-derivation oracle
-#   again in .venv-legacy against Flask-Caching 2.4, the legacy generation.
+# - ruff, then pytest (extra arguments go to it), then the key-derivation oracle and
+#   the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,10 +59,11 @@ run_pytest() {
 
 run_pytest .venv/bin/python "$@"
 
-# The key-derivation oracle again, against legacy Flask-Caching (2.0-2.4).
+# The key-derivation oracle and the end-to-end invalidation tests again, against
+# legacy Flask-Caching (2.0-2.4).
 if [ ! -x .venv-legacy/bin/python ]; then
   python3 -m venv .venv-legacy
 fi
 .venv-legacy/bin/python -m pip install --quiet --disable-pip-version-check -e . \
   'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59'
-run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle
+run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_invalidation.py

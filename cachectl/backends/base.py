@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from cachectl.codec import StoredValue
-from cachectl.errors import CachectlError, Interrupted
+from cachectl.errors import CachectlError, Interrupted, UsageError
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -65,6 +65,10 @@ class CacheBackend:
     def check(self) -> None:
         """Fail with BackendError (exit 3) when the server cannot be reached."""
 
+    def storage_name(self, key: str) -> str:
+        """Where ``key`` lives on the server: the prefixed key (a file, for FileSystemCache)."""
+        return self.key_prefix + key
+
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
         """The stored value of ``key`` (prefix applied), or None when absent."""
         raise NotImplementedError
@@ -81,6 +85,22 @@ class CacheBackend:
 
     def clear_plan(self) -> ClearPlan:
         raise NotImplementedError
+
+    #: Whether ``scan_keys`` works (servers that can list keys: Redis).
+    can_list_keys = False
+
+    def require_key_listing(self) -> None:
+        """Refuse, before anything changes, an operation that must find keys by shape."""
+        if not self.can_list_keys:
+            raise UsageError(
+                f"{self.kind} cannot list its keys, so entries can only be named one by one here"
+            )
+
+    def scan_keys(self, pattern: str) -> Iterator[str]:
+        """Keys under the prefix whose rest matches the glob ``pattern`` (prefix
+        removed), streamed. Only servers that can list keys (Redis) offer this."""
+        self.require_key_listing()
+        return iter(())
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int | None:
         """Remove every key of the app's cache (or count them with ``dry_run``);

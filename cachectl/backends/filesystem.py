@@ -34,6 +34,9 @@ class FileSystemBackend(CacheBackend):
     def describe(self) -> str:
         return f"directory {self.directory}"
 
+    def storage_name(self, key: str) -> str:
+        return self.cache._get_filename(key)
+
     def check(self) -> None:
         if not os.path.isdir(self.directory):
             raise ConfigError(f"CACHE_DIR {self.directory} does not exist or is not a directory")

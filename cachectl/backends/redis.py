@@ -64,6 +64,7 @@ class RedisBackend(CacheBackend):
     """A cachelib Redis cache: the app's format for values, SCAN + UNLINK for clears."""
 
     kind = "redis"
+    can_list_keys = True
 
     def __init__(self, cache: Any, serializer: Any = None) -> None:
         super().__init__(cache)
@@ -137,9 +138,15 @@ class RedisBackend(CacheBackend):
             )
         return ClearPlan(self.describe(), f"keys under the prefix {self.key_prefix!r}")
 
-    def scan_prefixed(self) -> Iterator[Any]:
-        """Every key under the prefix, streamed with SCAN (never KEYS, which blocks)."""
-        return self.client.scan_iter(match=escape_glob(self.key_prefix) + "*", count=BATCH_SIZE)
+    def scan_prefixed(self, pattern: str = "*") -> Iterator[Any]:
+        """Keys under the prefix (full names), streamed with SCAN (never KEYS, which blocks)."""
+        return self.client.scan_iter(match=escape_glob(self.key_prefix) + pattern, count=BATCH_SIZE)
+
+    def scan_keys(self, pattern: str) -> Iterator[str]:
+        cut = len(self.key_prefix.encode())
+        with self._server_errors():
+            for name in self.scan_prefixed(pattern):
+                yield name[cut:].decode("utf-8", "surrogateescape")
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         if not self.key_prefix:

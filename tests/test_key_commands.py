@@ -1,0 +1,106 @@
+"""The key commands through Click's runner: what they print, and how they refuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.conftest import RedisTarget, run
+
+
+def test_make_fragment_key_prints_the_key_and_where_it_is_stored(redis_target: RedisTarget) -> None:
+    result = run("--url", redis_target.url, "make-fragment-key", "user_card", "alice", "fr")
+    assert result.stdout == "_template_fragment_cache_user_card_alice_fr\n"
+    assert "stored as flask_cache__template_fragment_cache_user_card_alice_fr" in result.stderr
+
+
+def test_make_fragment_key_on_the_filesystem_names_the_file(tmp_path: Path) -> None:
+    result = run("--dir", str(tmp_path), "--json", "make-fragment-key", "sidebar")
+    document = json.loads(result.stdout)
+    digest = hashlib.sha256(b"_template_fragment_cache_sidebar").hexdigest()
+    assert document["stored_as"] == str(tmp_path / digest)
+
+
+def test_delete_memoized_dry_run_names_the_version_key(redis_target: RedisTarget) -> None:
+    result = run(
+        "--url", redis_target.url, "--json",
+        "delete-memoized", "nowhere.models:get_user", "--dry-run",
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    assert list(document["written"]) == ["nowhere.models.get_user_memver"]
+    assert redis_target.client.dbsize() == 0
+
+
+def test_delete_memoized_with_a_method_instance_uses_the_instance_version_key(
+    redis_target: RedisTarget,
+) -> None:
+    result = run(
+        "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models.Person.roles",
+        "--instance", "Person(7)", "--dry-run",
+    )  # fmt: skip
+    written = list(json.loads(result.stdout)["written"])
+    assert written == ["nowhere.models.Person.roles.Person7_memver"]
+    legacy = run(
+        "--url", redis_target.url, "--compat", "legacy", "--json", "delete-memoized",
+        "nowhere.models.Person.roles", "--instance", "Person(7)", "--dry-run",
+    )  # fmt: skip
+    assert list(json.loads(legacy.stdout)["written"]) == [
+        "nowhere.models.Person.roles.Person(7)_memver"
+    ]
+
+
+def test_delete_memoized_with_nothing_cached_deletes_nothing_and_writes_nothing(
+    redis_target: RedisTarget,
+) -> None:
+    result = run(
+        "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models.get_user", "42",
+        "--signature", "(user_id)",
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert document["removed"] == 0 and document["deleted"] == []
+    assert redis_target.client.dbsize() == 0
+
+
+def test_delete_view_dry_run_prints_the_key_per_generation(redis_target: RedisTarget) -> None:
+    plain = run("--url", redis_target.url, "--json", "delete-view", "/about", "--dry-run")
+    assert json.loads(plain.stdout)["deleted"] == ["view//about"]
+    digest = hashlib.md5(str((("a", "1"), ("b", "2"))).encode()).hexdigest()
+    legacy = run(
+        "--url", redis_target.url, "--compat", "legacy", "--json", "delete-view", "/s",
+        "--query", "b=2&a=1", "--dry-run",
+    )  # fmt: skip
+    assert json.loads(legacy.stdout)["deleted"] == ["/s" + digest]
+
+
+def test_refusals_exit_2_with_a_reason(redis_target: RedisTarget, tmp_path: Path) -> None:
+    url = ["--url", redis_target.url]
+    cases = [
+        ([*url, "delete-view"], "PATH or --endpoint"),
+        ([*url, "delete-view", "/x", "--endpoint", "e"], "PATH or --endpoint"),
+        ([*url, "delete-view", "--endpoint", "e"], "--endpoint needs the app"),
+        (
+            [*url, "delete-view", "/x", "--query", "a=1", "--all-queries"],
+            "--query or --all-queries",
+        ),
+        ([*url, "delete-memoized", "m.f", "1", "--purge"], "give no ARGs"),
+        ([*url, "delete-memoized", "m.f", "--purge", "--verhash"], "--purge or --verhash"),
+        ([*url, "delete-memoized", "m.f", "1", "--signature", "(a, b=len)"], "not a literal"),
+        (["--dir", str(tmp_path), "delete-memoized", "m.f", "--purge"], "cannot list its keys"),
+        (["--dir", str(tmp_path), "delete-view", "/x", "--all-queries"], "cannot list its keys"),
+        ([*url, "fragments", str(tmp_path / "missing")], "is not a directory"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+
+
+def test_fragments_without_directories_or_app_says_what_to_pass(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("fragments")
+    assert result.exit_code == 2
+    assert "template directories" in result.stderr
