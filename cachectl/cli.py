@@ -27,6 +27,7 @@ from cachectl.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, CachectlError, Usa
 from cachectl.functions import find_memoized, parse_argument, parse_keyword
 from cachectl.invalidation import Invalidator, MemoizedCall, Report
 from cachectl.output import Output
+from cachectl.stats import collect as collect_stats
 from cachectl.templates import app_template_directories, find_fragments
 
 #: Exit code for a bug in cachectl itself (anything not foreseen).
@@ -390,6 +391,39 @@ class _Counted:
             yield key
 
 
+def _confirm(session: Session, what: str, yes: bool) -> None:
+    """Ask on a terminal; without one, require --yes (exit 2 having changed nothing)."""
+    if yes:
+        return
+    if not session.output.interactive:
+        raise UsageError("no terminal to confirm on: pass --yes to go ahead without asking")
+    if not click.confirm(f"{what}?", err=True):
+        session.output.notice("nothing removed")
+        click.get_current_context().exit(EXIT_NOT_FOUND)
+
+
+def _sweep(session: Session, backend: CacheBackend, pattern: str, dry_run: bool, yes: bool) -> None:
+    """Remove the app's keys matching a glob: clear's streaming path and rules."""
+    backend.require_key_listing()
+    scope = f"keys under the prefix {backend.key_prefix!r} matching {pattern!r}"
+    if not dry_run:
+        _confirm(session, f"Remove {scope} from {backend.describe()}", yes)
+    with session.output.progress("counting" if dry_run else "removing") as on_progress:
+        count = backend.delete_matching(pattern, dry_run, on_progress)
+    if session.output.as_json:
+        session.output.document(
+            {
+                "ok": True,
+                "dry_run": dry_run,
+                "pattern": pattern,
+                "target": backend.describe(),
+                "removed": count,
+            }
+        )
+    verb = "would remove" if dry_run else "removed"
+    session.output.result(f"{verb} {count} {scope} from {backend.describe()}")
+
+
 @cli.command()
 @click.argument("keys", nargs=-1)
 @click.option(
@@ -398,21 +432,53 @@ class _Counted:
     metavar="FILE",
     help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
 )
+@click.option(
+    "--pattern",
+    metavar="GLOB",
+    help="Redis: delete every key of the app matching GLOB (after the prefix), as clear does.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="With --pattern: count what would go; remove nothing."
+)
+@click.option(
+    "-y", "--yes", is_flag=True, help="With --pattern: do not ask (needed without a terminal)."
+)
 @pass_session
-def delete(session: Session, keys: tuple[str, ...], from_file: Any) -> None:
-    """Delete each KEY (the key prefix is added for you).
+def delete(
+    session: Session,
+    keys: tuple[str, ...],
+    from_file: Any,
+    pattern: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Delete each KEY (the key prefix is added for you), or the keys matching --pattern.
 
     Keys are sent in batches of 1000 per round trip, so a deploy script can pass
     tens of thousands. Deleting a key that does not exist is not an error: the
     command reports how many existed and exits 0 either way.
 
+    --pattern GLOB matches the app's keys after the prefix (the prefix's own glob
+    characters are escaped): Redis finds them with SCAN and removes them as clear
+    does, streaming and non-blocking, asking first on a terminal.
+
     \b
       cachectl delete view//about view//pricing
       cachectl delete --from-file stale-keys.txt
-      git diff --name-only HEAD~1 | ./keys-for-files | cachectl delete --from-file -
+      cachectl delete --pattern 'view//products/*' --dry-run
+      cachectl delete --pattern 'report:*' --yes
     """
+    if pattern is not None:
+        if keys or from_file is not None:
+            raise UsageError("give keys or --pattern, not both")
+        _sweep(session, session.backend(), pattern, dry_run, yes)
+        return
+    if dry_run:
+        raise UsageError(
+            "--dry-run applies to --pattern (a listed key is simply deleted or not there)"
+        )
     if not keys and from_file is None:
-        raise UsageError("give the keys to delete, or --from-file FILE")
+        raise UsageError("give the keys to delete, --from-file FILE or --pattern GLOB")
     requested = _Counted([*keys, *(_lines(from_file) if from_file is not None else [])])
     backend = session.backend()
     with session.output.progress("deleting") as on_progress:
@@ -423,12 +489,12 @@ def delete(session: Session, keys: tuple[str, ...], from_file: Any) -> None:
         session.output.result(
             f"deleted {requested.count} keys ({backend.kind} does not say which existed)"
         )
-    else:
+    elif removed != requested.count:
         session.output.result(
             f"deleted {removed} of {requested.count} keys (the others did not exist)"
-            if removed != requested.count
-            else f"deleted {removed} keys"
         )
+    else:
+        session.output.result(f"deleted {removed} keys")
 
 
 # --- clear ---------------------------------------------------------------------------------
@@ -444,8 +510,13 @@ def delete(session: Session, keys: tuple[str, ...], from_file: Any) -> None:
     is_flag=True,
     help="Redis without a key prefix only: empty the whole database (FLUSHDB).",
 )
+@click.option(
+    "--pattern",
+    metavar="GLOB",
+    help="Redis: only the app's keys matching GLOB (after the prefix); same as delete --pattern.",
+)
 @pass_session
-def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
+def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: str | None) -> None:
     """Remove every entry of the app's cache, and nothing else.
 
     \b
@@ -456,14 +527,21 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
     memcached: cannot remove by prefix, so clearing empties the whole server
       (flush_all), and only with --yes.
 
-    On a terminal it asks first; without one it needs --yes.
+    On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
+    the batch in flight and reports how many keys went (exit 130).
 
     \b
       cachectl clear --dry-run
       cachectl clear --yes          # in cron or a deploy script
+      cachectl clear --pattern 'view//*' --yes
     """
     output = session.output
     backend = session.backend()
+    if pattern is not None:
+        if flush_db:
+            raise UsageError("--flush-db empties the whole database; it takes no --pattern")
+        _sweep(session, backend, pattern, dry_run, yes)
+        return
     plan = backend.clear_plan()
     unprefixed_redis = backend.kind == "redis" and not backend.key_prefix
     if flush_db and not unprefixed_redis:
@@ -480,12 +558,8 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
         output.warn(f"clearing {plan.target} removes {plan.scope}")
         if not yes:
             raise UsageError("memcached can only be cleared whole: pass --yes to flush it")
-    if not dry_run and not yes:
-        if not output.interactive:
-            raise UsageError("no terminal to confirm on: pass --yes to clear without asking")
-        if not click.confirm(f"Remove {plan.scope} from {plan.target}?", err=True):
-            output.notice("nothing removed")
-            click.get_current_context().exit(EXIT_NOT_FOUND)
+    if not dry_run:
+        _confirm(session, f"Remove {plan.scope} from {plan.target}", yes)
 
     with output.progress("counting" if dry_run else "removing") as on_progress:
         count = backend.clear(dry_run, on_progress)
@@ -505,6 +579,96 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool) -> None:
         output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
     else:
         output.result(f"{verb} {count} {plan.scope} from {plan.target}")
+
+
+# --- keys and stats ------------------------------------------------------------------
+
+
+@cli.command("keys")
+@click.argument("pattern", default="*", metavar="[GLOB]")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys.")
+@click.option("--count", "count_only", is_flag=True, help="Print only how many keys match.")
+@pass_session
+def keys_command(session: Session, pattern: str, limit: int | None, count_only: bool) -> None:
+    """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
+
+    Keys stream out as they are found, so the first lines come at once even with
+    millions of keys; SCAN never blocks the server. FileSystemCache and memcached
+    cannot list key names (a FileSystemCache file is named by a hash of its key),
+    but --count works for the filesystem.
+
+    \b
+      cachectl keys 'view//*' --limit 20
+      cachectl keys --count
+    """
+    backend = session.backend()
+    output = session.output
+    if count_only:
+        if backend.kind == "filesystem" and pattern == "*":
+            with output.progress("counting") as on_progress:
+                count = backend.clear(dry_run=True, on_progress=on_progress)
+        else:
+            backend.require_key_listing()
+            with output.progress("counting") as on_progress:
+                count = backend.delete_matching(pattern, dry_run=True, on_progress=on_progress)
+        if output.as_json:
+            output.document({"ok": True, "pattern": pattern, "count": count})
+        elif not output.quiet:
+            click.echo(count)
+        return
+    backend.require_key_listing()
+    found: list[str] = []
+    for shown, name in enumerate(backend.scan_keys(pattern), start=1):
+        if output.as_json:
+            found.append(name)
+        elif not output.quiet:
+            click.echo(name)
+        if limit is not None and shown >= limit:
+            break
+    if output.as_json:
+        output.document({"ok": True, "pattern": pattern, "keys": found})
+
+
+@cli.command()
+@click.option(
+    "--sample", type=click.IntRange(min=1), metavar="N", help="Examine only N keys and extrapolate."
+)
+@pass_session
+def stats(session: Session, sample: int | None) -> None:
+    """What is in the cache: entries by kind, by time to live, and memory.
+
+    \b
+    Redis: every key under the prefix (or --sample N of them), recognised by the
+      shapes Flask-Caching gives its keys: memoized results, memoize version keys,
+      cached views (view/...), template fragments and other keys; their TTLs; the
+      memory of a sample (MEMORY USAGE) and an estimate of the total.
+    FileSystemCache: the cache files, their expiry and size on disk.
+
+    \b
+      cachectl stats
+      cachectl stats --sample 10000 --json
+    """
+    backend = session.backend()
+    with session.output.progress("examining") as on_progress:
+        found = collect_stats(backend, sample, on_progress)
+    document = found.document()
+    if session.output.as_json:
+        session.output.document({"ok": True, "target": backend.describe(), **document})
+        return
+    estimated = " (estimated from a sample)" if found.estimated else ""
+    session.output.result(
+        f"{found.total} keys under the prefix {backend.key_prefix!r} in {backend.describe()}"
+    )
+    rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
+    rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]
+    memory = document["memory"]
+    if memory["estimated_total_bytes"] is not None:
+        rows += [
+            ("", ""),
+            (f"memory of {memory['sampled_keys']} keys", f"{memory['sampled_bytes']:,} bytes"),
+            ("memory, all keys (estimate)", f"{memory['estimated_total_bytes']:,} bytes"),
+        ]
+    session.output.table(("entries" + estimated, "count"), rows)
 
 
 # --- memoize, views, fragments ------------------------------------------------------

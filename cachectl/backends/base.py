@@ -120,11 +120,14 @@ class Tally:
         self.count = 0
         self.stop_requested = False
         self._on_progress = on_progress
+        self._lock = threading.Lock()  # cluster sweeps count from one thread per primary
 
     def add(self, amount: int) -> None:
-        self.count += amount
-        if self._on_progress is not None:
-            self._on_progress(self.count)
+        with self._lock:
+            self.count += amount
+            count = self.count
+        if self._on_progress is not None and threading.current_thread() is threading.main_thread():
+            self._on_progress(count)
         if self.stop_requested:
             raise KeyboardInterrupt
 

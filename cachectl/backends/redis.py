@@ -18,6 +18,7 @@ from cachectl.backends.base import (
     batched,
     partial_work,
 )
+from cachectl.backends.redis_sweep import sweep
 from cachectl.codec import StoredValue, decode_redis_value
 from cachectl.config import mask_url
 from cachectl.errors import BackendError
@@ -85,25 +86,25 @@ class RedisBackend(CacheBackend):
         return describe_client(self.client)
 
     @contextmanager
-    def _server_errors(self) -> Iterator[None]:
+    def server_errors(self) -> Iterator[None]:
         try:
             yield
         except redis.exceptions.RedisError as exc:
             raise BackendError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
 
     def check(self) -> None:
-        with self._server_errors():
+        with self.server_errors():
             self.client.ping()
 
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
-        with self._server_errors():
+        with self.server_errors():
             raw = self.client.get(self.key_prefix + key)
         if raw is None:
             return None
         return decode_redis_value(raw, self.serializer, unsafe)
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
-        with self._server_errors():
+        with self.server_errors():
             self.cache.set(key, value, timeout=timeout)
 
     def _unlink(self, names: list[Any]) -> int:
@@ -126,7 +127,7 @@ class RedisBackend(CacheBackend):
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
-        with partial_work(tally, "removed"), self._server_errors():
+        with partial_work(tally, "removed"), self.server_errors():
             for batch in batched(keys):
                 tally.add(self._unlink([self.key_prefix + key for key in batch]))
         return tally.count
@@ -144,7 +145,7 @@ class RedisBackend(CacheBackend):
 
     def scan_keys(self, pattern: str) -> Iterator[str]:
         cut = len(self.key_prefix.encode())
-        with self._server_errors():
+        with self.server_errors():
             for name in self.scan_prefixed(pattern):
                 yield name[cut:].decode("utf-8", "surrogateescape")
 
@@ -153,14 +154,20 @@ class RedisBackend(CacheBackend):
             # Without a prefix every key in the database looks like the app's:
             # the CLI only comes here through --flush-db.
             return self.flush_db(dry_run)
+        return self.delete_matching("*", dry_run, on_progress)
+
+    def delete_matching(
+        self, pattern: str, dry_run: bool, on_progress: ProgressCallback | None = None
+    ) -> int:
+        """Unlink (or count) the keys under the prefix whose rest matches the glob
+        ``pattern``, streamed and non-blocking (see redis_sweep)."""
         tally = Tally(on_progress)
-        with partial_work(tally, "removed"), self._server_errors():
-            for batch in batched(self.scan_prefixed()):
-                tally.add(len(batch) if dry_run else self._unlink(batch))
+        with partial_work(tally, "counted" if dry_run else "removed"), self.server_errors():
+            sweep(self.client, escape_glob(self.key_prefix) + pattern, dry_run, tally)
         return tally.count
 
     def flush_db(self, dry_run: bool) -> int:
-        with self._server_errors():
+        with self.server_errors():
             size = self.client.dbsize()
             if not dry_run:
                 self.client.flushdb(asynchronous=True)

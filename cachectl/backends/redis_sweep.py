@@ -1,0 +1,119 @@
+"""Remove (or count) every key matching a pattern, at any key count, without blocking Redis.
+
+``KEYS`` blocks the server while it walks the whole keyspace, and collecting
+the names first costs memory in proportion to the key count. A sweep walks the
+keyspace with ``SCAN`` in steps of about a thousand keys and unlinks each
+step's matches before taking the next, so the server is never held for more
+than a step and the client never holds more than a step's names.
+
+Two ways to run a step, chosen automatically:
+
+- a short Lua script (one SCAN step plus UNLINK of its matches, inside the
+  server): one round trip per step and no key names on the wire. The fastest.
+- client-side: SCAN, then UNLINK of the matches, pipelined so that each round
+  trip carries the next SCAN together with the previous step's UNLINK. For
+  servers that refuse scripts (managed services often do) and for Redis
+  Cluster, where each primary is swept on its own, concurrently, with one
+  UNLINK per key so no command spans two hash slots.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from cachectl.backends.base import Tally
+
+#: Keys a SCAN step looks at. Larger steps mean fewer round trips but longer
+#: pauses for other clients; a thousand keeps a step around a millisecond.
+SCAN_COUNT = 1000
+
+_STEP_SCRIPT = """
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', tonumber(ARGV[3]))
+local found = step[2]
+local removed = 0
+if ARGV[4] == '1' then
+  removed = #found
+else
+  for i = 1, #found, 500 do
+    removed = removed + redis.call('UNLINK', unpack(found, i, math.min(i + 499, #found)))
+  end
+end
+return {step[1], removed}
+"""
+
+
+class ScriptsRefused(Exception):
+    """The server does not run our script (scripting disabled, ACL, old Redis)."""
+
+
+def _sweep_with_script(client: Any, match: str, dry_run: bool, tally: Tally) -> None:
+    step = client.register_script(_STEP_SCRIPT)
+    cursor: Any = 0
+    first = True
+    while True:
+        try:
+            cursor, removed = step(args=[cursor, match, SCAN_COUNT, "1" if dry_run else "0"])
+        except redis.exceptions.ResponseError as exc:
+            if first:
+                raise ScriptsRefused(str(exc)) from exc
+            raise
+        first = False
+        tally.add(int(removed))
+        if int(cursor) == 0:
+            return
+
+
+def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_key: bool) -> None:
+    cursor: Any = 0  # None once SCAN has come full circle
+    pending: list[Any] = []  # the previous step's matches, unlinked with the next SCAN
+    while cursor is not None or pending:
+        pipe = client.pipeline(transaction=False)
+        if cursor is not None:
+            pipe.scan(cursor, match=match, count=SCAN_COUNT)
+        if pending and not dry_run:
+            if per_key:  # Redis Cluster: a multi-key command must stay in one slot
+                for name in pending:
+                    pipe.unlink(name)
+            else:
+                pipe.unlink(*pending)
+        replies = pipe.execute() if len(pipe) else []
+        if cursor is not None:
+            next_cursor, found = replies.pop(0)
+        if pending:
+            tally.add(len(pending) if dry_run else sum(replies))
+        pending = found if cursor is not None else []
+        cursor = next_cursor if cursor is not None and int(next_cursor) != 0 else None
+
+
+def _sweep_node(client: Any, match: str, dry_run: bool, tally: Tally, per_key: bool) -> None:
+    if not per_key:
+        try:
+            _sweep_with_script(client, match, dry_run, tally)
+            return
+        except ScriptsRefused:
+            pass  # fall back to the client-side path, which needs no scripting
+    _sweep_pipelined(client, match, dry_run, tally, per_key)
+
+
+def sweep(client: Any, match: str, dry_run: bool, tally: Tally) -> None:
+    """Unlink (or, with ``dry_run``, count) every key matching the SCAN pattern
+    ``match``, on every primary of a cluster (never a replica)."""
+    if not isinstance(client, redis.RedisCluster):
+        _sweep_node(client, match, dry_run, tally, per_key=False)
+        return
+    primaries = client.get_primaries()
+    with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="sweep") as pool:
+        futures = [
+            pool.submit(_sweep_node, client.get_redis_connection(node), match, dry_run, tally, True)
+            for node in primaries
+        ]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            tally.stop_requested = True  # let the other primaries stop after their step
+            raise
