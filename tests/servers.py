@@ -145,41 +145,34 @@ def _free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def start_redis_cluster(primaries: int = 3) -> list[ServerProcess]:
-    """Primaries joined into one cluster with redis-cli, every slot assigned."""
+def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> list[ServerProcess]:
+    """Primaries (each with ``replicas`` replicas) joined into one cluster with redis-cli,
+    every slot assigned. Nodes notice a dead peer after a second, so failover tests
+    do not wait long."""
     nodes = []
     try:
-        for _ in range(primaries):
+        for _ in range(primaries * (1 + replicas)):
             port = _free_cluster_port()
             workdir = Path(tempfile.mkdtemp(prefix="cachectl-cluster-"))
             log = workdir / "redis.log"
             args = [
                 require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
-                "--save", "", "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log),
+                "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
+                "--dir", str(workdir), "--logfile", str(log),
             ]  # fmt: skip
             process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             _wait_for_port(port, process, "redis-server (cluster)", log)
             nodes.append(ServerProcess("redis-cluster", port, process, workdir))
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
         subprocess.run(
-            [require_binary("redis-cli"), "--cluster", "create", *addresses, "--cluster-yes"],
+            [require_binary("redis-cli"), "--cluster", "create", *addresses,
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        for node in nodes:
-            while (
-                b"cluster_state:ok"
-                not in subprocess.run(
-                    [require_binary("redis-cli"), "-p", str(node.port), "cluster", "info"],
-                    capture_output=True,
-                ).stdout
-            ):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the test cluster did not become ready")
-                time.sleep(0.1)
+        )  # fmt: skip
+        wait_for_cluster(nodes)
     except BaseException:
         for node in nodes:
             node.stop()
@@ -187,16 +180,79 @@ def start_redis_cluster(primaries: int = 3) -> list[ServerProcess]:
     return nodes
 
 
-def start_sentinel(master_port: int, master_name: str = "mymaster") -> ServerProcess:
-    """One sentinel watching the master on ``master_port``."""
+def _redis_cli(port: int, *command: str) -> str:
+    done = subprocess.run(
+        [require_binary("redis-cli"), "-p", str(port), *command], capture_output=True, timeout=10
+    )
+    return done.stdout.decode(errors="replace")
+
+
+def wait_for_cluster(nodes: list[ServerProcess], timeout: float = 30) -> None:
+    """Until every live node says the cluster is ok and every replica is in sync."""
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        if node.process.poll() is not None:
+            continue
+        while True:
+            info = _redis_cli(node.port, "cluster", "info")
+            replication = _redis_cli(node.port, "info", "replication")
+            synced = "role:slave" not in replication or "master_link_status:up" in replication
+            if "cluster_state:ok" in info and synced:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster did not become ready")
+            time.sleep(0.1)
+
+
+def start_sentinel_set(password: str, replicas: int = 1, sentinels: int = 3) -> dict:
+    """A master, its replicas and sentinels watching it (quorum 2); the sentinels
+    require ``password``. Returns {"master", "replicas", "sentinels"}."""
+    master = start_redis()
+    started: dict = {"master": master, "replicas": [], "sentinels": []}
+    try:
+        for _ in range(replicas):
+            started["replicas"].append(start_redis("--replicaof", "127.0.0.1", str(master.port)))
+        for _ in range(sentinels):
+            started["sentinels"].append(start_sentinel(master.port, password=password, quorum=2))
+        deadline = time.monotonic() + 30
+        for replica in started["replicas"]:
+            while "master_link_status:up" not in _redis_cli(replica.port, "info", "replication"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica did not sync")
+                time.sleep(0.1)
+    except BaseException:
+        stop_all(started)
+        raise
+    return started
+
+
+def stop_all(started: dict) -> None:
+    for group in ("sentinels", "replicas"):
+        for server in started.get(group, []):
+            server.stop()
+    if started.get("master"):
+        started["master"].stop()
+
+
+def start_sentinel(
+    master_port: int, master_name: str = "mymaster", password: str | None = None, quorum: int = 1
+) -> ServerProcess:
+    """A sentinel watching the master on ``master_port``."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-sentinel-"))
     config = workdir / "sentinel.conf"
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {workdir}\nlogfile {workdir / 'sentinel.log'}\n"
-        f"sentinel monitor {master_name} 127.0.0.1 {master_port} 1\n"
-        f"sentinel down-after-milliseconds {master_name} 2000\n"
-    )
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {workdir}",
+        f"logfile {workdir / 'sentinel.log'}",
+        f"sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}",
+        f"sentinel down-after-milliseconds {master_name} 1000",
+        f"sentinel failover-timeout {master_name} 10000",
+    ]
+    if password:
+        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    config.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen(
         [require_binary("redis-server"), str(config), "--sentinel"],
         stdout=subprocess.DEVNULL,

@@ -1,31 +1,52 @@
-"""RedisSentinelCache and RedisClusterCache: the same commands, on real servers."""
+"""RedisClusterCache and RedisSentinelCache: every command on real topologies, and failovers.
+
+The cluster has three primaries with one replica each; the sentinel set has a
+master, a replica and three sentinels that require a password.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+from flask_caching import Cache
 
-from tests.conftest import oracle_app, run
-from tests.servers import ServerProcess, start_redis, start_redis_cluster, start_sentinel
+from tests.conftest import CONSOLE_SCRIPT, oracle_app, run, run_console
+from tests.servers import (
+    ServerProcess,
+    start_redis_cluster,
+    start_sentinel_set,
+    stop_all,
+    wait_for_cluster,
+)
+
+SENTINEL_PASSWORD = "sentinel-secret"
+topology_cache = Cache()
+
+
+@topology_cache.memoize()
+def price(n):
+    return n * 10
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[ServerProcess]]:
-    nodes = start_redis_cluster()
+    nodes = start_redis_cluster(primaries=3, replicas=1)
     yield nodes
     for node in nodes:
         node.stop()
 
 
 @pytest.fixture(scope="module")
-def sentinel() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    master = start_redis()
-    watcher = start_sentinel(master.port)
-    yield master, watcher
-    watcher.stop()
-    master.stop()
+def sentinel_set() -> Iterator[dict]:
+    started = start_sentinel_set(SENTINEL_PASSWORD)
+    yield started
+    stop_all(started)
 
 
 def cluster_config(nodes: list[ServerProcess]) -> dict:
@@ -36,11 +57,12 @@ def cluster_config(nodes: list[ServerProcess]) -> dict:
     }
 
 
-def sentinel_config(watcher: ServerProcess) -> dict:
+def sentinel_config(started: dict) -> dict:
     return {
         "CACHE_TYPE": "RedisSentinelCache",
-        "CACHE_REDIS_SENTINELS": [["127.0.0.1", watcher.port]],
+        "CACHE_REDIS_SENTINELS": [["127.0.0.1", s.port] for s in started["sentinels"]],
         "CACHE_REDIS_SENTINEL_MASTER": "mymaster",
+        "CACHE_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
         "CACHE_KEY_PREFIX": "shop_",
     }
 
@@ -52,51 +74,162 @@ def as_options(config: dict) -> list[str]:
     return args
 
 
-def exercise(config: dict) -> None:
-    """get / set / delete / clear through cachectl, each seen by a Flask-Caching app."""
+def cachectl(config: dict, *args: str) -> dict:
+    result = run(*as_options(config), "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def exercise(config: dict, raw: redis.Redis | redis.RedisCluster) -> None:
+    """Every command, each checked against what a Flask-Caching app sees."""
     app, cache = oracle_app(config)
-    args = as_options(config)
+    topology_cache.init_app(app, config=config)
+
+    @app.route("/p/<int:n>")
+    @cache.cached()
+    def product(n):
+        return str(n)
+
+    raw.set("unrelated", b"keep")
     with app.app_context():
         cache.clear()
         for n in range(300):  # spread over every slot range of the cluster
             cache.set(f"item:{n}", {"n": n})
+        for n in range(50):
+            price(n)
+    client = app.test_client()
+    for n in range(5):
+        client.get(f"/p/{n}")
+    total = 300 + 50 + 1 + 5  # items, memoized results, their version key, views
 
-    got = run(*args, "--json", "get", "item:7")
-    assert json.loads(got.stdout)["results"][0]["value"] == {"n": 7}, got.output
-
-    assert run(*args, "set", "banner", "closed", "--timeout", "60").exit_code == 0
+    assert cachectl(config, "get", "item:7")["results"][0]["value"] == {"n": 7}
+    cachectl(config, "set", "banner", "closed", "--timeout", "60")
     with app.app_context():
         assert cache.get("banner") == "closed"
+    assert cachectl(config, "delete", "item:1", "item:2", "item:200", "absent")["removed"] == 3
+    assert cachectl(config, "keys", "--count")["count"] == total + 1 - 3
+    # item:2, item:20-29 and item:200-299, less the deleted item:2 and item:200
+    assert len(cachectl(config, "keys", "item:2*")["keys"]) == 1 + 10 + 100 - 2
+    assert cachectl(config, "stats")["kinds"]["memoize entries"] == 50
+    assert cachectl(config, "delete", "--pattern", "item:1??", "--yes")["removed"] == 100
 
-    deleted = run(*args, "--json", "delete", "item:1", "item:2", "item:200", "absent")
-    assert json.loads(deleted.stdout)["removed"] == 3
+    assert (
+        cachectl(config, "delete-memoized", "tests.test_sentinel_and_cluster.price", "7")["removed"]
+        == 1
+    )
+    assert (
+        cachectl(config, "delete-memoized", "tests.test_sentinel_and_cluster.price", "--purge")[
+            "purged"
+        ]
+        == 49
+    )
+    assert cachectl(config, "delete-view", "/p/3")["removed"] == 1
     with app.app_context():
-        assert cache.get("item:1") is None and cache.get("item:3") == {"n": 3}
+        cache.set("_template_fragment_cache_footer", "<footer>")
+    assert cachectl(config, "make-fragment-key", "footer", "--delete")["removed"] == 1
 
-    counted = run(*args, "--json", "clear", "--dry-run")
-    assert json.loads(counted.stdout)["removed"] == 298
-    cleared = run(*args, "--json", "clear", "--yes")
-    assert json.loads(cleared.stdout)["removed"] == 298
+    counted = cachectl(config, "clear", "--dry-run")["removed"]
+    assert counted == cachectl(config, "clear", "--yes")["removed"] > 0
+    assert cachectl(config, "keys", "--count")["count"] == 0
     with app.app_context():
-        assert all(cache.get(f"item:{n}") is None for n in range(300))
+        assert cache.get("item:5") is None
+    assert raw.get("unrelated") == b"keep"
 
 
-def test_cluster_commands(cluster: list[ServerProcess]) -> None:
-    exercise(cluster_config(cluster))
+def test_every_command_on_a_cluster(cluster: list[ServerProcess]) -> None:
+    raw = redis.RedisCluster(host="127.0.0.1", port=cluster[0].port)
+    exercise(cluster_config(cluster), raw)
+    # Only primaries were asked to scan; replicas never refused a write.
+    for node in cluster:
+        info = redis.Redis(port=node.port).info()
+        if info["role"] == "slave":
+            calls = redis.Redis(port=node.port).info("commandstats")
+            assert "cmdstat_scan" not in calls
+            assert calls.get("cmdstat_unlink", {}).get("rejected_calls", 0) == 0
 
 
-def test_cluster_clear_leaves_keys_outside_the_prefix(cluster: list[ServerProcess]) -> None:
-    import redis
-
-    client = redis.RedisCluster(host="127.0.0.1", port=cluster[0].port)
-    for n in range(50):
-        client.set(f"other:{n}", b"keep")
-    run(*as_options(cluster_config(cluster)), "clear", "--yes")
-    assert all(client.exists(f"other:{n}") for n in range(50))
+def test_every_command_through_sentinels(sentinel_set: dict) -> None:
+    master = redis.Redis(port=sentinel_set["master"].port)
+    exercise(sentinel_config(sentinel_set), master)
+    description = run(*as_options(sentinel_config(sentinel_set)), "clear", "--dry-run").stdout
+    assert "sentinel master 'mymaster'" in description
 
 
-def test_sentinel_commands(sentinel: tuple[ServerProcess, ServerProcess]) -> None:
-    _, watcher = sentinel
-    exercise(sentinel_config(watcher))
-    describe = run(*as_options(sentinel_config(watcher)), "clear", "--dry-run")
-    assert "sentinel master 'mymaster'" in describe.stdout
+def test_the_sentinel_password_is_required(sentinel_set: dict) -> None:
+    config = {**sentinel_config(sentinel_set), "CACHE_REDIS_SENTINEL_PASSWORD": "wrong"}
+    result = run(*as_options(config), "get", "k")
+    assert result.exit_code == 3
+    assert "wrong" not in result.stderr
+
+
+def test_a_sentinel_failover_between_two_commands(sentinel_set: dict) -> None:
+    config = sentinel_config(sentinel_set)
+    cachectl(config, "set", "before", "failover", "--timeout", "0")
+    sentinel = redis.Redis(port=sentinel_set["sentinels"][0].port, password=SENTINEL_PASSWORD)
+    old_master = sentinel.sentinel_get_master_addr_by_name("mymaster")
+    # The replica must have the key before it is promoted.
+    replica = redis.Redis(port=sentinel_set["replicas"][0].port)
+    deadline = time.monotonic() + 10
+    while replica.get("shop_before") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
+    deadline = time.monotonic() + 30
+    while sentinel.sentinel_get_master_addr_by_name("mymaster") == old_master:
+        assert time.monotonic() < deadline, "the sentinels did not fail over"
+        time.sleep(0.1)
+    # The new master may take a moment to accept writes.
+    deadline = time.monotonic() + 15
+    while True:
+        result = run(*as_options(config), "set", "after", "failover")
+        if result.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert result.exit_code == 0, result.output
+    assert cachectl(config, "get", "before", "after")["ok"] is True
+
+
+def test_a_primary_failing_during_a_long_clear() -> None:
+    nodes = start_redis_cluster(primaries=3, replicas=1)
+    try:
+        config = cluster_config(nodes)
+        raw = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        for start in range(0, 150_000, 10_000):
+            pipe = raw.pipeline()
+            for n in range(start, start + 10_000):
+                pipe.set(f"shop_k{n}", b"1")
+            pipe.execute()
+        primaries = [n for n in nodes if redis.Redis(port=n.port).info()["role"] == "master"]
+        process = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), *as_options(config), "clear", "--yes"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        victim = primaries[0]
+        victim_client = redis.Redis(port=victim.port)
+        before = victim_client.dbsize()
+        deadline = time.monotonic() + 60
+        while victim_client.dbsize() == before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        victim.process.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+
+        assert process.returncode in (0, 3), stderr
+        assert b"Traceback" not in stderr
+        if process.returncode == 3:
+            assert b"keys removed before the failure" in stderr
+
+        wait_for_cluster([n for n in nodes if n is not victim], timeout=60)
+        again = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = run_console(*as_options(config), "clear", "--yes")
+            if again.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert again is not None and again.returncode == 0, again.stderr
+        survivor = next(n for n in nodes if n is not victim)
+        left = redis.RedisCluster(host="127.0.0.1", port=survivor.port)
+        assert sum(1 for _ in left.scan_iter(match="shop_*", count=1000)) == 0
+    finally:
+        for node in nodes:
+            node.stop()
