@@ -111,17 +111,19 @@ class Invalidator:
         fname, instance = self.namespaces(call)
         target = keys.version_key(instance or fname)
         report = Report("new-version", dry_run)
-        old = self.read_version(target) if purge else None
-        version = keys.new_version()
-        report.written[target] = version
-        if not dry_run:
-            self.backend.set(target, version, self._version_timeout())
         if purge:
+            # Purge first, the new version after: an interrupted purge leaves the
+            # version as it was, so running the command again finishes the job.
+            old = self.read_version(target)
             if old is None:
                 report.notes.append("no version was stored, so there is nothing to purge")
                 report.purged = 0
             else:
                 report.purged = self._purge(call, fname, instance, old, dry_run, on_progress)
+        version = keys.new_version()
+        report.written[target] = version
+        if not dry_run:
+            self.backend.set(target, version, self._version_timeout())
         return report
 
     def _purge(

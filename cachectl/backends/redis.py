@@ -10,7 +10,6 @@ import redis
 import redis.exceptions
 
 from cachectl.backends.base import (
-    BATCH_SIZE,
     CacheBackend,
     ClearPlan,
     ProgressCallback,
@@ -18,7 +17,7 @@ from cachectl.backends.base import (
     batched,
     partial_work,
 )
-from cachectl.backends.redis_sweep import sweep
+from cachectl.backends.redis_sweep import scan_all, sweep
 from cachectl.codec import StoredValue, decode_redis_value
 from cachectl.config import mask_url
 from cachectl.errors import BackendError
@@ -140,8 +139,9 @@ class RedisBackend(CacheBackend):
         return ClearPlan(self.describe(), f"keys under the prefix {self.key_prefix!r}")
 
     def scan_prefixed(self, pattern: str = "*") -> Iterator[Any]:
-        """Keys under the prefix (full names), streamed with SCAN (never KEYS, which blocks)."""
-        return self.client.scan_iter(match=escape_glob(self.key_prefix) + pattern, count=BATCH_SIZE)
+        """Keys under the prefix (full names), streamed with SCAN (never KEYS, which
+        blocks), every primary of a cluster at once."""
+        return scan_all(self.client, escape_glob(self.key_prefix) + pattern)
 
     def scan_keys(self, pattern: str) -> Iterator[str]:
         cut = len(self.key_prefix.encode())

@@ -19,6 +19,10 @@ Two ways to run a step, chosen automatically:
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -117,3 +121,50 @@ def sweep(client: Any, match: str, dry_run: bool, tally: Tally) -> None:
         except BaseException:
             tally.stop_requested = True  # let the other primaries stop after their step
             raise
+
+
+_DONE = object()
+
+
+def scan_all(client: Any, match: str) -> Iterator[Any]:
+    """Every key matching ``match``, streamed; a cluster's primaries are scanned at
+    the same time (one thread each, never a replica), through a bounded queue so
+    memory stays flat when the consumer is slower than the scans."""
+    if not isinstance(client, redis.RedisCluster):
+        yield from client.scan_iter(match=match, count=SCAN_COUNT)
+        return
+    primaries = client.get_primaries()
+    found: queue.Queue = queue.Queue(maxsize=8 * SCAN_COUNT)
+    stop = threading.Event()
+
+    def scan_node(node: Any) -> None:
+        try:
+            for name in client.get_redis_connection(node).scan_iter(match=match, count=SCAN_COUNT):
+                if stop.is_set():
+                    return
+                found.put(name)
+        except BaseException as exc:  # handed to the consumer, raised there
+            found.put(exc)
+        finally:
+            found.put(_DONE)
+
+    threads = [threading.Thread(target=scan_node, args=(node,), daemon=True) for node in primaries]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = found.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        while any(thread.is_alive() for thread in threads):
+            try:  # let producers blocked on a full queue see the stop
+                found.get_nowait()
+            except queue.Empty:
+                time.sleep(0.001)
