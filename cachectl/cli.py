@@ -604,13 +604,8 @@ def keys_command(session: Session, pattern: str, limit: int | None, count_only: 
     backend = session.backend()
     output = session.output
     if count_only:
-        if backend.kind == "filesystem" and pattern == "*":
-            with output.progress("counting") as on_progress:
-                count = backend.clear(dry_run=True, on_progress=on_progress)
-        else:
-            backend.require_key_listing()
-            with output.progress("counting") as on_progress:
-                count = backend.delete_matching(pattern, dry_run=True, on_progress=on_progress)
+        with output.progress("counting") as on_progress:
+            count = backend.count(pattern, on_progress)
         if output.as_json:
             output.document({"ok": True, "pattern": pattern, "count": count})
         elif not output.quiet:
@@ -830,7 +825,8 @@ def delete_memoized(
     else:
         with session.output.progress("purging") as on_progress:
             report = invalidator.invalidate_all(call, purge, dry_run, on_progress)
-    _report_output(session, report, backend, {"function": found.dotted, "instance": instance})
+    extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
+    _report_output(session, report, backend, extra)
 
 
 @cli.command("delete-view")
@@ -981,10 +977,9 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
     directories = [os.path.abspath(d) for d in template_dirs]
     app = None
     if not directories:
-        try:
+        # Listing templates needs no cache configuration, only the app if one is named.
+        if session.request.app_import or os.environ.get("FLASK_APP"):
             app = session.settings.app
-        except CachectlError:
-            app = None  # listing templates needs no cache configuration
         if app is not None:
             directories = app_template_directories(app)
         elif os.path.isdir("templates"):

@@ -122,7 +122,7 @@ def redis_stats(
             tally.add(len(batch))
     stats.total = stats.examined
     if sample is not None and stats.examined >= sample:
-        stats.total = backend.delete_matching("*", dry_run=True)
+        stats.total = backend.count()
     return stats
 
 

@@ -96,6 +96,11 @@ class CacheBackend:
                 f"{self.kind} cannot list its keys, so entries can only be named one by one here"
             )
 
+    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
+        """How many of the app's keys match ``pattern`` (after the prefix)."""
+        self.require_key_listing()
+        return 0
+
     def scan_keys(self, pattern: str) -> Iterator[str]:
         """Keys under the prefix whose rest matches the glob ``pattern`` (prefix
         removed), streamed. Only servers that can list keys (Redis) offer this."""

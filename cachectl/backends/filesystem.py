@@ -11,7 +11,7 @@ from typing import Any
 
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
 from cachectl.codec import StoredValue, decode_custom, decode_pickle
-from cachectl.errors import BackendError, ConfigError
+from cachectl.errors import BackendError, ConfigError, UsageError
 
 #: Each cache file starts with the expiry time as a native unsigned int (0: never).
 _EXPIRY = struct.Struct("I")
@@ -97,6 +97,14 @@ class FileSystemBackend(CacheBackend):
             for entry in entries:
                 if self.is_cache_file(entry.name) and entry.is_file(follow_symlinks=False):
                     yield entry.path
+
+    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
+        if pattern != "*":
+            raise UsageError(
+                "FileSystemCache names its files by a hash of the key, so they cannot be "
+                "matched against a pattern; only the whole count is known"
+            )
+        return self.clear(dry_run=True, on_progress=on_progress)
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)

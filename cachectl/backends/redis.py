@@ -156,6 +156,9 @@ class RedisBackend(CacheBackend):
             return self.flush_db(dry_run)
         return self.delete_matching("*", dry_run, on_progress)
 
+    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
+        return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
+
     def delete_matching(
         self, pattern: str, dry_run: bool, on_progress: ProgressCallback | None = None
     ) -> int:
