@@ -691,11 +691,8 @@ def _report_output(session: Session, report: Report, backend: CacheBackend, extr
             else f"removed {report.removed} keys"
         )
     if report.purged is not None:
-        output.result(
-            f"{would}remove {report.purged} stored entries"
-            if report.dry_run
-            else f"removed {report.purged} stored entries"
-        )
+        verb = "would remove" if report.dry_run else "removed"
+        output.result(f"{verb} {report.purged} stored entries")
     for note in report.notes:
         output.notice(note)
 
