@@ -86,6 +86,8 @@ def test_delete_and_clear_are_seen_by_the_app(cache_dir: Path) -> None:
     assert json.loads(deleted.stdout) == {"ok": True, "requested": 3, "removed": 2}
     with app.app_context():
         assert cache.get("k0") is None and cache.get("k2") == 2
+        # The item count the app prunes by follows the deletion.
+        assert app.extensions["cache"][cache]._file_count == 3
 
     cleared = run("--dir", str(cache_dir), "--json", "clear", "--yes")
     assert json.loads(cleared.stdout)["removed"] == 3

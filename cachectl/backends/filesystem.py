@@ -81,12 +81,18 @@ class FileSystemBackend(CacheBackend):
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
-        with partial_work(tally, "removed"), self._os_errors():
-            for key in keys:
-                # cachelib's delete keeps the item counter right, but reports
-                # success for a missing file too: look first to count honestly.
-                if os.path.exists(self.cache._get_filename(key)) and self.cache.delete(key):
+        try:
+            with partial_work(tally, "removed"), self._os_errors():
+                for key in keys:
+                    try:
+                        os.remove(self.cache._get_filename(key))
+                    except FileNotFoundError:
+                        continue
                     tally.add(1)
+        finally:
+            # The item count the app prunes by, updated once rather than per file.
+            if tally.count and self.cache._threshold:
+                self.cache._update_count(delta=-tally.count)
         return tally.count
 
     def clear_plan(self) -> ClearPlan:
