@@ -77,13 +77,11 @@ def split_path(path: str) -> tuple[str | None, str]:
 
 def _import_longest_prefix(dotted: str) -> tuple[Any, str, str]:
     parts = dotted.split(".")
-    errors = []
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
         try:
             return importlib.import_module(module_name), module_name, ".".join(parts[cut:])
         except ModuleNotFoundError as exc:
-            errors.append(exc)
             if exc.name is not None and not module_name.startswith(exc.name):
                 raise  # the module exists but one of its own imports is missing
     raise ModuleNotFoundError(f"no importable module in {dotted!r}")

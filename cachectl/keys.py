@@ -19,7 +19,7 @@ import string
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -218,18 +218,16 @@ class ViewKeyRequest:
     #: The query string of a ``query_string=True`` view, or None.
     query: str | None = None
     source: str | None = None
-    hash_method: Callable[..., Any] | None = field(default=None, compare=False)
 
 
 def view_key(request: ViewKeyRequest, generation: str, hash_method: Callable[..., Any]) -> str:
     """The key ``@cache.cached`` stores a view under."""
-    method = request.hash_method or hash_method
     if request.query is None:
         key = view_base_key(request.path, request.key_prefix)
         if request.source is not None:
-            key += method(request.source.encode("utf-8")).hexdigest()
+            key += hash_method(request.source.encode("utf-8")).hexdigest()
         return key
-    digest = query_digest(query_pairs(request.query), method, request.source)
+    digest = query_digest(query_pairs(request.query), hash_method, request.source)
     # Legacy ignored key_prefix for query-string views: the path stands alone.
     base = request.path if generation == LEGACY else view_base_key(request.path, request.key_prefix)
     return base + digest

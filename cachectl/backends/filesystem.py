@@ -110,7 +110,11 @@ class FileSystemBackend(CacheBackend):
                 "FileSystemCache names its files by a hash of the key, so they cannot be "
                 "matched against a pattern; only the whole count is known"
             )
-        return self.clear(dry_run=True, on_progress=on_progress)
+        tally = Tally(on_progress)
+        with partial_work(tally, "counted"), self._os_errors():
+            for _ in self.cache_files():
+                tally.add(1)
+        return tally.count
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
