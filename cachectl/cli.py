@@ -6,25 +6,34 @@ import os
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import click
 from click.shell_completion import get_completion_class
 
 from cachectl import __version__, keys
+from cachectl.app_loader import AppCache, LoadedApp, load_flask_app
 from cachectl.backends import CacheBackend, build_backend
 from cachectl.codec import VALUE_TYPES, StoredValue, parse_input_value, to_jsonable
 from cachectl.config import (
     HASH_METHOD_NAMES,
     CacheSettings,
     ConfigRequest,
+    describe_location,
     display_value,
     parse_setting_value,
     resolve_hash_method,
     resolve_settings,
 )
+from cachectl.config_export import export_cache, render_toml, write_file
 from cachectl.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, CachectlError, UsageError
-from cachectl.functions import find_memoized, parse_argument, parse_keyword
+from cachectl.functions import (
+    find_memoized,
+    parse_argument,
+    parse_keyword,
+    place_repr_arguments,
+)
 from cachectl.invalidation import Invalidator, MemoizedCall, Report
 from cachectl.output import Output
 from cachectl.stats import collect as collect_stats
@@ -53,14 +62,41 @@ class Session:
         self.output = output
         self.debug = debug
         self._settings: CacheSettings | None = None
+        self._loaded_app: LoadedApp | None = None
+
+    @property
+    def app_import(self) -> str | None:
+        """The app this invocation loads, if any (``--app``, or ``FLASK_APP`` when no
+        config file is named or found)."""
+        return self.request.sources()[0]
+
+    def loaded_app(self) -> LoadedApp | None:
+        """The app, started once however many of its caches the command needs."""
+        if self._loaded_app is None and self.app_import is not None:
+            self._loaded_app = load_flask_app(self.app_import)
+        return self._loaded_app
 
     @property
     def settings(self) -> CacheSettings:
         if self._settings is None:
-            self._settings = resolve_settings(self.request)
-            for warning in self._settings.warnings:
-                self.output.warn(warning)
+            self._settings = self._resolve(self.request)
         return self._settings
+
+    def _resolve(self, request: ConfigRequest) -> CacheSettings:
+        settings = resolve_settings(request, self.loaded_app())
+        for warning in settings.warnings:
+            self.output.warn(warning)
+        return settings
+
+    def every_app_cache(self) -> list[tuple[AppCache, CacheSettings]]:
+        """Each cache of the loaded app with its resolved settings (overrides applied)."""
+        loaded = self.loaded_app()
+        if loaded is None:
+            return []
+        return [
+            (cache, self._resolve(replace(self.request, cache_name=str(cache.index))))
+            for cache in loaded.caches
+        ]
 
     def backend(self, create_dir: bool = False) -> CacheBackend:
         backend = build_backend(self.settings, self.timeout, create_dir=create_dir)
@@ -121,8 +157,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="IMPORT",
     envvar="CACHECTL_APP",
     help="Load the Flask app as 'flask --app' does (module:app, module:create_app()) and use "
-    "the config of the Flask-Caching Cache it registered. Env: CACHECTL_APP, or FLASK_APP "
-    "when no --config is given.",
+    "the Flask-Caching Cache it registered, connected as its live backend is. Env: "
+    "CACHECTL_APP, or FLASK_APP when no config file is named or found.",
 )
 @click.option(
     "--config",
@@ -139,7 +175,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="NAME",
     envvar="CACHECTL_CACHE",
     help="Which cache, when the app or the file has several: a name from the file, or the "
-    "index or import path (myapp.ext:cache) of the app's Cache object. Env: CACHECTL_CACHE.",
+    "app Cache object's index, import path (myapp.ext:cache), attribute path "
+    "(myapp.ext:manager.data_cache) or settings-dict name (DATA_CACHE_CONFIG, or data). "
+    "Env: CACHECTL_CACHE.",
 )
 @click.option(
     "--env",
@@ -697,9 +735,46 @@ def _report_output(session: Session, report: Report, backend: CacheBackend, extr
         output.notice(note)
 
 
-@cli.command("delete-memoized")
+class ReprPositionsCommand(click.Command):
+    """Remembers where each ``--repr`` stood among the positional ARGs, which Click
+    alone does not keep: ``f 1 --repr "Locale('en')" 3`` is ``f(1, Locale('en'), 3)``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        positions, positionals, index = [], 0, 0
+        while index < len(args):
+            token = args[index]
+            name = token.split("=", 1)[0]
+            if token == "--":
+                break
+            if name == "--repr":
+                # positionals counts FUNCTION too: the ARG index is one less.
+                positions.append(max(positionals - 1, 0))
+            if token.startswith("-") and len(token) > 1:
+                index += 2 if name in takes_value and "=" not in token else 1
+                continue
+            positionals += 1
+            index += 1
+        ctx.meta["repr_positions"] = positions
+        return super().parse_args(ctx, args)
+
+
+@cli.command("delete-memoized", cls=ReprPositionsCommand)
 @click.argument("function")
 @click.argument("args", nargs=-1)
+@click.option(
+    "--repr",
+    "reprs",
+    multiple=True,
+    metavar="TEXT",
+    help="An argument given by its repr() text, verbatim, for an object that is not a "
+    "literal (\"Locale('en')\"); it takes its place among the ARGs. Repeatable.",
+)
 @click.option(
     "--kw",
     "keywords",
@@ -755,6 +830,7 @@ def delete_memoized(
     session: Session,
     function: str,
     args: tuple[str, ...],
+    reprs: tuple[str, ...],
     keywords: tuple[str, ...],
     instance: str | None,
     signature: str | None,
@@ -776,7 +852,8 @@ def delete_memoized(
       version is written to its version key), or of one instance's method with
       --instance. The old entries stay until they expire; --purge (Redis) removes them.
     With ARGs: exactly the stored result of that call is deleted. ARGs and --kw
-      values are Python literals (42, '42', None, [1, 2]); a bare word is a string.
+      values are Python literals (42, '42', None, [1, 2]); a bare word is a string;
+      an object argument is given by its repr() with --repr, where it stands.
 
     The signature comes from the function itself when it imports here (the current
     directory and the app's path on sys.path), or from --signature. With --app the
@@ -790,8 +867,13 @@ def delete_memoized(
       cachectl delete-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
       cachectl delete-memoized myapp.models.get_user --purge --dry-run
       cachectl delete-memoized reports.total -- -5 --kw currency=EUR
+      cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
     """
-    if (args or keywords) and (purge or verhash):
+    positions = click.get_current_context().meta.get("repr_positions", [])
+    call_args = place_repr_arguments(
+        [parse_argument(arg) for arg in args], list(zip(positions, reprs, strict=True))
+    )
+    if (call_args or keywords) and (purge or verhash):
         raise UsageError(
             "--purge and --verhash invalidate the whole function: give no ARGs with them"
         )
@@ -803,7 +885,7 @@ def delete_memoized(
         session.output.notice(f"note: {import_problem}; using the name alone")
     call = MemoizedCall(
         function=found,
-        args=tuple(parse_argument(arg) for arg in args),
+        args=call_args,
         kwargs=dict(parse_keyword(text) for text in keywords),
         instance_id=instance,
         make_name=make_name,
@@ -975,8 +1057,9 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
     app = None
     if not directories:
         # Listing templates needs no cache configuration, only the app if one is named.
-        if session.request.app_import or os.environ.get("FLASK_APP"):
-            app = session.settings.app
+        loaded = session.loaded_app()
+        if loaded is not None:
+            app = loaded.app
         if app is not None:
             directories = app_template_directories(app)
         elif os.path.isdir("templates"):
@@ -1010,15 +1093,119 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
 # --- config --------------------------------------------------------------------------------
 
 
+def _settings_document(settings: CacheSettings) -> dict[str, Any]:
+    return {
+        name: {"value": value, "source": settings.source(name)}
+        for name, value in settings.masked().items()
+    }
+
+
+def _show_cache_list(session: Session, caches: list[tuple[AppCache, CacheSettings]]) -> None:
+    """Every cache of the app, by the names --cache takes, for an app with several."""
+    if session.output.as_json:
+        session.output.document(
+            {
+                "ok": True,
+                "caches": [
+                    {
+                        "index": cache.index,
+                        "name": cache.label,
+                        "names": cache.names,
+                        "settings": _settings_document(settings),
+                    }
+                    for cache, settings in caches
+                ],
+            }
+        )
+        return
+    session.output.result(f"{len(caches)} caches; pick one with --cache (index or any name):")
+    rows = [
+        (
+            str(cache.index),
+            ", ".join(cache.names) or "-",
+            display_value("CACHE_TYPE", settings.get("CACHE_TYPE")),
+            display_value("CACHE_KEY_PREFIX", settings.get("CACHE_KEY_PREFIX")),
+            describe_location(settings),
+        )
+        for cache, settings in caches
+    ]
+    session.output.table(("index", "names", "type", "prefix", "where"), rows)
+
+
+def _write_config(session: Session, target: str, force: bool) -> None:
+    """Write every cache of the app (or the one resolved) as named caches."""
+    caches = session.every_app_cache()
+    if caches:
+        exported = [export_cache(cache.label, settings) for cache, settings in caches]
+        generation = caches[0][1].generation
+        origin = f"the app {session.app_import}"
+    else:
+        settings = session.settings
+        exported = [export_cache(settings.cache_name, settings)]
+        generation, origin = settings.generation, "the resolved configuration"
+    header = [
+        f"Written by cachectl {__version__} from {origin}.",
+        "Use it config-only (no app start-up): cachectl --config FILE --cache NAME COMMAND",
+    ]
+    text = render_toml(exported, generation.name, header)
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        write_file(target, text, overwrite=force)
+    for cache in exported:
+        for note in cache.notes:
+            session.output.warn(f"cache {cache.name}: {note}")
+    if target == "-":
+        return
+    if session.output.as_json:
+        session.output.document(
+            {"ok": True, "written": target, "caches": [cache.name for cache in exported]}
+        )
+    else:
+        session.output.result(
+            f"wrote {len(exported)} cache(s) to {target}: "
+            + ", ".join(cache.name for cache in exported)
+        )
+
+
 @cli.command()
+@click.option(
+    "--write",
+    "target",
+    metavar="FILE",
+    help="Write the settings of every cache the app registers to FILE (TOML, - for stdout) "
+    "as named caches, secrets left out, for config-only runs without starting the app.",
+)
+@click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
 @pass_session
-def config(session: Session) -> None:
+def config(session: Session, target: str | None, force: bool) -> None:
     """Show the cache configuration cachectl resolved, and where each value came from.
 
     Passwords and URL credentials are masked. Nothing is sent to the cache server.
+    With --app, the connection is the one the app's live backend object uses,
+    whatever passed the settings to it (app.config, Cache(config=...),
+    init_app(app, config)). An app with several caches and no --cache: every
+    cache is listed, with the names --cache takes.
+
+    --write FILE loads the app once and writes what cron jobs and other hosts need
+    to run config-only from then on (the app's factory, with its side effects, no
+    longer runs on each command):
+
+    \b
+      cachectl --app 'shop:create_app()' config --write cachectl.toml
+      cachectl --config cachectl.toml --cache DATA_CACHE_CONFIG clear --yes
     """
+    if force and target is None:
+        raise UsageError("--force goes with --write FILE")
+    if target is not None:
+        _write_config(session, target, force)
+        return
+    if session.request.cache_name is None:
+        loaded = session.loaded_app()
+        if loaded is not None and len(loaded.caches) > 1:
+            _show_cache_list(session, session.every_app_cache())
+            return
     settings = session.settings
-    masked = settings.masked()
     if session.output.as_json:
         session.output.document(
             {
@@ -1026,10 +1213,7 @@ def config(session: Session) -> None:
                 "cache": settings.cache_name,
                 "generation": settings.generation.name,
                 "generation_source": settings.generation.origin,
-                "settings": {
-                    name: {"value": value, "source": settings.source(name)}
-                    for name, value in masked.items()
-                },
+                "settings": _settings_document(settings),
             }
         )
         return
@@ -1038,7 +1222,8 @@ def config(session: Session) -> None:
         f"({settings.generation.origin})"
     )
     rows = [
-        (name, display_value(name, value), settings.source(name)) for name, value in masked.items()
+        (name, display_value(name, value), settings.source(name))
+        for name, value in settings.masked().items()
     ]
     session.output.table(("setting", "value", "source"), rows)
 

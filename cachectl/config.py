@@ -78,6 +78,19 @@ class ConfigRequest:
     cwd: Path = field(default_factory=Path.cwd)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
+    def sources(self) -> tuple[str | None, str | None]:
+        """The app import string and the config file to read, in precedence order:
+        --app / CACHECTL_APP and --config / CACHECTL_CONFIG as given; else a config
+        file found from the current directory; else an exported ``FLASK_APP``. An
+        ops host with FLASK_APP exported for the app's own tools but a cachectl.toml
+        here (and perhaps no Flask) must use the file."""
+        if self.app_import is not None or self.config_file is not None:
+            return self.app_import, self.config_file
+        discovered = discover_config_file(self.cwd)
+        if discovered is not None:
+            return None, str(discovered)
+        return self.environ.get("FLASK_APP") or None, None
+
 
 @dataclass
 class CacheSettings:
@@ -91,6 +104,8 @@ class CacheSettings:
     #: With --app: the loaded Flask app and the Cache object chosen in it.
     app: Any = None
     cache_object: Any = None
+    #: With --app, for a backend class cachectl cannot rebuild: the app's own object.
+    live_backend: Any = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -133,7 +148,7 @@ def hash_method_name(method: Any) -> str:
         return getattr(method, "__name__", repr(method))
 
 
-def _is_secret(name: str) -> bool:
+def is_secret(name: str) -> bool:
     return any(marker in name.upper() for marker in _SECRET_MARKERS)
 
 
@@ -142,7 +157,7 @@ def masked_value(name: str, value: Any) -> Any:
     other Python objects by name; plain data stays plain (for ``--json``)."""
     if value is None or isinstance(value, bool | int | float):
         return value
-    if _is_secret(name):
+    if is_secret(name):
         return _MASK if value else value
     if name.endswith("HASH_METHOD"):
         return hash_method_name(value)
@@ -159,6 +174,37 @@ def display_value(name: str, value: Any) -> str:
     """One line of text for ``masked_value``."""
     shown = masked_value(name, value)
     return shown if isinstance(shown, str) else repr(shown)
+
+
+def describe_location(settings: CacheSettings) -> str:
+    """Where a cache's settings say it lives, credentials masked, without connecting."""
+    kind = str(settings.get("CACHE_TYPE") or "").lower()
+    get = settings.get
+    if "sentinel" in kind:
+        sentinels = ",".join(f"{h}:{p}" for h, p in get("CACHE_REDIS_SENTINELS") or [])
+        master = get("CACHE_REDIS_SENTINEL_MASTER", "mymaster")
+        via = sentinels or "127.0.0.1:26379"
+        return f"sentinel master {master} via {via}, db {get('CACHE_REDIS_DB', 0)}"
+    if "cluster" in kind:
+        return (
+            f"redis cluster {mask_url(get('CACHE_REDIS_URL') or get('CACHE_REDIS_CLUSTER') or '')}"
+        )
+    if "redis" in kind:
+        if get("CACHE_REDIS_URL"):
+            return mask_url(get("CACHE_REDIS_URL"))
+        socket_path = (get("CACHE_OPTIONS") or {}).get("unix_socket_path")
+        if socket_path:
+            return f"unix://{socket_path}?db={get('CACHE_REDIS_DB', 0)}"
+        scheme = "rediss" if (get("CACHE_OPTIONS") or {}).get("ssl") else "redis"
+        host, port = get("CACHE_REDIS_HOST", "localhost"), get("CACHE_REDIS_PORT", 6379)
+        return f"{scheme}://{host}:{port}/{get('CACHE_REDIS_DB', 0)}"
+    if "memcached" in kind:
+        return "memcached " + ",".join(
+            map(str, get("CACHE_MEMCACHED_SERVERS") or ["127.0.0.1:11211"])
+        )
+    if "filesystem" in kind:
+        return f"directory {get('CACHE_DIR')}"
+    return str(get("CACHE_TYPE"))
 
 
 # --- reading sources -------------------------------------------------------------------
@@ -232,31 +278,56 @@ def _read_data_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
+@dataclass
+class ConfigFile:
+    """What a config file describes: named caches, and the generation it recorded."""
+
+    caches: dict[str, dict[str, Any]]
+    #: ``compat`` (``CACHECTL_COMPAT`` in a .py file), as ``config --write`` records it.
+    compat: str | None = None
+
+
+def _is_settings_dict(value: Any) -> bool:
+    """A dict of CACHE_* settings, as large apps keep one per cache
+    (``DATA_CACHE_CONFIG = {"CACHE_TYPE": ..., "CACHE_KEY_PREFIX": ...}``)."""
+    return isinstance(value, dict) and any(str(k).startswith("CACHE_") for k in value)
+
+
+def read_config_file(path: Path) -> ConfigFile:
     """Named caches described by a file: ``{"default": {...}, "sessions": {...}}``.
 
     A named cache inherits the top-level settings it does not set itself, as a
-    ``Cache(config=...)`` inherits ``app.config`` in Flask-Caching.
+    ``Cache(config=...)`` or ``init_app(app, config)`` inherits ``app.config`` in
+    Flask-Caching. In a .py file (the app's own config module), every top-level
+    dict of CACHE_* settings is a named cache under its variable name.
     """
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     if path.suffix == ".py":
         data = _read_python_file(path)
         named = data.pop("CACHECTL_CACHES", {})
+        compat = data.pop("CACHECTL_COMPAT", None)
+        if isinstance(named, dict):
+            for name, value in list(data.items()):
+                if _is_settings_dict(value):
+                    named.setdefault(name, data.pop(name))
     elif path.suffix in (".toml", ".json"):
         data = _read_data_file(path)
         named = data.pop("caches", {})
+        compat = data.pop("compat", None)
     else:
         raise ConfigError(f"config file {path}: use a .py, .toml or .json file")
     if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
         raise ConfigError(f"{path}: named caches must be tables of settings, one per name")
+    if compat is not None and not isinstance(compat, str):
+        raise ConfigError(f"{path}: compat must be a string (2.5 or legacy), not {compat!r}")
     top = {k: v for k, v in data.items() if k.startswith("CACHE_")}
     caches: dict[str, dict[str, Any]] = {}
     if top:
         caches[DEFAULT_CACHE_NAME] = top
     for name, settings in named.items():
         caches[str(name)] = {**top, **settings}
-    return caches
+    return ConfigFile(caches, compat)
 
 
 def discover_config_file(start: Path) -> Path | None:
@@ -279,12 +350,24 @@ def discover_config_file(start: Path) -> Path | None:
     return None
 
 
+def short_name(settings_name: str) -> str:
+    """``data`` for ``DATA_CACHE_CONFIG``: what an operator types for a settings dict."""
+    name = settings_name.upper()
+    for suffix in ("_CONFIG", "_CACHE"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
 def select_named_cache(
     caches: dict[str, dict[str, Any]], wanted: str | None, where: str
 ) -> tuple[str, dict[str, Any]]:
     if wanted is not None:
         if wanted in caches:
             return wanted, caches[wanted]
+        by_short_name = [name for name in caches if short_name(name) == wanted.lower()]
+        if len(by_short_name) == 1:
+            return by_short_name[0], caches[by_short_name[0]]
         known = ", ".join(caches) or "none"
         raise ConfigError(f"{where} has no cache named {wanted!r} (it has: {known})")
     if DEFAULT_CACHE_NAME in caches or not caches:
@@ -368,42 +451,89 @@ NO_CONFIG_HELP = (
 )
 
 
-def resolve_settings(
-    request: ConfigRequest, load_app: Callable[[str], Any] | None = None
-) -> CacheSettings:
-    """Merge every source of ``request`` into the effective settings of one cache."""
+#: Settings that say where a cache lives: when the live backend shows where it
+#: really connects, what the app's config says of them no longer counts.
+_LOCATION_SETTINGS = frozenset(
+    {
+        "CACHE_REDIS_URL",
+        "CACHE_REDIS_HOST",
+        "CACHE_REDIS_PORT",
+        "CACHE_REDIS_DB",
+        "CACHE_REDIS_PASSWORD",
+        "CACHE_REDIS_SENTINELS",
+        "CACHE_REDIS_SENTINEL_MASTER",
+        "CACHE_REDIS_SENTINEL_PASSWORD",
+        "CACHE_REDIS_CLUSTER",
+        "CACHE_MEMCACHED_SERVERS",
+        "CACHE_DIR",
+    }
+)
+
+
+def _app_layers(loaded: Any, chosen: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The chosen cache's settings as the app configured them, then as its live
+    backend shows them (which wins: it is where the app really connects). Only
+    settings cachectl reads: an app's other CACHE_* values (a CACHE_CONFIG dict,
+    CACHE_WARMUP_EXECUTORS) are none of cachectl's business."""
+    where = f"app {loaded.import_path} (cache {chosen.label})"
+    configured = {k: v for k, v in chosen.configured.items() if k in SETTING_TYPES}
+    live = dict(chosen.live.values)
+    if "CACHE_TYPE" in live:  # the live backend showed its location
+        unreadable = {name.split()[0] for name in chosen.live.unreadable}
+        for name in _LOCATION_SETTINGS - unreadable - live.keys():
+            configured.pop(name, None)
+    if "CACHE_OPTIONS" in live and isinstance(configured.get("CACHE_OPTIONS"), dict):
+        live["CACHE_OPTIONS"] = {**configured["CACHE_OPTIONS"], **live["CACHE_OPTIONS"]}
+    return [(where, configured), (f"{where}, live backend", live)]
+
+
+def _check_readable(chosen: Any, values: dict[str, Any], cache_type: str) -> None:
+    """Refuse to fill from defaults what the live backend would not reveal and
+    neither the app's config nor the command line gave."""
+    missing = [name for name in chosen.live.unreadable if name.split()[0] not in values]
+    if missing:
+        raise ConfigError(
+            f"cannot read {', '.join(missing)} of cache {chosen.label} from the app's live "
+            f"{cache_type} backend ({type(chosen.backend).__module__}."
+            f"{type(chosen.backend).__qualname__}), and the app's config does not set "
+            "it: give it with -o NAME=VALUE or --config"
+        )
+
+
+def resolve_settings(request: ConfigRequest, loaded: Any = None) -> CacheSettings:
+    """Merge every source of ``request`` into the effective settings of one cache.
+
+    ``loaded`` is the app already loaded for this command (``app_loader.LoadedApp``),
+    so a command that needs several caches of one app starts it once.
+    """
     layers: list[tuple[str, dict[str, Any]]] = []  # lowest precedence first
     cache_name = request.cache_name or DEFAULT_CACHE_NAME
-
-    app_import = request.app_import
-    config_file = request.config_file
-    if app_import is None and config_file is None:
-        app_import = request.environ.get("FLASK_APP") or None
-    if app_import is None and config_file is None:
-        discovered = discover_config_file(request.cwd)
-        config_file = str(discovered) if discovered else None
+    app_import, config_file = request.sources()
 
     chosen = None
     if app_import is not None:
         from cachectl import app_loader
 
-        app = (load_app or app_loader.load_flask_app)(app_import)
-        chosen = app_loader.select_app_cache(
-            app_loader.app_caches(app), request.cache_name, app_import
-        )
+        if loaded is None:
+            loaded = app_loader.load_flask_app(app_import)
+        chosen = app_loader.select_app_cache(loaded.caches, request.cache_name, app_import)
         cache_name = chosen.label
-        layers.append((f"app {app_import} (cache {chosen.label})", chosen.settings))
+        layers += _app_layers(loaded, chosen)
 
+    recorded_compat = None
     if config_file is not None:
         path = Path(config_file)
         if not path.is_absolute():
             path = request.cwd / path
+        described = read_config_file(path)
         name, settings = select_named_cache(
-            read_config_file(path), request.cache_name if app_import is None else None, str(path)
+            described.caches, request.cache_name if app_import is None else None, str(path)
         )
         label = f"file {path}" + ("" if name == DEFAULT_CACHE_NAME else f" (cache {name})")
         if app_import is None:
             cache_name = name
+        if described.compat is not None:
+            recorded_compat = (described.compat, f"recorded in {path}")
         layers.append((label, settings))
 
     if request.use_env:
@@ -433,10 +563,14 @@ def resolve_settings(
                 sources["CACHE_TYPE"] = f"inferred from {sources[setting]}"
                 break
 
-    generation = resolve_generation(request.compat)
+    if chosen is not None:
+        _check_readable(chosen, values, str(values.get("CACHE_TYPE")))
+    generation = resolve_generation(request.compat, recorded_compat)
     warnings = _check_types(values, sources)
     _apply_defaults(values, sources, generation)
     settings = CacheSettings(values, sources, generation, cache_name, warnings)
     if chosen is not None:
         settings.app, settings.cache_object = chosen.app, chosen.cache
+        if chosen.live.opaque and sources.get("CACHE_TYPE", "").startswith("app "):
+            settings.live_backend = chosen.backend
     return settings

@@ -193,6 +193,31 @@ def parse_argument(text: str) -> Any:
         return text
 
 
+class ReprArgument:
+    """An argument known only by its ``repr()`` text (``Locale('en')``): Flask-Caching
+    puts the repr of every argument into a memoize key, so an object that cannot be
+    rebuilt here is still targeted exactly."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def place_repr_arguments(arguments: list[Any], reprs: list[tuple[int, str]]) -> tuple[Any, ...]:
+    """``arguments`` with each ``(position, text)`` of ``reprs`` inserted as a
+    ReprArgument before the argument that stood at ``position`` on the command line."""
+    placed: list[Any] = []
+    pending = sorted(reprs, key=lambda item: item[0])
+    for index, argument in enumerate(arguments):
+        while pending and pending[0][0] <= index:
+            placed.append(ReprArgument(pending.pop(0)[1]))
+        placed.append(argument)
+    placed += [ReprArgument(text) for _, text in pending]
+    return tuple(placed)
+
+
 def parse_keyword(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip().isidentifier():

@@ -52,13 +52,18 @@ def _is_legacy_version(version: str) -> bool:
     return (major, minor) < (2, 5)
 
 
-def resolve_generation(requested: str | None = None) -> Generation:
+def resolve_generation(
+    requested: str | None = None, recorded: tuple[str, str] | None = None
+) -> Generation:
     """Pick the generation: ``requested`` (``--compat``), ``CACHECTL_COMPAT``,
-    the installed Flask-Caching, else 2.5."""
+    ``recorded`` (the generation a config file names, and where), the installed
+    Flask-Caching, else 2.5."""
     origin = "--compat"
     if requested is None:
         requested = os.environ.get("CACHECTL_COMPAT") or None
         origin = "CACHECTL_COMPAT"
+    if requested is None and recorded is not None:
+        requested, origin = recorded
     if requested is None:
         installed = _installed_flask_caching()
         if installed is None:

@@ -18,7 +18,7 @@ from cachectl import keys
 from cachectl.backends.base import CacheBackend, ProgressCallback, Tally, batched, partial_work
 from cachectl.config import CacheSettings
 from cachectl.errors import UsageError
-from cachectl.functions import MemoizedFunction
+from cachectl.functions import MemoizedFunction, ReprArgument
 from cachectl.generations import LEGACY
 
 
@@ -217,7 +217,8 @@ class Invalidator:
         function = call.function
         args: tuple[Any, ...] = call.args
         if function.is_method:
-            args = (InstanceStandIn(call.instance_id or ""), *args)
+            # The instance stands in by its id: the library's get_id() is its repr().
+            args = (ReprArgument(call.instance_id or ""), *args)
         elif function.is_classmethod:
             args = (function.owner, *args)
         with self.settings.app.app_context():
@@ -271,17 +272,18 @@ class Invalidator:
     def view_key_from_the_app(
         self, endpoint: str, values: dict[str, Any], query: str | None
     ) -> str:
-        """The key the app's own view forms for ``url_for(endpoint, **values)``."""
+        """The key the app's own view forms for ``url_for(endpoint, **values)``.
+
+        The key is asked of the decorator itself, called as it calls itself when
+        the app serves GET for that URL: that is the only way a callable
+        key_prefix, a make_cache_key function or source_check give the same key.
+        """
         app = self.settings.app
         view = app.view_functions.get(endpoint)
         if view is None:
             raise UsageError(f"the app has no endpoint {endpoint!r}")
-        cached = view
-        while cached is not None and not hasattr(cached, "make_cache_key"):
-            cached = getattr(cached, "__wrapped__", None)
-        if cached is None:
-            raise UsageError(f"the view of {endpoint!r} is not decorated with @cache.cached")
-        from flask import url_for
+        cached, leading = _cached_get_handler(endpoint, view)
+        from flask import request, url_for
 
         with app.test_request_context():
             url = url_for(endpoint, **values)
@@ -289,15 +291,88 @@ class Invalidator:
         path, _, url_query = url.partition("?")
         query_string = "&".join(part for part in (url_query, query or "") if part)
         with app.test_request_context(path, query_string=query_string):
-            return cached.make_cache_key(use_request=True)
+            # The decorator is handed the URL's variables as keyword arguments.
+            view_args = dict(request.view_args or {})
+            given = _key_function_given_to_the_decorator(cached)
+            try:
+                if given is not None:
+                    return given(*leading, **view_args)
+                return cached.make_cache_key(*leading, use_request=True, **view_args)
+            except Exception as exc:
+                raise UsageError(
+                    f"the cache key function of {endpoint!r} failed outside a real "
+                    f"request: {type(exc).__name__}: {exc}"
+                ) from exc
 
 
-class InstanceStandIn:
-    """Stands for an instance whose id the operator gave: its repr() is that id, so
-    the library's get_id() returns it verbatim."""
+def _cached_get_handler(endpoint: str, view: Callable[..., Any]) -> tuple[Any, tuple[Any, ...]]:
+    """The @cache.cached function a GET of ``endpoint`` goes through, and the
+    positional arguments it is called with (the view instance, for a method).
 
-    def __init__(self, instance_id: str) -> None:
-        self._instance_id = instance_id
+    The view function comes first: a class's ``decorators`` (and flask-restx's
+    Api and Namespace decorators) wrap it, so they are what a request meets
+    first. Failing that, the class's handler for GET: ``dispatch_request``, which
+    a plain View overrides, then the ``get`` that MethodView (and flask-restx and
+    flask-smorest resources) dispatches GET to.
+    """
+    cached = _carrying_key_maker(view)
+    if cached is not None:
+        return cached, ()
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        raise UsageError(f"the view of {endpoint!r} is not decorated with @cache.cached")
+    for name in ("dispatch_request", "get"):
+        cached = _carrying_key_maker(getattr(view_class, name, None))
+        if cached is not None:
+            # The method is called bound; an instance made without __init__
+            # stands for the one Flask makes per request, with no side effects.
+            return cached, (object.__new__(view_class),)
+    from flask.views import MethodView
 
-    def __repr__(self) -> str:
-        return self._instance_id
+    where = f"the view of {endpoint!r} (class {view_class.__name__}"
+    if callable(getattr(view_class, "get", None)):
+        raise UsageError(f"{where}, method get) is not decorated with @cache.cached")
+    if issubclass(view_class, MethodView):
+        raise UsageError(f"{where}) has no get method: it serves no GET to cache")
+    raise UsageError(
+        f"{where}, method dispatch_request; it has no get) is not decorated with @cache.cached"
+    )
+
+
+def _carrying_key_maker(function: Any) -> Any:
+    """The function @cache.cached returned, found under other decorators.
+
+    functools.wraps copies ``make_cache_key`` onto every wrapper above it, so the
+    first function that has one may only be a copy-holder; the decorator's own
+    function is the one whose ``uncached`` is what it wraps. Falls back to the
+    outermost holder for a library version that does not keep ``uncached``.
+    """
+    first = None
+    seen: set[int] = set()
+    while function is not None and id(function) not in seen:
+        seen.add(id(function))
+        if hasattr(function, "make_cache_key"):
+            wrapped = getattr(function, "__wrapped__", None)
+            if wrapped is not None and getattr(function, "uncached", None) is wrapped:
+                return function
+            first = first or function
+        function = getattr(function, "__wrapped__", None)
+    return first
+
+
+def _key_function_given_to_the_decorator(cached: Any) -> Callable[..., str] | None:
+    """``@cache.cached(make_cache_key=f)``: the decorator calls ``f`` instead of its
+    ``make_cache_key`` attribute (which stays the default one), and keeps ``f``
+    nowhere but in the closure of the function it returned, so it is read there."""
+    code = getattr(cached, "__code__", None)
+    cells = getattr(cached, "__closure__", None) or ()
+    if code is None:
+        return None
+    for name, cell in zip(code.co_freevars, cells, strict=False):
+        if name == "make_cache_key":
+            try:
+                given = cell.cell_contents
+            except ValueError:  # an empty cell
+                return None
+            return given if callable(given) else None
+    return None

@@ -59,11 +59,13 @@ run_pytest() {
 
 run_pytest .venv/bin/python "$@"
 
-# The key-derivation oracle and the end-to-end invalidation tests again, against
-# legacy Flask-Caching (2.0-2.4).
+# The key-derivation oracle, the end-to-end invalidation tests and app mode (live
+# backends, class-based views) again, against legacy Flask-Caching (2.0-2.4).
 if [ ! -x .venv-legacy/bin/python ]; then
   python3 -m venv .venv-legacy
 fi
-.venv-legacy/bin/python -m pip install --quiet --disable-pip-version-check -e . \
-  'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59'
-run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_invalidation.py
+.venv-legacy/bin/python -m pip install --quiet --disable-pip-version-check --no-binary pylibmc -e . \
+  'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59' \
+  'pylibmc>=1.6' 'flask-restx>=1.3' 'flask-smorest>=0.44'
+run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_invalidation.py \
+  tests/test_app_caches.py tests/test_class_views.py

@@ -351,6 +351,10 @@ def build_backend(
     short = cache_type.removeprefix("cachelib.")
     if short in IN_PROCESS_HELP:
         raise ConfigError(IN_PROCESS_HELP[short] + SWITCH_ADVICE)
+    if settings.live_backend is not None:
+        # A custom backend class of a loaded app: how it connects is known only to
+        # the object the app built, so that object itself is used.
+        return wrap_backend(settings.live_backend, settings)
     if cache_type in _BUILDERS:
         if cache_type == "FileSystemCache":
             cache = _build_filesystem(settings, timeout, create_dir)

@@ -89,7 +89,14 @@ class RedisBackend(CacheBackend):
         try:
             yield
         except redis.exceptions.RedisError as exc:
-            raise BackendError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+            message = f"{self.describe()}: {type(exc).__name__}: {exc}"
+            if isinstance(exc, redis.exceptions.AuthenticationError) or "NOAUTH" in str(exc):
+                message += (
+                    " (a password is needed or wrong: CACHE_REDIS_PASSWORD; a file written "
+                    "by config --write leaves it out, give it with FLASK_CACHE_REDIS_PASSWORD "
+                    "and --env)"
+                )
+            raise BackendError(message) from exc
 
     def check(self) -> None:
         with self.server_errors():

@@ -1,0 +1,184 @@
+"""Read back, from the backend object a live app built, where and how it stores its entries.
+
+An app that hands its settings to ``cache.init_app(app, config)`` keeps them
+nowhere but in the backend Flask-Caching built from them, so in app mode the
+connection must be read from that object: guessing it from defaults would point
+cachectl at whatever server listens on the default address. This module is the
+one place that looks inside those objects (cachelib's private attributes and
+redis-py's connection pools); checked against cachelib 0.9 to 0.17 and redis-py
+4.5 to 8.x.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+#: What redis-py keeps of a TLS connection, as ``redis.Redis`` takes it back.
+_TLS_OPTIONS = (
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_check_hostname",
+    "ssl_password",
+    "ssl_min_version",
+)
+_VERIFY_MODES = {
+    ssl.CERT_NONE: "none",
+    ssl.CERT_OPTIONAL: "optional",
+    ssl.CERT_REQUIRED: "required",
+}
+
+
+@dataclass
+class LiveReading:
+    """Settings read back from a live backend, and those it does not reveal."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    #: Settings the backend needs that could not be read from it (an unknown
+    #: client class, SASL credentials a client keeps inside its C library).
+    unreadable: list[str] = field(default_factory=list)
+    #: The backend is of a class cachectl cannot rebuild (a custom backend):
+    #: the live object itself must be used.
+    opaque: bool = False
+
+
+def _redis_auth_and_tls(kwargs: dict[str, Any], connection_class: Any) -> dict[str, Any]:
+    """Credentials and TLS options of a redis-py connection pool, as settings."""
+    values: dict[str, Any] = {}
+    if kwargs.get("password"):
+        values["CACHE_REDIS_PASSWORD"] = kwargs["password"]
+    options: dict[str, Any] = {}
+    if kwargs.get("username"):
+        options["username"] = kwargs["username"]
+    if connection_class is not None and "SSL" in connection_class.__name__:
+        options["ssl"] = True
+        for name in _TLS_OPTIONS:
+            value = kwargs.get(name)
+            if value is None:
+                continue
+            if isinstance(value, ssl.VerifyMode):
+                value = _VERIFY_MODES[value]
+            elif isinstance(value, ssl.TLSVersion):
+                continue  # not expressible in a config file; redis-py's default applies
+            options[name] = value
+    if options:
+        values["CACHE_OPTIONS"] = options
+    return values
+
+
+def _read_redis_client(client: Any, reading: LiveReading) -> None:
+    nodes_manager = getattr(client, "nodes_manager", None)
+    if nodes_manager is not None:  # redis.cluster.RedisCluster
+        nodes = [f"{node.host}:{node.port}" for node in nodes_manager.startup_nodes.values()]
+        kwargs = dict(getattr(nodes_manager, "connection_kwargs", None) or {})
+        reading.values.update(CACHE_TYPE="RedisClusterCache", CACHE_REDIS_CLUSTER=",".join(nodes))
+        reading.values.update(_redis_auth_and_tls(kwargs, kwargs.get("connection_class")))
+        return
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if kwargs is None:
+        reading.unreadable += ["CACHE_REDIS_HOST", "CACHE_REDIS_PORT", "CACHE_REDIS_DB"]
+        return
+    if kwargs.get("credential_provider") is not None:
+        reading.unreadable.append("CACHE_REDIS_PASSWORD (a credential_provider object)")
+    values = reading.values
+    values["CACHE_REDIS_DB"] = int(kwargs.get("db") or 0)
+    values.update(_redis_auth_and_tls(kwargs, getattr(pool, "connection_class", None)))
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:  # redis.sentinel.SentinelConnectionPool
+        sentinels = []
+        sentinel_password = None
+        for sentinel in manager.sentinels:
+            sentinel_kwargs = sentinel.connection_pool.connection_kwargs
+            sentinels.append([sentinel_kwargs["host"], int(sentinel_kwargs["port"])])
+            sentinel_password = sentinel_password or sentinel_kwargs.get("password")
+        values.update(
+            CACHE_TYPE="RedisSentinelCache",
+            CACHE_REDIS_SENTINELS=sentinels,
+            CACHE_REDIS_SENTINEL_MASTER=pool.service_name,
+        )
+        if sentinel_password:
+            values["CACHE_REDIS_SENTINEL_PASSWORD"] = sentinel_password
+        return
+    values["CACHE_TYPE"] = "RedisCache"
+    if kwargs.get("path"):  # a unix socket
+        values.setdefault("CACHE_OPTIONS", {})["unix_socket_path"] = kwargs["path"]
+        return
+    values["CACHE_REDIS_HOST"] = kwargs.get("host", "localhost")
+    values["CACHE_REDIS_PORT"] = int(kwargs.get("port", 6379))
+
+
+def _memcached_addresses(client: Any) -> list[str] | None:
+    """Server addresses of a pylibmc or python-memcached client."""
+    addresses = getattr(client, "addresses", None)  # pylibmc
+    if isinstance(addresses, list | tuple):
+        return [str(address) for address in addresses]
+    hosts = getattr(client, "servers", None)  # python-memcached
+    if isinstance(hosts, list | tuple):
+        found = []
+        for host in hosts:
+            if getattr(host, "family", None) == getattr(socket, "AF_UNIX", None):
+                found.append(f"unix:{host.address}")
+            elif getattr(host, "ip", None) is not None:
+                found.append(f"{host.ip}:{host.port}")
+            else:
+                return None
+        return found
+    return None
+
+
+def _read_memcached(backend: Any, reading: LiveReading) -> None:
+    addresses = _memcached_addresses(getattr(backend, "_client", None))
+    reserve = getattr(backend, "_client_context", None)
+    if addresses is None and reserve is not None:  # a pool of clients (cachelib 0.17+)
+        with reserve() as client:
+            addresses = _memcached_addresses(client)
+    if addresses is None:
+        reading.unreadable.append("CACHE_MEMCACHED_SERVERS")
+    else:
+        reading.values["CACHE_MEMCACHED_SERVERS"] = addresses
+    name = type(backend).__name__
+    if "SASL" in name:
+        reading.values["CACHE_TYPE"] = name
+        # pylibmc hands the credentials to libmemcached and keeps no copy.
+        reading.unreadable += ["CACHE_MEMCACHED_USERNAME", "CACHE_MEMCACHED_PASSWORD"]
+    else:
+        reading.values["CACHE_TYPE"] = "MemcachedCache"
+
+
+def _read_filesystem(backend: Any, reading: LiveReading) -> None:
+    reading.values.update(
+        CACHE_TYPE="FileSystemCache",
+        CACHE_DIR=backend._path,
+        CACHE_FILE_HASH_METHOD=backend._hash_method,
+        CACHE_THRESHOLD=backend._threshold,
+    )
+
+
+def read_live_backend(backend: Any) -> LiveReading:
+    """Every setting ``backend`` reveals about where and how it stores entries."""
+    import cachelib
+
+    reading = LiveReading()
+    if hasattr(backend, "default_timeout"):
+        reading.values["CACHE_DEFAULT_TIMEOUT"] = backend.default_timeout
+    if hasattr(backend, "key_prefix") and not callable(backend.key_prefix):
+        reading.values["CACHE_KEY_PREFIX"] = backend.key_prefix or ""
+    serializer = getattr(backend, "serializer", None)
+    class_serializer = getattr(type(backend), "serializer", None)
+    if serializer is not None and type(serializer) is not type(class_serializer):
+        reading.values["CACHE_SERIALIZER"] = serializer
+    if hasattr(backend, "_write_client"):  # every cachelib RedisCache, Sentinel and Cluster
+        _read_redis_client(backend._write_client, reading)
+    elif isinstance(backend, cachelib.FileSystemCache):
+        _read_filesystem(backend, reading)
+    elif isinstance(backend, cachelib.MemcachedCache):
+        _read_memcached(backend, reading)
+    elif not isinstance(backend, cachelib.SimpleCache | cachelib.NullCache):
+        reading.opaque = True
+    return reading
