@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl.backends.live import LiveReading, read_live_backend
-from cachectl.config import short_name
+from cachectl.config_sources import short_name
 from cachectl.errors import ConfigError
 
 

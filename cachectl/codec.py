@@ -69,13 +69,18 @@ class OpaqueObject:
 
     module = "?"
     name = "?"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
+    entries: dict[Any, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> OpaqueObject:
         # pickle's NEWOBJ calls __new__ without __init__: record the arguments here.
         self = super().__new__(cls)
         self.args, self.kwargs, self.state = args, kwargs, None
-        self.items: list[Any] = []
-        self.entries: dict[Any, Any] = {}
+        self.items = []
+        self.entries = {}
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -134,7 +139,7 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
         return cls() if state is None else cls(state)
     safe = set(SAFE_CLASSES.values())
     if cls in safe and base in safe:
-        return copyreg._reconstructor(cls, base, state)
+        return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
     return _opaque_class("copyreg", "_reconstructor")(cls, base, state)
 
 

@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachectl.config import CacheSettings, hash_method_name, is_secret
+from cachectl.config import ResolvedConfig
 from cachectl.errors import UsageError
+from cachectl.secrets import hash_method_name, is_secret
 
 
 @dataclass
@@ -58,7 +59,7 @@ def _secret_note(variable: str, setting: str) -> str:
     return f"{setting} is left out: export {variable}=... and run cachectl with --env"
 
 
-def export_cache(name: str, settings: CacheSettings) -> ExportedCache:
+def export_cache(name: str, settings: ResolvedConfig) -> ExportedCache:
     """The settings of one cache as they go into the file."""
     exported = ExportedCache(name)
     for setting in sorted(settings.values):

@@ -11,7 +11,19 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_BACKEND = 3
+#: A bug in cachectl itself (anything not foreseen).
+EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
+
+#: The contract scripts rely on, as ``--help`` prints it (README's table says the same).
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    done
+  1    not found (get), or a clear declined at the prompt
+  2    usage or configuration error
+  3    cache server unreachable, timed out or refused
+  4    internal error (a bug: --debug shows the traceback)
+  130  interrupted (what was done so far is reported)"""
 
 
 class CachectlError(Exception):

@@ -13,11 +13,11 @@ import ast
 import importlib
 import inspect
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from cachectl.errors import UsageError
+from cachectl.importing import on_sys_path
 from cachectl.keys import CallSignature, class_id
 
 
@@ -109,15 +109,13 @@ def _undecorated(decorated: Any) -> Any:
 def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFunction:
     """Import the function at ``path`` (``pkg.mod.func``, ``pkg.mod:Class.method``)
     with the current directory first on sys.path, as ``flask --app`` has it."""
-    for directory in (*search_paths, os.getcwd()):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
     module_name, qualname = split_path(path)
     try:
-        if module_name is None:
-            module, module_name, qualname = _import_longest_prefix(qualname)
-        else:
-            module = importlib.import_module(module_name)
+        with on_sys_path(os.getcwd(), *search_paths):
+            if module_name is None:
+                module, module_name, qualname = _import_longest_prefix(qualname)
+            else:
+                module = importlib.import_module(module_name)
         found, owner = _resolve(module, qualname)
     except (ImportError, AttributeError) as exc:
         raise LookupError(f"cannot import {path}: {exc}") from exc

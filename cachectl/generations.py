@@ -10,10 +10,8 @@ beside cachectl, which on an app host is the app's own.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 
 from cachectl.errors import ConfigError
 
@@ -37,6 +35,8 @@ class Generation:
 
 
 def _installed_flask_caching() -> str | None:
+    from importlib import metadata  # slow to import: only when the generation is detected
+
     try:
         return metadata.version("flask-caching")
     except metadata.PackageNotFoundError:
@@ -55,13 +55,10 @@ def _is_legacy_version(version: str) -> bool:
 def resolve_generation(
     requested: str | None = None, recorded: tuple[str, str] | None = None
 ) -> Generation:
-    """Pick the generation: ``requested`` (``--compat``), ``CACHECTL_COMPAT``,
+    """Pick the generation: ``requested`` (``--compat`` or ``CACHECTL_COMPAT``),
     ``recorded`` (the generation a config file names, and where), the installed
     Flask-Caching, else 2.5."""
     origin = "--compat"
-    if requested is None:
-        requested = os.environ.get("CACHECTL_COMPAT") or None
-        origin = "CACHECTL_COMPAT"
     if requested is None and recorded is not None:
         requested, origin = recorded
     if requested is None:

@@ -201,7 +201,7 @@ def query_digest(
     digest = hash_method(str(tuple(sorted(pairs))).encode())
     if source is not None:
         digest.update(source.encode("utf-8"))
-    return digest.hexdigest()
+    return str(digest.hexdigest())
 
 
 def view_base_key(path: str, key_prefix: str = DEFAULT_VIEW_PREFIX) -> str:

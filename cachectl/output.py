@@ -9,29 +9,51 @@ from __future__ import annotations
 import json
 import pprint
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.pretty import Pretty
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _on_terminal(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 class Output:
-    """One place that knows the output mode (``--json``, ``--quiet``, terminal or not)."""
+    """One place that knows the output mode (``--json``, ``--quiet``, terminal or not).
+
+    rich draws tables, pretty values and progress on a terminal; it is imported only
+    then, so a cron job or a pipe gets plain text without paying for it at start-up.
+    """
 
     def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json = as_json
         self.quiet = quiet
-        self.stdout = Console(highlight=False, soft_wrap=True)
-        self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+        self._consoles: dict[bool, Console] = {}
+
+    def _console(self, stderr: bool) -> Console:
+        if stderr not in self._consoles:
+            from rich.console import Console
+
+            self._consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        return self._consoles[stderr]
+
+    def _line(self, text: str, stderr: bool) -> None:
+        """One line, through rich on a terminal, as it is elsewhere."""
+        stream = sys.stderr if stderr else sys.stdout
+        if _on_terminal(stream):
+            self._console(stderr).print(text, markup=False)
+        else:
+            stream.write(text + "\n")
+            stream.flush()
 
     @property
     def interactive(self) -> bool:
         """A person is at a terminal (prompts and progress bars make sense)."""
-        return sys.stdin.isatty() and self.stderr.is_terminal
+        return sys.stdin.isatty() and _on_terminal(sys.stderr)
 
     def document(self, payload: dict[str, Any]) -> None:
         """The one JSON document a command prints with ``--json``."""
@@ -41,15 +63,18 @@ class Output:
     def result(self, text: str) -> None:
         """A human-readable result line (suppressed by --quiet and --json)."""
         if not (self.quiet or self.as_json):
-            self.stdout.print(text, markup=False)
+            self._line(text, stderr=False)
 
     def value(self, value: Any, label: str | None = None) -> None:
         """A cached value: strings as they are, anything else pretty-printed;
         ``label`` (the key) goes first when several values are shown."""
-        if not isinstance(value, str) and self.stdout.is_terminal:
+        if not isinstance(value, str) and _on_terminal(sys.stdout):
+            from rich.pretty import Pretty
+
+            console = self._console(stderr=False)
             if label is not None:
-                self.stdout.print(f"{label}:", markup=False, end=" ")
-            self.stdout.print(Pretty(value))
+                console.print(f"{label}:", markup=False, end=" ")
+            console.print(Pretty(value))
             return
         text = value if isinstance(value, str) else pprint.pformat(value, sort_dicts=False)
         if label is not None:
@@ -63,24 +88,26 @@ class Output:
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            self.stderr.print(f"warning: {text}", markup=False)
+            self._line(f"warning: {text}", stderr=True)
 
     def notice(self, text: str) -> None:
         """Information for the person at the terminal, never part of the result."""
         if not self.quiet:
-            self.stderr.print(text, markup=False)
+            self._line(text, stderr=True)
 
     def error(self, text: str) -> None:
-        self.stderr.print(f"error: {text}", markup=False)
+        self._line(f"error: {text}", stderr=True)
 
-    def table(self, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def table(self, headers: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
         if self.quiet or self.as_json:
             return
-        if self.stdout.is_terminal:
+        if _on_terminal(sys.stdout):
+            from rich.table import Table
+
             table = Table(*headers)
             for row in rows:
                 table.add_row(*row)
-            self.stdout.print(table)
+            self._console(stderr=False).print(table)
             return
         widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
         for row in rows:
@@ -91,14 +118,16 @@ class Output:
     def progress(self, description: str) -> Iterator[Callable[[int], None]]:
         """A live count on standard error while a long operation runs; only on a
         terminal, so logs of cron jobs stay free of control characters."""
-        if self.quiet or not self.stderr.is_terminal:
+        if self.quiet or not _on_terminal(sys.stderr):
             yield lambda count: None
             return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         columns = (
             SpinnerColumn(),
             TextColumn("{task.description}: {task.completed:,} keys"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=self.stderr, transient=True) as bar:
+        with Progress(*columns, console=self._console(stderr=True), transient=True) as bar:
             task = bar.add_task(description, total=None)
             yield lambda count: bar.update(task, completed=count)

@@ -27,7 +27,7 @@ step() { printf '\n$ cachectl %s\n' "$*"; "$cachectl" "$@"; }
 step config
 step set greeting "hello from cachectl"
 step set visits 41 --as int
-step set profile '{"name": "alice", "roles": ["admin"]}' --as json --timeout 0
+step set profile '{"name": "alice", "roles": ["admin"]}' --as json --ttl 0
 step get greeting visits profile
 step --json get visits
 step delete greeting no-such-key

@@ -6,7 +6,7 @@
 #   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff, then pytest (extra arguments go to it), then the key-derivation oracle and
+# - ruff and mypy, then pytest (extra arguments go to it), then the key-derivation oracle and
 #   the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,7 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 
 # pytest's exit 5 (no tests collected) is a failure here, not a silent pass.
 run_pytest() {

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from cachectl.backends.statistics import CacheStats
 from cachectl.codec import StoredValue
 from cachectl.errors import CachectlError, Interrupted, UsageError
 
@@ -24,6 +25,16 @@ ProgressCallback = Callable[[int], None]
 
 #: Keys sent to the server in one round trip by deletes and clears.
 BATCH_SIZE = 1000
+
+
+#: What a backslash must precede in a Redis-style glob (SCAN MATCH) to stand for itself.
+_GLOB_SPECIALS = "\\*?[]"
+
+
+def escape_glob(text: str) -> str:
+    """Make ``text`` match only itself in a SCAN MATCH pattern (a prefix like
+    ``app[1]_`` must not turn into a character class)."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in text)
 
 
 def batched(items: Iterable[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
@@ -42,13 +53,31 @@ class ClearPlan:
     scope: str
     #: True when the clear cannot be limited to the app's keys (memcached's flush_all).
     whole_server: bool = False
+    #: Why this clear must not run, not even as a dry run, unless the operator
+    #: explicitly asks to empty the whole database (``--flush-db``); None when no
+    #: such consent is needed. Set when nothing tells the app's keys from others
+    #: (a Redis cache without key prefix).
+    needs_flush_db: str | None = None
+    #: Whether ``--flush-db`` means anything here; asking for it anywhere else is
+    #: a mistake to refuse, not to ignore.
+    accepts_flush_db: bool = False
+    #: Why a real clear (not a dry run) must not run without ``--yes``, even when a
+    #: terminal could ask: removing other apps' data too deserves a deliberate
+    #: flag rather than a reflexive "y". None when a confirmation is enough.
+    needs_yes: str | None = None
 
 
 class CacheBackend:
     """What the commands can ask of a cache, whatever the server behind it."""
 
-    #: Short backend name for messages and JSON ("redis", "filesystem", ...).
+    #: Short backend name for messages and JSON ("redis", "filesystem", ...). For
+    #: display only: what a backend can do is told by its capabilities and methods.
     kind = "cache"
+
+    #: Whether ``get`` returns the bytes as stored (``StoredValue.raw``), so they
+    #: can be written out unchanged (``get --raw``). Off unless a backend opts in:
+    #: memcached clients hand back decoded values only.
+    can_show_raw_bytes = False
 
     def __init__(self, cache: Any) -> None:
         #: The cachelib object the app would use; writes go through it.
@@ -84,6 +113,8 @@ class CacheBackend:
         raise NotImplementedError
 
     def clear_plan(self) -> ClearPlan:
+        """What ``clear`` would remove, and the consent it needs first
+        (``needs_flush_db``, ``needs_yes``): callers check the plan, then clear."""
         raise NotImplementedError
 
     #: Whether ``scan_keys`` works (servers that can list keys: Redis).
@@ -107,9 +138,36 @@ class CacheBackend:
         self.require_key_listing()
         return iter(())
 
+    def literal_pattern(self, text: str) -> str:
+        """``text`` escaped to match only itself inside a glob given to ``scan_keys``,
+        ``count`` or ``delete_matching``, so patterns can be built from literal
+        parts (a key base that may hold ``*`` or ``[``) plus wildcards."""
+        return escape_glob(text)
+
+    def delete_matching(
+        self, pattern: str, dry_run: bool, on_progress: ProgressCallback | None = None
+    ) -> int:
+        """Remove (or with ``dry_run`` count) the app's keys whose rest matches the
+        glob ``pattern``, streamed, whatever their number; how many. Ctrl-C and
+        server errors report the count reached (``partial_work``). Only servers that
+        can list keys offer this; the others refuse before anything changes."""
+        self.require_key_listing()
+        raise NotImplementedError
+
+    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        """What the cache holds, by kind of entry, by remaining lifetime and in
+        memory; with ``sample``, only that many entries are examined and the rest
+        extrapolated. Needs a backend that can walk its entries."""
+        raise UsageError(
+            f"{self.kind} cannot list its keys; its server statistics are the only view "
+            "(memcached: 'stats' on the server)"
+        )
+
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int | None:
         """Remove every key of the app's cache (or count them with ``dry_run``);
-        how many, or None when the server cannot tell."""
+        how many, or None when the server cannot tell. Does what ``clear_plan``
+        describes, without asking: the caller must have honoured the plan's
+        ``needs_flush_db`` and ``needs_yes`` first."""
         raise NotImplementedError
 
 

@@ -1,41 +1,33 @@
-"""Build the backend a configuration describes, the way Flask-Caching builds it.
+"""Build the backend a cache's settings describe, the way Flask-Caching builds it.
 
-``CACHE_TYPE`` is resolved as Flask-Caching resolves it (2.5 names, the legacy
-lowercase aliases, ``cachelib.X``, a dotted path to a custom class), and each
-cachelib object gets the arguments Flask-Caching's factory would give it, plus
-the short timeouts an administration tool needs so a dead server fails fast.
+Each cachelib object gets the arguments Flask-Caching's factory would give it,
+plus the short timeouts an administration tool needs so a dead server fails
+fast. Where a cache lives comes from the typed settings (``cachectl.settings``),
+which hold every default; ``CACHE_TYPE`` names were resolved there too.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import sys
 from typing import Any
 
 import cachelib
-from cachelib.redis_base import BaseRedisCache
 
 from cachectl.backends.base import CacheBackend
+from cachectl.backends.cachelib_access import is_redis_cache, set_filesystem_threshold
 from cachectl.backends.generic import GenericBackend
-from cachectl.config import CacheSettings
 from cachectl.errors import BackendError, ConfigError
-from cachectl.generations import LEGACY
-
-#: Legacy (Flask-Caching < 2.5) lowercase names of the built-in backends.
-LEGACY_ALIASES = {
-    "redis": "RedisCache",
-    "redissentinel": "RedisSentinelCache",
-    "rediscluster": "RedisClusterCache",
-    "filesystem": "FileSystemCache",
-    "memcached": "MemcachedCache",
-    "gaememcached": "MemcachedCache",
-    "saslmemcached": "SASLMemcachedCache",
-    "spreadsaslmemcached": "SpreadSASLMemcachedCache",
-    "simple": "SimpleCache",
-    "null": "NullCache",
-    "uwsgi": "UWSGICache",
-}
+from cachectl.settings import (
+    IN_PROCESS_TYPES,
+    CacheSettings,
+    ClusterLocation,
+    CustomLocation,
+    DirectoryLocation,
+    MemcachedLocation,
+    RedisLocation,
+    SentinelLocation,
+)
 
 IN_PROCESS_HELP = {
     "SimpleCache": (
@@ -56,242 +48,173 @@ SWITCH_ADVICE = (
     "; to administer the cache from outside, switch the app to RedisCache, "
     "MemcachedCache or FileSystemCache"
 )
+KNOWN_TYPES = (
+    "RedisCache",
+    "RedisSentinelCache",
+    "RedisClusterCache",
+    "FileSystemCache",
+    "MemcachedCache",
+    "SASLMemcachedCache",
+    "SpreadSASLMemcachedCache",
+    *IN_PROCESS_TYPES,
+)
 
 
-def canonical_cache_type(cache_type: str) -> str:
-    """``RedisCache`` for ``redis``, ``flask_caching.backends.RedisCache`` and the like."""
-    name = cache_type.strip()
-    if name in LEGACY_ALIASES:
-        return LEGACY_ALIASES[name]
-    for module_prefix in ("flask_caching.backends.",):
-        if name.startswith(module_prefix):
-            return name.rsplit(".", 1)[-1]
-    return name
-
-
-def _redis_options(settings: CacheSettings, timeout: float) -> dict[str, Any]:
+def _redis_options(options: Any, timeout: float) -> dict[str, Any]:
     """CACHE_OPTIONS for the client, with cachectl's own fail-fast timeouts."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    options = dict(settings.get("CACHE_OPTIONS") or {})
-    options.update(
+    merged = dict(options)
+    merged.update(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One attempt: --timeout is then the real bound on a dead server.
         retry=Retry(NoBackoff(), 0),
     )
-    return options
+    return merged
 
 
-def _prefix(settings: CacheSettings) -> Any:
-    return settings.get("CACHE_KEY_PREFIX") or None
-
-
-def _build_redis(settings: CacheSettings, timeout: float) -> Any:
+def _build_redis(location: RedisLocation, settings: CacheSettings, timeout: float) -> Any:
     import redis
 
-    options = _redis_options(settings, timeout)
-    url = settings.get("CACHE_REDIS_URL")
-    if url:
+    options = _redis_options(location.options, timeout)
+    if location.url:
         try:
-            client = redis.from_url(url, db=settings.get("CACHE_REDIS_DB", 0), **options)
+            client = redis.from_url(location.url, db=location.db, **options)
         except ValueError as exc:
             raise ConfigError(f"CACHE_REDIS_URL: {exc}") from exc
     else:
         client = redis.Redis(
-            host=settings.get("CACHE_REDIS_HOST", "localhost"),
-            port=settings.get("CACHE_REDIS_PORT", 6379),
-            db=settings.get("CACHE_REDIS_DB", 0),
-            password=settings.get("CACHE_REDIS_PASSWORD") or None,
+            host=location.host,
+            port=location.port,
+            db=location.db,
+            password=location.password,
             **options,
         )
+    return _redis_cache(client, settings)
+
+
+def _redis_cache(client: Any, settings: CacheSettings) -> Any:
     return cachelib.RedisCache(
-        host=client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
+        host=client,
+        default_timeout=settings.default_timeout,
+        key_prefix=settings.key_prefix or None,
     )
 
 
-def _sentinel_addresses(value: Any) -> list[tuple[str, int]]:
-    addresses = []
-    for entry in value or [("127.0.0.1", 26379)]:
-        if isinstance(entry, str):
-            host, _, port = entry.rpartition(":")
-            entry = (host, port)
-        try:
-            host, port = entry
-            addresses.append((str(host), int(port)))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"CACHE_REDIS_SENTINELS: {entry!r} is not a (host, port) pair"
-            ) from exc
-    return addresses
-
-
-def _build_sentinel(settings: CacheSettings, timeout: float) -> Any:
+def _build_sentinel(location: SentinelLocation, settings: CacheSettings, timeout: float) -> Any:
     from redis.sentinel import Sentinel
 
-    options = _redis_options(settings, timeout)
+    options = _redis_options(location.options, timeout)
     sentinel_options = {
         k[len("sentinel_") :]: options.pop(k) for k in list(options) if k.startswith("sentinel_")
     }
     sentinel_options.setdefault("socket_timeout", timeout)
     sentinel_options.setdefault("socket_connect_timeout", timeout)
-    if settings.get("CACHE_REDIS_SENTINEL_PASSWORD"):
-        sentinel_options["password"] = settings["CACHE_REDIS_SENTINEL_PASSWORD"]
+    if location.sentinel_password:
+        sentinel_options["password"] = location.sentinel_password
     sentinel = Sentinel(
-        _sentinel_addresses(settings.get("CACHE_REDIS_SENTINELS")),
-        password=settings.get("CACHE_REDIS_PASSWORD") or None,
-        db=settings.get("CACHE_REDIS_DB", 0),
+        list(location.sentinels),
+        password=location.password,
+        db=location.db,
         sentinel_kwargs=sentinel_options,
         **options,
     )
     # Reads go to the master too: an administrator must not act on what a
     # lagging replica still shows.
-    master = sentinel.master_for(settings.get("CACHE_REDIS_SENTINEL_MASTER", "mymaster"))
-    return cachelib.RedisCache(
-        host=master, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
-    )
+    return _redis_cache(sentinel.master_for(location.master), settings)
 
 
-def _build_cluster(settings: CacheSettings, timeout: float) -> Any:
+def _build_cluster(location: ClusterLocation, settings: CacheSettings, timeout: float) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
-    options = _redis_options(settings, timeout)
+    options = _redis_options(location.options, timeout)
     options.pop("retry")  # the cluster client retries per node by design
-    url = settings.get("CACHE_REDIS_URL")
-    if url:
-        client = RedisCluster.from_url(url, **options)
+    if location.url:
+        client = RedisCluster.from_url(location.url, **options)
     else:
-        nodes = []
-        for address in (settings.get("CACHE_REDIS_CLUSTER") or "").split(","):
-            host, _, port = address.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigError(
-                    "CACHE_REDIS_CLUSTER must list host:port pairs separated by commas, "
-                    f"not {settings.get('CACHE_REDIS_CLUSTER')!r}"
-                )
-            nodes.append(ClusterNode(host, int(port)))
+        nodes = [ClusterNode(host, port) for host, port in location.nodes]
         try:
-            client = RedisCluster(
-                startup_nodes=nodes,
-                password=settings.get("CACHE_REDIS_PASSWORD") or None,
-                **options,
-            )
+            client = RedisCluster(startup_nodes=nodes, password=location.password, **options)
         except Exception as exc:
-            raise BackendError(
-                f"redis cluster {settings.get('CACHE_REDIS_CLUSTER')}: {exc}"
-            ) from exc
-    return cachelib.RedisCache(
-        host=client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
-    )
+            raise BackendError(f"{location.describe()}: {exc}") from exc
+    return _redis_cache(client, settings)
 
 
-def _file_hash_method(settings: CacheSettings) -> Any:
-    options = settings.get("CACHE_OPTIONS") or {}
-    if settings.generation.name == LEGACY:
-        # Legacy Flask-Caching never read CACHE_FILE_HASH_METHOD: the class default
-        # (md5) applies unless CACHE_OPTIONS passes hash_method to the class.
-        return options.get("hash_method", settings.generation.file_hash_method)
-    return settings["CACHE_FILE_HASH_METHOD"]
-
-
-def _build_filesystem(settings: CacheSettings, timeout: float, create_dir: bool = False) -> Any:
-    directory = settings.get("CACHE_DIR")
-    if not directory:
-        raise ConfigError("FileSystemCache needs CACHE_DIR (--dir)")
-    directory = os.fspath(directory)
+def _build_filesystem(
+    location: DirectoryLocation, settings: CacheSettings, create_dir: bool
+) -> Any:
+    directory = location.directory
     if not create_dir and not os.path.isdir(directory):
         raise ConfigError(f"CACHE_DIR {directory} does not exist or is not a directory")
-    options = settings.get("CACHE_OPTIONS") or {}
     try:
         cache = cachelib.FileSystemCache(
             directory,
             # 0 at first: a threshold makes cachelib count every file at start-up.
             threshold=0,
-            default_timeout=settings["CACHE_DEFAULT_TIMEOUT"],
-            mode=options.get("mode", 0o600),
-            hash_method=_file_hash_method(settings),
+            default_timeout=settings.default_timeout,
+            mode=location.mode,
+            hash_method=location.file_hash_method,
         )
     except OSError as exc:
         raise ConfigError(f"CACHE_DIR {directory}: {exc.strerror}") from exc
     # With the real threshold, sets keep the app's item counter and pruning right.
-    cache._threshold = settings["CACHE_THRESHOLD"]
+    set_filesystem_threshold(cache, location.threshold)
     return cache
 
 
-def _memcached_servers(settings: CacheSettings) -> list[str]:
-    servers = settings.get("CACHE_MEMCACHED_SERVERS") or ["127.0.0.1:11211"]
-    return [str(server) for server in servers]
-
-
-def _build_memcached(settings: CacheSettings, timeout: float) -> Any:
+def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeout: float) -> Any:
     from cachectl.backends import memcached
 
-    servers = _memcached_servers(settings)
-    try:
-        import pylibmc  # noqa: F401  # cachelib prefers it, so the app does too
-    except ImportError:
+    servers = list(location.servers)
+    if location.sasl:
         try:
-            client = memcached.python_memcached_client(servers, timeout)
+            client = memcached.pylibmc_client(
+                servers, timeout, username=location.username, password=location.password
+            )
         except ImportError as exc:
             raise ConfigError(
-                "MemcachedCache needs a memcached client: pip install 'flask-cachectl[memcached]'"
+                f"{settings.cache_type} authenticates with SASL, which needs pylibmc: "
+                "pip install pylibmc"
             ) from exc
     else:
-        client = memcached.pylibmc_client(servers, timeout)
+        try:
+            import pylibmc  # noqa: F401  # cachelib prefers it, so the app does too
+        except ImportError:
+            try:
+                client = memcached.python_memcached_client(servers, timeout)
+            except ImportError as exc:
+                raise ConfigError(
+                    "MemcachedCache needs a memcached client: "
+                    "pip install 'flask-cachectl[memcached]'"
+                ) from exc
+        else:
+            client = memcached.pylibmc_client(servers, timeout)
     return cachelib.MemcachedCache(
-        client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
+        client, default_timeout=settings.default_timeout, key_prefix=settings.key_prefix or None
     )
-
-
-def _build_sasl_memcached(settings: CacheSettings, timeout: float) -> Any:
-    from cachectl.backends import memcached
-
-    try:
-        client = memcached.pylibmc_client(
-            _memcached_servers(settings),
-            timeout,
-            username=settings.get("CACHE_MEMCACHED_USERNAME"),
-            password=settings.get("CACHE_MEMCACHED_PASSWORD"),
-        )
-    except ImportError as exc:
-        raise ConfigError(
-            f"{settings['CACHE_TYPE']} authenticates with SASL, which needs pylibmc: "
-            "pip install pylibmc"
-        ) from exc
-    return cachelib.MemcachedCache(
-        client, default_timeout=settings["CACHE_DEFAULT_TIMEOUT"], key_prefix=_prefix(settings)
-    )
-
-
-_BUILDERS = {
-    "RedisCache": _build_redis,
-    "RedisSentinelCache": _build_sentinel,
-    "RedisClusterCache": _build_cluster,
-    "FileSystemCache": _build_filesystem,
-    "MemcachedCache": _build_memcached,
-    "SASLMemcachedCache": _build_sasl_memcached,
-    "SpreadSASLMemcachedCache": _build_sasl_memcached,
-}
 
 
 def _import_custom(path: str) -> Any:
     """The object a dotted CACHE_TYPE names, imported as Flask-Caching would
     (the current directory first on sys.path, as ``flask --app`` has it)."""
+    from cachectl.importing import on_sys_path
+
     module_name, _, attribute = path.rpartition(".")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        return getattr(importlib.import_module(module_name), attribute)
+        with on_sys_path(os.getcwd()):
+            return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"unknown CACHE_TYPE {path!r}: cannot import it ({exc})") from exc
 
 
-def _build_custom(cache_type: str, settings: CacheSettings) -> Any:
+def _build_custom(location: CustomLocation, settings: CacheSettings) -> Any:
     """A ``cachelib.X`` class or a custom backend, called as Flask-Caching calls it."""
-    args = list(settings.get("CACHE_ARGS") or [])
-    options = {"default_timeout": settings["CACHE_DEFAULT_TIMEOUT"]}
-    options.update(settings.get("CACHE_OPTIONS") or {})
+    args = list(location.args)
+    options: dict[str, Any] = {"default_timeout": settings.default_timeout}
+    options.update(location.options)
+    cache_type = location.cache_type
     if cache_type.startswith("cachelib."):
         factory = getattr(cachelib, cache_type.split(".", 1)[1], None)
         if factory is None:
@@ -300,7 +223,7 @@ def _build_custom(cache_type: str, settings: CacheSettings) -> Any:
     else:
         factory = _import_custom(cache_type)
         factory = getattr(factory, "factory", factory)  # Flask-Caching style classes
-        call = lambda: factory(None, dict(settings.values), args, options)  # noqa: E731
+        call = lambda: factory(None, dict(location.config), args, options)  # noqa: E731
     try:
         return call()
     except Exception as exc:
@@ -311,7 +234,7 @@ def _build_custom(cache_type: str, settings: CacheSettings) -> Any:
 
 def _serializer(settings: CacheSettings) -> Any:
     """The CACHE_SERIALIZER instance, or None for cachelib's default format."""
-    value = settings.get("CACHE_SERIALIZER")
+    value = settings.serializer
     if value is None:
         return None
     if isinstance(value, str):
@@ -328,13 +251,15 @@ def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
     serializer = _serializer(settings)
     if serializer is not None and hasattr(cache, "serializer"):
         cache.serializer = serializer  # as Flask-Caching 2.5 applies CACHE_SERIALIZER
-    if isinstance(cache, BaseRedisCache):
+    if is_redis_cache(cache):
         return RedisBackend(cache, serializer)
     if isinstance(cache, cachelib.FileSystemCache):
         return FileSystemBackend(cache, serializer)
     if isinstance(cache, cachelib.MemcachedCache):
-        chunked = canonical_cache_type(settings["CACHE_TYPE"]) == "SpreadSASLMemcachedCache"
-        return MemcachedBackend(cache, _memcached_servers(settings), chunked=chunked)
+        location = settings.location
+        servers = list(location.servers) if isinstance(location, MemcachedLocation) else []
+        chunked = isinstance(location, MemcachedLocation) and location.chunked
+        return MemcachedBackend(cache, servers, chunked=chunked)
     for in_process in (cachelib.SimpleCache, cachelib.NullCache):
         if isinstance(cache, in_process):
             raise ConfigError(IN_PROCESS_HELP[in_process.__name__] + SWITCH_ADVICE)
@@ -342,27 +267,39 @@ def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
 
 
 def build_backend(
-    settings: CacheSettings, timeout: float = 5.0, create_dir: bool = False
+    settings: CacheSettings,
+    timeout: float = 5.0,
+    create_dir: bool = False,
+    app_built: Any = None,
 ) -> CacheBackend:
-    """Connect to the cache ``settings`` describe (nothing is sent to the server yet)."""
-    if not settings.get("CACHE_TYPE"):
+    """Connect to the cache ``settings`` describe (nothing is sent to the server yet).
+
+    ``app_built`` is a backend object a loaded app built from a class cachectl
+    cannot rebuild (a custom backend): how it connects only it knows, so it is used.
+    """
+    if not settings.cache_type:
         raise ConfigError("CACHE_TYPE is not set: " + IN_PROCESS_HELP["NullCache"] + SWITCH_ADVICE)
-    cache_type = canonical_cache_type(str(settings["CACHE_TYPE"]))
-    short = cache_type.removeprefix("cachelib.")
+    short = settings.cache_type.removeprefix("cachelib.")
     if short in IN_PROCESS_HELP:
         raise ConfigError(IN_PROCESS_HELP[short] + SWITCH_ADVICE)
-    if settings.live_backend is not None:
-        # A custom backend class of a loaded app: how it connects is known only to
-        # the object the app built, so that object itself is used.
-        return wrap_backend(settings.live_backend, settings)
-    if cache_type in _BUILDERS:
-        if cache_type == "FileSystemCache":
-            cache = _build_filesystem(settings, timeout, create_dir)
-        else:
-            cache = _BUILDERS[cache_type](settings, timeout)
-    elif "." in cache_type:
-        cache = _build_custom(cache_type, settings)
+    if app_built is not None:
+        return wrap_backend(app_built, settings)
+    location = settings.location
+    if isinstance(location, RedisLocation):
+        cache = _build_redis(location, settings, timeout)
+    elif isinstance(location, SentinelLocation):
+        cache = _build_sentinel(location, settings, timeout)
+    elif isinstance(location, ClusterLocation):
+        cache = _build_cluster(location, settings, timeout)
+    elif isinstance(location, DirectoryLocation):
+        cache = _build_filesystem(location, settings, create_dir)
+    elif isinstance(location, MemcachedLocation):
+        cache = _build_memcached(location, settings, timeout)
+    elif isinstance(location, CustomLocation):
+        cache = _build_custom(location, settings)
     else:
-        known = ", ".join([*_BUILDERS, *IN_PROCESS_HELP])
-        raise ConfigError(f"unknown CACHE_TYPE {cache_type!r} (Flask-Caching knows {known})")
+        raise ConfigError(
+            f"unknown CACHE_TYPE {settings.cache_type!r} "
+            f"(Flask-Caching knows {', '.join(KNOWN_TYPES)})"
+        )
     return wrap_backend(cache, settings)

@@ -9,7 +9,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cachectl.backends import cachelib_access as access
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
+from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
 
@@ -21,21 +23,22 @@ class FileSystemBackend(CacheBackend):
     """A cachelib FileSystemCache; only files named like this cache's keys are touched."""
 
     kind = "filesystem"
+    can_show_raw_bytes = True
 
     def __init__(self, cache: Any, serializer: Any = None) -> None:
         super().__init__(cache)
-        self.directory: str = cache._path
+        self.directory: str = access.filesystem_directory(cache)
         self.serializer = serializer
-        self._name_length = len(cache._hash_method(b"").hexdigest())
+        self._name_length = len(access.filesystem_hash_method(cache)(b"").hexdigest())
         # The item counter cachelib keeps for CACHE_THRESHOLD is itself a file
         # named like a key; it is bookkeeping, never the app's data.
-        self._count_file = os.path.basename(cache._get_filename(cache._fs_count_file))
+        self._count_file = access.filesystem_count_file_name(cache)
 
     def describe(self) -> str:
         return f"directory {self.directory}"
 
     def storage_name(self, key: str) -> str:
-        return self.cache._get_filename(key)
+        return access.filesystem_file_name(self.cache, key)
 
     def check(self) -> None:
         if not os.path.isdir(self.directory):
@@ -56,7 +59,7 @@ class FileSystemBackend(CacheBackend):
         return all(ch in "0123456789abcdef" for ch in name)
 
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
-        path = self.cache._get_filename(key)
+        path = access.filesystem_file_name(self.cache, key)
         try:
             with self._os_errors(), open(path, "rb") as handle:
                 raw = handle.read()
@@ -85,14 +88,13 @@ class FileSystemBackend(CacheBackend):
             with partial_work(tally, "removed"), self._os_errors():
                 for key in keys:
                     try:
-                        os.remove(self.cache._get_filename(key))
+                        os.remove(access.filesystem_file_name(self.cache, key))
                     except FileNotFoundError:
                         continue
                     tally.add(1)
         finally:
             # The item count the app prunes by, updated once rather than per file.
-            if tally.count and self.cache._threshold:
-                self.cache._update_count(delta=-tally.count)
+            access.adjust_filesystem_count(self.cache, -tally.count)
         return tally.count
 
     def clear_plan(self) -> ClearPlan:
@@ -126,6 +128,33 @@ class FileSystemBackend(CacheBackend):
                     except FileNotFoundError:
                         continue  # expired and pruned by the app meanwhile
                 tally.add(1)
-            if not dry_run and self.cache._threshold:
-                self.cache._update_count(value=0)
+            if not dry_run:
+                access.reset_filesystem_count(self.cache)
         return tally.count
+
+    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        """Cache files: their count, expiry from each file's header, size on disk.
+        File names are hashes, so every entry is of kind "other". With ``sample``,
+        every file is still counted (a directory listing is cheap) but only that
+        many are opened."""
+        stats = CacheStats(total=0, examined=0)
+        now = time.time()
+        tally = Tally(on_progress)
+        with partial_work(tally, "examined"), self._os_errors():
+            for path in self.cache_files():
+                stats.total += 1
+                tally.add(1)
+                if sample is not None and stats.examined >= sample:
+                    continue
+                try:
+                    with open(path, "rb") as handle:
+                        (expires,) = _EXPIRY.unpack(handle.read(_EXPIRY.size))
+                    size = os.path.getsize(path)
+                except (OSError, struct.error):
+                    continue  # expired and pruned by the app meanwhile, or truncated
+                stats.examined += 1
+                stats.kinds["other"] += 1
+                stats.ttls[ttl_bucket(None if expires == 0 else expires - now)] += 1
+                stats.memory_sampled += 1
+                stats.memory_bytes += size
+        return stats

@@ -4,9 +4,9 @@ An app that hands its settings to ``cache.init_app(app, config)`` keeps them
 nowhere but in the backend Flask-Caching built from them, so in app mode the
 connection must be read from that object: guessing it from defaults would point
 cachectl at whatever server listens on the default address. This module is the
-one place that looks inside those objects (cachelib's private attributes and
-redis-py's connection pools); checked against cachelib 0.9 to 0.17 and redis-py
-4.5 to 8.x.
+one place that looks inside those objects: redis-py's connection pools here
+(checked against redis-py 4.5 to 8.x), cachelib's private attributes through
+``cachelib_access``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachectl.backends import cachelib_access as access
 
 #: What redis-py keeps of a TLS connection, as ``redis.Redis`` takes it back.
 _TLS_OPTIONS = (
@@ -75,13 +77,13 @@ def _read_redis_client(client: Any, reading: LiveReading) -> None:
     nodes_manager = getattr(client, "nodes_manager", None)
     if nodes_manager is not None:  # redis.cluster.RedisCluster
         nodes = [f"{node.host}:{node.port}" for node in nodes_manager.startup_nodes.values()]
-        kwargs = dict(getattr(nodes_manager, "connection_kwargs", None) or {})
+        node_kwargs = dict(getattr(nodes_manager, "connection_kwargs", None) or {})
         reading.values.update(CACHE_TYPE="RedisClusterCache", CACHE_REDIS_CLUSTER=",".join(nodes))
-        reading.values.update(_redis_auth_and_tls(kwargs, kwargs.get("connection_class")))
+        reading.values.update(_redis_auth_and_tls(node_kwargs, node_kwargs.get("connection_class")))
         return
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
-    if kwargs is None:
+    if pool is None or kwargs is None:
         reading.unreadable += ["CACHE_REDIS_HOST", "CACHE_REDIS_PORT", "CACHE_REDIS_DB"]
         return
     if kwargs.get("credential_provider") is not None:
@@ -133,8 +135,8 @@ def _memcached_addresses(client: Any) -> list[str] | None:
 
 
 def _read_memcached(backend: Any, reading: LiveReading) -> None:
-    addresses = _memcached_addresses(getattr(backend, "_client", None))
-    reserve = getattr(backend, "_client_context", None)
+    addresses = _memcached_addresses(access.memcached_client(backend))
+    reserve = access.memcached_client_context(backend)
     if addresses is None and reserve is not None:  # a pool of clients (cachelib 0.17+)
         with reserve() as client:
             addresses = _memcached_addresses(client)
@@ -154,9 +156,9 @@ def _read_memcached(backend: Any, reading: LiveReading) -> None:
 def _read_filesystem(backend: Any, reading: LiveReading) -> None:
     reading.values.update(
         CACHE_TYPE="FileSystemCache",
-        CACHE_DIR=backend._path,
-        CACHE_FILE_HASH_METHOD=backend._hash_method,
-        CACHE_THRESHOLD=backend._threshold,
+        CACHE_DIR=access.filesystem_directory(backend),
+        CACHE_FILE_HASH_METHOD=access.filesystem_hash_method(backend),
+        CACHE_THRESHOLD=access.filesystem_threshold(backend),
     )
 
 
@@ -173,8 +175,8 @@ def read_live_backend(backend: Any) -> LiveReading:
     class_serializer = getattr(type(backend), "serializer", None)
     if serializer is not None and type(serializer) is not type(class_serializer):
         reading.values["CACHE_SERIALIZER"] = serializer
-    if hasattr(backend, "_write_client"):  # every cachelib RedisCache, Sentinel and Cluster
-        _read_redis_client(backend._write_client, reading)
+    if access.has_redis_client(backend):  # every cachelib RedisCache, Sentinel and Cluster
+        _read_redis_client(access.redis_client(backend), reading)
     elif isinstance(backend, cachelib.FileSystemCache):
         _read_filesystem(backend, reading)
     elif isinstance(backend, cachelib.MemcachedCache):

@@ -21,6 +21,7 @@ from cachectl.backends.base import (
     batched,
     partial_work,
 )
+from cachectl.backends.cachelib_access import memcached_client
 from cachectl.codec import RestrictedUnpickler, StoredValue, decode_pickle, restricted_loads
 from cachectl.errors import BackendError, UsageError
 
@@ -78,7 +79,8 @@ class MemcachedBackend(CacheBackend):
 
     def __init__(self, cache: Any, servers: list[str], chunked: bool = False) -> None:
         super().__init__(cache)
-        self.client = cache._client
+        # cachectl hands cachelib one of its safe clients, which cachelib keeps as is.
+        self.client = memcached_client(cache)
         self.servers = servers
         #: Flask-Caching's SpreadSASLMemcachedCache splits a pickle over KEY.0, KEY.1, ...
         self.chunked = chunked
@@ -86,6 +88,12 @@ class MemcachedBackend(CacheBackend):
     @property
     def key_prefix(self) -> str:
         return self.cache.key_prefix or ""
+
+    @property
+    def can_show_raw_bytes(self) -> bool:  # type: ignore[override]
+        """memcached clients decode values and hand back no bytes, except for the
+        spread variant: its chunks are plain bytes, joined here into the pickle."""
+        return self.chunked
 
     def describe(self) -> str:
         return "memcached " + ",".join(self.servers)
@@ -162,6 +170,7 @@ class MemcachedBackend(CacheBackend):
             self.describe(),
             "every key on the server, of every app (memcached cannot remove by prefix)",
             whole_server=True,
+            needs_yes="memcached can only be cleared whole: pass --yes to flush it",
         )
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> None:

@@ -15,20 +15,21 @@ from cachectl.backends.base import (
     ProgressCallback,
     Tally,
     batched,
+    escape_glob,
     partial_work,
 )
+from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
 from cachectl.backends.redis_sweep import scan_all, sweep
+from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
 from cachectl.codec import StoredValue, decode_redis_value
-from cachectl.config import mask_url
 from cachectl.errors import BackendError
+from cachectl.secrets import mask_url
 
-_GLOB_SPECIALS = "\\*?[]"
-
-
-def escape_glob(text: str) -> str:
-    """Make ``text`` match only itself in a SCAN MATCH pattern (a prefix like
-    ``app[1]_`` must not turn into a character class)."""
-    return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in text)
+#: Why clear refuses a Redis cache without key prefix; {target} is the database.
+_NO_PREFIX_REFUSAL = (
+    "no key prefix is configured, so every key in {target} would look like the "
+    "app's; clear refuses. Pass --flush-db to empty that whole database on purpose"
+)
 
 
 def describe_client(client: Any) -> str:
@@ -65,17 +66,18 @@ class RedisBackend(CacheBackend):
 
     kind = "redis"
     can_list_keys = True
+    can_show_raw_bytes = True
 
     def __init__(self, cache: Any, serializer: Any = None) -> None:
         super().__init__(cache)
-        self.client = cache._write_client
+        self.client = redis_client(cache)
         #: A non-default CACHE_SERIALIZER, or None for cachelib's own format.
         self.serializer = serializer
         self._unlink_supported = True
 
     @property
     def key_prefix(self) -> str:
-        return self.cache._get_prefix()
+        return redis_key_prefix(self.cache)
 
     @property
     def is_cluster(self) -> bool:
@@ -121,15 +123,15 @@ class RedisBackend(CacheBackend):
             pipe = self.client.pipeline(transaction=False)
             for name in names:
                 pipe.unlink(name)
-            return sum(pipe.execute())
+            return int(sum(pipe.execute()))
         if self._unlink_supported:
             try:
-                return self.client.unlink(*names)
+                return int(self.client.unlink(*names))
             except redis.exceptions.ResponseError as exc:
                 if "unknown command" not in str(exc).lower():
                     raise
                 self._unlink_supported = False  # Redis < 4: fall back to DEL
-        return self.client.delete(*names)
+        return int(self.client.delete(*names))
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
@@ -139,11 +141,16 @@ class RedisBackend(CacheBackend):
         return tally.count
 
     def clear_plan(self) -> ClearPlan:
+        target = self.describe()
         if not self.key_prefix:
             return ClearPlan(
-                self.describe(), "every key in the database (no key prefix)", whole_server=True
+                target,
+                "every key in the database (no key prefix)",
+                whole_server=True,
+                needs_flush_db=_NO_PREFIX_REFUSAL.format(target=target),
+                accepts_flush_db=True,
             )
-        return ClearPlan(self.describe(), f"keys under the prefix {self.key_prefix!r}")
+        return ClearPlan(target, f"keys under the prefix {self.key_prefix!r}")
 
     def scan_prefixed(self, pattern: str = "*") -> Iterator[Any]:
         """Keys under the prefix (full names), streamed with SCAN (never KEYS, which
@@ -158,8 +165,9 @@ class RedisBackend(CacheBackend):
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         if not self.key_prefix:
-            # Without a prefix every key in the database looks like the app's:
-            # the CLI only comes here through --flush-db.
+            # Without a prefix every key in the database looks like the app's, so
+            # this empties the database: callers come here only once the plan's
+            # needs_flush_db was answered (the CLI's --flush-db).
             return self.flush_db(dry_run)
         return self.delete_matching("*", dry_run, on_progress)
 
@@ -181,4 +189,40 @@ class RedisBackend(CacheBackend):
             size = self.client.dbsize()
             if not dry_run:
                 self.client.flushdb(asynchronous=True)
-        return size
+        return int(size)
+
+    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        """Walk the keys under the prefix: kinds and TTLs a batch per round trip, memory
+        of the first keys with MEMORY USAGE. With ``sample``, only that many keys are
+        examined and the total comes from a counting sweep, which is much cheaper
+        than fetching TTLs."""
+        prefix = self.key_prefix
+        memory_budget = sample if sample is not None else DEFAULT_MEMORY_SAMPLE
+        tally = Tally(on_progress)
+        stats = CacheStats(total=0, examined=0)
+        names: Iterator[str] = self.scan_keys("*")
+        with partial_work(tally, "examined"), self.server_errors():
+            for batch in batched(names):
+                if sample is not None:
+                    batch = batch[: max(0, sample - stats.examined)]
+                    if not batch:
+                        break
+                pipe = self.client.pipeline(transaction=False)
+                for name in batch:
+                    pipe.ttl(prefix + name)
+                measured = batch[: max(0, memory_budget - stats.memory_sampled)]
+                for name in measured:
+                    pipe.memory_usage(prefix + name, samples=0)
+                replies = pipe.execute()
+                for name, ttl in zip(batch, replies, strict=False):
+                    stats.kinds[classify(name)] += 1
+                    stats.ttls[ttl_bucket(ttl if ttl is not None and ttl >= 0 else None)] += 1
+                usage = [value for value in replies[len(batch) :] if value is not None]
+                stats.memory_sampled += len(usage)
+                stats.memory_bytes += sum(usage)
+                stats.examined += len(batch)
+                tally.add(len(batch))
+        stats.total = stats.examined
+        if sample is not None and stats.examined >= sample:
+            stats.total = self.count()
+        return stats

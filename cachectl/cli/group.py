@@ -1,67 +1,43 @@
-"""The command line: parse options, call the library, report. No backend or key logic here."""
+"""The ``cachectl`` group: global options, the session one invocation works in, and
+the one place that turns failures into a line (or a JSON document) and an exit code.
+Commands live in the modules beside this one, grouped by what they act on."""
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from click.shell_completion import get_completion_class
 
-from cachectl import __version__, keys
-from cachectl.app_loader import AppCache, LoadedApp, load_flask_app
-from cachectl.backends import CacheBackend, build_backend
-from cachectl.codec import VALUE_TYPES, StoredValue, parse_input_value, to_jsonable
-from cachectl.config import (
-    HASH_METHOD_NAMES,
-    CacheSettings,
-    ConfigRequest,
-    describe_location,
-    display_value,
-    parse_setting_value,
-    resolve_hash_method,
-    resolve_settings,
+from cachectl import __version__
+from cachectl.cli.options import json_option
+from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
+from cachectl.config_sources import parse_setting_value
+from cachectl.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CachectlError,
 )
-from cachectl.config_export import export_cache, render_toml, write_file
-from cachectl.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, CachectlError, UsageError
-from cachectl.functions import (
-    find_memoized,
-    parse_argument,
-    parse_keyword,
-    place_repr_arguments,
-)
-from cachectl.invalidation import Invalidator, MemoizedCall, Report
 from cachectl.output import Output
-from cachectl.stats import collect as collect_stats
-from cachectl.templates import app_template_directories, find_fragments
 
-#: Exit code for a bug in cachectl itself (anything not foreseen).
-EXIT_INTERNAL = 4
-
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0    done
-  1    not found (get), or a clear declined at the prompt
-  2    usage or configuration error
-  3    cache server unreachable, timed out or refused
-  4    internal error (a bug: --debug shows the traceback)
-  130  interrupted (what was done so far is reported)"""
+if TYPE_CHECKING:
+    from cachectl.app_loader import AppCache, LoadedApp
+    from cachectl.backends import CacheBackend
+    from cachectl.settings import CacheSettings
 
 
 class Session:
-    """What one invocation knows: the options, and the settings and backend resolved
-    from them on first use (``config`` never connects, ``get`` does)."""
+    """What one invocation knows: the options, and what is resolved from them on first
+    use (``config`` never connects, ``get`` does; an app is loaded at most once). The
+    live app and its cache objects live here, not in the settings."""
 
     def __init__(self, request: ConfigRequest, timeout: float, output: Output, debug: bool) -> None:
         self.request = request
         self.timeout = timeout
         self.output = output
         self.debug = debug
-        self._settings: CacheSettings | None = None
+        self._config: ResolvedConfig | None = None
         self._loaded_app: LoadedApp | None = None
 
     @property
@@ -73,22 +49,45 @@ class Session:
     def loaded_app(self) -> LoadedApp | None:
         """The app, started once however many of its caches the command needs."""
         if self._loaded_app is None and self.app_import is not None:
+            from cachectl.app_loader import load_flask_app
+
             self._loaded_app = load_flask_app(self.app_import)
         return self._loaded_app
 
     @property
+    def app(self) -> Any:
+        """The loaded Flask app, or None without --app."""
+        loaded = self.loaded_app()
+        return loaded.app if loaded is not None else None
+
+    def app_cache(self, cache_name: str | None = None) -> AppCache | None:
+        """The app's Cache object the request picks (None without --app)."""
+        loaded = self.loaded_app()
+        if loaded is None:
+            return None
+        from cachectl.app_loader import select_app_cache
+
+        wanted = cache_name if cache_name is not None else self.request.cache_name
+        return select_app_cache(loaded.caches, wanted, loaded.import_path)
+
+    @property
+    def config(self) -> ResolvedConfig:
+        """The merged settings of the chosen cache, with the source of each."""
+        if self._config is None:
+            self._config = self._resolve(self.request)
+        return self._config
+
+    @property
     def settings(self) -> CacheSettings:
-        if self._settings is None:
-            self._settings = self._resolve(self.request)
-        return self._settings
+        return self.config.settings()
 
-    def _resolve(self, request: ConfigRequest) -> CacheSettings:
-        settings = resolve_settings(request, self.loaded_app())
-        for warning in settings.warnings:
+    def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
+        resolved = resolve_config(request, self.app_cache(request.cache_name))
+        for warning in resolved.warnings:
             self.output.warn(warning)
-        return settings
+        return resolved
 
-    def every_app_cache(self) -> list[tuple[AppCache, CacheSettings]]:
+    def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
         """Each cache of the loaded app with its resolved settings (overrides applied)."""
         loaded = self.loaded_app()
         if loaded is None:
@@ -98,9 +97,23 @@ class Session:
             for cache in loaded.caches
         ]
 
-    def backend(self, create_dir: bool = False) -> CacheBackend:
-        backend = build_backend(self.settings, self.timeout, create_dir=create_dir)
-        backend.check()
+    def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
+        """The backend of the chosen cache; checked reachable unless ``connect`` is off."""
+        from cachectl.backends import build_backend
+
+        chosen = self.app_cache()
+        app_built = None
+        if (
+            chosen is not None
+            and chosen.live.opaque
+            and self.config.source("CACHE_TYPE").startswith("app ")
+        ):
+            # A custom backend class: how it connects is known only to the object
+            # the app built, so that object itself is used.
+            app_built = chosen.backend
+        backend = build_backend(self.settings, self.timeout, create_dir, app_built)
+        if connect:
+            backend.check()
         return backend
 
 
@@ -132,6 +145,8 @@ def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) 
     session = ctx.find_object(Session)
     output = session.output if session else Output()
     if session is not None and session.debug:
+        import traceback
+
         traceback.print_exc()
     output.error(message)
     if output.as_json:
@@ -228,7 +243,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="SECONDS",
     help="Connection and socket timeout for the cache server.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
+@json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="cachectl")
@@ -287,968 +302,10 @@ def cli(
 pass_session = click.make_pass_decorator(Session)
 
 
-# --- get -----------------------------------------------------------------------------------
-
-
-def _value_document(key: str, stored: StoredValue | None) -> dict[str, Any]:
-    if stored is None:
-        return {"key": key, "found": False}
-    return {
-        "key": key,
-        "found": True,
-        "type": type(stored.value).__name__ if stored.error is None else None,
-        "encoding": stored.encoding,
-        "value": to_jsonable(stored.value),
-        "error": stored.error,
-    }
-
-
-@cli.command()
-@click.argument("keys", nargs=-1, required=True)
-@click.option("--raw", is_flag=True, help="Write the stored bytes unchanged (one key only).")
-@click.option(
-    "--unsafe-unpickle",
-    is_flag=True,
-    help="Load pickles fully, running whatever code they name. Only for a cache you trust.",
-)
-@pass_session
-def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool) -> None:
-    """Show the value stored under each KEY, as the app's cache.get(KEY) would find it.
-
-    The key prefix is added for you. Pickled values are loaded safely: plain data
-    (str, numbers, lists, dicts, sets, datetimes, Decimal, UUID, ...) is shown as
-    it is; an object of any other class is shown as <not loaded: module.Class ...>
-    with its captured state, without importing or running anything.
-
-    Exits 1 when a key is missing.
-
-    \b
-      cachectl get view//about
-      cachectl get --json user:1 user:2
-      cachectl get --raw report > report.bin
-    """
-    output = session.output
-    if raw and len(keys) != 1:
-        raise UsageError("--raw takes exactly one key")
-    backend = session.backend()
-    found = [(key, backend.get(key, unsafe=unsafe_unpickle)) for key in keys]
-    missing = [key for key, stored in found if stored is None]
-
-    if raw:
-        stored = found[0][1]
-        if stored is not None:
-            if stored.raw is None:
-                raise UsageError(
-                    f"{backend.kind} clients do not expose the stored bytes; --raw is not available"
-                )
-            output.raw(stored.raw)
-    elif output.as_json:
-        output.document({"ok": not missing, "results": [_value_document(k, s) for k, s in found]})
-    else:
-        for key, stored in found:
-            if stored is None:
-                continue
-            if stored.error is not None:
-                output.warn(f"{key}: {stored.error}")
-            if stored.error is None:
-                output.value(stored.value, label=key if len(keys) > 1 else None)
-    for key in missing:
-        output.notice(f"not found: {key}")
-    if missing:
-        click.get_current_context().exit(EXIT_NOT_FOUND)
-
-
-# --- set -----------------------------------------------------------------------------------
-
-
-@cli.command("set")
-@click.argument("key")
-@click.argument("value")
-@click.option(
-    "--timeout",
-    type=click.IntRange(min=0),
-    metavar="SECONDS",
-    help="Lifetime of the entry; 0 never expires. Default: the config's CACHE_DEFAULT_TIMEOUT.",
-)
-@click.option(
-    "--as",
-    "as_type",
-    type=click.Choice(VALUE_TYPES),
-    default="str",
-    show_default=True,
-    help="The Python type the app will read back.",
-)
-@pass_session
-def set_(session: Session, key: str, value: str, timeout: int | None, as_type: str) -> None:
-    """Store VALUE under KEY, exactly as the app's cache.set(KEY, value) would.
-
-    VALUE - reads standard input (one trailing newline is dropped for --as str).
-
-    \b
-      cachectl set maintenance-banner "Back at 10:00" --timeout 3600
-      cachectl set feature-flags '{"beta": true}' --as json
-      echo 42 | cachectl set answer - --as int
-    """
-    if value == "-":
-        with click.open_file("-", "rb") as stdin:
-            data = stdin.read()
-        parsed = parse_input_value(data, as_type, from_stdin=True)
-    else:
-        parsed = parse_input_value(value.encode("utf-8", "surrogateescape"), as_type)
-    backend = session.backend(create_dir=True)
-    backend.set(key, parsed, timeout)
-    lifetime = timeout if timeout is not None else session.settings["CACHE_DEFAULT_TIMEOUT"]
-    expiry = "never expires" if lifetime == 0 else f"expires in {lifetime} s"
-    if session.output.as_json:
-        session.output.document(
-            {"ok": True, "key": key, "type": type(parsed).__name__, "timeout": lifetime}
-        )
-    session.output.result(f"set {key} ({type(parsed).__name__}, {expiry})")
-
-
-# --- delete --------------------------------------------------------------------------------
-
-
-def _lines(stream: Iterable[str]) -> Iterator[str]:
-    for line in stream:
-        key = line.rstrip("\r\n")
-        if key:
-            yield key
-
-
-class _Counted:
-    """Counts the keys as the backend consumes them, so huge lists stay streamed."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = keys
-        self.count = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for key in self.keys:
-            self.count += 1
-            yield key
-
-
-def _confirm(session: Session, what: str, yes: bool) -> None:
-    """Ask on a terminal; without one, require --yes (exit 2 having changed nothing)."""
-    if yes:
-        return
-    if not session.output.interactive:
-        raise UsageError("no terminal to confirm on: pass --yes to go ahead without asking")
-    if not click.confirm(f"{what}?", err=True):
-        session.output.notice("nothing removed")
-        click.get_current_context().exit(EXIT_NOT_FOUND)
-
-
-def _sweep(session: Session, backend: CacheBackend, pattern: str, dry_run: bool, yes: bool) -> None:
-    """Remove the app's keys matching a glob: clear's streaming path and rules."""
-    backend.require_key_listing()
-    scope = f"keys under the prefix {backend.key_prefix!r} matching {pattern!r}"
-    if not dry_run:
-        _confirm(session, f"Remove {scope} from {backend.describe()}", yes)
-    with session.output.progress("counting" if dry_run else "removing") as on_progress:
-        count = backend.delete_matching(pattern, dry_run, on_progress)
-    if session.output.as_json:
-        session.output.document(
-            {
-                "ok": True,
-                "dry_run": dry_run,
-                "pattern": pattern,
-                "target": backend.describe(),
-                "removed": count,
-            }
-        )
-    verb = "would remove" if dry_run else "removed"
-    session.output.result(f"{verb} {count} {scope} from {backend.describe()}")
-
-
-@cli.command()
-@click.argument("keys", nargs=-1)
-@click.option(
-    "--from-file",
-    type=click.File("r", encoding="utf-8"),
-    metavar="FILE",
-    help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
-)
-@click.option(
-    "--pattern",
-    metavar="GLOB",
-    help="Redis: delete every key of the app matching GLOB (after the prefix), as clear does.",
-)
-@click.option(
-    "--dry-run", is_flag=True, help="With --pattern: count what would go; remove nothing."
-)
-@click.option(
-    "-y", "--yes", is_flag=True, help="With --pattern: do not ask (needed without a terminal)."
-)
-@pass_session
-def delete(
-    session: Session,
-    keys: tuple[str, ...],
-    from_file: Any,
-    pattern: str | None,
-    dry_run: bool,
-    yes: bool,
-) -> None:
-    """Delete each KEY (the key prefix is added for you), or the keys matching --pattern.
-
-    Keys are sent in batches of 1000 per round trip, so a deploy script can pass
-    tens of thousands. Deleting a key that does not exist is not an error: the
-    command reports how many existed and exits 0 either way.
-
-    --pattern GLOB matches the app's keys after the prefix (the prefix's own glob
-    characters are escaped): Redis finds them with SCAN and removes them as clear
-    does, streaming and non-blocking, asking first on a terminal.
-
-    \b
-      cachectl delete view//about view//pricing
-      cachectl delete --from-file stale-keys.txt
-      cachectl delete --pattern 'view//products/*' --dry-run
-      cachectl delete --pattern 'report:*' --yes
-    """
-    if pattern is not None:
-        if keys or from_file is not None:
-            raise UsageError("give keys or --pattern, not both")
-        _sweep(session, session.backend(), pattern, dry_run, yes)
-        return
-    if dry_run:
-        raise UsageError(
-            "--dry-run applies to --pattern (a listed key is simply deleted or not there)"
-        )
-    if not keys and from_file is None:
-        raise UsageError("give the keys to delete, --from-file FILE or --pattern GLOB")
-    requested = _Counted([*keys, *(_lines(from_file) if from_file is not None else [])])
-    backend = session.backend()
-    with session.output.progress("deleting") as on_progress:
-        removed = backend.delete(requested, on_progress)
-    if session.output.as_json:
-        session.output.document({"ok": True, "requested": requested.count, "removed": removed})
-    if removed is None:
-        session.output.result(
-            f"deleted {requested.count} keys ({backend.kind} does not say which existed)"
-        )
-    elif removed != requested.count:
-        session.output.result(
-            f"deleted {removed} of {requested.count} keys (the others did not exist)"
-        )
-    else:
-        session.output.result(f"deleted {removed} keys")
-
-
-# --- clear ---------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
-@click.option(
-    "-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
-)
-@click.option(
-    "--flush-db",
-    is_flag=True,
-    help="Redis without a key prefix only: empty the whole database (FLUSHDB).",
-)
-@click.option(
-    "--pattern",
-    metavar="GLOB",
-    help="Redis: only the app's keys matching GLOB (after the prefix); same as delete --pattern.",
-)
-@pass_session
-def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: str | None) -> None:
-    """Remove every entry of the app's cache, and nothing else.
-
-    \b
-    Redis: the keys under the app's key prefix, found with SCAN and removed with
-      UNLINK in batches, so the server never blocks and memory stays flat however
-      many keys there are. Without a prefix, clear refuses unless --flush-db.
-    FileSystemCache: the cache files in CACHE_DIR; other files stay.
-    memcached: cannot remove by prefix, so clearing empties the whole server
-      (flush_all), and only with --yes.
-
-    On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
-    the batch in flight and reports how many keys went (exit 130).
-
-    \b
-      cachectl clear --dry-run
-      cachectl clear --yes          # in cron or a deploy script
-      cachectl clear --pattern 'view//*' --yes
-    """
-    output = session.output
-    backend = session.backend()
-    if pattern is not None:
-        if flush_db:
-            raise UsageError("--flush-db empties the whole database; it takes no --pattern")
-        _sweep(session, backend, pattern, dry_run, yes)
-        return
-    plan = backend.clear_plan()
-    unprefixed_redis = backend.kind == "redis" and not backend.key_prefix
-    if flush_db and not unprefixed_redis:
-        raise UsageError(
-            "--flush-db only applies to a Redis cache without a key prefix; "
-            f"this clear already removes only {plan.scope}"
-        )
-    if unprefixed_redis and not flush_db:
-        raise UsageError(
-            f"no key prefix is configured, so every key in {plan.target} would look like the "
-            "app's; clear refuses. Pass --flush-db to empty that whole database on purpose"
-        )
-    if plan.whole_server and backend.kind == "memcached" and not dry_run:
-        output.warn(f"clearing {plan.target} removes {plan.scope}")
-        if not yes:
-            raise UsageError("memcached can only be cleared whole: pass --yes to flush it")
-    if not dry_run:
-        _confirm(session, f"Remove {plan.scope} from {plan.target}", yes)
-
-    with output.progress("counting" if dry_run else "removing") as on_progress:
-        count = backend.clear(dry_run, on_progress)
-    verb = "would remove" if dry_run else "removed"
-    if output.as_json:
-        output.document(
-            {
-                "ok": True,
-                "dry_run": dry_run,
-                "target": plan.target,
-                "scope": plan.scope,
-                "removed": count,
-            }
-        )
-    if count is None:
-        counted = " (the server cannot count them)" if dry_run else ""
-        output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
-    else:
-        output.result(f"{verb} {count} {plan.scope} from {plan.target}")
-
-
-# --- keys and stats ------------------------------------------------------------------
-
-
-@cli.command("keys")
-@click.argument("pattern", default="*", metavar="[GLOB]")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys.")
-@click.option("--count", "count_only", is_flag=True, help="Print only how many keys match.")
-@pass_session
-def keys_command(session: Session, pattern: str, limit: int | None, count_only: bool) -> None:
-    """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
-
-    Keys stream out as they are found, so the first lines come at once even with
-    millions of keys; SCAN never blocks the server. FileSystemCache and memcached
-    cannot list key names (a FileSystemCache file is named by a hash of its key),
-    but --count works for the filesystem.
-
-    \b
-      cachectl keys 'view//*' --limit 20
-      cachectl keys --count
-    """
-    backend = session.backend()
-    output = session.output
-    if count_only:
-        with output.progress("counting") as on_progress:
-            count = backend.count(pattern, on_progress)
-        if output.as_json:
-            output.document({"ok": True, "pattern": pattern, "count": count})
-        elif not output.quiet:
-            click.echo(count)
-        return
-    backend.require_key_listing()
-    found: list[str] = []
-    for shown, name in enumerate(backend.scan_keys(pattern), start=1):
-        if output.as_json:
-            found.append(name)
-        elif not output.quiet:
-            click.echo(name)
-        if limit is not None and shown >= limit:
-            break
-    if output.as_json:
-        output.document({"ok": True, "pattern": pattern, "keys": found})
-
-
-@cli.command()
-@click.option(
-    "--sample", type=click.IntRange(min=1), metavar="N", help="Examine only N keys and extrapolate."
-)
-@pass_session
-def stats(session: Session, sample: int | None) -> None:
-    """What is in the cache: entries by kind, by time to live, and memory.
-
-    \b
-    Redis: every key under the prefix (or --sample N of them), recognised by the
-      shapes Flask-Caching gives its keys: memoized results, memoize version keys,
-      cached views (view/...), template fragments and other keys; their TTLs; the
-      memory of a sample (MEMORY USAGE) and an estimate of the total.
-    FileSystemCache: the cache files, their expiry and size on disk.
-
-    \b
-      cachectl stats
-      cachectl stats --sample 10000 --json
-    """
-    backend = session.backend()
-    with session.output.progress("examining") as on_progress:
-        found = collect_stats(backend, sample, on_progress)
-    document = found.document()
-    if session.output.as_json:
-        session.output.document({"ok": True, "target": backend.describe(), **document})
-        return
-    estimated = " (estimated from a sample)" if found.estimated else ""
-    session.output.result(
-        f"{found.total} keys under the prefix {backend.key_prefix!r} in {backend.describe()}"
-    )
-    rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
-    rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]
-    memory = document["memory"]
-    if memory["estimated_total_bytes"] is not None:
-        rows += [
-            ("", ""),
-            (f"memory of {memory['sampled_keys']} keys", f"{memory['sampled_bytes']:,} bytes"),
-            ("memory, all keys (estimate)", f"{memory['estimated_total_bytes']:,} bytes"),
-        ]
-    session.output.table(("entries" + estimated, "count"), rows)
-
-
-# --- memoize, views, fragments ------------------------------------------------------
-
-
-def _report_output(session: Session, report: Report, backend: CacheBackend, extra: dict) -> None:
-    """One JSON document, or a line per key written or deleted."""
-    output = session.output
-    if output.as_json:
-        output.document(
-            {"ok": True, **extra, **report.document(), "key_prefix": backend.key_prefix}
-        )
-        return
-    would = "would " if report.dry_run else ""
-    for key, value in report.written.items():
-        output.result(
-            f"{would}write version {value!r} to {key} (stored as {backend.storage_name(key)})"
-        )
-    for key in report.deleted:
-        output.result(f"{would}delete {key} (stored as {backend.storage_name(key)})")
-    if report.removed is not None:
-        output.result(
-            f"removed {report.removed} of {len(report.deleted)} keys (the others did not exist)"
-            if report.removed != len(report.deleted)
-            else f"removed {report.removed} keys"
-        )
-    if report.purged is not None:
-        verb = "would remove" if report.dry_run else "removed"
-        output.result(f"{verb} {report.purged} stored entries")
-    for note in report.notes:
-        output.notice(note)
-
-
-class ReprPositionsCommand(click.Command):
-    """Remembers where each ``--repr`` stood among the positional ARGs, which Click
-    alone does not keep: ``f 1 --repr "Locale('en')" 3`` is ``f(1, Locale('en'), 3)``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        takes_value = {
-            name
-            for param in self.params
-            if isinstance(param, click.Option) and not param.is_flag and not param.count
-            for name in param.opts
-        }
-        positions, positionals, index = [], 0, 0
-        while index < len(args):
-            token = args[index]
-            name = token.split("=", 1)[0]
-            if token == "--":
-                break
-            if name == "--repr":
-                # positionals counts FUNCTION too: the ARG index is one less.
-                positions.append(max(positionals - 1, 0))
-            if token.startswith("-") and len(token) > 1:
-                index += 2 if name in takes_value and "=" not in token else 1
-                continue
-            positionals += 1
-            index += 1
-        ctx.meta["repr_positions"] = positions
-        return super().parse_args(ctx, args)
-
-
-@cli.command("delete-memoized", cls=ReprPositionsCommand)
-@click.argument("function")
-@click.argument("args", nargs=-1)
-@click.option(
-    "--repr",
-    "reprs",
-    multiple=True,
-    metavar="TEXT",
-    help="An argument given by its repr() text, verbatim, for an object that is not a "
-    "literal (\"Locale('en')\"); it takes its place among the ARGs. Repeatable.",
-)
-@click.option(
-    "--kw",
-    "keywords",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A keyword argument of the call. Repeatable.",
-)
-@click.option(
-    "--instance",
-    metavar="ID",
-    help="For a method: the instance's repr() or __caching_id__(), verbatim.",
-)
-@click.option(
-    "--signature",
-    metavar="SIGNATURE",
-    help="The function's parameters, when it cannot be imported here: "
-    "\"(user_id, role='member', *args, **kw)\".",
-)
-@click.option(
-    "--make-name",
-    metavar="NAME",
-    help="What the decorator's make_name returns for the function (without --app).",
-)
-@click.option(
-    "--ignore",
-    multiple=True,
-    metavar="ARG",
-    help="A name in the decorator's args_to_ignore (without --app). Repeatable.",
-)
-@click.option(
-    "--hash-method",
-    type=click.Choice(HASH_METHOD_NAMES),
-    help="The decorator's hash_method. Default: CACHE_HASH_METHOD.",
-)
-@click.option(
-    "--source-check/--no-source-check",
-    default=None,
-    help="Whether the decorator uses source_check. Default: CACHE_SOURCE_CHECK.",
-)
-@click.option(
-    "--purge", is_flag=True, help="Redis: also remove the entries stored under the old version."
-)
-@click.option(
-    "--verhash",
-    is_flag=True,
-    help="Delete the version key itself, as delete_memoized_verhash does.",
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Print the keys it would write or delete; change nothing."
-)
-@pass_session
-def delete_memoized(
-    session: Session,
-    function: str,
-    args: tuple[str, ...],
-    reprs: tuple[str, ...],
-    keywords: tuple[str, ...],
-    instance: str | None,
-    signature: str | None,
-    make_name: str | None,
-    ignore: tuple[str, ...],
-    hash_method: str | None,
-    source_check: bool | None,
-    purge: bool,
-    verhash: bool,
-    dry_run: bool,
-) -> None:
-    """Invalidate what @cache.memoize stored for FUNCTION, as cache.delete_memoized() does.
-
-    FUNCTION is module.qualname or module:qualname (myapp.models.get_user,
-    myapp.models:Person.has_membership).
-
-    \b
-    Without ARGs: every stored result of the function becomes unreachable (a new
-      version is written to its version key), or of one instance's method with
-      --instance. The old entries stay until they expire; --purge (Redis) removes them.
-    With ARGs: exactly the stored result of that call is deleted. ARGs and --kw
-      values are Python literals (42, '42', None, [1, 2]); a bare word is a string;
-      an object argument is given by its repr() with --repr, where it stands.
-
-    The signature comes from the function itself when it imports here (the current
-    directory and the app's path on sys.path), or from --signature. With --app the
-    decorator's own make_cache_key forms the key (its make_name, args_to_ignore,
-    hash_method and source_check included); without it, give those with
-    --make-name, --ignore, --hash-method and --source-check.
-
-    \b
-      cachectl delete-memoized myapp.models.get_user
-      cachectl delete-memoized myapp.models.get_user 42
-      cachectl delete-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
-      cachectl delete-memoized myapp.models.get_user --purge --dry-run
-      cachectl delete-memoized reports.total -- -5 --kw currency=EUR
-      cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
-    """
-    positions = click.get_current_context().meta.get("repr_positions", [])
-    call_args = place_repr_arguments(
-        [parse_argument(arg) for arg in args], list(zip(positions, reprs, strict=True))
-    )
-    if (call_args or keywords) and (purge or verhash):
-        raise UsageError(
-            "--purge and --verhash invalidate the whole function: give no ARGs with them"
-        )
-    if purge and verhash:
-        raise UsageError("choose --purge or --verhash")
-    settings = session.settings
-    found, import_problem = find_memoized(function, signature)
-    if import_problem and session.output.interactive:
-        session.output.notice(f"note: {import_problem}; using the name alone")
-    call = MemoizedCall(
-        function=found,
-        args=call_args,
-        kwargs=dict(parse_keyword(text) for text in keywords),
-        instance_id=instance,
-        make_name=make_name,
-        ignore=ignore,
-        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
-        source_check=settings.get("CACHE_SOURCE_CHECK", False)
-        if source_check is None
-        else source_check,
-    )
-    backend = session.backend()
-    invalidator = Invalidator(backend, settings)
-    if verhash:
-        report = invalidator.delete_version_key(call, dry_run)
-    elif call.has_call:
-        report = invalidator.delete_entry(call, dry_run)
-    else:
-        with session.output.progress("purging") as on_progress:
-            report = invalidator.invalidate_all(call, purge, dry_run, on_progress)
-    extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
-    _report_output(session, report, backend, extra)
-
-
-@cli.command("delete-view")
-@click.argument("path", required=False)
-@click.option(
-    "--query",
-    metavar="QUERY",
-    help="For a query_string=True view: the query string ('page=2&q=x'), in any order.",
-)
-@click.option(
-    "--all-queries", is_flag=True, help="Redis: every cached query-string variant of PATH."
-)
-@click.option(
-    "--key-prefix",
-    "view_prefix",
-    default=keys.DEFAULT_VIEW_PREFIX,
-    show_default=True,
-    metavar="TEMPLATE",
-    help="The decorator's key_prefix: a template with %s, or a constant key.",
-)
-@click.option(
-    "--endpoint",
-    metavar="NAME",
-    help="With --app: build the path with url_for(NAME) and let the view form its own key.",
-)
-@click.option(
-    "--arg",
-    "url_args",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A url_for value for --endpoint. Repeatable.",
-)
-@click.option(
-    "--hash-method",
-    type=click.Choice(HASH_METHOD_NAMES),
-    help="The decorator's hash_method (query_string views). Default: CACHE_HASH_METHOD.",
-)
-@click.option("--dry-run", is_flag=True, help="Print the key it would delete.")
-@pass_session
-def delete_view(
-    session: Session,
-    path: str | None,
-    query: str | None,
-    all_queries: bool,
-    view_prefix: str,
-    endpoint: str | None,
-    url_args: tuple[str, ...],
-    hash_method: str | None,
-    dry_run: bool,
-) -> None:
-    """Delete what @cache.cached stored for a request PATH, as cache.delete_cached() does.
-
-    PATH is the request path as Flask's request.path has it (/user/alice); the
-    default key is view//user/alice. Flask-Caching 2.0-2.4 ignored key_prefix for
-    query_string views (the key is the path and the hash); --compat decides.
-
-    \b
-      cachectl delete-view /about
-      cachectl delete-view /search --query 'q=shoes&page=2'
-      cachectl delete-view /search --all-queries
-      cachectl delete-view /feed --key-prefix 'feeds/%s'
-      cachectl --app 'shop:create_app()' delete-view --endpoint user --arg name=alice
-    """
-    if (path is None) == (endpoint is None):
-        raise UsageError("give either PATH or --endpoint NAME")
-    if all_queries and query is not None:
-        raise UsageError("choose --query or --all-queries")
-    settings = session.settings
-    method = (
-        resolve_hash_method("--hash-method", hash_method)
-        if hash_method
-        else settings["CACHE_HASH_METHOD"]
-    )
-    backend = session.backend()
-    invalidator = Invalidator(backend, settings)
-    if endpoint is not None:
-        if settings.app is None:
-            raise UsageError("--endpoint needs the app: add --app IMPORT")
-        values = dict(text.partition("=")[::2] for text in url_args)
-        key = invalidator.view_key_from_the_app(endpoint, values, query)
-        report = invalidator.delete_keys([key], "delete-view", dry_run)
-    elif all_queries:
-        with session.output.progress("deleting") as on_progress:
-            report = invalidator.delete_query_variants(
-                path, view_prefix, method, dry_run, on_progress
-            )
-    else:
-        request = keys.ViewKeyRequest(path, view_prefix, query)
-        key = keys.view_key(request, settings.generation.name, method)
-        report = invalidator.delete_keys([key], "delete-view", dry_run)
-    _report_output(session, report, backend, {"path": path, "endpoint": endpoint})
-
-
-@cli.command("make-fragment-key")
-@click.argument("name")
-@click.argument("vary_on", nargs=-1)
-@click.option("--delete", is_flag=True, help="Delete the fragment from the cache.")
-@pass_session
-def make_fragment_key(session: Session, name: str, vary_on: tuple[str, ...], delete: bool) -> None:
-    """Print the key of a {% cache timeout, NAME, VARY_ON... %} block; --delete removes it.
-
-    Prints the key as the app passes it to the cache, and where it is stored (with
-    the backend's key prefix, or the file for FileSystemCache).
-
-    \b
-      cachectl make-fragment-key sidebar
-      cachectl make-fragment-key user_card alice fr --delete
-    """
-    key = keys.fragment_key(name, list(vary_on))
-    backend = session.backend() if delete else build_backend(session.settings, session.timeout)
-    report = (
-        Invalidator(backend, session.settings).delete_keys([key], "delete-fragment", dry_run=False)
-        if delete
-        else None
-    )
-    if session.output.as_json:
-        session.output.document(
-            {
-                "ok": True,
-                "key": key,
-                "stored_as": backend.storage_name(key),
-                "removed": report.removed if report else None,
-            }
-        )
-        return
-    session.output.result(key)
-    session.output.notice(f"stored as {backend.storage_name(key)}")
-    if report is not None:
-        session.output.result(f"removed {report.removed} keys")
-
-
-@cli.command()
-@click.argument("template_dirs", nargs=-1, metavar="[TEMPLATE_DIR]...")
-@pass_session
-def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
-    """List the {% cache %} blocks in the app's templates, and their keys.
-
-    Templates are parsed with Jinja2 itself. Each block shows its file, line,
-    timeout, fragment name (for a block without one, the implicit name
-    "<template file><line>" Flask-Caching gives it) and vary_on expressions, with
-    the key when every part is a constant. Default directories: the app's template
-    folders with --app, else ./templates.
-
-    \b
-      cachectl --app 'shop:create_app()' fragments
-      cachectl fragments src/shop/templates
-    """
-    directories = [os.path.abspath(d) for d in template_dirs]
-    app = None
-    if not directories:
-        # Listing templates needs no cache configuration, only the app if one is named.
-        loaded = session.loaded_app()
-        if loaded is not None:
-            app = loaded.app
-        if app is not None:
-            directories = app_template_directories(app)
-        elif os.path.isdir("templates"):
-            directories = [os.path.abspath("templates")]
-        else:
-            raise UsageError("give the template directories, or --app to use the app's")
-    blocks, unreadable = find_fragments(directories, app)
-    for problem in unreadable:
-        session.output.warn(f"could not parse {problem}")
-    if session.output.as_json:
-        session.output.document(
-            {"ok": True, "fragments": [{**vars(b), "key": b.key} for b in blocks]}
-        )
-        return
-    rows = [
-        (
-            f"{b.template}:{b.line}",
-            b.timeout,
-            b.name if b.name is not None else f"(implicit) {b.name_value}",
-            ", ".join(b.vary_on),
-            b.key or "(depends on the values at render time)",
-        )
-        for b in blocks
-    ]
-    if not rows:
-        session.output.notice("no {% cache %} blocks found in " + ", ".join(directories))
-        return
-    session.output.table(("template", "timeout", "name", "vary_on", "key"), rows)
-
-
-# --- config --------------------------------------------------------------------------------
-
-
-def _settings_document(settings: CacheSettings) -> dict[str, Any]:
-    return {
-        name: {"value": value, "source": settings.source(name)}
-        for name, value in settings.masked().items()
-    }
-
-
-def _show_cache_list(session: Session, caches: list[tuple[AppCache, CacheSettings]]) -> None:
-    """Every cache of the app, by the names --cache takes, for an app with several."""
-    if session.output.as_json:
-        session.output.document(
-            {
-                "ok": True,
-                "caches": [
-                    {
-                        "index": cache.index,
-                        "name": cache.label,
-                        "names": cache.names,
-                        "settings": _settings_document(settings),
-                    }
-                    for cache, settings in caches
-                ],
-            }
-        )
-        return
-    session.output.result(f"{len(caches)} caches; pick one with --cache (index or any name):")
-    rows = [
-        (
-            str(cache.index),
-            ", ".join(cache.names) or "-",
-            display_value("CACHE_TYPE", settings.get("CACHE_TYPE")),
-            display_value("CACHE_KEY_PREFIX", settings.get("CACHE_KEY_PREFIX")),
-            describe_location(settings),
-        )
-        for cache, settings in caches
-    ]
-    session.output.table(("index", "names", "type", "prefix", "where"), rows)
-
-
-def _write_config(session: Session, target: str, force: bool) -> None:
-    """Write every cache of the app (or the one resolved) as named caches."""
-    caches = session.every_app_cache()
-    if caches:
-        exported = [export_cache(cache.label, settings) for cache, settings in caches]
-        generation = caches[0][1].generation
-        origin = f"the app {session.app_import}"
-    else:
-        settings = session.settings
-        exported = [export_cache(settings.cache_name, settings)]
-        generation, origin = settings.generation, "the resolved configuration"
-    header = [
-        f"Written by cachectl {__version__} from {origin}.",
-        "Use it config-only (no app start-up): cachectl --config FILE --cache NAME COMMAND",
-    ]
-    text = render_toml(exported, generation.name, header)
-    if target == "-":
-        sys.stdout.write(text)
-    else:
-        write_file(target, text, overwrite=force)
-    for cache in exported:
-        for note in cache.notes:
-            session.output.warn(f"cache {cache.name}: {note}")
-    if target == "-":
-        return
-    if session.output.as_json:
-        session.output.document(
-            {"ok": True, "written": target, "caches": [cache.name for cache in exported]}
-        )
-    else:
-        session.output.result(
-            f"wrote {len(exported)} cache(s) to {target}: "
-            + ", ".join(cache.name for cache in exported)
-        )
-
-
-@cli.command()
-@click.option(
-    "--write",
-    "target",
-    metavar="FILE",
-    help="Write the settings of every cache the app registers to FILE (TOML, - for stdout) "
-    "as named caches, secrets left out, for config-only runs without starting the app.",
-)
-@click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
-@pass_session
-def config(session: Session, target: str | None, force: bool) -> None:
-    """Show the cache configuration cachectl resolved, and where each value came from.
-
-    Passwords and URL credentials are masked. Nothing is sent to the cache server.
-    With --app, the connection is the one the app's live backend object uses,
-    whatever passed the settings to it (app.config, Cache(config=...),
-    init_app(app, config)). An app with several caches and no --cache: every
-    cache is listed, with the names --cache takes.
-
-    --write FILE loads the app once and writes what cron jobs and other hosts need
-    to run config-only from then on (the app's factory, with its side effects, no
-    longer runs on each command):
-
-    \b
-      cachectl --app 'shop:create_app()' config --write cachectl.toml
-      cachectl --config cachectl.toml --cache DATA_CACHE_CONFIG clear --yes
-    """
-    if force and target is None:
-        raise UsageError("--force goes with --write FILE")
-    if target is not None:
-        _write_config(session, target, force)
-        return
-    if session.request.cache_name is None:
-        loaded = session.loaded_app()
-        if loaded is not None and len(loaded.caches) > 1:
-            _show_cache_list(session, session.every_app_cache())
-            return
-    settings = session.settings
-    if session.output.as_json:
-        session.output.document(
-            {
-                "ok": True,
-                "cache": settings.cache_name,
-                "generation": settings.generation.name,
-                "generation_source": settings.generation.origin,
-                "settings": _settings_document(settings),
-            }
-        )
-        return
-    session.output.result(
-        f"cache {settings.cache_name}; Flask-Caching generation {settings.generation.name} "
-        f"({settings.generation.origin})"
-    )
-    rows = [
-        (name, display_value(name, value), settings.source(name))
-        for name, value in settings.masked().items()
-    ]
-    session.output.table(("setting", "value", "source"), rows)
-
-
-# --- completion ----------------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
-    """Print the shell completion script for SHELL (the files in completions/ are its output).
-
-    \b
-      cachectl completion bash > ~/.local/share/bash-completion/completions/cachectl
-      cachectl completion zsh > "${fpath[1]}/_cachectl"
-      cachectl completion fish > ~/.config/fish/completions/cachectl.fish
-    """
-    completer = get_completion_class(shell)(cli, {}, "cachectl", "_CACHECTL_COMPLETE")
-    click.echo(completer.source())
-
-
 def main() -> None:
     """Console entry point."""
     cli(prog_name="cachectl")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

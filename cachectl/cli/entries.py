@@ -1,0 +1,220 @@
+"""Commands on entries named one by one: get, set, delete (and delete by pattern)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import chain
+from typing import IO
+
+import click
+
+from cachectl.cli.group import Session, cli, pass_session
+from cachectl.cli.options import (
+    dry_run_option,
+    merge_renamed,
+    pattern_option,
+    renamed_option,
+    yes_option,
+)
+from cachectl.codec import VALUE_TYPES, parse_input_value
+from cachectl.errors import EXIT_NOT_FOUND, UsageError
+from cachectl.operations import entries
+
+
+@cli.command()
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--raw", is_flag=True, help="Write the stored bytes unchanged (one key only).")
+@click.option(
+    "--unsafe-unpickle",
+    is_flag=True,
+    help="Load pickles fully, running whatever code they name. Only for a cache you trust.",
+)
+@pass_session
+def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool) -> None:
+    """Show the value stored under each KEY, as the app's cache.get(KEY) would find it.
+
+    The key prefix is added for you. Pickled values are loaded safely: plain data
+    (str, numbers, lists, dicts, sets, datetimes, Decimal, UUID, ...) is shown as
+    it is; an object of any other class is shown as <not loaded: module.Class ...>
+    with its captured state, without importing or running anything.
+
+    Exits 1 when a key is missing.
+
+    \b
+      cachectl get view//about
+      cachectl get --json user:1 user:2
+      cachectl get --raw report > report.bin
+    """
+    output = session.output
+    if raw and len(keys) != 1:
+        raise UsageError("--raw takes exactly one key")
+    backend = session.backend()
+    read = entries.read_entries(backend, keys, unsafe=unsafe_unpickle)
+    if raw:
+        stored = read.found[0][1]
+        if stored is not None:
+            output.raw(entries.raw_bytes(backend, stored))
+    elif output.as_json:
+        output.document(read.document())
+    else:
+        for key, stored in read.found:
+            if stored is None:
+                continue
+            if stored.error is not None:
+                output.warn(f"{key}: {stored.error}")
+            else:
+                output.value(stored.value, label=key if len(keys) > 1 else None)
+    for key in read.missing:
+        output.notice(f"not found: {key}")
+    if read.missing:
+        click.get_current_context().exit(EXIT_NOT_FOUND)
+
+
+@cli.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=0),
+    metavar="SECONDS",
+    help="Lifetime of the entry; 0 never expires. Default: the config's CACHE_DEFAULT_TIMEOUT.",
+)
+@renamed_option("--timeout", "--ttl", "ttl", type=click.IntRange(min=0), metavar="SECONDS")
+@click.option(
+    "--as",
+    "as_type",
+    type=click.Choice(VALUE_TYPES),
+    default="str",
+    show_default=True,
+    help="The Python type the app will read back.",
+)
+@pass_session
+def set_(
+    session: Session,
+    key: str,
+    value: str,
+    ttl: int | None,
+    ttl_old_spelling: int | None,
+    as_type: str,
+) -> None:
+    """Store VALUE under KEY, exactly as the app's cache.set(KEY, value) would.
+
+    VALUE - reads standard input (one trailing newline is dropped for --as str).
+
+    \b
+      cachectl set maintenance-banner "Back at 10:00" --ttl 3600
+      cachectl set feature-flags '{"beta": true}' --as json
+      echo 42 | cachectl set answer - --as int
+    """
+    ttl = merge_renamed(ttl, ttl_old_spelling, "--timeout", "--ttl")
+    if value == "-":
+        with click.open_file("-", "rb") as stdin:
+            data = stdin.read()
+        parsed = parse_input_value(data, as_type, from_stdin=True)
+    else:
+        parsed = parse_input_value(value.encode("utf-8", "surrogateescape"), as_type)
+    backend = session.backend(create_dir=True)
+    stored = entries.store_entry(backend, session.settings, key, parsed, ttl)
+    if session.output.as_json:
+        session.output.document(stored.document())
+    expiry = "never expires" if stored.timeout == 0 else f"expires in {stored.timeout} s"
+    session.output.result(f"set {key} ({stored.value_type}, {expiry})")
+
+
+def _lines(stream: Iterable[str]) -> Iterator[str]:
+    for line in stream:
+        key = line.rstrip("\r\n")
+        if key:
+            yield key
+
+
+def confirm(session: Session, what: str, yes: bool) -> None:
+    """Ask on a terminal; without one, require --yes (exit 2 having changed nothing)."""
+    if yes:
+        return
+    if not session.output.interactive:
+        raise UsageError("no terminal to confirm on: pass --yes to go ahead without asking")
+    if not click.confirm(f"{what}?", err=True):
+        session.output.notice("nothing removed")
+        click.get_current_context().exit(EXIT_NOT_FOUND)
+
+
+def sweep(session: Session, pattern: str, dry_run: bool, yes: bool) -> None:
+    """Remove the app's keys matching a glob, asking first (delete/clear --pattern)."""
+    backend = session.backend()
+    plan = entries.plan_sweep(backend, pattern)
+    if not dry_run:
+        confirm(session, plan.question, yes)
+    with session.output.progress("counting" if dry_run else "removing") as on_progress:
+        done = entries.sweep(backend, plan, dry_run, on_progress)
+    if session.output.as_json:
+        session.output.document(done.document())
+    verb = "would remove" if dry_run else "removed"
+    session.output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}")
+
+
+@cli.command()
+@click.argument("keys", nargs=-1)
+@click.option(
+    "--from-file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
+)
+@pattern_option(
+    "Redis: delete every key of the app matching GLOB (after the prefix), as clear does."
+)
+@dry_run_option("With --pattern: count what would go; remove nothing.")
+@yes_option("With --pattern: do not ask (needed without a terminal).")
+@pass_session
+def delete(
+    session: Session,
+    keys: tuple[str, ...],
+    from_file: IO[str] | None,
+    pattern: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Delete each KEY (the key prefix is added for you), or the keys matching --pattern.
+
+    Keys are sent in batches of 1000 per round trip, so a deploy script can pass
+    tens of thousands. Deleting a key that does not exist is not an error: the
+    command reports how many existed and exits 0 either way.
+
+    --pattern GLOB matches the app's keys after the prefix (the prefix's own glob
+    characters are escaped): Redis finds them with SCAN and removes them as clear
+    does, streaming and non-blocking, asking first on a terminal.
+
+    \b
+      cachectl delete view//about view//pricing
+      cachectl delete --from-file stale-keys.txt
+      cachectl delete --pattern 'view//products/*' --dry-run
+      cachectl delete --pattern 'report:*' --yes
+    """
+    if pattern is not None:
+        if keys or from_file is not None:
+            raise UsageError("give keys or --pattern, not both")
+        sweep(session, pattern, dry_run, yes)
+        return
+    if dry_run:
+        raise UsageError(
+            "--dry-run applies to --pattern (a listed key is simply deleted or not there)"
+        )
+    if not keys and from_file is None:
+        raise UsageError("give the keys to delete, --from-file FILE or --pattern GLOB")
+    listed = chain(keys, _lines(from_file) if from_file is not None else ())
+    backend = session.backend()
+    with session.output.progress("deleting") as on_progress:
+        done = entries.delete_listed(backend, listed, on_progress)
+    if session.output.as_json:
+        session.output.document(done.document())
+    if done.removed is None:
+        session.output.result(
+            f"deleted {done.requested} keys ({backend.kind} does not say which existed)"
+        )
+    elif done.removed != done.requested:
+        session.output.result(
+            f"deleted {done.removed} of {done.requested} keys (the others did not exist)"
+        )
+    else:
+        session.output.result(f"deleted {done.removed} keys")

@@ -1,0 +1,180 @@
+"""delete-memoized: what cache.delete_memoized() does inside the app, by name."""
+
+from __future__ import annotations
+
+import click
+
+from cachectl.cli import render
+from cachectl.cli.group import Session, cli, pass_session
+from cachectl.cli.options import dry_run_option, hash_method_option
+from cachectl.functions import (
+    find_memoized,
+    parse_argument,
+    parse_keyword,
+    place_repr_arguments,
+)
+from cachectl.operations import memoized as memoized_ops
+from cachectl.settings import resolve_hash_method
+
+
+class ReprPositionsCommand(click.Command):
+    """Remembers where each ``--repr`` stood among the positional ARGs, which Click
+    alone does not keep: ``f 1 --repr "Locale('en')" 3`` is ``f(1, Locale('en'), 3)``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        positions, positionals, index = [], 0, 0
+        while index < len(args):
+            token = args[index]
+            name = token.split("=", 1)[0]
+            if token == "--":
+                break
+            if name == "--repr":
+                # positionals counts FUNCTION too: the ARG index is one less.
+                positions.append(max(positionals - 1, 0))
+            if token.startswith("-") and len(token) > 1:
+                index += 2 if name in takes_value and "=" not in token else 1
+                continue
+            positionals += 1
+            index += 1
+        ctx.meta["repr_positions"] = positions
+        return super().parse_args(ctx, args)
+
+
+@cli.command("delete-memoized", cls=ReprPositionsCommand)
+@click.argument("function")
+@click.argument("args", nargs=-1)
+@click.option(
+    "--repr",
+    "reprs",
+    multiple=True,
+    metavar="TEXT",
+    help="An argument given by its repr() text, verbatim, for an object that is not a "
+    "literal (\"Locale('en')\"); it takes its place among the ARGs. Repeatable.",
+)
+@click.option(
+    "--kw",
+    "keywords",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A keyword argument of the call. Repeatable.",
+)
+@click.option(
+    "--instance",
+    metavar="ID",
+    help="For a method: the instance's repr() or __caching_id__(), verbatim.",
+)
+@click.option(
+    "--signature",
+    metavar="SIGNATURE",
+    help="The function's parameters, when it cannot be imported here: "
+    "\"(user_id, role='member', *args, **kw)\".",
+)
+@click.option(
+    "--make-name",
+    metavar="NAME",
+    help="What the decorator's make_name returns for the function (without --app).",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="ARG",
+    help="A name in the decorator's args_to_ignore (without --app). Repeatable.",
+)
+@hash_method_option("The decorator's hash_method. Default: CACHE_HASH_METHOD.")
+@click.option(
+    "--source-check/--no-source-check",
+    default=None,
+    help="Whether the decorator uses source_check. Default: CACHE_SOURCE_CHECK.",
+)
+@click.option(
+    "--purge", is_flag=True, help="Redis: also remove the entries stored under the old version."
+)
+@click.option(
+    "--verhash",
+    is_flag=True,
+    help="Delete the version key itself, as delete_memoized_verhash does.",
+)
+@dry_run_option("Print the keys it would write or delete; change nothing.")
+@pass_session
+def delete_memoized(
+    session: Session,
+    function: str,
+    args: tuple[str, ...],
+    reprs: tuple[str, ...],
+    keywords: tuple[str, ...],
+    instance: str | None,
+    signature: str | None,
+    make_name: str | None,
+    ignore: tuple[str, ...],
+    hash_method: str | None,
+    source_check: bool | None,
+    purge: bool,
+    verhash: bool,
+    dry_run: bool,
+) -> None:
+    """Invalidate what @cache.memoize stored for FUNCTION, as cache.delete_memoized() does.
+
+    FUNCTION is module.qualname or module:qualname (myapp.models.get_user,
+    myapp.models:Person.has_membership).
+
+    \b
+    Without ARGs: every stored result of the function becomes unreachable (a new
+      version is written to its version key), or of one instance's method with
+      --instance. The old entries stay until they expire; --purge (Redis) removes them.
+    With ARGs: exactly the stored result of that call is deleted. ARGs and --kw
+      values are Python literals (42, '42', None, [1, 2]); a bare word is a string;
+      an object argument is given by its repr() with --repr, where it stands.
+
+    The signature comes from the function itself when it imports here (the current
+    directory and the app's path on sys.path), or from --signature. With --app the
+    decorator's own make_cache_key forms the key (its make_name, args_to_ignore,
+    hash_method and source_check included); without it, give those with
+    --make-name, --ignore, --hash-method and --source-check.
+
+    \b
+      cachectl delete-memoized myapp.models.get_user
+      cachectl delete-memoized myapp.models.get_user 42
+      cachectl delete-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
+      cachectl delete-memoized myapp.models.get_user --purge --dry-run
+      cachectl delete-memoized reports.total -- -5 --kw currency=EUR
+      cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
+    """
+    positions = click.get_current_context().meta.get("repr_positions", [])
+    call_args = place_repr_arguments(
+        [parse_argument(arg) for arg in args], list(zip(positions, reprs, strict=True))
+    )
+    memoized_ops.check_options(bool(call_args or keywords), purge, verhash)
+    settings = session.settings
+    found, import_problem = find_memoized(function, signature)
+    if import_problem and session.output.interactive:
+        session.output.notice(f"note: {import_problem}; using the name alone")
+    call = memoized_ops.MemoizedCall(
+        function=found,
+        args=call_args,
+        kwargs=dict(parse_keyword(text) for text in keywords),
+        instance_id=instance,
+        make_name=make_name,
+        ignore=ignore,
+        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
+        source_check=settings.source_check if source_check is None else source_check,
+    )
+    backend = session.backend()
+    with session.output.progress("purging") as on_progress:
+        done = memoized_ops.delete_memoized(
+            backend,
+            settings,
+            call,
+            app=session.app,
+            purge=purge,
+            verhash=verhash,
+            dry_run=dry_run,
+            on_progress=on_progress,
+        )
+    extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
+    render.report(session, done, backend, extra)

@@ -1,0 +1,54 @@
+"""Options several commands share, declared once so they read and behave alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cachectl.settings import HASH_METHOD_NAMES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(function: F) -> F:
+    """``--json``: one JSON document on standard output, errors too."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (for scripts)."
+    )(function)
+
+
+def dry_run_option(help: str) -> Callable[[F], F]:
+    """``--dry-run``: say what would change, change nothing."""
+    return click.option("--dry-run", is_flag=True, help=help)
+
+
+def yes_option(help: str) -> Callable[[F], F]:
+    """``-y/--yes``: go ahead without asking (required where no terminal can ask)."""
+    return click.option("-y", "--yes", is_flag=True, help=help)
+
+
+def pattern_option(help: str) -> Callable[[F], F]:
+    """``--pattern GLOB``: the app's keys matching a glob, after the prefix."""
+    return click.option("--pattern", metavar="GLOB", help=help)
+
+
+def hash_method_option(help: str) -> Callable[[F], F]:
+    """``--hash-method``: a decorator's hash_method, by hashlib name."""
+    return click.option("--hash-method", type=click.Choice(HASH_METHOD_NAMES), help=help)
+
+
+def renamed_option(old: str, new: str, dest: str, **attrs: Any) -> Callable[[F], F]:
+    """A hidden ``old`` spelling of option ``new``, so scripts written for it keep
+    working; the command merges the two with ``merge_renamed``."""
+    return click.option(
+        old, f"{dest}_old_spelling", hidden=True, help=f"Old name of {new}.", **attrs
+    )
+
+
+def merge_renamed(new_value: Any, old_value: Any, old: str, new: str) -> Any:
+    """The value given by either spelling; both at once is a usage error."""
+    if old_value is not None and new_value is not None:
+        raise click.UsageError(f"{old} is the old name of {new}: give one of them")
+    return new_value if new_value is not None else old_value

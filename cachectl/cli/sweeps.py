@@ -1,0 +1,145 @@
+"""Commands over the whole cache: clear, keys, stats."""
+
+from __future__ import annotations
+
+import click
+
+from cachectl.cli.entries import confirm, sweep
+from cachectl.cli.group import Session, cli, pass_session
+from cachectl.cli.options import dry_run_option, pattern_option, yes_option
+from cachectl.errors import UsageError
+from cachectl.operations import clearing, inspection
+
+
+@cli.command()
+@dry_run_option("Count what would be removed; remove nothing.")
+@yes_option("Do not ask for confirmation (needed without a terminal).")
+@click.option(
+    "--flush-db",
+    is_flag=True,
+    help="Redis without a key prefix only: empty the whole database (FLUSHDB).",
+)
+@pattern_option(
+    "Redis: only the app's keys matching GLOB (after the prefix); same as delete --pattern."
+)
+@pass_session
+def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: str | None) -> None:
+    """Remove every entry of the app's cache, and nothing else.
+
+    \b
+    Redis: the keys under the app's key prefix, found with SCAN and removed with
+      UNLINK in batches, so the server never blocks and memory stays flat however
+      many keys there are. Without a prefix, clear refuses unless --flush-db.
+    FileSystemCache: the cache files in CACHE_DIR; other files stay.
+    memcached: cannot remove by prefix, so clearing empties the whole server
+      (flush_all), and only with --yes.
+
+    On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
+    the batch in flight and reports how many keys went (exit 130).
+
+    \b
+      cachectl clear --dry-run
+      cachectl clear --yes          # in cron or a deploy script
+      cachectl clear --pattern 'view//*' --yes
+    """
+    output = session.output
+    if pattern is not None:
+        if flush_db:
+            raise UsageError("--flush-db empties the whole database; it takes no --pattern")
+        sweep(session, pattern, dry_run, yes)
+        return
+    backend = session.backend()
+    plan = clearing.check_clear(
+        backend, flush_db=flush_db, dry_run=dry_run, yes=yes, warn=output.warn
+    )
+    if not dry_run:
+        confirm(session, f"Remove {plan.scope} from {plan.target}", yes)
+    with output.progress("counting" if dry_run else "removing") as on_progress:
+        done = clearing.clear(backend, plan, dry_run, on_progress)
+    if output.as_json:
+        output.document(done.document())
+    verb = "would remove" if dry_run else "removed"
+    if done.removed is None:
+        counted = " (the server cannot count them)" if dry_run else ""
+        output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
+    else:
+        output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}")
+
+
+@cli.command("keys")
+@click.argument("pattern", default="*", metavar="[GLOB]")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys.")
+@click.option("--count", "count_only", is_flag=True, help="Print only how many keys match.")
+@pass_session
+def keys_command(session: Session, pattern: str, limit: int | None, count_only: bool) -> None:
+    """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
+
+    Keys stream out as they are found, so the first lines come at once even with
+    millions of keys; SCAN never blocks the server. FileSystemCache and memcached
+    cannot list key names (a FileSystemCache file is named by a hash of its key),
+    but --count works for the filesystem.
+
+    \b
+      cachectl keys 'view//*' --limit 20
+      cachectl keys --count
+    """
+    output = session.output
+    backend = session.backend()
+    if count_only:
+        with output.progress("counting") as on_progress:
+            count = inspection.count_keys(backend, pattern, on_progress)
+        if output.as_json:
+            output.document({"ok": True, "pattern": pattern, "count": count})
+        elif not output.quiet:
+            click.echo(count)
+        return
+    found: list[str] = []
+    for name in inspection.list_keys(backend, pattern, limit):
+        if output.as_json:
+            found.append(name)
+        elif not output.quiet:
+            click.echo(name)
+    if output.as_json:
+        output.document({"ok": True, "pattern": pattern, "keys": found})
+
+
+@cli.command()
+@click.option(
+    "--sample", type=click.IntRange(min=1), metavar="N", help="Examine only N keys and extrapolate."
+)
+@pass_session
+def stats(session: Session, sample: int | None) -> None:
+    """What is in the cache: entries by kind, by time to live, and memory.
+
+    \b
+    Redis: every key under the prefix (or --sample N of them), recognised by the
+      shapes Flask-Caching gives its keys: memoized results, memoize version keys,
+      cached views (view/...), template fragments and other keys; their TTLs; the
+      memory of a sample (MEMORY USAGE) and an estimate of the total.
+    FileSystemCache: the cache files, their expiry and size on disk.
+
+    \b
+      cachectl stats
+      cachectl stats --sample 10000 --json
+    """
+    backend = session.backend()
+    with session.output.progress("examining") as on_progress:
+        found = inspection.statistics(backend, sample, on_progress)
+    document = found.document()
+    if session.output.as_json:
+        session.output.document({"ok": True, "target": backend.describe(), **document})
+        return
+    estimated = " (estimated from a sample)" if found.estimated else ""
+    session.output.result(
+        f"{found.total} keys under the prefix {backend.key_prefix!r} in {backend.describe()}"
+    )
+    rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
+    rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]
+    memory = document["memory"]
+    if memory["estimated_total_bytes"] is not None:
+        rows += [
+            ("", ""),
+            (f"memory of {memory['sampled_keys']} keys", f"{memory['sampled_bytes']:,} bytes"),
+            ("memory, all keys (estimate)", f"{memory['estimated_total_bytes']:,} bytes"),
+        ]
+    session.output.table(("entries" + estimated, "count"), rows)

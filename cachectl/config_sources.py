@@ -1,0 +1,191 @@
+"""Read cache settings from where operators and apps keep them: files and the environment.
+
+Each reader returns plain ``CACHE_*`` dicts; ``cachectl.config`` decides their
+precedence and remembers which source said what. A .py file is read as Flask's
+``config.from_pyfile`` reads it, ``FLASK_CACHE_*`` variables as
+``config.from_prefixed_env()`` reads them, so the same file or environment means
+the same thing to the app and to cachectl.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cachectl.errors import ConfigError
+
+DEFAULT_CACHE_NAME = "default"
+
+
+def parse_setting_value(text: str) -> Any:
+    """A value given as text (environment, ``-o``): JSON when it parses, else the string,
+    the way Flask's ``config.from_prefixed_env`` reads it."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_prefixed_env(environ: Mapping[str, str], prefix: str = "FLASK") -> dict[str, Any]:
+    """``FLASK_CACHE_*`` variables as ``config.from_prefixed_env()`` reads them
+    (``__`` descends into a dict: ``FLASK_CACHE_OPTIONS__socket_timeout=2``)."""
+    head = f"{prefix}_"
+    settings: dict[str, Any] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(head):
+            continue
+        name = variable[len(head) :]
+        if not name.startswith("CACHE_"):
+            continue
+        value = parse_setting_value(environ[variable])
+        if "__" not in name:
+            settings[name] = value
+            continue
+        current = settings
+        *parents, leaf = name.split("__")
+        for part in parents:
+            current = current.setdefault(part, {})
+            if not isinstance(current, dict):
+                raise ConfigError(f"{variable}: {part} is not a table of settings")
+        current[leaf] = value
+    return settings
+
+
+def _read_python_file(path: Path) -> dict[str, Any]:
+    """Run the file as ``config.from_pyfile`` does and keep its upper-case names."""
+    module = types.ModuleType("config")
+    module.__file__ = str(path)
+    try:
+        source = path.read_bytes()
+        exec(compile(source, str(path), "exec"), module.__dict__)
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except Exception as exc:
+        raise ConfigError(f"{path} failed while running: {type(exc).__name__}: {exc}") from exc
+    return {name: value for name, value in vars(module).items() if name.isupper()}
+
+
+def _read_data_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}, line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings at the top level")
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("cachectl", {})
+    return data
+
+
+@dataclass
+class ConfigFile:
+    """What a config file describes: named caches, and the generation it recorded."""
+
+    caches: dict[str, dict[str, Any]]
+    #: ``compat`` (``CACHECTL_COMPAT`` in a .py file), as ``config --write`` records it.
+    compat: str | None = None
+
+
+def _is_settings_dict(value: Any) -> bool:
+    """A dict of CACHE_* settings, as large apps keep one per cache
+    (``DATA_CACHE_CONFIG = {"CACHE_TYPE": ..., "CACHE_KEY_PREFIX": ...}``)."""
+    return isinstance(value, dict) and any(str(k).startswith("CACHE_") for k in value)
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Named caches described by a file: ``{"default": {...}, "sessions": {...}}``.
+
+    A named cache inherits the top-level settings it does not set itself, as a
+    ``Cache(config=...)`` or ``init_app(app, config)`` inherits ``app.config`` in
+    Flask-Caching. In a .py file (the app's own config module), every top-level
+    dict of CACHE_* settings is a named cache under its variable name.
+    """
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.suffix == ".py":
+        data = _read_python_file(path)
+        named = data.pop("CACHECTL_CACHES", {})
+        compat = data.pop("CACHECTL_COMPAT", None)
+        if isinstance(named, dict):
+            for name, value in list(data.items()):
+                if _is_settings_dict(value):
+                    named.setdefault(name, data.pop(name))
+    elif path.suffix in (".toml", ".json"):
+        data = _read_data_file(path)
+        named = data.pop("caches", {})
+        compat = data.pop("compat", None)
+    else:
+        raise ConfigError(f"config file {path}: use a .py, .toml or .json file")
+    if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+        raise ConfigError(f"{path}: named caches must be tables of settings, one per name")
+    if compat is not None and not isinstance(compat, str):
+        raise ConfigError(f"{path}: compat must be a string (2.5 or legacy), not {compat!r}")
+    top = {k: v for k, v in data.items() if k.startswith("CACHE_")}
+    caches: dict[str, dict[str, Any]] = {}
+    if top:
+        caches[DEFAULT_CACHE_NAME] = top
+    for name, settings in named.items():
+        caches[str(name)] = {**top, **settings}
+    return ConfigFile(caches, compat)
+
+
+def discover_config_file(start: Path) -> Path | None:
+    """``cachectl.toml``, else a ``pyproject.toml`` with ``[tool.cachectl]``, from ``start`` up."""
+    for directory in (start, *start.parents):
+        candidate = directory / "cachectl.toml"
+        if candidate.is_file():
+            return candidate
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                if (
+                    tomllib.loads(pyproject.read_text(encoding="utf-8"))
+                    .get("tool", {})
+                    .get("cachectl")
+                ):
+                    return pyproject
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+    return None
+
+
+def short_name(settings_name: str) -> str:
+    """``data`` for ``DATA_CACHE_CONFIG``: what an operator types for a settings dict."""
+    name = settings_name.upper()
+    for suffix in ("_CONFIG", "_CACHE"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
+def select_named_cache(
+    caches: dict[str, dict[str, Any]], wanted: str | None, where: str
+) -> tuple[str, dict[str, Any]]:
+    if wanted is not None:
+        if wanted in caches:
+            return wanted, caches[wanted]
+        by_short_name = [name for name in caches if short_name(name) == wanted.lower()]
+        if len(by_short_name) == 1:
+            return by_short_name[0], caches[by_short_name[0]]
+        known = ", ".join(caches) or "none"
+        raise ConfigError(f"{where} has no cache named {wanted!r} (it has: {known})")
+    if DEFAULT_CACHE_NAME in caches or not caches:
+        return DEFAULT_CACHE_NAME, caches.get(DEFAULT_CACHE_NAME, {})
+    if len(caches) == 1:
+        return next(iter(caches.items()))
+    raise ConfigError(
+        f"{where} describes several caches ({', '.join(caches)}); pick one with --cache"
+    )

@@ -1,0 +1,152 @@
+"""Read, write and delete the app's entries, one by one or by pattern."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.codec import StoredValue, to_jsonable
+from cachectl.errors import UsageError
+from cachectl.settings import CacheSettings
+
+
+@dataclass
+class EntriesRead:
+    """Each key asked for, and what is stored under it (None when absent)."""
+
+    found: list[tuple[str, StoredValue | None]]
+
+    @property
+    def missing(self) -> list[str]:
+        return [key for key, stored in self.found if stored is None]
+
+    def document(self) -> dict[str, Any]:
+        return {"ok": not self.missing, "results": [_value_document(k, s) for k, s in self.found]}
+
+
+def _value_document(key: str, stored: StoredValue | None) -> dict[str, Any]:
+    if stored is None:
+        return {"key": key, "found": False}
+    return {
+        "key": key,
+        "found": True,
+        "type": type(stored.value).__name__ if stored.error is None else None,
+        "encoding": stored.encoding,
+        "value": to_jsonable(stored.value),
+        "error": stored.error,
+    }
+
+
+def read_entries(backend: CacheBackend, keys: Iterable[str], unsafe: bool = False) -> EntriesRead:
+    """What the app's ``cache.get(key)`` would find, decoded without running code
+    unless ``unsafe``."""
+    return EntriesRead([(key, backend.get(key, unsafe=unsafe)) for key in keys])
+
+
+def raw_bytes(backend: CacheBackend, stored: StoredValue) -> bytes:
+    """The bytes stored for an entry, where the backend's client shows them."""
+    if not backend.can_show_raw_bytes or stored.raw is None:
+        raise UsageError(
+            f"{backend.kind} clients do not expose the stored bytes; --raw is not available"
+        )
+    return stored.raw
+
+
+@dataclass
+class EntryStored:
+    key: str
+    value_type: str
+    #: The lifetime in seconds (0: never expires).
+    timeout: int
+
+    def document(self) -> dict[str, Any]:
+        return {"ok": True, "key": self.key, "type": self.value_type, "timeout": self.timeout}
+
+
+def store_entry(
+    backend: CacheBackend, settings: CacheSettings, key: str, value: Any, ttl: int | None
+) -> EntryStored:
+    """Store as the app's ``cache.set(key, value, timeout=ttl)`` would."""
+    backend.set(key, value, ttl)
+    lifetime = ttl if ttl is not None else settings.default_timeout
+    return EntryStored(key, type(value).__name__, lifetime)
+
+
+class _Counted:
+    """Counts the keys as the backend consumes them, so huge lists stay streamed."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = keys
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.keys:
+            self.count += 1
+            yield key
+
+
+@dataclass
+class KeysDeleted:
+    requested: int
+    #: How many existed, or None when the server cannot tell (memcached).
+    removed: int | None
+
+    def document(self) -> dict[str, Any]:
+        return {"ok": True, "requested": self.requested, "removed": self.removed}
+
+
+def delete_listed(
+    backend: CacheBackend, keys: Iterable[str], on_progress: ProgressCallback | None = None
+) -> KeysDeleted:
+    """Delete the keys as they stream in (tens of thousands from a deploy script)."""
+    counted = _Counted(keys)
+    removed = backend.delete(counted, on_progress)
+    return KeysDeleted(counted.count, removed)
+
+
+@dataclass
+class SweepPlan:
+    """What a delete by pattern will remove, for the question asked before it."""
+
+    pattern: str
+    target: str
+    scope: str
+
+    @property
+    def question(self) -> str:
+        return f"Remove {self.scope} from {self.target}"
+
+
+@dataclass
+class SweepDone:
+    plan: SweepPlan
+    dry_run: bool
+    removed: int
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "dry_run": self.dry_run,
+            "pattern": self.plan.pattern,
+            "target": self.plan.target,
+            "removed": self.removed,
+        }
+
+
+def plan_sweep(backend: CacheBackend, pattern: str) -> SweepPlan:
+    """Refuse a backend that cannot find keys by pattern before anything is asked."""
+    backend.require_key_listing()
+    scope = f"keys under the prefix {backend.key_prefix!r} matching {pattern!r}"
+    return SweepPlan(pattern, backend.describe(), scope)
+
+
+def sweep(
+    backend: CacheBackend,
+    plan: SweepPlan,
+    dry_run: bool,
+    on_progress: ProgressCallback | None = None,
+) -> SweepDone:
+    """Remove (or count) the app's keys matching the plan's pattern, streaming."""
+    return SweepDone(plan, dry_run, backend.delete_matching(plan.pattern, dry_run, on_progress))

@@ -1,0 +1,230 @@
+"""Invalidate what the app memoized, as ``delete_memoized`` and its kin do inside the app.
+
+Keys come from ``cachectl.keys`` (or, with the app loaded, from the decorator's
+own ``make_cache_key``); reads and writes go through the backend. Two deliberate
+differences from the library, both in the operator's favour: a missing version
+key is never created just to compute a key (no entry can exist without it), and
+``--dry-run`` writes nothing at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachectl import keys
+from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.errors import UsageError
+from cachectl.functions import MemoizedFunction, ReprArgument
+from cachectl.generations import LEGACY
+from cachectl.operations.reports import Report, remove_streamed
+from cachectl.settings import CacheSettings
+
+
+@dataclass
+class MemoizedCall:
+    """A memoized function and, optionally, one call of it, as the operator named them."""
+
+    function: MemoizedFunction
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The instance's ``repr()`` or ``__caching_id__()``, for a method.
+    instance_id: str | None = None
+    #: What the decorator's ``make_name`` returns for the function's name.
+    make_name: str | None = None
+    ignore: tuple[str, ...] = ()
+    hash_method: Callable[..., Any] | None = None
+    source_check: bool = False
+
+    @property
+    def has_call(self) -> bool:
+        return bool(self.args or self.kwargs)
+
+
+class MemoizedInvalidator:
+    """Invalidation of memoized results on one backend, with the app's settings
+    (and the app itself when it is loaded, whose decorators form keys exactly)."""
+
+    def __init__(self, backend: CacheBackend, settings: CacheSettings, app: Any = None) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.app = app
+        self.generation = settings.generation.name
+
+    def namespaces(self, call: MemoizedCall) -> tuple[str, str | None]:
+        """``(function namespace, instance namespace or None)``."""
+        function = call.function
+        fname = keys.function_namespace(function.module, function.qualname, self.generation)
+        if call.instance_id is None or "self" in call.ignore:
+            return fname, None
+        if not function.is_method and function.signature is not None:
+            raise UsageError(f"--instance applies to methods; {function.dotted} takes no self")
+        instance = keys.instance_namespace(
+            function.module, function.qualname, call.instance_id, self.generation
+        )
+        return fname, instance
+
+    def read_version(self, key: str) -> str | None:
+        stored = self.backend.get(key)
+        return stored.value if stored is not None and isinstance(stored.value, str) else None
+
+    def _version_timeout(self) -> int | None:
+        # 2.5 writes a reset version with no expiry; legacy with the default timeout.
+        return None if self.generation == LEGACY else 0
+
+    def invalidate_all(
+        self, call: MemoizedCall, purge: bool, dry_run: bool, on_progress: ProgressCallback | None
+    ) -> Report:
+        """Like ``delete_memoized(f)`` (or ``(obj.method)`` with an instance): a fresh
+        version makes every stored result unreachable; ``purge`` also removes them."""
+        if purge:
+            self.backend.require_key_listing()
+        fname, instance = self.namespaces(call)
+        target = keys.version_key(instance or fname)
+        report = Report("new-version", dry_run)
+        if purge:
+            # Purge first, the new version after: an interrupted purge leaves the
+            # version as it was, so running the command again finishes the job.
+            old = self.read_version(target)
+            if old is None:
+                report.notes.append("no version was stored, so there is nothing to purge")
+                report.purged = 0
+            else:
+                report.purged = self._purge(fname, instance, old, dry_run, on_progress)
+        version = keys.new_version()
+        report.written[target] = version
+        if not dry_run:
+            self.backend.set(target, version, self._version_timeout())
+        return report
+
+    def _purge(
+        self,
+        fname: str,
+        instance: str | None,
+        old: str,
+        dry_run: bool,
+        on_progress: ProgressCallback | None,
+    ) -> int:
+        """Remove the entries stored under the old version, found by their shape."""
+        hash_part = "?" * keys.ENTRY_HASH_LENGTH
+        if instance is None:
+            # Entries of the function: HASH + old function version (+ an instance version).
+            pattern = f"{hash_part}{self.backend.literal_pattern(old)}*"
+            counts: tuple[int, ...] = (1, 2)
+        else:
+            function_version = self.read_version(keys.version_key(fname))
+            if function_version is None:
+                return 0
+            literal = self.backend.literal_pattern(function_version + old)
+            pattern = f"{hash_part}{literal}"
+            counts = (2,)
+        matches = (
+            key
+            for key in self.backend.scan_keys(pattern)
+            if keys.looks_like_memoize_entry(key, counts)
+        )
+        return remove_streamed(self.backend, matches, dry_run, on_progress)
+
+    def delete_version_key(self, call: MemoizedCall, dry_run: bool) -> Report:
+        """Like ``delete_memoized_verhash``: the version key itself goes."""
+        fname, instance = self.namespaces(call)
+        report = Report(
+            "delete-version-key", dry_run, deleted=[keys.version_key(instance or fname)]
+        )
+        if not dry_run:
+            report.removed = self.backend.delete(report.deleted)
+        return report
+
+    def entry_key(self, call: MemoizedCall) -> str | None:
+        """The key of one call's stored result, or None when no version is stored
+        (then no result can be stored either)."""
+        function = call.function
+        if function.is_method and call.instance_id is None:
+            raise UsageError(
+                f"{function.dotted} is a method: name the instance with --instance ID "
+                "(its repr() or __caching_id__())"
+            )
+        fname, instance = self.namespaces(call)
+        versions = [self.read_version(keys.version_key(fname))]
+        if instance is not None:
+            versions.append(self.read_version(keys.version_key(instance)))
+        if any(version is None for version in versions):
+            return None
+        if self.app is not None and function.decorated is not None:
+            return self._entry_key_from_the_app(call)
+        if function.signature is None:
+            raise UsageError(
+                f"cannot import {function.dotted} here, so its signature is unknown: "
+                "pass --signature '(arg, other=default, ...)'"
+            )
+        first_id = function.class_id() if function.is_classmethod else call.instance_id
+        arguments = keys.memoize_key_arguments(
+            function.signature, call.args, call.kwargs, self.generation, call.ignore, first_id
+        )
+        return keys.memoize_entry_key(
+            call.make_name or fname,
+            arguments,
+            "".join(v for v in versions if v is not None),
+            call.hash_method or self.settings.hash_method,
+            function.source() if call.source_check else None,
+        )
+
+    def _entry_key_from_the_app(self, call: MemoizedCall) -> str:
+        """The decorator's own make_cache_key: it knows the function's make_name,
+        args_to_ignore, hash_method and source_check exactly."""
+        function = call.function
+        args: tuple[Any, ...] = call.args
+        if function.is_method:
+            # The instance stands in by its id: the library's get_id() is its repr().
+            args = (ReprArgument(call.instance_id or ""), *args)
+        elif function.is_classmethod:
+            args = (function.owner, *args)
+        with self.app.app_context():
+            key = function.decorated.make_cache_key(function.undecorated, *args, **call.kwargs)
+        return str(key)
+
+    def delete_entry(self, call: MemoizedCall, dry_run: bool) -> Report:
+        """Like ``delete_memoized(f, *args, **kwargs)``: exactly one stored result."""
+        key = self.entry_key(call)
+        report = Report("delete-entry", dry_run)
+        if key is None:
+            report.notes.append("no version is stored for this function: nothing is cached")
+            report.removed = 0
+            return report
+        report.deleted.append(key)
+        if not dry_run:
+            report.removed = self.backend.delete([key])
+        return report
+
+
+def check_options(has_call: bool, purge: bool, verhash: bool) -> None:
+    """Refuse combinations that mean nothing, before anything is loaded or sent."""
+    if has_call and (purge or verhash):
+        raise UsageError(
+            "--purge and --verhash invalidate the whole function: give no ARGs with them"
+        )
+    if purge and verhash:
+        raise UsageError("choose --purge or --verhash")
+
+
+def delete_memoized(
+    backend: CacheBackend,
+    settings: CacheSettings,
+    call: MemoizedCall,
+    *,
+    app: Any = None,
+    purge: bool = False,
+    verhash: bool = False,
+    dry_run: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """What ``cache.delete_memoized(f, *args, **kwargs)`` does (one call's result, or a
+    new version for all of them), or with ``verhash`` ``delete_memoized_verhash(f)``."""
+    check_options(call.has_call, purge, verhash)
+    invalidator = MemoizedInvalidator(backend, settings, app)
+    if verhash:
+        return invalidator.delete_version_key(call, dry_run)
+    if call.has_call:
+        return invalidator.delete_entry(call, dry_run)
+    return invalidator.invalidate_all(call, purge, dry_run, on_progress)

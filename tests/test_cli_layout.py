@@ -1,0 +1,77 @@
+"""The command line's renamed options, its start-up cost, and the layering it rests on."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisTarget, run
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cachectl"
+
+
+def test_set_ttl_is_the_entry_lifetime_and_timeout_its_old_name(
+    redis_target: RedisTarget,
+) -> None:
+    target = ["--url", redis_target.url, "--key-prefix", "app_"]
+    assert run(*target, "set", "k", "v", "--ttl", "40").exit_code == 0
+    assert 30 < redis_target.client.ttl("app_k") <= 40
+    both = run(*target, "set", "k", "v", "--ttl", "40", "--timeout", "50")
+    assert both.exit_code == 2 and "--timeout is the old name of --ttl" in both.stderr
+    assert "--timeout" not in run("set", "--help").stdout  # hidden, still accepted
+
+
+def test_delete_view_prefix_has_its_own_name(redis_target: RedisTarget) -> None:
+    target = ["--url", redis_target.url, "--key-prefix", "app_", "--json"]
+    for spelling in ("--view-prefix", "--key-prefix"):
+        result = run(*target, "delete-view", "/feed", spelling, "feeds/%s", "--dry-run")
+        assert json.loads(result.stdout)["deleted"] == ["feeds//feed"], result.stderr
+
+
+HEAVY = ("cachelib", "redis", "rich", "flask", "jinja2", "importlib.metadata", "traceback")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["completion", "bash"], ["--compat", "2.5", "--config", "c.toml", "config"]],
+)
+def test_light_commands_load_no_heavy_module(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "c.toml").write_text('CACHE_TYPE = "RedisCache"\n')
+    probe = (
+        "import sys\nfrom cachectl.cli import cli\n"
+        f"try:\n    cli({args!r}, prog_name='cachectl')\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "LOADED []", done.stdout
+
+
+def _sources(outside: str | None = None) -> dict[Path, str]:
+    return {
+        path: path.read_text()
+        for path in PACKAGE.rglob("*.py")
+        if outside is None or (PACKAGE / outside) not in path.parents
+    }
+
+
+def test_only_backends_know_backend_kinds_and_cachelib_internals() -> None:
+    private = re.compile(
+        r"\._(path|get_filename|update_count|write_client|read_client|client|client_context"
+        r"|hash_method|threshold|mode|normalize_timeout)\b"
+    )
+    for path, text in _sources(outside="backends").items():
+        assert ".kind ==" not in text, path
+        for line in text.splitlines():
+            assert not private.search(line.replace("self._", "self.")), (path, line)
+
+
+def test_no_module_grows_past_500_lines() -> None:
+    sizes = {path: len(text.splitlines()) for path, text in _sources().items()}
+    assert max(sizes.values()) <= 500, max(sizes, key=lambda path: sizes[path])
