@@ -4,6 +4,7 @@ Commands live in the modules beside this one, grouped by what they act on."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -20,6 +21,7 @@ from cachectl.errors import (
     CachectlError,
 )
 from cachectl.output import Output
+from cachectl.secrets import scrub, secret_values
 
 if TYPE_CHECKING:
     from cachectl.app_loader import AppCache, LoadedApp
@@ -87,6 +89,10 @@ class Session:
             self.output.warn(warning)
         return resolved
 
+    def known_secrets(self) -> frozenset[str]:
+        """The credentials resolved so far, so no message or traceback shows them."""
+        return secret_values(self._config.values) if self._config is not None else frozenset()
+
     def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
         """Each cache of the loaded app with its resolved settings (overrides applied)."""
         loaded = self.loaded_app()
@@ -117,8 +123,62 @@ class Session:
         return backend
 
 
+#: Flags that belong to the group but read naturally after the command too
+#: (``cachectl get --json k``): they are moved in front before Click parses.
+_GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
+#: Exit status when the reader of standard output went away (``| head``), as a
+#: process killed by SIGPIPE reports it in a shell.
+EXIT_BROKEN_PIPE = 141
+
+
 class CachectlGroup(click.Group):
-    """Turns every expected failure into one line (or one JSON document) and its exit code."""
+    """Turns every failure, Click's usage errors included, into one ``error:`` line
+    (or one JSON document) and its documented exit code."""
+
+    def _hoist_global_flags(self, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag
+            for name in param.opts
+        }
+        index = 0
+        while index < len(args) and args[index] not in self.commands:
+            if args[index] == "--":
+                return args
+            index += 2 if args[index] in takes_value else 1
+        head, tail = args[: index + 1], args[index + 1 :]
+        moved = []
+        for position, token in enumerate(tail):
+            if token == "--":
+                break
+            if token in _GLOBAL_FLAGS:
+                moved.append(position)
+        flags = [tail[position] for position in moved]
+        rest = [token for position, token in enumerate(tail) if position not in moved]
+        return flags + head + rest
+
+    def main(  # type: ignore[override]  # always exits, whatever standalone_mode says
+        self, args: Any = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        arguments = list(sys.argv[1:] if args is None else args)
+        arguments = self._hoist_global_flags(arguments)
+        as_json = "--json" in arguments[: arguments.index("--") if "--" in arguments else None]
+        extra["standalone_mode"] = False
+        try:
+            status = super().main(arguments, prog_name, **extra)
+        except click.exceptions.Exit as exc:
+            status = exc.exit_code
+        except click.ClickException as exc:
+            _report_usage_error(exc, as_json)
+            status = exc.exit_code
+        except click.Abort:  # Ctrl-C (or end of input) at a prompt
+            _report(Output(as_json=as_json), "interrupted", EXIT_INTERRUPTED, {})
+            status = EXIT_INTERRUPTED
+        except BrokenPipeError:
+            _silence_stdout()
+            status = EXIT_BROKEN_PIPE
+        sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -127,12 +187,9 @@ class CachectlGroup(click.Group):
             _fail(ctx, exc.message, exc.exit_code, exc.done)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", EXIT_INTERRUPTED, {})
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:
-            session = ctx.find_object(Session)
-            if session is not None and session.debug:
-                raise
             _fail(
                 ctx,
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
@@ -141,16 +198,56 @@ class CachectlGroup(click.Group):
             )
 
 
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final
+    flush cannot fail again and print a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real stream (tests)
+        pass
+
+
+def _report_usage_error(exc: click.ClickException, as_json: bool) -> None:
+    """Click's own usage errors, in cachectl's form: one line, a hint, the document."""
+    message = exc.format_message()
+    if isinstance(exc, click.NoSuchOption) and not exc.option_name.startswith("--"):
+        message += (
+            "; a key or argument that starts with '-' goes after '--' "
+            "(cachectl get -- -KEY), or use --from-file"
+        )
+    context = getattr(exc, "ctx", None)
+    hint = f"Try '{context.command_path} --help' for help." if context is not None else None
+    _report(Output(as_json=as_json), message, exc.exit_code, {}, hint)
+
+
+def _report(
+    output: Output,
+    message: str,
+    code: int,
+    done: dict[str, object],
+    hint: str | None = None,
+    secrets: frozenset[str] = frozenset(),
+) -> None:
+    message = scrub(message, secrets)
+    output.error(message)
+    if hint is not None and not output.quiet:
+        output.notice(hint)
+    if output.as_json:
+        output.document({"ok": False, "error": message, "exit_code": code, **done})
+
+
 def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> NoReturn:
     session = ctx.find_object(Session)
     output = session.output if session else Output()
+    known = session.known_secrets() if session is not None else frozenset()
     if session is not None and session.debug:
         import traceback
 
-        traceback.print_exc()
-    output.error(message)
-    if output.as_json:
-        output.document({"ok": False, "error": message, "exit_code": code, **done})
+        sys.stderr.write(scrub(traceback.format_exc(), known))
+    _report(output, message, code, done, secrets=known)
     ctx.exit(code)
 
 
