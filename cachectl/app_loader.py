@@ -134,12 +134,21 @@ def load_flask_app(import_path: str) -> LoadedApp:
         try:
             app = info.load_app()
         except NoAppException as exc:
-            raise ConfigError(f"could not load the app {import_path!r}: {exc}") from exc
+            raise ConfigError(f"could not load the app {import_path!r}: {_summary(exc)}") from exc
         except Exception as exc:  # the app's own start-up code failed
             raise ConfigError(
                 f"loading the app {import_path!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
     return LoadedApp(import_path, app, app_caches(app, calls))
+
+
+def _summary(exc: BaseException) -> str:
+    """Flask's message, without the traceback it embeds for an import error: its
+    first line and the error itself (``--debug`` shows the whole chain)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(exc).__name__
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 def _module_namespaces() -> Iterator[tuple[str, dict[str, Any]]]:

@@ -255,6 +255,8 @@ def parse_input_value(data: bytes, as_type: str, from_stdin: bool = False) -> An
             return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"the value is not valid {as_type}: {exc}") from exc
+    except RecursionError:
+        raise UsageError(f"the value is nested too deeply to be read as {as_type}") from None
     raise UsageError(f"unknown value type {as_type!r} (use one of {', '.join(VALUE_TYPES)})")
 
 

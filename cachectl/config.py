@@ -187,6 +187,11 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
         cache_name = chosen.label
         layers += _app_layers(app_import, chosen)
 
+    if request.cache_name is not None and app_import is None and config_file is None:
+        raise ConfigError(
+            f"--cache {request.cache_name}: no config file or app names caches here "
+            "(named caches come from --config FILE, a cachectl.toml, or --app)"
+        )
     recorded_compat = None
     if config_file is not None:
         path = Path(config_file)

@@ -27,7 +27,7 @@ def parse_setting_value(text: str) -> Any:
     the way Flask's ``config.from_prefixed_env`` reads it."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -67,6 +67,10 @@ def _read_python_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except SystemExit as exc:
+        # A config file that exits would end every command, clear --yes included,
+        # with the status it chose, having done nothing.
+        raise ConfigError(f"{path} called sys.exit({exc.code!r}) while being read") from exc
     except Exception as exc:
         raise ConfigError(f"{path} failed while running: {type(exc).__name__}: {exc}") from exc
     return {name: value for name, value in vars(module).items() if name.isupper()}
@@ -77,12 +81,16 @@ def _read_data_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply to be a table of settings") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of settings at the top level")
     if path.name == "pyproject.toml":

@@ -10,6 +10,7 @@ whether it is a method or classmethod. When the function cannot be imported
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import inspect
 import os
@@ -34,6 +35,37 @@ class MemoizedFunction:
     undecorated: Any = None
     #: What the function was found on (its class, for a classmethod's ``cls``).
     owner: Any = None
+    #: Whether it was imported here (else it is known by its name alone).
+    imported: bool = False
+
+    @property
+    def memoized(self) -> bool:
+        """Whether an imported function carries @cache.memoize's marks."""
+        return self.decorated is not None and hasattr(self.decorated, "uncached")
+
+    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments that cannot be a call of the function (too many, an
+        unknown keyword, a missing required one): no key could match them."""
+        if self.signature is None:
+            return
+        parameters = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+            for name, default in self.signature.positional
+        ]
+        if self.signature.has_var_positional:
+            parameters.append(inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL))
+        parameters += [
+            # Keyword-only defaults are not known from every source: never required.
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+            for name in self.signature.keyword_only
+        ]
+        if self.signature.has_var_keyword:
+            parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+        leading: tuple[Any, ...] = (None,) if self.is_method or self.is_classmethod else ()
+        try:
+            inspect.Signature(parameters).bind(*leading, *args, **kwargs)
+        except TypeError as exc:
+            raise UsageError(f"the arguments do not fit {self.dotted}: {exc}") from None
 
     @property
     def dotted(self) -> str:
@@ -68,11 +100,26 @@ class MemoizedFunction:
 
 
 def split_path(path: str) -> tuple[str | None, str]:
-    """``module:qualname`` is explicit; in ``a.b.c`` the module part is found by importing."""
-    if ":" in path:
-        module, _, qualname = path.partition(":")
-        return module, qualname
-    return None, path
+    """``module:qualname`` is explicit; in ``a.b.c`` the module part is found by importing.
+    A name that cannot be a function's (empty parts, not UTF-8) is refused (exit 2)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{path!r} is not valid UTF-8, so it cannot name a function") from None
+    module, sep, qualname = path.partition(":")
+    parts = [*module.split("."), *qualname.split(".")] if sep else path.split(".")
+    if any(not part.strip() for part in parts) or (not sep and len(parts) < 2):
+        raise UsageError(
+            f"{path!r} is not a function name: give it as module.qualname or module:qualname"
+        )
+    return (module, qualname) if sep else (None, path)
+
+
+def _missing(owner: Any, name: str, where: str) -> UsageError:
+    """The error for a name that is not there, with the close matches as a hint."""
+    close = difflib.get_close_matches(name, [n for n in dir(owner) if not n.startswith("__")])
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return UsageError(f"{where} has no attribute {name!r}{hint}")
 
 
 def _import_longest_prefix(dotted: str) -> tuple[Any, str, str]:
@@ -92,12 +139,16 @@ def _resolve(owner: Any, qualname: str) -> tuple[Any, Any]:
     attributes are read raw so classmethod/staticmethod wrappers stay visible."""
     parent = None
     current = owner
+    where = getattr(owner, "__name__", repr(owner))
     for part in qualname.split("."):
         parent = current
         if inspect.isclass(current) and part in vars(current):
             current = vars(current)[part]
-        else:
+        elif hasattr(current, part):
             current = getattr(current, part)
+        else:
+            raise _missing(current, part, f"module {where}" if parent is owner else where)
+        where = f"{where}.{part}"
     return current, parent
 
 
@@ -116,12 +167,14 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
                 module, module_name, qualname = _import_longest_prefix(qualname)
             else:
                 module = importlib.import_module(module_name)
-        found, owner = _resolve(module, qualname)
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
         raise LookupError(f"cannot import {path}: {exc}") from exc
     except Exception as exc:  # the module's own import-time code failed
         raise LookupError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    decorated = found.__func__ if isinstance(found, classmethod | staticmethod) else found
+    # The module imports: the function must be in it (a typo must not pass as a
+    # function that is merely not importable here).
+    found, owner = _resolve(module, qualname)
+    decorated = found.__func__ if isinstance(found, (classmethod, staticmethod)) else found
     if not callable(decorated):
         raise UsageError(f"{path} is not a function")
     undecorated = _undecorated(decorated)
@@ -132,6 +185,7 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
         decorated=decorated if hasattr(decorated, "make_cache_key") else None,
         undecorated=undecorated,
         owner=owner,
+        imported=True,
     )
 
 
@@ -140,8 +194,6 @@ def function_from_path(path: str, signature_text: str | None) -> MemoizedFunctio
     module_name, qualname = split_path(path)
     if module_name is None:
         module_name, _, qualname = qualname.rpartition(".")
-        if not module_name:
-            raise UsageError(f"{path!r}: give the function as module.qualname or module:qualname")
     signature = parse_signature(signature_text) if signature_text else None
     return MemoizedFunction(module_name, qualname, signature)
 
@@ -170,6 +222,10 @@ def parse_signature(text: str) -> CallSignature:
                 f"--signature: the default {ast.unparse(node)!r} is not a literal"
             ) from exc
 
+    names = [arg.arg for arg in (*arguments.args, *arguments.kwonlyargs)]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise UsageError(f"--signature {text!r} names {', '.join(duplicates)} twice")
     defaults = [None] * (len(arguments.args) - len(arguments.defaults)) + arguments.defaults
     return CallSignature(
         positional=tuple(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pprint
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+#: C0 and C1 control characters but newline and tab: on a terminal they can move the
+#: cursor, clear the screen or retitle the window, so a cached value shows them escaped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), for a terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _on_terminal(stream: IO[str]) -> bool:
@@ -45,7 +56,7 @@ class Output:
         """One line, through rich on a terminal, as it is elsewhere."""
         stream = sys.stderr if stderr else sys.stdout
         if _on_terminal(stream):
-            self._console(stderr).print(text, markup=False)
+            self._console(stderr).print(visible(text), markup=False)
         else:
             stream.write(text + "\n")
             stream.flush()
@@ -79,6 +90,8 @@ class Output:
         text = value if isinstance(value, str) else pprint.pformat(value, sort_dicts=False)
         if label is not None:
             text = f"{label}:" + ("\n" if "\n" in text else " ") + text
+        if _on_terminal(sys.stdout):  # a pipe or a file gets the value byte for byte
+            text = visible(text)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
+from urllib.parse import urlsplit
 
 from cachectl.errors import ConfigError
 from cachectl.generations import LEGACY, Generation
@@ -33,6 +34,9 @@ DEFAULT_SENTINELS = (("127.0.0.1", 26379),)
 DEFAULT_SENTINEL_MASTER = "mymaster"
 DEFAULT_MEMCACHED_SERVERS = ("127.0.0.1:11211",)
 DEFAULT_FILE_MODE = 0o600
+#: The longest lifetime any backend stores faithfully: memcached's and the
+#: FileSystemCache header's expiry are 32-bit; past it a server refuses or wraps.
+MAX_TIMEOUT = 2**31 - 1
 
 #: The settings cachectl reads, with the types Flask-Caching expects of them.
 SETTING_TYPES: dict[str, tuple[type, ...]] = {
@@ -141,7 +145,42 @@ def check_types(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[s
             and value < 0
         ):
             raise ConfigError(f"{name} (from {sources.get(name)}) must not be negative")
+        if name == "CACHE_DEFAULT_TIMEOUT" and isinstance(value, int) and value > MAX_TIMEOUT:
+            raise ConfigError(
+                f"{name} (from {sources.get(name)}) must be at most {MAX_TIMEOUT} seconds"
+            )
     return warnings
+
+
+def _checked_url(url: str, setting: str = "CACHE_REDIS_URL") -> str:
+    """Refuse a Redis URL that names no server: redis-py would fall back to
+    localhost:6379, and act on whatever listens there."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{setting} {mask_url(url)!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"{setting} {mask_url(url)!r}: the scheme must be redis://, rediss:// or unix://"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{setting} {mask_url(url)!r} names no socket path")
+    elif not parts.hostname or port == 0:
+        raise ConfigError(f"{setting} {mask_url(url)!r} names no server (host and port)")
+    return url
+
+
+def _checked_servers(servers: Any) -> tuple[str, ...]:
+    checked = []
+    for server in servers:
+        text = str(server)
+        host, _, port = text.rpartition(":")
+        if host and not text.startswith(("unix:", "/")) and not port.isdigit():
+            raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {text!r} is not host:port")
+        checked.append(text)
+    return tuple(checked)
 
 
 # --- where a cache lives ---------------------------------------------------------------
@@ -281,7 +320,12 @@ def _location(
     if cache_type == "RedisCache":
         host = get("CACHE_REDIS_HOST", DEFAULT_REDIS_HOST)
         port = get("CACHE_REDIS_PORT", DEFAULT_REDIS_PORT)
-        return RedisLocation(get("CACHE_REDIS_URL") or None, host, port, db, password, options)
+        url = get("CACHE_REDIS_URL") or None
+        if url is not None:
+            _checked_url(url)
+        elif not host or not 0 < port < 65536:
+            raise ConfigError(f"CACHE_REDIS_HOST/PORT {host!r}:{port} names no server")
+        return RedisLocation(url, host, port, db, password, options)
     if cache_type == "RedisSentinelCache":
         return SentinelLocation(
             _sentinel_addresses(get("CACHE_REDIS_SENTINELS")),
@@ -294,9 +338,11 @@ def _location(
     if cache_type == "RedisClusterCache":
         url = get("CACHE_REDIS_URL") or None
         nodes = () if url else _cluster_nodes(get("CACHE_REDIS_CLUSTER") or "")
+        if url is not None:
+            _checked_url(url)
         return ClusterLocation(url, nodes, password, options)
     if cache_type in ("MemcachedCache", "SASLMemcachedCache", "SpreadSASLMemcachedCache"):
-        servers = tuple(str(s) for s in get("CACHE_MEMCACHED_SERVERS") or DEFAULT_MEMCACHED_SERVERS)
+        servers = _checked_servers(get("CACHE_MEMCACHED_SERVERS") or DEFAULT_MEMCACHED_SERVERS)
         return MemcachedLocation(
             servers,
             get("CACHE_MEMCACHED_USERNAME"),
@@ -308,6 +354,11 @@ def _location(
         directory = get("CACHE_DIR")
         if not directory:
             raise ConfigError("FileSystemCache needs CACHE_DIR (--dir)")
+        if "\x00" in os.fspath(directory):
+            raise ConfigError(f"CACHE_DIR {os.fspath(directory)!r} contains a NUL character")
+        mode = options.get("mode", DEFAULT_FILE_MODE)
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise ConfigError(f"CACHE_OPTIONS mode must be a file mode such as 0o600, not {mode!r}")
         if generation.name == LEGACY:
             # Legacy Flask-Caching never read CACHE_FILE_HASH_METHOD: the class default
             # (md5) applies unless CACHE_OPTIONS passes hash_method to the class.
@@ -317,7 +368,7 @@ def _location(
         return DirectoryLocation(
             os.fspath(directory),
             get("CACHE_THRESHOLD", DEFAULT_THRESHOLD),
-            options.get("mode", DEFAULT_FILE_MODE),
+            mode,
             file_hash,
         )
     if "." in cache_type:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 from tests.conftest import RedisTarget, run
@@ -22,19 +23,39 @@ def test_make_fragment_key_on_the_filesystem_names_the_file(tmp_path: Path) -> N
     assert document["stored_as"] == str(tmp_path / digest)
 
 
+def _version(client: object, key: str) -> None:
+    """A version key as Flask-Caching stores one (a pickled 6-character string)."""
+    client.set(f"flask_cache_{key}", b"!" + pickle.dumps("ABCDEF"))  # type: ignore[attr-defined]
+
+
 def test_delete_memoized_dry_run_names_the_version_key(redis_target: RedisTarget) -> None:
+    _version(redis_target.client, "nowhere.models.get_user_memver")
     result = run(
         "--url", redis_target.url, "--json",
         "delete-memoized", "nowhere.models:get_user", "--dry-run",
     )  # fmt: skip
     document = json.loads(result.stdout)
     assert list(document["written"]) == ["nowhere.models.get_user_memver"]
+    assert document["version_key_existed"] is True
+    assert redis_target.client.dbsize() == 1
+
+
+def test_delete_memoized_never_creates_a_version_key(redis_target: RedisTarget) -> None:
+    result = run(
+        "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models:get_usr",
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert document["written"] == {} and document["version_key_existed"] is False
+    assert "misspelled, or nothing cached yet" in result.stderr
     assert redis_target.client.dbsize() == 0
 
 
 def test_delete_memoized_with_a_method_instance_uses_the_instance_version_key(
     redis_target: RedisTarget,
 ) -> None:
+    _version(redis_target.client, "nowhere.models.Person.roles.Person7_memver")
+    _version(redis_target.client, "nowhere.models.Person.roles.Person(7)_memver")
     result = run(
         "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models.Person.roles",
         "--instance", "Person(7)", "--dry-run",

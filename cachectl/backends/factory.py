@@ -60,6 +60,9 @@ KNOWN_TYPES = (
 )
 
 
+_OPTIONS_REFUSED = "the client refuses an option of CACHE_OPTIONS or of the URL's query"
+
+
 def _redis_options(options: Any, timeout: float) -> dict[str, Any]:
     """CACHE_OPTIONS for the client, with cachectl's own fail-fast timeouts."""
     from redis.backoff import NoBackoff
@@ -79,19 +82,21 @@ def _build_redis(location: RedisLocation, settings: CacheSettings, timeout: floa
     import redis
 
     options = _redis_options(location.options, timeout)
-    if location.url:
-        try:
+    try:
+        if location.url:
             client = redis.from_url(location.url, db=location.db, **options)
-        except ValueError as exc:
-            raise ConfigError(f"CACHE_REDIS_URL: {exc}") from exc
-    else:
-        client = redis.Redis(
-            host=location.host,
-            port=location.port,
-            db=location.db,
-            password=location.password,
-            **options,
-        )
+        else:
+            client = redis.Redis(
+                host=location.host,
+                port=location.port,
+                db=location.db,
+                password=location.password,
+                **options,
+            )
+    except ValueError as exc:
+        raise ConfigError(f"CACHE_REDIS_URL: {exc}") from exc
+    except TypeError as exc:
+        raise ConfigError(f"{location.describe()}: {_OPTIONS_REFUSED}: {exc}") from exc
     return _redis_cache(client, settings)
 
 
@@ -131,14 +136,16 @@ def _build_cluster(location: ClusterLocation, settings: CacheSettings, timeout: 
 
     options = _redis_options(location.options, timeout)
     options.pop("retry")  # the cluster client retries per node by design
-    if location.url:
-        client = RedisCluster.from_url(location.url, **options)
-    else:
-        nodes = [ClusterNode(host, port) for host, port in location.nodes]
-        try:
+    try:
+        if location.url:
+            client = RedisCluster.from_url(location.url, **options)
+        else:
+            nodes = [ClusterNode(host, port) for host, port in location.nodes]
             client = RedisCluster(startup_nodes=nodes, password=location.password, **options)
-        except Exception as exc:
-            raise BackendError(f"{location.describe()}: {exc}") from exc
+    except TypeError as exc:
+        raise ConfigError(f"{location.describe()}: {_OPTIONS_REFUSED}: {exc}") from exc
+    except Exception as exc:  # the cluster client connects at once to learn its nodes
+        raise BackendError(f"{location.describe()}: {exc}") from exc
     return _redis_cache(client, settings)
 
 
@@ -196,9 +203,9 @@ def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeo
     )
 
 
-def _import_custom(path: str) -> Any:
-    """The object a dotted CACHE_TYPE names, imported as Flask-Caching would
-    (the current directory first on sys.path, as ``flask --app`` has it)."""
+def _import_custom(path: str, setting: str = "CACHE_TYPE") -> Any:
+    """The object a dotted CACHE_TYPE (or CACHE_SERIALIZER) names, imported as
+    Flask-Caching would (the current directory first on sys.path, as ``flask --app``)."""
     from cachectl.importing import on_sys_path
 
     module_name, _, attribute = path.rpartition(".")
@@ -206,7 +213,7 @@ def _import_custom(path: str) -> Any:
         with on_sys_path(os.getcwd()):
             return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"unknown CACHE_TYPE {path!r}: cannot import it ({exc})") from exc
+        raise ConfigError(f"unknown {setting} {path!r}: cannot import it ({exc})") from exc
 
 
 def _build_custom(location: CustomLocation, settings: CacheSettings) -> Any:
@@ -238,8 +245,11 @@ def _serializer(settings: CacheSettings) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        value = _import_custom(value)
-    return value() if isinstance(value, type) else value
+        value = _import_custom(value, "CACHE_SERIALIZER")
+    try:
+        return value() if isinstance(value, type) else value
+    except Exception as exc:
+        raise ConfigError(f"CACHE_SERIALIZER {value!r} could not be created: {exc}") from exc
 
 
 def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:

@@ -22,7 +22,7 @@ from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
 from cachectl.backends.redis_sweep import scan_all, sweep
 from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
 from cachectl.codec import StoredValue, decode_redis_value
-from cachectl.errors import BackendError
+from cachectl.errors import BackendError, ConfigError
 from cachectl.secrets import mask_url
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
@@ -90,6 +90,13 @@ class RedisBackend(CacheBackend):
     def server_errors(self) -> Iterator[None]:
         try:
             yield
+        except TypeError as exc:  # redis-py builds connections lazily, options included
+            raise ConfigError(
+                f"{self.describe()}: the client refuses an option of CACHE_OPTIONS or of the "
+                f"URL's query: {exc}"
+            ) from exc
+        except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63)
+            raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
         except redis.exceptions.RedisError as exc:
             message = f"{self.describe()}: {type(exc).__name__}: {exc}"
             if isinstance(exc, redis.exceptions.AuthenticationError) or "NOAUTH" in str(exc):

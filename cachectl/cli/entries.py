@@ -19,6 +19,7 @@ from cachectl.cli.options import (
 from cachectl.codec import VALUE_TYPES, parse_input_value
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.operations import entries
+from cachectl.settings import MAX_TIMEOUT
 
 
 @cli.command()
@@ -75,11 +76,13 @@ def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: boo
 @click.argument("value")
 @click.option(
     "--ttl",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_TIMEOUT),
     metavar="SECONDS",
     help="Lifetime of the entry; 0 never expires. Default: the config's CACHE_DEFAULT_TIMEOUT.",
 )
-@renamed_option("--timeout", "--ttl", "ttl", type=click.IntRange(min=0), metavar="SECONDS")
+@renamed_option(
+    "--timeout", "--ttl", "ttl", type=click.IntRange(min=0, max=MAX_TIMEOUT), metavar="SECONDS"
+)
 @click.option(
     "--as",
     "as_type",
@@ -87,6 +90,12 @@ def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: boo
     default="str",
     show_default=True,
     help="The Python type the app will read back.",
+)
+@click.option(
+    "--create-dir",
+    is_flag=True,
+    help="FileSystemCache: create CACHE_DIR if it is missing (the app creates it on start; "
+    "without this a mistyped --dir is an error).",
 )
 @pass_session
 def set_(
@@ -96,6 +105,7 @@ def set_(
     ttl: int | None,
     ttl_old_spelling: int | None,
     as_type: str,
+    create_dir: bool,
 ) -> None:
     """Store VALUE under KEY, exactly as the app's cache.set(KEY, value) would.
 
@@ -113,7 +123,7 @@ def set_(
         parsed = parse_input_value(data, as_type, from_stdin=True)
     else:
         parsed = parse_input_value(value.encode("utf-8", "surrogateescape"), as_type)
-    backend = session.backend(create_dir=True)
+    backend = session.backend(create_dir=create_dir)
     stored = entries.store_entry(backend, session.settings, key, parsed, ttl)
     if session.output.as_json:
         session.output.document(stored.document())
@@ -121,9 +131,11 @@ def set_(
     session.output.result(f"set {key} ({stored.value_type}, {expiry})")
 
 
-def _lines(stream: Iterable[str]) -> Iterator[str]:
+def _lines(stream: Iterable[bytes]) -> Iterator[str]:
+    """Keys one a line; bytes that are not UTF-8 are kept (surrogate-escaped) so the
+    key that carries them is refused by name rather than the whole file."""
     for line in stream:
-        key = line.rstrip("\r\n")
+        key = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
         if key:
             yield key
 
@@ -157,7 +169,7 @@ def sweep(session: Session, pattern: str, dry_run: bool, yes: bool) -> None:
 @click.argument("keys", nargs=-1)
 @click.option(
     "--from-file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     metavar="FILE",
     help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
 )
@@ -170,7 +182,7 @@ def sweep(session: Session, pattern: str, dry_run: bool, yes: bool) -> None:
 def delete(
     session: Session,
     keys: tuple[str, ...],
-    from_file: IO[str] | None,
+    from_file: IO[bytes] | None,
     pattern: str | None,
     dry_run: bool,
     yes: bool,

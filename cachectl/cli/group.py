@@ -19,9 +19,10 @@ from cachectl.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     CachectlError,
+    UsageError,
 )
 from cachectl.output import Output
-from cachectl.secrets import scrub, secret_values
+from cachectl.secrets import is_secret, mask_url, scrub, secret_values
 
 if TYPE_CHECKING:
     from cachectl.app_loader import AppCache, LoadedApp
@@ -251,6 +252,28 @@ def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) 
     ctx.exit(code)
 
 
+def _finite(value: float) -> float:
+    if value != value:  # NaN passes every range check
+        raise click.BadParameter("must be a number of seconds, not nan", param_hint="--timeout")
+    return value
+
+
+def _warn_about_passwords(output: Output, overrides: list[tuple[str, Any, str]]) -> None:
+    """A password in argv is visible to every user of the host (ps, /proc); say so
+    once, as redis-cli -a does, and where it belongs instead."""
+    for name, value, label in overrides:
+        shown_in_argv = is_secret(name) or (
+            isinstance(value, str) and (scrub(value) != value or mask_url(value) != value)
+        )
+        if shown_in_argv and value:
+            output.warn(
+                f"a password given with {label} is visible to other users (ps); prefer a "
+                "config file (--config, CACHECTL_CONFIG) or --env with "
+                "FLASK_CACHE_REDIS_PASSWORD"
+            )
+            return
+
+
 def _parse_option(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
@@ -334,7 +357,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @click.option(
     "--timeout",
     "connect_timeout",
-    type=click.FloatRange(min=0.1),
+    type=click.FloatRange(min=0.1, max=3600),
+    callback=lambda ctx, param, value: _finite(value),
     default=5.0,
     show_default=True,
     metavar="SECONDS",
@@ -393,7 +417,11 @@ def cli(
         overrides=overrides,
         compat=compat,
     )
-    ctx.obj = Session(request, connect_timeout, Output(as_json=as_json, quiet=quiet), debug)
+    output = Output(as_json=as_json, quiet=quiet)
+    ctx.obj = Session(request, connect_timeout, output, debug)
+    if url == "":
+        raise UsageError("--url is empty: give the Redis URL (redis://host:port/db)")
+    _warn_about_passwords(output, overrides)
 
 
 pass_session = click.make_pass_decorator(Session)

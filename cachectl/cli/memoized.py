@@ -154,6 +154,11 @@ def delete_memoized(
     found, import_problem = find_memoized(function, signature)
     if import_problem and session.output.interactive:
         session.output.notice(f"note: {import_problem}; using the name alone")
+    if found.imported and not found.memoized:
+        session.output.warn(
+            f"{found.dotted} is not decorated with @cache.memoize here; "
+            "invalidating it as Flask-Caching would all the same"
+        )
     call = memoized_ops.MemoizedCall(
         function=found,
         args=call_args,

@@ -18,6 +18,8 @@ def report(session: Session, done: Report, backend: CacheBackend, extra: dict[st
     """An invalidation's JSON document, or a line per key written or deleted."""
     output = session.output
     if output.as_json:
+        for note in done.notes:  # stderr stays free for the reader beside the document
+            output.notice(note)
         output.document({**done.document(), **extra, "key_prefix": backend.key_prefix})
         return
     would = "would " if done.dry_run else ""

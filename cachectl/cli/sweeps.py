@@ -90,15 +90,15 @@ def keys_command(session: Session, pattern: str, limit: int | None, count_only: 
             count = inspection.count_keys(backend, pattern, on_progress)
         if output.as_json:
             output.document({"ok": True, "pattern": pattern, "count": count})
-        elif not output.quiet:
-            click.echo(count)
+        else:
+            output.result(str(count))
         return
     found: list[str] = []
     for name in inspection.list_keys(backend, pattern, limit):
         if output.as_json:
             found.append(name)
-        elif not output.quiet:
-            click.echo(name)
+        else:
+            output.result(name)  # control characters escaped on a terminal
     if output.as_json:
         output.document({"ok": True, "pattern": pattern, "keys": found})
 

@@ -79,6 +79,11 @@ def delete_view(
         view_prefix, view_prefix_old_spelling, "--key-prefix", "--view-prefix"
     )
     views.check_request(path, endpoint, query, all_queries)
+    if path is not None and not path.startswith("/"):
+        session.output.warn(
+            f"Flask's request paths start with '/': {path!r} is not one (the key is formed "
+            "as given; did you mean '/" + path + "'?)"
+        )
     app = session.app if endpoint is not None else None
     settings = session.settings
     backend = session.backend()

@@ -39,10 +39,21 @@ def _value_document(key: str, stored: StoredValue | None) -> dict[str, Any]:
     }
 
 
+def checked_key(key: str) -> str:
+    """A key as the app could have written it: text that encodes as UTF-8 (a name
+    from a shell can hold any bytes; no cache client can send those as a key)."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(f"the key {shown!r} is not valid UTF-8") from None
+    return key
+
+
 def read_entries(backend: CacheBackend, keys: Iterable[str], unsafe: bool = False) -> EntriesRead:
     """What the app's ``cache.get(key)`` would find, decoded without running code
     unless ``unsafe``."""
-    return EntriesRead([(key, backend.get(key, unsafe=unsafe)) for key in keys])
+    return EntriesRead([(key, backend.get(checked_key(key), unsafe=unsafe)) for key in keys])
 
 
 def raw_bytes(backend: CacheBackend, stored: StoredValue) -> bytes:
@@ -69,7 +80,7 @@ def store_entry(
     backend: CacheBackend, settings: CacheSettings, key: str, value: Any, ttl: int | None
 ) -> EntryStored:
     """Store as the app's ``cache.set(key, value, timeout=ttl)`` would."""
-    backend.set(key, value, ttl)
+    backend.set(checked_key(key), value, ttl)
     lifetime = ttl if ttl is not None else settings.default_timeout
     return EntryStored(key, type(value).__name__, lifetime)
 
@@ -84,7 +95,7 @@ class _Counted:
     def __iter__(self) -> Iterator[str]:
         for key in self.keys:
             self.count += 1
-            yield key
+            yield checked_key(key)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 from cachectl import keys
 from cachectl.backends.base import CacheBackend
 from cachectl.errors import UsageError
+from cachectl.operations.entries import checked_key
 from cachectl.operations.reports import delete_keys
 from cachectl.templates import FragmentBlock, app_template_directories, find_fragments
 
@@ -30,7 +31,7 @@ def fragment_key(
     backend: CacheBackend, name: str, vary_on: list[str], delete: bool = False
 ) -> FragmentKey:
     """The key ``make_template_fragment_key(name, vary_on)`` gives; deleted if asked."""
-    key = keys.fragment_key(name, vary_on)
+    key = checked_key(keys.fragment_key(name, vary_on))
     found = FragmentKey(key, backend.storage_name(key))
     if delete:
         found.removed = delete_keys(backend, [key], "delete-fragment", dry_run=False).removed

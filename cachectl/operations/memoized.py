@@ -83,15 +83,22 @@ class MemoizedInvalidator:
         fname, instance = self.namespaces(call)
         target = keys.version_key(instance or fname)
         report = Report("new-version", dry_run)
+        old = self.read_version(target)
+        report.version_key_existed = old is not None
+        if old is None:
+            # Nothing can be stored without a version: writing one would only
+            # leave a key behind for a name that may well be misspelled.
+            report.notes.append(
+                f"nothing is cached under {target} (misspelled, or nothing cached yet): "
+                "no new version written"
+            )
+            if purge:
+                report.purged = 0
+            return report
         if purge:
             # Purge first, the new version after: an interrupted purge leaves the
             # version as it was, so running the command again finishes the job.
-            old = self.read_version(target)
-            if old is None:
-                report.notes.append("no version was stored, so there is nothing to purge")
-                report.purged = 0
-            else:
-                report.purged = self._purge(fname, instance, old, dry_run, on_progress)
+            report.purged = self._purge(fname, instance, old, dry_run, on_progress)
         version = keys.new_version()
         report.written[target] = version
         if not dry_run:
@@ -186,6 +193,7 @@ class MemoizedInvalidator:
 
     def delete_entry(self, call: MemoizedCall, dry_run: bool) -> Report:
         """Like ``delete_memoized(f, *args, **kwargs)``: exactly one stored result."""
+        call.function.check_call(call.args, call.kwargs)
         key = self.entry_key(call)
         report = Report("delete-entry", dry_run)
         if key is None:

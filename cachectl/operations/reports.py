@@ -24,6 +24,9 @@ class Report:
     #: Old entries removed by --purge / --all-queries.
     purged: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: For a new version: whether a version key was there to replace (when not,
+    #: nothing can be cached under that name, and none is created).
+    version_key_existed: bool | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class Report:
             "removed": self.removed,
             "purged": self.purged,
             "notes": self.notes,
+            "version_key_existed": self.version_key_existed,
         }
 
 

@@ -29,6 +29,17 @@ def check_request(
         raise UsageError("choose --query or --all-queries")
 
 
+def checked_view_prefix(view_prefix: str) -> str:
+    """The decorator's key_prefix, refused when ``%`` formatting cannot use it
+    (``'%s%s'``, ``'%d'``): the app itself would fail with it."""
+    if "%" in view_prefix:
+        try:
+            view_prefix % "/"
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--view-prefix {view_prefix!r} is not a %s template: {exc}") from None
+    return view_prefix
+
+
 def delete_view(
     backend: CacheBackend,
     settings: CacheSettings,
@@ -57,7 +68,7 @@ def delete_view(
         return delete_query_variants(
             backend, settings, path, view_prefix, method, dry_run, on_progress
         )
-    request = keys.ViewKeyRequest(path, view_prefix, query)
+    request = keys.ViewKeyRequest(path, checked_view_prefix(view_prefix), query)
     key = keys.view_key(request, settings.generation.name, method)
     return delete_keys(backend, [key], "delete-view", dry_run)
 
@@ -73,7 +84,7 @@ def delete_query_variants(
 ) -> Report:
     """Every cached query-string variant of a view: base key + a hex digest."""
     backend.require_key_listing()
-    base = keys.query_variant_base(path, key_prefix, settings.generation.name)
+    base = keys.query_variant_base(path, checked_view_prefix(key_prefix), settings.generation.name)
     length = len(hash_method().hexdigest())
     hex_digits = set("0123456789abcdef")
     matches = (
