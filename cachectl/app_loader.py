@@ -135,6 +135,10 @@ def load_flask_app(import_path: str) -> LoadedApp:
             app = info.load_app()
         except NoAppException as exc:
             raise ConfigError(f"could not load the app {import_path!r}: {_summary(exc)}") from exc
+        except SystemExit as exc:  # the app's start-up ended the process on purpose
+            raise ConfigError(
+                f"loading the app {import_path!r} ended it: sys.exit({exc.code!r})"
+            ) from exc
         except Exception as exc:  # the app's own start-up code failed
             raise ConfigError(
                 f"loading the app {import_path!r} failed: {type(exc).__name__}: {exc}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from cachectl.config import ResolvedConfig
 from cachectl.errors import UsageError
-from cachectl.secrets import hash_method_name, is_secret
+from cachectl.secrets import hash_method_name, is_secret, mask_url, scrub
 
 
 @dataclass
@@ -69,6 +69,21 @@ def export_cache(name: str, settings: ResolvedConfig) -> ExportedCache:
         if is_secret(setting):
             if value:
                 exported.notes.append(_secret_note(f"FLASK_{setting}", setting))
+            continue
+        if isinstance(value, str) and mask_url(value) != value:
+            # A URL that carries a password goes out whole, with the password: the
+            # file gets none of it, the environment all of it.
+            exported.notes.append(
+                _secret_note(f"FLASK_{setting}", f"{setting} (it holds a password)")
+            )
+            continue
+        if isinstance(value, (list, tuple)) and any(
+            scrub(str(item)) != str(item) for item in value
+        ):
+            exported.notes.append(
+                f"{setting} holds credentials inside its entries and is left out: give it "
+                f"with --env (FLASK_{setting})"
+            )
             continue
         if setting.endswith("HASH_METHOD"):
             value = hash_method_name(value)

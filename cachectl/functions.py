@@ -14,6 +14,7 @@ import difflib
 import importlib
 import inspect
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,9 @@ def split_path(path: str) -> tuple[str | None, str]:
         raise UsageError(f"{path!r} is not valid UTF-8, so it cannot name a function") from None
     module, sep, qualname = path.partition(":")
     parts = [*module.split("."), *qualname.split(".")] if sep else path.split(".")
-    if any(not part.strip() for part in parts) or (not sep and len(parts) < 2):
+    if (not sep and len(parts) < 2) or not all(
+        part.isidentifier() or part == "<locals>" for part in parts
+    ):
         raise UsageError(
             f"{path!r} is not a function name: give it as module.qualname or module:qualname"
         )
@@ -238,13 +241,28 @@ def parse_signature(text: str) -> CallSignature:
     )
 
 
+#: A bare word stands for itself as a string (``admin``, ``alice@example.com``).
+#: Anything else that is not a literal is most likely a literal mistyped (``[1, 2``,
+#: ``'abc``), which as a string would name a call that was never made.
+_BARE_WORD = re.compile(r"[A-Za-z_][\w./@:+-]*")
+
+
 def parse_argument(text: str) -> Any:
     """A call argument from the command line: a Python literal (``42``, ``'42'``,
-    ``None``, ``[1, 2]``), or else the text itself as a string (``admin``)."""
+    ``None``, ``[1, 2]``), or else a bare word as a string (``admin``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"the argument {text!r} is not valid UTF-8") from None
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
+        if _BARE_WORD.fullmatch(text):
+            return text
+    raise UsageError(
+        f"the argument {text[:60]!r} is neither a Python literal nor a bare word: "
+        "quote a string ('...'), or give an object by its repr() with --repr"
+    )
 
 
 class ReprArgument:

@@ -114,8 +114,8 @@ def masked_value(name: str, value: Any) -> Any:
         return MASK if value else value
     if name.endswith("HASH_METHOD"):
         return hash_method_name(value)
-    if isinstance(value, str):
-        return mask_url(value) if "://" in value else value
+    if isinstance(value, str):  # user:password@host in a URL, a sentinel, a server
+        return mask_url(value) if "://" in value else scrub(value)
     if isinstance(value, dict):
         return {str(k): masked_value(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

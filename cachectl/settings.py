@@ -85,6 +85,16 @@ LEGACY_ALIASES = {
     "uwsgi": "UWSGICache",
 }
 IN_PROCESS_TYPES = ("SimpleCache", "UWSGICache", "NullCache")
+KNOWN_TYPES = (
+    "RedisCache",
+    "RedisSentinelCache",
+    "RedisClusterCache",
+    "FileSystemCache",
+    "MemcachedCache",
+    "SASLMemcachedCache",
+    "SpreadSASLMemcachedCache",
+    *IN_PROCESS_TYPES,
+)
 
 
 def generation_defaults(generation: Generation) -> dict[str, Any]:
@@ -167,19 +177,48 @@ def _checked_url(url: str, setting: str = "CACHE_REDIS_URL") -> str:
     if parts.scheme == "unix":
         if not parts.path:
             raise ConfigError(f"{setting} {mask_url(url)!r} names no socket path")
-    elif not parts.hostname or port == 0:
+        return url
+    if not parts.hostname or port == 0 or parts.netloc.endswith(":"):
         raise ConfigError(f"{setting} {mask_url(url)!r} names no server (host and port)")
+    _checked_host(parts.hostname, setting)
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigError(f"{setting} {mask_url(url)!r}: the database must be a number")
     return url
 
 
+def _checked_host(host: str, setting: str) -> str:
+    """A host name DNS could answer for: no blanks, labels of 63 characters at most."""
+    labels = host.strip("[]").split(".")
+    if not host or any(ch.isspace() for ch in host) or len(host) > 253:
+        raise ConfigError(f"{setting}: {host!r} is not a host name")
+    if any(len(label) > 63 for label in labels):
+        raise ConfigError(f"{setting}: {host!r} has a label over 63 characters")
+    return host
+
+
 def _checked_servers(servers: Any) -> tuple[str, ...]:
+    """memcached addresses as the clients take them (``host:port``, ``host``, a unix
+    socket); anything else would be read as some other address, or the default."""
+    if isinstance(servers, str) or not servers:
+        raise ConfigError("CACHE_MEMCACHED_SERVERS must list at least one host:port")
     checked = []
     for server in servers:
-        text = str(server)
-        host, _, port = text.rpartition(":")
-        if host and not text.startswith(("unix:", "/")) and not port.isdigit():
-            raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {text!r} is not host:port")
-        checked.append(text)
+        if not isinstance(server, str) or not server.strip():
+            raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {server!r} is not host:port")
+        if "@" in server:
+            raise ConfigError(
+                "CACHE_MEMCACHED_SERVERS: put credentials in CACHE_MEMCACHED_USERNAME and "
+                "CACHE_MEMCACHED_PASSWORD, not in the address"
+            )
+        if not server.startswith(("unix:", "/")):
+            host, sep, port = server.rpartition(":")
+            if not sep:
+                host, port = server, "11211"
+            if not (port.isdigit() and 0 < int(port) < 65536):
+                raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {server!r} is not host:port")
+            _checked_host(host, "CACHE_MEMCACHED_SERVERS")
+        checked.append(server)
     return tuple(checked)
 
 
@@ -289,7 +328,9 @@ def _sentinel_addresses(value: Any) -> tuple[tuple[str, int], ...]:
         entry = tuple(given.rpartition(":")[::2]) if isinstance(given, str) else given
         try:
             host, port = entry
-            addresses.append((str(host), int(port)))
+            if "@" in str(host) or not 0 < int(port) < 65536:
+                raise ValueError(host)
+            addresses.append((_checked_host(str(host), "CACHE_REDIS_SENTINELS"), int(port)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 f"CACHE_REDIS_SENTINELS: {entry!r} is not a (host, port) pair"
@@ -315,6 +356,10 @@ def _location(
     """Where a cache of ``cache_type`` lives, from its settings and the defaults."""
     get = values.get
     options = dict(get("CACHE_OPTIONS") or {})
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"CACHE_OPTIONS {name} must be a number of seconds, not {value!r}")
     db = get("CACHE_REDIS_DB", DEFAULT_REDIS_DB)
     password = get("CACHE_REDIS_PASSWORD") or None
     if cache_type == "RedisCache":
@@ -325,8 +370,13 @@ def _location(
             _checked_url(url)
         elif not host or not 0 < port < 65536:
             raise ConfigError(f"CACHE_REDIS_HOST/PORT {host!r}:{port} names no server")
+        else:
+            _checked_host(host, "CACHE_REDIS_HOST")
         return RedisLocation(url, host, port, db, password, options)
     if cache_type == "RedisSentinelCache":
+        if not get("CACHE_REDIS_SENTINELS"):
+            # Flask-Caching would try 127.0.0.1:26379: almost surely not what was meant.
+            raise ConfigError("RedisSentinelCache needs CACHE_REDIS_SENTINELS (host, port pairs)")
         return SentinelLocation(
             _sentinel_addresses(get("CACHE_REDIS_SENTINELS")),
             get("CACHE_REDIS_SENTINEL_MASTER", DEFAULT_SENTINEL_MASTER),
@@ -342,7 +392,8 @@ def _location(
             _checked_url(url)
         return ClusterLocation(url, nodes, password, options)
     if cache_type in ("MemcachedCache", "SASLMemcachedCache", "SpreadSASLMemcachedCache"):
-        servers = _checked_servers(get("CACHE_MEMCACHED_SERVERS") or DEFAULT_MEMCACHED_SERVERS)
+        given = get("CACHE_MEMCACHED_SERVERS")
+        servers = _checked_servers(DEFAULT_MEMCACHED_SERVERS if given is None else given)
         return MemcachedLocation(
             servers,
             get("CACHE_MEMCACHED_USERNAME"),
@@ -354,6 +405,12 @@ def _location(
         directory = get("CACHE_DIR")
         if not directory:
             raise ConfigError("FileSystemCache needs CACHE_DIR (--dir)")
+        unknown = sorted(set(options) - {"mode", "hash_method"})
+        if unknown:
+            raise ConfigError(
+                f"CACHE_OPTIONS {', '.join(unknown)}: FileSystemCache takes only mode and "
+                "hash_method"
+            )
         if "\x00" in os.fspath(directory):
             raise ConfigError(f"CACHE_DIR {os.fspath(directory)!r} contains a NUL character")
         mode = options.get("mode", DEFAULT_FILE_MODE)
@@ -400,6 +457,16 @@ class CacheSettings:
         """The record for merged ``CACHE_*`` values (defaults not yet applied are)."""
         raw_type = values.get("CACHE_TYPE")
         cache_type = canonical_cache_type(str(raw_type)) if raw_type else None
+        if cache_type and "." not in cache_type and cache_type not in KNOWN_TYPES:
+            raise ConfigError(
+                f"unknown CACHE_TYPE {cache_type!r} (Flask-Caching knows {', '.join(KNOWN_TYPES)})"
+            )
+        prefix_text = values.get("CACHE_KEY_PREFIX")
+        if isinstance(prefix_text, str):
+            try:
+                prefix_text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"CACHE_KEY_PREFIX {prefix_text!r} is not valid UTF-8") from None
         location = _location(cache_type, values, generation) if cache_type else None
         prefix = values.get("CACHE_KEY_PREFIX")
         return cls(

@@ -94,6 +94,10 @@ class CacheBackend:
     def check(self) -> None:
         """Fail with BackendError (exit 3) when the server cannot be reached."""
 
+    def check_key(self, key: str) -> None:
+        """Refuse (UsageError) a key this server cannot store, before it is sent:
+        otherwise a get would report such a key as merely not found."""
+
     def storage_name(self, key: str) -> str:
         """Where ``key`` lives on the server: the prefixed key (a file, for FileSystemCache)."""
         return self.key_prefix + key

@@ -19,7 +19,7 @@ from cachectl.backends.cachelib_access import is_redis_cache, set_filesystem_thr
 from cachectl.backends.generic import GenericBackend
 from cachectl.errors import BackendError, ConfigError
 from cachectl.settings import (
-    IN_PROCESS_TYPES,
+    KNOWN_TYPES,
     CacheSettings,
     ClusterLocation,
     CustomLocation,
@@ -47,16 +47,6 @@ IN_PROCESS_HELP = {
 SWITCH_ADVICE = (
     "; to administer the cache from outside, switch the app to RedisCache, "
     "MemcachedCache or FileSystemCache"
-)
-KNOWN_TYPES = (
-    "RedisCache",
-    "RedisSentinelCache",
-    "RedisClusterCache",
-    "FileSystemCache",
-    "MemcachedCache",
-    "SASLMemcachedCache",
-    "SpreadSASLMemcachedCache",
-    *IN_PROCESS_TYPES,
 )
 
 

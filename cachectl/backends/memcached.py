@@ -98,6 +98,19 @@ class MemcachedBackend(CacheBackend):
     def describe(self) -> str:
         return "memcached " + ",".join(self.servers)
 
+    #: memcached's text protocol: at most 250 bytes, no whitespace or control bytes.
+    MAX_KEY_BYTES = 250
+
+    def check_key(self, key: str) -> None:
+        stored = (self.key_prefix + key).encode("utf-8")
+        if len(stored) > self.MAX_KEY_BYTES:
+            raise UsageError(
+                f"memcached keys are at most {self.MAX_KEY_BYTES} bytes with the prefix; "
+                f"this one is {len(stored)}"
+            )
+        if any(byte <= 32 or byte == 127 for byte in stored):
+            raise UsageError(f"memcached keys cannot hold spaces or control characters: {key!r}")
+
     @contextmanager
     def _client_errors(self) -> Iterator[None]:
         """pylibmc raises its own errors (python-memcached stays silent)."""

@@ -16,12 +16,15 @@ from cachectl.errors import UsageError
 def _write_config(session: Session, target: str, force: bool) -> None:
     """Write every cache of the app (or the one resolved) as named caches."""
     caches = session.every_app_cache()
+    for _, resolved in caches:
+        resolved.settings()  # a setting no command could use is not written either
     if caches:
         exported = [export_cache(cache.label, resolved) for cache, resolved in caches]
         generation = caches[0][1].generation
         origin = f"the app {session.app_import}"
     else:
         resolved = session.config
+        resolved.settings()
         exported = [export_cache(resolved.cache_name, resolved)]
         generation, origin = resolved.generation, "the resolved configuration"
     header = [
@@ -29,16 +32,18 @@ def _write_config(session: Session, target: str, force: bool) -> None:
         "Use it config-only (no app start-up): cachectl --config FILE --cache NAME COMMAND",
     ]
     text = render_toml(exported, generation.name, header)
-    if target == "-":
-        sys.stdout.write(text)
-    else:
+    if target != "-":
         write_file(target, text, overwrite=force)
     for cache in exported:
         for note in cache.notes:
             session.output.warn(f"cache {cache.name}: {note}")
-    if target == "-":
-        return
-    if session.output.as_json:
+    if target == "-" and session.output.as_json:
+        session.output.document(
+            {"ok": True, "caches": [cache.name for cache in exported], "toml": text}
+        )
+    elif target == "-":
+        sys.stdout.write(text)
+    elif session.output.as_json:
         session.output.document(
             {"ok": True, "written": target, "caches": [cache.name for cache in exported]}
         )
@@ -87,6 +92,7 @@ def config(session: Session, target: str | None, force: bool) -> None:
             render.cache_list(session, session.every_app_cache())
             return
     resolved = session.config
+    resolved.settings()  # what no command could use is an error here too (exit 2)
     if session.output.as_json:
         session.output.document(
             {
@@ -107,7 +113,8 @@ def config(session: Session, target: str | None, force: bool) -> None:
 
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
+@pass_session
+def completion(session: Session, shell: str) -> None:
     """Print the shell completion script for SHELL (the files in completions/ are its output).
 
     \b
@@ -120,4 +127,7 @@ def completion(shell: str) -> None:
     completion_class = get_completion_class(shell)
     assert completion_class is not None  # click.Choice admits only the shells Click knows
     completer = completion_class(cli, {}, "cachectl", "_CACHECTL_COMPLETE")
+    if session.output.as_json:
+        session.output.document({"ok": True, "shell": shell, "script": completer.source()})
+        return
     click.echo(completer.source())

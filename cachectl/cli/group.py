@@ -183,12 +183,18 @@ class CachectlGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a reader that went away shows here, not at exit
+            return result
+        except BrokenPipeError:
+            # Click would turn it into exit 1; a closed pipe is 141, and quiet.
+            _silence_stdout()
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
         except CachectlError as exc:
             _fail(ctx, exc.message, exc.exit_code, exc.done)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", EXIT_INTERRUPTED, {})
-        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
             _fail(
@@ -213,7 +219,9 @@ def _silence_stdout() -> None:
 
 def _report_usage_error(exc: click.ClickException, as_json: bool) -> None:
     """Click's own usage errors, in cachectl's form: one line, a hint, the document."""
-    message = exc.format_message()
+    message = " ".join(exc.format_message().split())  # Click lists choices over lines
+    if type(exc).__name__ == "NoArgsIsHelpError" or message.startswith("Usage:"):
+        message = "no command given"
     if isinstance(exc, click.NoSuchOption) and not exc.option_name.startswith("--"):
         message += (
             "; a key or argument that starts with '-' goes after '--' "
@@ -419,8 +427,9 @@ def cli(
     )
     output = Output(as_json=as_json, quiet=quiet)
     ctx.obj = Session(request, connect_timeout, output, debug)
-    if url == "":
-        raise UsageError("--url is empty: give the Redis URL (redis://host:port/db)")
+    for flag, given in (("--url", url), ("--type", cache_type), ("--dir", cache_dir)):
+        if given is not None and not given.strip():
+            raise UsageError(f"{flag} is empty: give a value or leave the option out")
     _warn_about_passwords(output, overrides)
 
 

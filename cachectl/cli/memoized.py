@@ -7,6 +7,7 @@ import click
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, hash_method_option
+from cachectl.errors import UsageError
 from cachectl.functions import (
     find_memoized,
     parse_argument,
@@ -145,6 +146,8 @@ def delete_memoized(
       cachectl delete-memoized reports.total -- -5 --kw currency=EUR
       cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
     """
+    if signature is not None and not signature.strip():
+        raise UsageError("--signature is empty: give the parameter list, such as '(user_id)'")
     positions = click.get_current_context().meta.get("repr_positions", [])
     call_args = place_repr_arguments(
         [parse_argument(arg) for arg in args], list(zip(positions, reprs, strict=True))

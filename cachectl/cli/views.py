@@ -147,7 +147,10 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
       cachectl --app 'shop:create_app()' fragments
       cachectl fragments src/shop/templates
     """
-    # Listing templates needs no cache configuration, only the app if one is named.
+    # Listing templates needs no cache configuration, only the app if one is named;
+    # but a config file named on purpose and broken is a mistake worth a stop.
+    if session.request.config_file is not None:
+        session.config.settings()
     app = session.app if not template_dirs else None
     directories = fragment_ops.template_directories(list(template_dirs), app)
     listing = fragment_ops.list_fragments(directories, app)

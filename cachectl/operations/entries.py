@@ -45,15 +45,18 @@ def checked_key(key: str) -> str:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise UsageError(f"the key {shown!r} is not valid UTF-8") from None
+        raise UsageError(f"the key {key!r} is not valid UTF-8") from None
     return key
 
 
 def read_entries(backend: CacheBackend, keys: Iterable[str], unsafe: bool = False) -> EntriesRead:
     """What the app's ``cache.get(key)`` would find, decoded without running code
     unless ``unsafe``."""
-    return EntriesRead([(key, backend.get(checked_key(key), unsafe=unsafe)) for key in keys])
+    found = []
+    for key in keys:
+        backend.check_key(checked_key(key))
+        found.append((key, backend.get(key, unsafe=unsafe)))
+    return EntriesRead(found)
 
 
 def raw_bytes(backend: CacheBackend, stored: StoredValue) -> bytes:
@@ -80,7 +83,8 @@ def store_entry(
     backend: CacheBackend, settings: CacheSettings, key: str, value: Any, ttl: int | None
 ) -> EntryStored:
     """Store as the app's ``cache.set(key, value, timeout=ttl)`` would."""
-    backend.set(checked_key(key), value, ttl)
+    backend.check_key(checked_key(key))
+    backend.set(key, value, ttl)
     lifetime = ttl if ttl is not None else settings.default_timeout
     return EntryStored(key, type(value).__name__, lifetime)
 
@@ -88,14 +92,16 @@ def store_entry(
 class _Counted:
     """Counts the keys as the backend consumes them, so huge lists stay streamed."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
+    def __init__(self, keys: Iterable[str], backend: CacheBackend) -> None:
         self.keys = keys
+        self.backend = backend
         self.count = 0
 
     def __iter__(self) -> Iterator[str]:
         for key in self.keys:
+            self.backend.check_key(checked_key(key))
             self.count += 1
-            yield checked_key(key)
+            yield key
 
 
 @dataclass
@@ -112,7 +118,7 @@ def delete_listed(
     backend: CacheBackend, keys: Iterable[str], on_progress: ProgressCallback | None = None
 ) -> KeysDeleted:
     """Delete the keys as they stream in (tens of thousands from a deploy script)."""
-    counted = _Counted(keys)
+    counted = _Counted(keys, backend)
     removed = backend.delete(counted, on_progress)
     return KeysDeleted(counted.count, removed)
 

@@ -32,6 +32,7 @@ def fragment_key(
 ) -> FragmentKey:
     """The key ``make_template_fragment_key(name, vary_on)`` gives; deleted if asked."""
     key = checked_key(keys.fragment_key(name, vary_on))
+    backend.check_key(key)
     found = FragmentKey(key, backend.storage_name(key))
     if delete:
         found.removed = delete_keys(backend, [key], "delete-fragment", dry_run=False).removed

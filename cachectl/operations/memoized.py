@@ -152,19 +152,23 @@ class MemoizedInvalidator:
                 f"{function.dotted} is a method: name the instance with --instance ID "
                 "(its repr() or __caching_id__())"
             )
+        from_the_app = self.app is not None and function.decorated is not None
+        if function.signature is None and not from_the_app:
+            # Checked before the server is asked: without a signature no key can be
+            # formed, whatever is cached.
+            raise UsageError(
+                f"cannot import {function.dotted} here, so its signature is unknown: "
+                "pass --signature '(arg, other=default, ...)'"
+            )
         fname, instance = self.namespaces(call)
         versions = [self.read_version(keys.version_key(fname))]
         if instance is not None:
             versions.append(self.read_version(keys.version_key(instance)))
         if any(version is None for version in versions):
             return None
-        if self.app is not None and function.decorated is not None:
+        if from_the_app:
             return self._entry_key_from_the_app(call)
-        if function.signature is None:
-            raise UsageError(
-                f"cannot import {function.dotted} here, so its signature is unknown: "
-                "pass --signature '(arg, other=default, ...)'"
-            )
+        assert function.signature is not None
         first_id = function.class_id() if function.is_classmethod else call.instance_id
         arguments = keys.memoize_key_arguments(
             function.signature, call.args, call.kwargs, self.generation, call.ignore, first_id

@@ -15,6 +15,7 @@ from typing import Any
 from cachectl import keys
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.errors import UsageError
+from cachectl.operations.entries import checked_key
 from cachectl.operations.reports import Report, delete_keys, remove_streamed
 from cachectl.settings import CacheSettings
 
@@ -57,6 +58,9 @@ def delete_view(
 ) -> Report:
     """The entry of one view for ``path`` (or ``endpoint``), or all its query variants."""
     check_request(path, endpoint, query, all_queries)
+    for text in (path, endpoint, query):
+        if text is not None:
+            checked_key(text)
     method = hash_method or settings.hash_method
     if endpoint is not None:
         if app is None:
