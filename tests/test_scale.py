@@ -190,7 +190,8 @@ def test_lost_connection_mid_clear_exits_3_with_the_count(own_redis) -> None:
 
     assert process.returncode == 3, stderr
     assert b"Traceback" not in stderr
-    assert b"keys removed before the failure" in stderr
+    # The server may have run the step whose reply was lost: a lower bound, said so.
+    assert b"(at least " in stderr and b"keys removed before the failure" in stderr
     assert len(stderr.strip().splitlines()) == 1
 
 

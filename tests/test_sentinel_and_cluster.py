@@ -233,3 +233,12 @@ def test_a_primary_failing_during_a_long_clear() -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_wrong_sentinel_password_fails_within_the_timeout(sentinel_set: dict) -> None:
+    config = {**sentinel_config(sentinel_set), "CACHE_REDIS_SENTINEL_PASSWORD": "wrong"}
+    started = time.monotonic()
+    result = run_console("--timeout", "1", *as_options(config), "get", "k")
+    assert result.returncode == 3, result.stderr
+    # One attempt per sentinel, as for data connections: not redis-py's retries.
+    assert time.monotonic() - started < 5

@@ -18,7 +18,7 @@ from typing import Any
 
 from cachectl.backends.statistics import CacheStats
 from cachectl.codec import StoredValue
-from cachectl.errors import CachectlError, Interrupted, UsageError
+from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -220,6 +220,11 @@ def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
             "run the command again to finish",
             done={done_as: tally.count},
         ) from None
+    except BackendError as exc:
+        # The server may have run the step whose reply was lost: a lower bound.
+        exc.done.setdefault(f"{done_as}_at_least", tally.count)
+        exc.message = f"{exc.message} (at least {tally.count} keys {done_as} before the failure)"
+        raise
     except CachectlError as exc:
         exc.done.setdefault(done_as, tally.count)
         exc.message = f"{exc.message} ({tally.count} keys {done_as} before the failure)"

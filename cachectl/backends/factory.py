@@ -107,6 +107,8 @@ def _build_sentinel(location: SentinelLocation, settings: CacheSettings, timeout
     }
     sentinel_options.setdefault("socket_timeout", timeout)
     sentinel_options.setdefault("socket_connect_timeout", timeout)
+    # One attempt, as for the data connections: --timeout bounds a dead sentinel too.
+    sentinel_options["retry"] = options["retry"]
     if location.sentinel_password:
         sentinel_options["password"] = location.sentinel_password
     sentinel = Sentinel(

@@ -19,7 +19,7 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
-from cachectl.backends.redis_sweep import scan_all, sweep
+from cachectl.backends.redis_sweep import is_refused_permission, scan_all, sweep
 from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
 from cachectl.codec import StoredValue, decode_redis_value
 from cachectl.errors import BackendError, ConfigError
@@ -99,6 +99,17 @@ class RedisBackend(CacheBackend):
             raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
         except redis.exceptions.RedisError as exc:
             message = f"{self.describe()}: {type(exc).__name__}: {exc}"
+            out_of_memory = getattr(redis.exceptions, "OutOfMemoryError", ())
+            if isinstance(exc, out_of_memory) or str(exc).startswith("OOM"):
+                message = (
+                    f"{self.describe()}: the server is out of memory and evicts nothing "
+                    f"(maxmemory with a noeviction policy), so it refuses writes: {exc}"
+                )
+            elif is_refused_permission(exc):
+                message = (
+                    f"{self.describe()}: the server's user is not allowed this command "
+                    f"(an ACL): {exc}"
+                )
             if isinstance(exc, redis.exceptions.AuthenticationError) or "NOAUTH" in str(exc):
                 message += (
                     " (a password is needed or wrong: CACHE_REDIS_PASSWORD; a file written "
@@ -135,9 +146,10 @@ class RedisBackend(CacheBackend):
             try:
                 return int(self.client.unlink(*names))
             except redis.exceptions.ResponseError as exc:
-                if "unknown command" not in str(exc).lower():
+                if "unknown command" not in str(exc).lower() and not is_refused_permission(exc):
                     raise
-                self._unlink_supported = False  # Redis < 4: fall back to DEL
+                # Redis < 4, or a user not allowed UNLINK: DEL removes the same keys.
+                self._unlink_supported = False
         return int(self.client.delete(*names))
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
@@ -220,7 +232,15 @@ class RedisBackend(CacheBackend):
                 measured = batch[: max(0, memory_budget - stats.memory_sampled)]
                 for name in measured:
                     pipe.memory_usage(prefix + name, samples=0)
-                replies = pipe.execute()
+                replies = pipe.execute(raise_on_error=False)
+                for reply in replies[len(batch) :]:
+                    if is_refused_permission(reply):  # a user without MEMORY: counts only
+                        stats.memory_unavailable = str(reply)
+                        memory_budget = 0
+                errors = [r for r in replies if isinstance(r, Exception)]
+                if errors and not stats.memory_unavailable:
+                    raise errors[0]
+                replies = [None if isinstance(r, Exception) else r for r in replies]
                 for name, ttl in zip(batch, replies, strict=False):
                     stats.kinds[classify(name)] += 1
                     stats.ttls[ttl_bucket(ttl if ttl is not None and ttl >= 0 else None)] += 1

@@ -71,9 +71,19 @@ def _sweep_with_script(client: Any, match: str, dry_run: bool, tally: Tally) -> 
             return
 
 
+def is_refused_permission(reply: Any) -> bool:
+    """A reply saying the user may not run the command (an ACL, a managed service)."""
+    return isinstance(reply, redis.exceptions.ResponseError) and (
+        isinstance(reply, getattr(redis.exceptions, "NoPermissionError", ()))
+        or "NOPERM" in str(reply)
+        or "no permissions" in str(reply)
+    )
+
+
 def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_key: bool) -> None:
     cursor: Any = 0  # None once SCAN has come full circle
     pending: list[Any] = []  # the previous step's matches, unlinked with the next SCAN
+    remove = "unlink"  # DEL once the user turns out not to be allowed UNLINK
     while cursor is not None or pending:
         pipe = client.pipeline(transaction=False)
         if cursor is not None:
@@ -81,12 +91,23 @@ def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_k
         if pending and not dry_run:
             if per_key:  # Redis Cluster: a multi-key command must stay in one slot
                 for name in pending:
-                    pipe.unlink(name)
+                    getattr(pipe, remove)(name)
             else:
-                pipe.unlink(*pending)
-        replies = pipe.execute() if len(pipe) else []
+                getattr(pipe, remove)(*pending)
+        replies = pipe.execute(raise_on_error=False) if len(pipe) else []
         if cursor is not None:
-            next_cursor, found = replies.pop(0)
+            step = replies.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            next_cursor, found = step
+        if pending and not dry_run and any(is_refused_permission(r) for r in replies):
+            remove = "delete"  # a restricted user: DEL does what UNLINK would, blocking
+            replies = (
+                [client.delete(name) for name in pending] if per_key else [client.delete(*pending)]
+            )
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            raise errors[0]
         if pending:
             tally.add(len(pending) if dry_run else sum(replies))
         pending = found if cursor is not None else []

@@ -54,6 +54,8 @@ class CacheStats:
     ttls: Counter = field(default_factory=Counter)
     memory_sampled: int = 0
     memory_bytes: int = 0
+    #: Why memory could not be measured (a user not allowed MEMORY USAGE), if so.
+    memory_unavailable: str | None = None
 
     @property
     def estimated(self) -> bool:
@@ -80,5 +82,6 @@ class CacheStats:
                 "sampled_keys": self.memory_sampled,
                 "sampled_bytes": self.memory_bytes,
                 "estimated_total_bytes": self.memory_estimate,
+                "unavailable": self.memory_unavailable,
             },
         }

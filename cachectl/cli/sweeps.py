@@ -136,6 +136,8 @@ def stats(session: Session, sample: int | None) -> None:
     rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
     rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]
     memory = document["memory"]
+    if memory["unavailable"]:
+        rows += [("", ""), ("memory", f"unavailable: {memory['unavailable']}")]
     if memory["estimated_total_bytes"] is not None:
         rows += [
             ("", ""),
