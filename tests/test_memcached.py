@@ -109,3 +109,36 @@ def test_planted_pickles_do_not_run(memcached_address: str, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert not marker.exists()
     assert "<not loaded: posix.system" in result.stdout
+
+
+def test_a_server_lost_mid_delete_is_a_failure_not_a_success(client_library: str) -> None:
+    """Keys stream in on stdin; the server dies between two batches. python-memcached
+    swallows the error and pylibmc raises it: either way, exit 3 with the count."""
+    import subprocess
+    import time
+
+    from tests.servers import start_memcached
+
+    server = start_memcached()
+    hide = "sys.modules['pylibmc'] = None; " if client_library == "python-memcached" else ""
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; {hide}from cachectl.cli import main; main()",
+         *mc_args(f"127.0.0.1:{server.port}"), "delete", "--from-file", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdin is not None
+        process.stdin.write(b"".join(b"k%d\n" % n for n in range(2500)))
+        process.stdin.flush()
+        time.sleep(1.0)  # the first two batches of 1000 go to a live server
+        server.stop()
+        process.stdin.write(b"".join(b"k%d\n" % n for n in range(2500, 5000)))
+        process.stdin.close()
+        process.wait(timeout=60)
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+    finally:
+        server.stop()
+    assert process.returncode == 3, stderr
+    assert b"at least 2000 keys sent before the failure" in stderr
+    assert b"Traceback" not in stderr

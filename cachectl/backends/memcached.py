@@ -9,6 +9,7 @@ with that one step replaced by the restricted unpickler.
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -123,6 +124,23 @@ class MemcachedBackend(CacheBackend):
                 raise
             raise BackendError(f"{self.describe()}: {exc}") from exc
 
+    def _ensure_alive(self) -> None:
+        """python-memcached never raises: it marks a server it lost as dead and
+        answers as if the key were missing. A dead server is exit 3, never a miss
+        and never a success."""
+        hosts = getattr(self.client, "servers", None)
+        if not isinstance(hosts, list):
+            return  # pylibmc raises instead
+        now = time.time()
+        dead = [host for host in hosts if getattr(host, "deaduntil", 0) > now]
+        if dead:
+            raise BackendError(
+                f"{self.describe()}: lost the connection to "
+                + ", ".join(
+                    f"{getattr(host, 'ip', '?')}:{getattr(host, 'port', '?')}" for host in dead
+                )
+            )
+
     def check(self) -> None:
         with self._client_errors():
             answered = len(self.client.get_stats())
@@ -138,6 +156,7 @@ class MemcachedBackend(CacheBackend):
             if self.chunked:
                 return self._get_chunked(key, unsafe)
             value = self.cache.get(key)
+        self._ensure_alive()
         if value is None:
             # Flask-Caching cannot tell a stored None from a miss either.
             return None
@@ -154,6 +173,7 @@ class MemcachedBackend(CacheBackend):
             if self.chunked:
                 self._set_chunked(key, value, timeout)
             elif not self.cache.set(key, value, timeout=timeout):
+                self._ensure_alive()
                 raise BackendError(f"{self.describe()}: the server did not store the value")
 
     def _set_chunked(self, key: str, value: Any, timeout: int | None) -> None:
@@ -175,6 +195,7 @@ class MemcachedBackend(CacheBackend):
                 if self.chunked:
                     names = [f"{key}.{n}" for key in batch for n in range(SPREAD_MAX_CHUNKS)]
                 self.cache.delete_many(*names)
+                self._ensure_alive()
                 tally.add(len(batch))
         return None
 
@@ -190,4 +211,5 @@ class MemcachedBackend(CacheBackend):
         if not dry_run:
             with self._client_errors():
                 self.cache.clear()
+            self._ensure_alive()
         return None
