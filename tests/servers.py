@@ -6,14 +6,19 @@ here, on a port the kernel hands out, and stopped when the session ends.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -22,11 +27,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """The port free_port() found was taken by another process before the server bound it."""
+
+
+def _retry_on_port_clash(start: Callable[..., T]) -> Callable[..., T]:
+    """free_port() must release its port before the server binds it; anything else on
+    the machine may take it meanwhile. Start again, on a new port, when that happens."""
+
+    @functools.wraps(start)
+    def started(*args: Any, **kwargs: Any) -> T:
+        for attempt in range(5):
+            try:
+                return start(*args, **kwargs)
+            except PortTaken:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    return started
+
+
 def _wait_for_port(port: int, process: subprocess.Popen, name: str, log: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited early: {log.read_text(errors='replace')[-2000:]}")
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "Address already in use" in text or "failed to listen" in text.lower():
+                raise PortTaken(f"{name}: port {port} was taken")
+            raise RuntimeError(f"{name} exited early: {text[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -64,6 +93,7 @@ class ServerProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+@_retry_on_port_clash
 def start_redis(*extra_args: str) -> ServerProcess:
     binary = require_binary("redis-server")
     port = free_port()
@@ -92,6 +122,7 @@ def start_redis(*extra_args: str) -> ServerProcess:
     return ServerProcess("redis", port, process, workdir)
 
 
+@_retry_on_port_clash
 def start_memcached() -> ServerProcess:
     binary = require_binary("memcached")
     port = free_port()
@@ -106,6 +137,7 @@ def start_memcached() -> ServerProcess:
     return ServerProcess("memcached", port, process, workdir)
 
 
+@_retry_on_port_clash
 def start_sasl_memcached(username: str, password: str) -> ServerProcess:
     """memcached with SASL (PLAIN) authentication against a private sasldb."""
     binary = require_binary("memcached")
@@ -145,6 +177,7 @@ def _free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+@_retry_on_port_clash
 def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> list[ServerProcess]:
     """Primaries (each with ``replicas`` replicas) joined into one cluster with redis-cli,
     every slot assigned. Nodes notice a dead peer after a second, so failover tests
@@ -234,6 +267,7 @@ def stop_all(started: dict) -> None:
         started["master"].stop()
 
 
+@_retry_on_port_clash
 def start_sentinel(
     master_port: int, master_name: str = "mymaster", password: str | None = None, quorum: int = 1
 ) -> ServerProcess:
@@ -262,6 +296,7 @@ def start_sentinel(
     return ServerProcess("redis-sentinel", port, process, workdir)
 
 
+@_retry_on_port_clash
 def start_tls_redis() -> ServerProcess:
     """A redis-server speaking only TLS, with a throwaway self-signed certificate
     (``extra["ca"]`` is the file a client must trust)."""

@@ -7,6 +7,8 @@ import json
 import pickle
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RedisTarget, run
 
 
@@ -95,27 +97,33 @@ def test_delete_view_dry_run_prints_the_key_per_generation(redis_target: RedisTa
     assert json.loads(legacy.stdout)["deleted"] == ["/s" + digest]
 
 
-def test_refusals_exit_2_with_a_reason(redis_target: RedisTarget, tmp_path: Path) -> None:
-    url = ["--url", redis_target.url]
-    cases = [
-        ([*url, "delete-view"], "PATH or --endpoint"),
-        ([*url, "delete-view", "/x", "--endpoint", "e"], "PATH or --endpoint"),
-        ([*url, "delete-view", "--endpoint", "e"], "--endpoint needs the app"),
-        (
-            [*url, "delete-view", "/x", "--query", "a=1", "--all-queries"],
-            "--query or --all-queries",
-        ),
-        ([*url, "delete-memoized", "m.f", "1", "--purge"], "give no ARGs"),
-        ([*url, "delete-memoized", "m.f", "--purge", "--verhash"], "--purge or --verhash"),
-        ([*url, "delete-memoized", "m.f", "1", "--signature", "(a, b=len)"], "not a literal"),
-        (["--dir", str(tmp_path), "delete-memoized", "m.f", "--purge"], "cannot list its keys"),
-        (["--dir", str(tmp_path), "delete-view", "/x", "--all-queries"], "cannot list its keys"),
-        ([*url, "fragments", str(tmp_path / "missing")], "is not a directory"),
+REFUSALS = [
+    (["{url}", "delete-view"], "PATH or --endpoint"),
+    (["{url}", "delete-view", "/x", "--endpoint", "e"], "PATH or --endpoint"),
+    (["{url}", "delete-view", "--endpoint", "e"], "--endpoint needs the app"),
+    (["{url}", "delete-view", "/x", "--query", "a=1", "--all-queries"], "--query or --all-queries"),
+    (["{url}", "delete-memoized", "m.f", "1", "--purge"], "give no ARGs"),
+    (["{url}", "delete-memoized", "m.f", "--purge", "--verhash"], "--purge or --verhash"),
+    (["{url}", "delete-memoized", "m.f", "1", "--signature", "(a, b=len)"], "not a literal"),
+    (["{dir}", "delete-memoized", "m.f", "--purge"], "cannot list its keys"),
+    (["{dir}", "delete-view", "/x", "--all-queries"], "cannot list its keys"),
+    (["{url}", "fragments", "{tmp}/missing"], "is not a directory"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSALS, ids=[m for _, m in REFUSALS])
+def test_refusals_exit_2_with_a_reason(
+    redis_target: RedisTarget, tmp_path: Path, args: list[str], message: str
+) -> None:
+    where = {"{url}": ["--url", redis_target.url], "{dir}": ["--dir", str(tmp_path)]}
+    argv = [
+        part
+        for arg in args
+        for part in (where[arg] if arg in where else [arg.replace("{tmp}", str(tmp_path))])
     ]
-    for args, message in cases:
-        result = run(*args)
-        assert result.exit_code == 2, (args, result.output)
-        assert message in result.output, (args, result.output)
+    result = run(*argv)
+    assert result.exit_code == 2, (argv, result.output)
+    assert message in result.output, (argv, result.output)
 
 
 def test_fragments_without_directories_or_app_says_what_to_pass(
