@@ -41,6 +41,7 @@ class Session:
         self.output = output
         self.debug = debug
         self._config: ResolvedConfig | None = None
+        self._settings: CacheSettings | None = None
         self._loaded_app: LoadedApp | None = None
 
     @property
@@ -82,7 +83,9 @@ class Session:
 
     @property
     def settings(self) -> CacheSettings:
-        return self.config.settings()
+        if self._settings is None:
+            self._settings = self.config.settings()
+        return self._settings
 
     def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
         resolved = resolve_config(request, self.app_cache(request.cache_name))

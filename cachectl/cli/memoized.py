@@ -172,6 +172,8 @@ def delete_memoized(
         hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
         source_check=settings.source_check if source_check is None else source_check,
     )
+    if call.has_call:
+        found.check_call(call.args, call.kwargs)  # a usage error before any connection
     backend = session.backend()
     with session.output.progress("purging") as on_progress:
         done = memoized_ops.delete_memoized(
