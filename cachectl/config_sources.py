@@ -10,12 +10,13 @@ the same thing to the app and to cachectl.
 from __future__ import annotations
 
 import json
-import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from cachectl.errors import ConfigError
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from cachectl.codec import DecodeLimits, using_limits
+from cachectl.codec import DecodeLimits
 from tests.conftest import RedisTarget, run
 
 #: Set by payloads that reach this module (they must not).
@@ -966,7 +966,7 @@ def read(target: RedisTarget, key: str, *options: str, trace: bool = False) -> R
         tracemalloc.start()
     started = time.perf_counter()
     try:
-        result = run("--url", target.url, "--key-prefix", "app_", *options, "get", key)
+        result = run("--url", target.url, "--key-prefix", "app_", "get", key, *options)
         seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] if trace else None
     finally:
@@ -1083,8 +1083,8 @@ def shown(target: RedisTarget, key: str, *options: str) -> str:
     return outcome.stdout
 
 
-def shown_json(target: RedisTarget, key: str) -> object:
-    return json.loads(shown(target, key, "--json"))["results"][0]["value"]
+def shown_json(target: RedisTarget, key: str, *options: str) -> object:
+    return json.loads(shown(target, key, "--json", *options))["results"][0]["value"]
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
@@ -1172,25 +1172,44 @@ def test_a_huge_list_is_cut_where_the_limit_is(redis_target: RedisTarget) -> Non
     count = LIMITS.max_elements + 50_000
     store(redis_target, "huge", P4 + b"](" + b"K\x07" * count + b"e.")
     limit = f"{LIMITS.max_elements:,} elements"
+    # Time enough on a busy machine that the element limit, not the clock, stops it.
+    roomy = ("--max-seconds", "60")
 
-    value = shown_json(redis_target, "huge")
+    value = shown_json(redis_target, "huge", *roomy)
     assert isinstance(value, list) and value[:2] == [7, 7]
     assert value[-1] in (
         {"$truncated": f"<… truncated while decoding: {limit}>"},
         {"$truncated": f"<… truncated: {limit}; 1 more item>"},
     )
+    document = json.loads(shown(redis_target, "huge", "--json", *roomy))
+    assert document["results"][0]["truncated"] == limit
     # As text, pprint lays out what it can in the time: the end is marked either way.
-    assert shown(redis_target, "huge").startswith("[7,\n 7,\n")
-    assert "<… truncated: " in shown(redis_target, "huge")
+    outcome = read(redis_target, "huge")
+    assert outcome.exit_code == 0
+    assert outcome.stdout.startswith("[7,\n 7,\n") and "<… truncated: " in outcome.stdout
+    assert "huge: shown in part: decoding stopped at its limit" in outcome.stderr
 
-    # With smaller limits (the CLI sets them with using_limits), the count shows.
-    with using_limits(DecodeLimits(max_elements=1000)):
-        text = shown(redis_target, "huge")
-        assert text.endswith(" 7,\n <… truncated while decoding: 1,000 elements>]\n")
-        assert text.count("7") == 998
-        assert shown_json(redis_target, "huge")[-1]["$truncated"].startswith(
-            ("<… truncated while decoding: 1,000 elements>", "<… truncated: 1,000 elements; ")
-        )
+
+def test_the_limits_can_be_raised_for_a_large_legitimate_value(
+    redis_target: RedisTarget,
+) -> None:
+    count = LIMITS.max_elements + 50_000
+    store(redis_target, "large", pickle.dumps(list(range(count)), 4))
+    raised = ("--max-elements", str(2 * count), "--max-seconds", "60")
+
+    document = json.loads(shown(redis_target, "large", "--json", *raised))
+    assert document["results"][0]["value"] == list(range(count))
+    assert document["results"][0]["truncated"] is None
+
+
+@pytest.mark.parametrize(
+    "option", ["--max-elements=0", "--max-depth=1001", "--max-seconds=0", "--max-bytes=-1"]
+)
+def test_a_limit_that_makes_no_sense_is_refused(redis_target: RedisTarget, option: str) -> None:
+    store(redis_target, "plain", pickle.dumps("x"))
+    outcome = read(redis_target, "plain", option)
+    assert outcome.exit_code == 2
+    assert option.split("=")[0] in outcome.stderr and "Traceback" not in outcome.stderr
 
 
 def test_bytes_from_an_integer_are_refused(redis_target: RedisTarget) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import chain
-from typing import IO
+from typing import IO, Any
 
 import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
+    decode_limit_options,
+    decode_limits_from,
     dry_run_option,
     merge_renamed,
     pattern_option,
     renamed_option,
     yes_option,
 )
-from cachectl.codec import VALUE_TYPES, parse_input_value
+from cachectl.codec import VALUE_TYPES, parse_input_value, using_limits
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.operations import entries
 from cachectl.settings import MAX_TIMEOUT
@@ -30,8 +32,11 @@ from cachectl.settings import MAX_TIMEOUT
     is_flag=True,
     help="Load pickles fully, running whatever code they name. Only for a cache you trust.",
 )
+@decode_limit_options
 @pass_session
-def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool) -> None:
+def get(
+    session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool, **limits: Any
+) -> None:
     """Show the value stored under each KEY, as the app's cache.get(KEY) would find it.
 
     The key prefix is added for you. Pickled values are loaded safely: plain data
@@ -39,18 +44,35 @@ def get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: boo
     it is; an object of any other class is shown as <not loaded: module.Class ...>
     with its captured state, without importing or running anything.
 
+    Decoding and showing one value stays within the --max-* limits, so a value
+    planted to exhaust the reader cannot hang the shell: past one, what could be
+    decoded is shown with a <… truncated: …> marker (a warning names the limit)
+    and get exits 0 as for any value it shows. --raw writes the stored bytes whole.
+
     Exits 1 when a key is missing.
 
     \b
       cachectl get view//about
       cachectl get --json user:1 user:2
       cachectl get --raw report > report.bin
+      cachectl get big-report --max-elements 5000000 --max-seconds 5
     """
+    with using_limits(decode_limits_from(limits)):
+        _get(session, keys, raw, unsafe_unpickle)
+
+
+def _get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bool) -> None:
     output = session.output
     if raw and len(keys) != 1:
         raise UsageError("--raw takes exactly one key")
     backend = session.backend()
     read = entries.read_entries(backend, keys, unsafe=unsafe_unpickle)
+    for key, stored in read.found:
+        if stored is not None and stored.truncated is not None and not raw:
+            output.warn(
+                f"{key}: shown in part: decoding stopped at its limit ({stored.truncated}); "
+                "the --max-* options raise the limits"
+            )
     if raw:
         stored = read.found[0][1]
         if stored is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from cachectl.codec.limits import DecodeLimits
 
 from cachectl.settings import HASH_METHOD_NAMES
 
@@ -52,3 +55,38 @@ def merge_renamed(new_value: Any, old_value: Any, old: str, new: str) -> Any:
     if old_value is not None and new_value is not None:
         raise click.UsageError(f"{old} is the old name of {new}: give one of them")
     return new_value if new_value is not None else old_value
+
+
+def decode_limit_options(function: F) -> F:
+    """``--max-bytes`` and its kin: raise the bounds on decoding one value (``DecodeLimits``)
+    for the rare legitimate value past them; the defaults keep a hostile one harmless."""
+    from cachectl.codec.limits import DecodeLimits
+
+    defaults = DecodeLimits()
+    size = click.IntRange(min=1)
+    options = [
+        ("--max-bytes", "max_bytes", size, "BYTES", "bytes of pickle"),
+        ("--max-depth", "max_depth", click.IntRange(1, 1000), "LEVELS", "levels of nesting"),
+        ("--max-elements", "max_elements", size, "COUNT", "elements"),
+        ("--max-seconds", "max_seconds", click.FloatRange(0, min_open=True), "SECONDS", None),
+        ("--max-output", "max_output", size, "CHARS", "characters of output"),
+    ]
+    for flag, name, kind, metavar, what in reversed(options):
+        text = what or "seconds to decode (and again to show)"
+        function = click.option(
+            flag,
+            name,
+            type=kind,
+            metavar=metavar,
+            default=getattr(defaults, name),
+            show_default=True,
+            help=f"Decoding limit: {text} per value.",
+        )(function)
+    return function
+
+
+def decode_limits_from(values: dict[str, Any]) -> DecodeLimits:
+    """The ``DecodeLimits`` the ``decode_limit_options`` of a command were given."""
+    from cachectl.codec.limits import DecodeLimits
+
+    return DecodeLimits(**values)

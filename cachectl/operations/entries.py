@@ -36,6 +36,8 @@ def _value_document(key: str, stored: StoredValue | None) -> dict[str, Any]:
         "encoding": stored.encoding,
         "value": to_jsonable(stored.value),
         "error": stored.error,
+        #: The limit that stopped decoding early (the value then holds a marker).
+        "truncated": stored.truncated,
     }
 
 

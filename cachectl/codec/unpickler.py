@@ -1,20 +1,10 @@
-"""Turn stored cache values into something safe to show, and operator input into values.
+"""The restricted unpickler: builds plain data from a pickle and nothing else.
 
-Cached values are pickles, and loading a pickle can run any code its author
-chose. An operator reading a cache on a production host must not hand that
-power to whoever managed to write into the cache, so cachectl loads pickles with
-an unpickler that only builds plain data: every other class becomes an
-``OpaqueObject`` that names the class and keeps its captured state, without the
-class ever being imported or called. ``--unsafe-unpickle`` is the operator's
-explicit way out.
-
-A value planted to exhaust the reader (10**22 elements in 166 bytes of memo references,
-``bytes(10**10)``, tuples nested a million deep: the C unpickler crashes hashing them) is
-bounded by ``DecodeLimits``, whose defaults keep a read near 1 s and well under 256 MB:
-``max_bytes`` 16 MiB of pickle (and of data its calls build), ``max_depth`` 200 levels,
-``max_elements`` 500,000 opcodes run (sets and placeholders count 4) and values shown,
-``max_seconds`` 0.5 to decode and again to render, ``max_output`` 16 Mi characters; past
-one, a value is shown as far as it got, marked (``<… truncated: 500,000 elements>``).
+Loading a pickle can run any code its author chose. Here every opcode that imports,
+calls or allocates is replaced: a global becomes a ``ClassRef``, a call of an allowed
+value type is checked and made, any other call becomes an ``OpaqueObject`` that records
+how the pickle wanted to build it. Work is counted against ``DecodeLimits``, so a value
+planted to exhaust the reader stops early, marked.
 """
 
 from __future__ import annotations
@@ -25,53 +15,15 @@ import copyreg
 import datetime
 import decimal
 import io
-import itertools
-import json
 import pickle
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import IO, Any, ClassVar
 
-from cachectl.errors import UsageError
-from cachectl.output import ClassRef, Marker, OpaqueObject  # what a restricted load shows
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """How much work decoding and rendering one value may take (see above)."""
-
-    max_bytes: int = 16 * 1024 * 1024
-    max_depth: int = 200
-    max_elements: int = 500_000
-    max_seconds: float = 0.5
-    max_output: int = 16 * 1024 * 1024
-
-    def __post_init__(self) -> None:  # max_depth: the renderers recurse a few frames a level
-        if not all(0 < v <= (1000 if f == "max_depth" else 1e18) for f, v in vars(self).items()):
-            raise ValueError(f"limits must be positive (max_depth at most 1000): {self}")
-
-
-_limits: ContextVar[DecodeLimits | None] = ContextVar("cachectl_limits", default=None)
-
-
-def current_limits() -> DecodeLimits:
-    """The limits ``using_limits`` set (also where no ``limits=`` reaches), else the defaults."""
-    return _limits.get() or DecodeLimits()
-
-
-@contextmanager
-def using_limits(limits: DecodeLimits) -> Iterator[DecodeLimits]:  # for a block, also memcached
-    token = _limits.set(limits)
-    try:
-        yield limits
-    finally:
-        _limits.reset(token)
-
+from cachectl.codec.limits import DecodeLimits, current_limits
+from cachectl.codec.placeholders import ClassRef, Marker, OpaqueObject
 
 # --- the restricted unpickler: classes it may build, value types whose construction runs
 # no code chosen by the pickle's author (from arguments pickle itself writes for them).
@@ -86,13 +38,12 @@ _OWN_KIND = {str: (str,)} | dict.fromkeys((bytes, bytearray), (bytes, bytearray,
 _CODECS = {"latin1": "latin-1", "latin-1": "latin-1", "utf-8": "utf-8", "ascii": "ascii"}
 #: Longer text is not parsed into numbers (decimal int() of it is quadratic); wider
 #: integers are not built (comparing one with a Decimal key of its hash takes minutes).
-_MAX_NUMBER_TEXT, _MAX_INT_BYTES = 5000, 8192
+MAX_NUMBER_TEXT, _MAX_INT_BYTES = 5000, 8192
 #: pickle's own pure-Python unpickler, private but stable (the C one cannot be bounded).
 _UNPICKLER: Any = pickle._Unpickler
 _UNFRAMER: Any = pickle._Unframer  # type: ignore[attr-defined]
 _STOP: Any = pickle._Stop  # type: ignore[attr-defined]
 _UNWRITTEN = "not called with arguments of the kinds pickle writes for it"
-_Limits = DecodeLimits | None
 
 
 class _Refused(Exception): ...  # a call to an allowed class with arguments pickle never writes
@@ -149,15 +100,15 @@ class _Decoder(_UNPICKLER):
         """What was built at a limit, pending items put where APPENDS would, marked."""
         self.stopped, marker = what, Marker("truncated", f"<… truncated while decoding: {what}>")
         levels = [*self.metastack, self.stack]
-        for below, pending in reversed(list(itertools.pairwise(levels))):
-            if below and isinstance(below[-1], list | OpaqueObject):
+        for below, pending in reversed(list(zip(levels, levels[1:]))):
+            if below and isinstance(below[-1], (list, OpaqueObject)):
                 below[-1].extend(pending)
         root = levels[0][-1] if levels[0] else list(levels[1]) if len(levels) > 1 else []
         if isinstance(root, dict):
             root[marker] = marker
-        elif isinstance(root, list | set | OpaqueObject):
+        elif isinstance(root, (list, set, OpaqueObject)):
             (root.add if isinstance(root, set) else root.append)(marker)
-        return root if isinstance(root, list | set | dict | OpaqueObject) else [root, marker]
+        return root if isinstance(root, (list, set, dict, OpaqueObject)) else [root, marker]
 
     def weigh(self, value: Any) -> Any:
         self.count += 3 if type(value) in (OpaqueObject, set, frozenset) else 0  # their memory
@@ -239,7 +190,7 @@ class _Decoder(_UNPICKLER):
         values = (*args, *kwargs.values())  # short scalars: numbers, dates, a UUID's hex
         if (cls is object and values) or not all(type(v) in _ARGUMENTS for v in values):
             raise _Refused(_UNWRITTEN)
-        if any(type(v) in (str, bytes) and len(v) > _MAX_NUMBER_TEXT for v in values):
+        if any(type(v) in (str, bytes) and len(v) > MAX_NUMBER_TEXT for v in values):
             raise _Refused(_UNWRITTEN)
         return cls(*args, **kwargs)  # the class checks the values itself
 
@@ -307,7 +258,7 @@ class _Decoder(_UNPICKLER):
     def number(self, long4: bool) -> None:
         """INT, LONG (text), LONG4: too long a number is not built (see _MAX_INT_BYTES)."""
         data = self.read(max(struct.unpack("<i", self.read(4))[0], 0)) if long4 else self.readline()
-        if len(data) > (_MAX_INT_BYTES if long4 else _MAX_NUMBER_TEXT):
+        if len(data) > (_MAX_INT_BYTES if long4 else MAX_NUMBER_TEXT):
             self.append(Marker("truncated", f"<… integer of {len(data):,} bytes not decoded>"))
         elif long4:
             self.append(int.from_bytes(data, "little", signed=True))
@@ -326,7 +277,7 @@ class _Decoder(_UNPICKLER):
 def _pairs(items: list[Any]) -> Iterable[tuple[Any, Any]]:
     if len(items) % 2:
         raise pickle.UnpicklingError("an odd number of items for a dict")
-    return zip(items[::2], items[1::2], strict=True)
+    return zip(items[::2], items[1::2])  # an even count: zip stops at neither end early
 
 
 def _reduced(d: _Decoder, new: bool, ex: bool = False) -> None:  # REDUCE, NEWOBJ(_EX)
@@ -366,7 +317,7 @@ def _uuid_state(state: Any) -> bool:
     return type(number) is int and 0 <= number < 1 << 128 and safe in (0, -1, None)
 
 
-def _load_restricted(data: bytes | memoryview, limits: DecodeLimits) -> tuple[Any, str | None]:
+def load_restricted(data: bytes | memoryview, limits: DecodeLimits) -> tuple[Any, str | None]:
     decoder = _Decoder(bytes(data), limits)
     return decoder.load(), decoder.stopped
 
@@ -381,116 +332,9 @@ class RestrictedUnpickler:
         return restricted_loads(self.file.read())
 
 
-def restricted_loads(data: bytes | memoryview, limits: _Limits = None) -> Any:
+def restricted_loads(data: bytes | memoryview, limits: DecodeLimits | None = None) -> Any:
     """The value of a pickle, built restrictedly; a marker for one over ``max_bytes``."""
     limits = limits or current_limits()
     if len(data) > limits.max_bytes:
         return Marker("truncated", f"<… not decoded: {len(data):,} bytes of pickle>")
-    return _load_restricted(data, limits)[0]
-
-
-@dataclass
-class StoredValue:
-    """A value as found in the cache: its bytes as stored and what they decode to."""
-
-    #: The bytes as stored, or None where the client library hides them (memcached).
-    raw: bytes | None
-    value: Any = None
-    #: How the bytes were read: "pickle", "int", "raw", "json", "undecodable".
-    encoding: str = "pickle"
-    error: str | None = None
-    #: The limit that stopped decoding early ("500,000 elements"): shown in part, marked.
-    truncated: str | None = None
-
-
-def decode_pickle(
-    raw: bytes, payload: bytes | memoryview, unsafe: bool = False, limits: _Limits = None
-) -> StoredValue:
-    """``payload`` (a pickle inside the stored bytes ``raw``) loaded restrictedly, or
-    fully with ``unsafe``; a corrupt or foreign value is reported, not raised, and one
-    over ``max_bytes`` is not decoded."""
-    limits = limits or current_limits()
-    if len(payload) > limits.max_bytes:
-        why = f"not decoded: {len(payload):,} bytes, over {limits.max_bytes:,} (see --raw)"
-        return StoredValue(raw, None, "undecodable", why)
-    try:
-        load = (lambda p, _: (pickle.loads(p), None)) if unsafe else _load_restricted
-        value, stopped = load(payload, limits)
-    except Exception as exc:
-        why = f"cannot unpickle: {type(exc).__name__}: {exc}"
-        return StoredValue(raw, None, "undecodable", why)
-    return StoredValue(raw, value, "pickle", truncated=stopped)
-
-
-def decode_custom(
-    raw: bytes, payload: bytes, serializer: Any, unsafe: bool, limits: _Limits = None
-) -> StoredValue:
-    """A value written by a non-default ``CACHE_SERIALIZER``: cachelib's JSON one is read
-    as JSON; any other is the app's own code, which only runs with ``unsafe``."""
-    if type(serializer).__name__ == "JSONSerializer":
-        if len(payload) > (limits or current_limits()).max_bytes:
-            return StoredValue(raw, None, "undecodable", f"not decoded: {len(payload):,} bytes")
-        try:
-            return StoredValue(raw, json.loads(payload), "json")
-        except (ValueError, RecursionError) as exc:
-            return StoredValue(raw, None, "undecodable", f"invalid JSON: {exc}")
-    if not unsafe:
-        why = f"written by the custom serializer {type(serializer).__name__}; pass "
-        return StoredValue(
-            raw, None, "undecodable", why + "--unsafe-unpickle to decode it, or --raw"
-        )
-    return StoredValue(raw, serializer.loads(payload), "custom")
-
-
-def decode_redis_value(
-    raw: bytes, serializer: Any = None, unsafe: bool = False, limits: _Limits = None
-) -> StoredValue:
-    """Read a value the way cachelib's Redis serializer wrote it: integers as ASCII digits
-    (so INCR works), anything else as ``!`` + pickle; other bytes predate cachelib 0.8."""
-    if serializer is not None:
-        return decode_custom(raw, raw, serializer, unsafe, limits)
-    if raw.startswith(b"!"):  # a view: a value too big to decode is never copied
-        return decode_pickle(raw, memoryview(raw)[1:], unsafe, limits)
-    with suppress(ValueError):
-        if len(raw) <= _MAX_NUMBER_TEXT:
-            return StoredValue(raw, int(raw), "int")
-    return StoredValue(raw, raw, "raw")
-
-
-# --- operator input ----------------------------------------------------------------------
-
-VALUE_TYPES = ("str", "int", "float", "json", "bytes")
-
-
-def parse_input_value(data: bytes, as_type: str, from_stdin: bool = False) -> Any:
-    """The Python value an operator means by ``data`` read as ``as_type``. From standard
-    input one trailing newline is dropped for ``str`` (``echo hello | cachectl set k -``
-    stores ``"hello"``); ``bytes`` keeps every byte."""
-    if as_type == "bytes":
-        return data
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"the value is not UTF-8 text; use --as bytes ({exc})") from exc
-    if as_type == "str":
-        return text.removesuffix("\n") if from_stdin else text
-    try:
-        if as_type == "int":
-            return int(text.strip())
-        if as_type == "float":
-            return float(text.strip())
-        if as_type == "json":
-            return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"the value is not valid {as_type}: {exc}") from exc
-    except RecursionError:
-        raise UsageError(f"the value is nested too deeply to be read as {as_type}") from None
-    raise UsageError(f"unknown value type {as_type!r} (use one of {', '.join(VALUE_TYPES)})")
-
-
-def to_jsonable(value: Any, limits: _Limits = None) -> Any:
-    """A JSON-ready form of a decoded value that loses nothing silently: types JSON lacks
-    are tagged (``{"$bytes": ...}``, ``{"$class": ...}``), what limits cut is marked."""
-    from cachectl.output import jsonable
-
-    return jsonable(value, limits or current_limits())
+    return load_restricted(data, limits)[0]
