@@ -34,6 +34,8 @@ DEFAULT_VIEW_PREFIX = "view/%s"
 ENTRY_HASH_LENGTH = 16
 VERSION_LENGTH = 6
 BASE64_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/=")
+#: A version is cut from base64 before any padding (the URL-safe alphabet is allowed too).
+_VERSION_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/-_")
 
 
 # --- memoize ---------------------------------------------------------------------------
@@ -65,6 +67,13 @@ def version_key(namespace: str) -> str:
 def new_version() -> str:
     """A fresh version string, made as Flask-Caching makes one."""
     return base64.b64encode(uuid.uuid4().bytes)[:VERSION_LENGTH].decode("ascii")
+
+
+def is_flask_caching_version(value: str) -> bool:
+    """Whether ``value`` has the shape of a version Flask-Caching writes (6 characters of
+    base64). Anything else in a version key was put there by someone else, and matching
+    keys by it could take what is not this function's."""
+    return len(value) == VERSION_LENGTH and all(ch in _VERSION_CHARACTERS for ch in value)
 
 
 def class_id(module: str, class_qualname: str) -> str:

@@ -106,3 +106,50 @@ def test_a_corrupt_value_is_reported_not_raised(redis_target: RedisTarget) -> No
     result = run("--url", redis_target.url, "get", "bad")
     assert result.exit_code == 0
     assert "cannot unpickle" in result.stderr
+
+
+# --- a version key someone else wrote is not a pattern to delete by ---------------------------
+
+#: Entries of another function that a glob in the version would also match.
+OTHER_FUNCTIONS = ["app_" + "C" * 16 + "zzzzzz", "app_" + "D" * 16 + "yyyyyyxxxxxx"]
+
+
+@pytest.mark.parametrize("version", ["*", "?????", "[a-z]*", "abc*ef", "abcdefg", "a b c!"])
+def test_purge_refuses_a_version_flask_caching_does_not_write(
+    redis_target: RedisTarget, version: str
+) -> None:
+    client = redis_target.client
+    client.set("app_mod.fn_memver", b"!" + pickle.dumps(version))
+    for key in OTHER_FUNCTIONS:
+        client.set(key, b"!" + pickle.dumps("theirs"))
+    base = ("--url", redis_target.url, "--key-prefix", "app_", "delete-memoized", "mod.fn")
+
+    for extra in ((), ("--dry-run",)):
+        result = run_console(*base, "--signature", "(a)", "--purge", *extra)
+        assert result.returncode == 2, result.stderr
+        assert b"not a version Flask-Caching writes" in result.stderr
+        assert b"Traceback" not in result.stderr
+
+    assert all(client.get(key) == b"!" + pickle.dumps("theirs") for key in OTHER_FUNCTIONS)
+    assert client.get("app_mod.fn_memver") == b"!" + pickle.dumps(version)  # left as it was
+
+
+def test_purge_by_a_version_flask_caching_writes_takes_only_its_entries(
+    redis_target: RedisTarget,
+) -> None:
+    client = redis_target.client
+    client.set("app_mod.fn_memver", b"!" + pickle.dumps("Ab+/9z"))
+    mine = "app_" + "E" * 16 + "Ab+/9z"
+    client.set(mine, b"!" + pickle.dumps(1))
+    for key in OTHER_FUNCTIONS:
+        client.set(key, b"!" + pickle.dumps("theirs"))
+
+    result = run_console(
+        "--url", redis_target.url, "--key-prefix", "app_", "--json",
+        "delete-memoized", "mod.fn", "--signature", "(a)", "--purge",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["purged"] == 1
+    assert not client.exists(mine)
+    assert all(client.exists(key) for key in OTHER_FUNCTIONS)

@@ -96,6 +96,7 @@ class MemoizedInvalidator:
                 report.purged = 0
             return report
         if purge:
+            self._check_purgeable(target, old)
             # Purge first, the new version after: an interrupted purge leaves the
             # version as it was, so running the command again finishes the job.
             report.purged = self._purge(fname, instance, old, dry_run, on_progress)
@@ -104,6 +105,17 @@ class MemoizedInvalidator:
         if not dry_run:
             self.backend.set(target, version, self._version_timeout())
         return report
+
+    @staticmethod
+    def _check_purgeable(version_key: str, version: str) -> None:
+        """Entries are found by the version their keys end with: a version Flask-Caching
+        did not write (glob characters, another length) would match other keys."""
+        if not keys.is_flask_caching_version(version):
+            raise UsageError(
+                f"{version_key} holds {version!r}, not a version Flask-Caching writes "
+                f"({keys.VERSION_LENGTH} characters of base64): refusing to purge by it; "
+                "without --purge a new version is written and nothing else is removed"
+            )
 
     def _purge(
         self,
@@ -123,6 +135,7 @@ class MemoizedInvalidator:
             function_version = self.read_version(keys.version_key(fname))
             if function_version is None:
                 return 0
+            self._check_purgeable(keys.version_key(fname), function_version)
             literal = self.backend.literal_pattern(function_version + old)
             pattern = f"{hash_part}{literal}"
             counts = (2,)
