@@ -37,7 +37,8 @@ def decode_pickle(
     over ``max_bytes`` is not decoded."""
     limits = limits or current_limits()
     if len(payload) > limits.max_bytes:
-        why = f"not decoded: {len(payload):,} bytes, over {limits.max_bytes:,} (see --max-bytes, --raw)"
+        why = f"not decoded: {len(payload):,} bytes, over {limits.max_bytes:,}"
+        why += " (see --max-bytes, --raw)"
         return StoredValue(raw, None, "undecodable", why)
     try:
         load = (lambda p, _: (pickle.loads(p), None)) if unsafe else load_restricted
