@@ -152,3 +152,29 @@ class Output:
         with Progress(*columns, console=self._console(stderr=True), transient=True) as bar:
             task = bar.add_task(description, total=None)
             yield lambda count: bar.update(task, completed=count)
+
+
+def route_library_logging(output: Output, debug: bool) -> None:
+    """Log records reach the operator as ``warning:`` lines, never as a library's traceback
+    (cachelib logs one for every file it fails to read); cachectl's own debug records
+    (``logging.getLogger("cachectl")``) are shown with ``--debug``. Set up when a backend
+    is first built: ``logging`` is too slow to import for ``--help``."""
+    import logging
+
+    class ToOutput(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            if record.levelno >= logging.WARNING:
+                output.warn(text)
+            else:
+                output.notice(f"debug: {text}")
+
+    root = logging.getLogger()
+    for earlier in [h for h in root.handlers if getattr(h, "for_cachectl", False)]:
+        root.removeHandler(earlier)  # an earlier invocation in this process (tests, batch)
+    handler = ToOutput()
+    handler.for_cachectl = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    logging.getLogger("cachectl").setLevel(logging.DEBUG if debug else logging.WARNING)

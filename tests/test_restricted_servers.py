@@ -53,6 +53,19 @@ def test_a_user_without_unlink_clears_and_deletes_with_del(acl_server: ServerPro
     assert cleared.exit_code == 0, cleared.stderr
     assert json.loads(cleared.stdout)["removed"] == 2497
     assert admin.keys("app_*") == [] and admin.get("other_key") == b"stays"
+    assert "DEL" not in cleared.stderr  # said only with --debug
+
+
+def test_debug_says_once_that_del_replaces_unlink(acl_server: ServerProcess) -> None:
+    admin = _fill(acl_server, 10)
+    deleted = run(*_limited(acl_server), "--debug", "delete", "0", "1", "2", "3")
+    assert deleted.exit_code == 0, deleted.stderr
+    notices = [line for line in deleted.stderr.splitlines() if "with DEL instead" in line]
+    assert len(notices) == 1 and notices[0].startswith("debug: UNLINK refused")
+    cleared = run(*_limited(acl_server), "--debug", "clear", "--yes")
+    assert cleared.exit_code == 0, cleared.stderr
+    assert "debug: UNLINK is not allowed for this user: removing with DEL" in cleared.stderr
+    assert admin.keys("app_*") == []
 
 
 def test_stats_without_memory_still_counts(acl_server: ServerProcess) -> None:

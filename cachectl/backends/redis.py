@@ -19,7 +19,7 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
-from cachectl.backends.redis_sweep import is_refused_permission, scan_all, sweep
+from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
 from cachectl.codec import StoredValue, decode_redis_value
 from cachectl.errors import BackendError, ConfigError
@@ -150,6 +150,7 @@ class RedisBackend(CacheBackend):
                     raise
                 # Redis < 4, or a user not allowed UNLINK: DEL removes the same keys.
                 self._unlink_supported = False
+                log.debug("UNLINK refused (%s): removing with DEL instead", exc)
         return int(self.client.delete(*names))
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:

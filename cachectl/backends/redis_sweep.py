@@ -19,6 +19,7 @@ Two ways to run a step, chosen automatically:
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -30,6 +31,9 @@ import redis
 import redis.exceptions
 
 from cachectl.backends.base import Tally
+
+#: Shown with --debug: how the sweep had to adapt to what the server allows.
+log = logging.getLogger("cachectl")
 
 #: Keys a SCAN step looks at. Larger steps mean fewer round trips but longer
 #: pauses for other clients; a thousand keeps a step around a millisecond.
@@ -102,6 +106,7 @@ def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_k
             next_cursor, found = step
         if pending and not dry_run and any(is_refused_permission(r) for r in replies):
             remove = "delete"  # a restricted user: DEL does what UNLINK would, blocking
+            log.debug("UNLINK is not allowed for this user: removing with DEL instead")
             replies = (
                 [client.delete(name) for name in pending] if per_key else [client.delete(*pending)]
             )
@@ -119,8 +124,9 @@ def _sweep_node(client: Any, match: str, dry_run: bool, tally: Tally, per_key: b
         try:
             _sweep_with_script(client, match, dry_run, tally)
             return
-        except ScriptsRefused:
-            pass  # fall back to the client-side path, which needs no scripting
+        except ScriptsRefused as refused:
+            # The client-side path needs no scripting.
+            log.debug("the server runs no script (%s): sweeping from the client", refused)
     _sweep_pipelined(client, match, dry_run, tally, per_key)
 
 

@@ -110,7 +110,9 @@ class Session:
     def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
         """The backend of the chosen cache; checked reachable unless ``connect`` is off."""
         from cachectl.backends import build_backend
+        from cachectl.output import route_library_logging
 
+        route_library_logging(self.output, self.debug)
         chosen = self.app_cache()
         app_built = None
         if (
