@@ -32,6 +32,10 @@ class Generation:
     file_hash_method: Callable[..., object]
     #: Where the generation was taken from, for ``cachectl config``.
     origin: str
+    #: The FileSystemCache file format of the app's release (``backends.filesystem_format``),
+    #: or None where the generation spans both (legacy: 1.9-1.10 pickled the expiry, 2.0-2.4
+    #: write cachelib's header); a directory's own files then decide.
+    file_format: str | None = None
 
 
 def _installed_flask_caching() -> str | None:
@@ -43,13 +47,32 @@ def _installed_flask_caching() -> str | None:
         return None
 
 
-def _is_legacy_version(version: str) -> bool:
+def _release(version: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a Flask-Caching version string, None if it is not one."""
     parts = []
     for piece in version.split(".")[:2]:
         digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    major, minor = [*parts, 0, 0][:2]
-    return (major, minor) < (2, 5)
+        if not digits:
+            return None
+        parts.append(int(digits))
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
+def _file_format(release: tuple[int, int]) -> str | None:
+    """FileSystemCache's file format by release: its own class up to 1.10 pickled the
+    expiry; from 2.0 it is cachelib's (>= 0.9), with the 4-byte header; 1.11 used
+    whichever cachelib was installed, so its files decide."""
+    from cachectl.backends.filesystem_format import HEADER, PICKLED
+
+    if release < (1, 11):
+        return PICKLED
+    return HEADER if release >= (2, 0) else None
+
+
+def _by_release(release: tuple[int, int], origin: str) -> Generation:
+    if release >= (2, 5):
+        return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin, _file_format(release))
+    return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, _file_format(release))
 
 
 def resolve_generation(
@@ -66,11 +89,21 @@ def resolve_generation(
         if installed is None:
             requested, origin = CURRENT, "default (Flask-Caching not installed here)"
         else:
-            requested = LEGACY if _is_legacy_version(installed) else CURRENT
-            origin = f"installed Flask-Caching {installed}"
+            release = _release(installed)
+            if release is not None:
+                return _by_release(release, f"installed Flask-Caching {installed}")
+            requested, origin = CURRENT, f"installed Flask-Caching {installed}"
     requested = requested.strip().lower()
-    if requested in ("2.5", "2.5+", "current"):
-        return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin)
-    if requested in ("legacy", "2.4", "2.0-2.4"):
+    if requested in ("2.5+", "current"):
+        requested = "2.5"
+    if requested == "2.0-2.4":
+        requested = "2.4"
+    if requested == "legacy":
         return Generation(LEGACY, hashlib.md5, hashlib.md5, origin)
-    raise ConfigError(f"unknown Flask-Caching generation {requested!r} (use 2.5 or legacy)")
+    release = _release(requested)
+    if release is None or not (1, 9) <= release < (4, 0):
+        raise ConfigError(
+            f"unknown Flask-Caching generation {requested!r} (use 2.5, legacy, or the "
+            "release the app runs, 1.9 or later: 2.4, 1.10, ...)"
+        )
+    return _by_release(release, origin)

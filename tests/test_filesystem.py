@@ -52,7 +52,7 @@ def test_legacy_generation_names_files_with_md5(cache_dir: Path) -> None:
     """Flask-Caching < 2.5 named cache files by md5 of the key."""
     import hashlib
 
-    run("--dir", str(cache_dir), "--compat", "legacy", "set", "k", "v")
+    run("--dir", str(cache_dir), "--compat", "2.4", "set", "k", "v")
     assert (cache_dir / hashlib.md5(b"k").hexdigest()).exists()
     run("--dir", str(cache_dir), "--compat", "2.5", "set", "k", "v")
     assert (cache_dir / hashlib.sha256(b"k").hexdigest()).exists()

@@ -65,6 +65,9 @@ class ClearPlan:
     #: terminal could ask: removing other apps' data too deserves a deliberate
     #: flag rather than a reflexive "y". None when a confirmation is enough.
     needs_yes: str | None = None
+    #: Something the operator should weigh before going ahead (shown with the
+    #: confirmation and with ``--dry-run``), such as a directory mostly of other files.
+    caution: str | None = None
 
 
 class CacheBackend:

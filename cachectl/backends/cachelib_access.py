@@ -77,7 +77,7 @@ def redis_key_prefix(cache: Any) -> str:
 
 # --- FileSystemCache ----------------------------------------------------------------
 # ``_path``, ``_threshold``, ``_hash_method``, ``_fs_count_file``, ``_get_filename``
-# and ``_update_count(delta=, value=)``: unchanged in name and meaning from 0.9.0 to
+# ``_mode`` and ``serializer``: unchanged in name and meaning from 0.9.0 to
 # 0.17.0 (the default hash_method moved from md5 to sha256, which is why it is read).
 
 
@@ -119,22 +119,15 @@ def set_filesystem_threshold(cache: Any, threshold: int) -> None:
     cache._threshold = threshold
 
 
-def adjust_filesystem_count(cache: Any, delta: int) -> None:
-    """Tell cachelib's item counter that ``delta`` files came or went.
-
-    ``_update_count(delta=)``, 0.9.0-0.17.0. cachelib treats a zero delta as
-    "reset to 0", so a zero delta is not passed on; with no threshold there is no
-    counter to keep.
-    """
-    if delta and cache._threshold:
-        cache._update_count(delta=delta)
+def filesystem_mode(cache: Any) -> int:
+    """The permission bits of cache files (``_mode``, 0.9.0-0.17.0; 0600 by default)."""
+    return int(cache._mode)
 
 
-def reset_filesystem_count(cache: Any) -> None:
-    """Set cachelib's item counter to 0, after every cache file went
-    (``_update_count(value=0)``, 0.9.0-0.17.0)."""
-    if cache._threshold:
-        cache._update_count(value=0)
+def filesystem_serializer(cache: Any) -> Any:
+    """What writes a value after the expiry header: ``serializer`` (public in 0.9.0-0.17.0),
+    cachelib's pickle one or the app's CACHE_SERIALIZER."""
+    return cache.serializer
 
 
 # --- MemcachedCache ----------------------------------------------------------------

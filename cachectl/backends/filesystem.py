@@ -1,22 +1,45 @@
-"""FileSystemCache: one file per key in CACHE_DIR, named by the hash of the key."""
+"""FileSystemCache: one file per key in CACHE_DIR, named by the hash of the key.
+
+cachectl writes cache files itself rather than through cachelib's ``set``: cachelib prunes
+every file in CACHE_DIR once the item count passes CACHE_THRESHOLD, a ``.bashrc`` or a
+``data.csv`` included, and writes only its own format, where an app on Flask-Caching 1.10
+or older reads another (``filesystem_format``). Here only files named like cache entries
+are ever removed, nothing is pruned (the app prunes on its next write), and a file is
+written in the format the directory's files already have.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import struct
+import pickle
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from itertools import islice
 from typing import Any
 
 from cachectl.backends import cachelib_access as access
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
+from cachectl.backends.filesystem_format import (
+    HEAD_SIZE,
+    HEADER,
+    PICKLED,
+    PICKLED_FORMAT_PROTOCOL,
+    FileHead,
+    head_bytes,
+    read_head,
+)
 from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
 
-#: Each cache file starts with the expiry time as a native unsigned int (0: never).
-_EXPIRY = struct.Struct("I")
+log = logging.getLogger("cachectl")
+#: How many cache files are read to learn the directory's file format.
+_FORMAT_SAMPLE = 16
+#: Suffix of the temporary file a write goes through (cachelib and the app skip it).
+_IN_FLIGHT = ".__wz_cache"
 
 
 class FileSystemBackend(CacheBackend):
@@ -25,8 +48,10 @@ class FileSystemBackend(CacheBackend):
     kind = "filesystem"
     can_show_raw_bytes = True
 
-    def __init__(self, cache: Any, serializer: Any = None) -> None:
+    def __init__(self, cache: Any, serializer: Any = None, file_format: str | None = None) -> None:
         super().__init__(cache)
+        #: The format of the app's release, if the generation tells it (else the files do).
+        self.release_format = file_format
         self.directory: str = access.filesystem_directory(cache)
         self.serializer = serializer
         self._name_length = len(access.filesystem_hash_method(cache)(b"").hexdigest())
@@ -67,20 +92,109 @@ class FileSystemBackend(CacheBackend):
             if isinstance(exc.__cause__, FileNotFoundError):
                 return None
             raise
-        if len(raw) < _EXPIRY.size:
+        head = read_head(raw)
+        if head is None:
             return StoredValue(raw, None, "undecodable", "the cache file is truncated")
-        (expires,) = _EXPIRY.unpack_from(raw)
-        if expires != 0 and expires < time.time():
+        if head.expires != 0 and head.expires < time.time():
             return None  # expired: the app treats it as missing too
-        payload = raw[_EXPIRY.size :]
-        if self.serializer is not None:
-            return decode_custom(raw, payload, self.serializer, unsafe)
+        return self._decode(raw, head, unsafe)
+
+    def _decode(self, raw: bytes, head: FileHead, unsafe: bool = False) -> StoredValue:
+        payload = memoryview(raw)[head.payload_offset :]
+        if self.serializer is not None and head.file_format == HEADER:
+            return decode_custom(raw, bytes(payload), self.serializer, unsafe)
         return decode_pickle(raw, payload, unsafe)
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
+        """Write one file as the app's library would, in the directory's format; the
+        item count is kept for CACHE_THRESHOLD, but nothing is pruned."""
+        file_format = self.write_format()
+        if timeout is None:
+            timeout = int(self.cache.default_timeout)
+        expires = 0 if timeout == 0 else int(time.time()) + timeout
+        path = access.filesystem_file_name(self.cache, key)
         with self._os_errors():
-            if not self.cache.set(key, value, timeout=timeout):
-                raise BackendError(f"{self.describe()}: the value could not be written")
+            is_new = not os.path.exists(path)
+            self._write(path, file_format, expires, value)
+            if is_new:
+                count = self._adjust_count(1)
+                threshold = access.filesystem_threshold(self.cache)
+                if count is not None and count > threshold:
+                    log.warning(
+                        "%s holds %d entries, over CACHE_THRESHOLD %d: cachectl prunes "
+                        "nothing (the app prunes on its next write)",
+                        self.directory,
+                        count,
+                        threshold,
+                    )
+
+    def _write(self, path: str, file_format: str, expires: int, value: Any) -> None:
+        """Through a temporary file renamed into place, so a reader never sees half."""
+        handle, temporary = tempfile.mkstemp(suffix=_IN_FLIGHT, dir=self.directory)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(head_bytes(file_format, expires))
+                if file_format == PICKLED:
+                    pickle.dump(value, stream, PICKLED_FORMAT_PROTOCOL)
+                else:
+                    access.filesystem_serializer(self.cache).dump(value, stream)
+            os.replace(temporary, path)
+            os.chmod(path, access.filesystem_mode(self.cache))
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise
+
+    def write_format(self) -> str:
+        """The format of the files already here; the release's when there are none (or
+        both); refused when neither tells (exit 2), rather than risk the app's reads."""
+        found = set()
+        with self._os_errors():
+            for path in islice(self._cache_files(with_count=True), _FORMAT_SAMPLE):
+                with suppress(OSError), open(path, "rb") as handle:
+                    head = read_head(handle.read(HEAD_SIZE))
+                    if head is not None:
+                        found.add(head.file_format)
+        if len(found) == 1:
+            return found.pop()
+        if self.release_format is not None:
+            return self.release_format
+        names = "Flask-Caching 1.9-1.10 pickle the expiry, 2.x writes cachelib's header"
+        where = "holds files of both formats" if found else "holds no cache file yet"
+        raise UsageError(
+            f"cannot tell which file format to write: {self.directory} {where} ({names}), "
+            "and the app's release is not known: name it with --compat (2.4, 1.10, ...)"
+        )
+
+    def _count_path(self) -> str:
+        return os.path.join(self.directory, self._count_file)
+
+    def _adjust_count(self, delta: int) -> int | None:
+        """Keep the item count the app prunes by (a cache file named like a key, holding
+        an int), as the app's library does; None when no count is kept (no threshold).
+        A count file is only ever rewritten in place, never created."""
+        if not access.filesystem_threshold(self.cache):
+            return None
+        path = self._count_path()
+        count, current_format = self._read_count(path)
+        if current_format is None:
+            return None  # no count file: the app makes one when it starts
+        count = max(count + delta, 0)
+        self._write(path, current_format, 0, count)
+        return count
+
+    def _read_count(self, path: str) -> tuple[int, str | None]:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(1024)
+        except FileNotFoundError:
+            return 0, None
+        head = read_head(raw)
+        if head is None:
+            return 0, None
+        stored = self._decode(raw, head)
+        count = stored.value if type(stored.value) is int else 0
+        return count, head.file_format
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
@@ -94,16 +208,47 @@ class FileSystemBackend(CacheBackend):
                     tally.add(1)
         finally:
             # The item count the app prunes by, updated once rather than per file.
-            access.adjust_filesystem_count(self.cache, -tally.count)
+            if tally.count:
+                with self._os_errors():
+                    self._adjust_count(-tally.count)
         return tally.count
 
     def clear_plan(self) -> ClearPlan:
-        return ClearPlan(self.describe(), "cache files (other files stay)")
+        caution = None
+        with self._os_errors():
+            others, cache_files = self._census()
+        if others > cache_files:
+            caution = (
+                f"{self.directory} holds {others:,} entries that are not cache files "
+                f"(and {cache_files:,} cache files): is CACHE_DIR right? "
+                "Only the cache files are removed"
+            )
+        return ClearPlan(self.describe(), "cache files (other files stay)", caution=caution)
+
+    def _census(self, at_most: int = 100_000) -> tuple[int, int]:
+        """How many of the directory's first ``at_most`` entries are not cache files, and
+        how many are (a directory mostly of other files is likely not CACHE_DIR)."""
+        others = cache_files = 0
+        with os.scandir(self.directory) as entries:
+            for entry in islice(entries, at_most):
+                if entry.name == self._count_file or entry.name.endswith(_IN_FLIGHT):
+                    continue
+                if self.is_cache_file(entry.name) and entry.is_file(follow_symlinks=False):
+                    cache_files += 1
+                else:
+                    others += 1
+        return others, cache_files
 
     def cache_files(self) -> Iterator[str]:
+        return self._cache_files(with_count=False)
+
+    def _cache_files(self, with_count: bool) -> Iterator[str]:
         with os.scandir(self.directory) as entries:
             for entry in entries:
-                if self.is_cache_file(entry.name) and entry.is_file(follow_symlinks=False):
+                named = self.is_cache_file(entry.name) or (
+                    with_count and entry.name == self._count_file
+                )
+                if named and entry.is_file(follow_symlinks=False):
                     yield entry.path
 
     def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
@@ -128,8 +273,9 @@ class FileSystemBackend(CacheBackend):
                     except FileNotFoundError:
                         continue  # expired and pruned by the app meanwhile
                 tally.add(1)
-            if not dry_run:
-                access.reset_filesystem_count(self.cache)
+            if not dry_run and os.path.exists(self._count_path()):
+                # Reset in place; a count file that was not there is not created.
+                self._adjust_count(-self._read_count(self._count_path())[0])
         return tally.count
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
@@ -148,12 +294,15 @@ class FileSystemBackend(CacheBackend):
                     continue
                 try:
                     with open(path, "rb") as handle:
-                        (expires,) = _EXPIRY.unpack(handle.read(_EXPIRY.size))
+                        head = read_head(handle.read(HEAD_SIZE))
                     size = os.path.getsize(path)
-                except (OSError, struct.error):
-                    continue  # expired and pruned by the app meanwhile, or truncated
+                except OSError:
+                    continue  # expired and pruned by the app meanwhile
+                if head is None:
+                    continue  # truncated
                 stats.examined += 1
                 stats.kinds["other"] += 1
+                expires = head.expires
                 stats.ttls[ttl_bucket(None if expires == 0 else expires - now)] += 1
                 stats.memory_sampled += 1
                 stats.memory_bytes += size

@@ -23,7 +23,13 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import memcached_client
-from cachectl.codec import RestrictedUnpickler, StoredValue, decode_pickle, restricted_loads
+from cachectl.codec import (
+    RestrictedUnpickler,
+    StoredValue,
+    Undecodable,
+    decode_pickle,
+    loads_or_undecodable,
+)
 from cachectl.errors import BackendError, UsageError
 
 #: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).
@@ -60,7 +66,7 @@ def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> An
 
         def deserialize(self, data: bytes, flags: int) -> Any:
             if flags & _PYLIBMC_PICKLE_FLAG and not self.unsafe:
-                return restricted_loads(data)
+                return loads_or_undecodable(data)
             return super().deserialize(data, flags)
 
     behaviors = {"connect_timeout": int(timeout * 1000), "receive_timeout": int(timeout * 1e6)}
@@ -160,6 +166,8 @@ class MemcachedBackend(CacheBackend):
         if value is None:
             # Flask-Caching cannot tell a stored None from a miss either.
             return None
+        if isinstance(value, Undecodable):
+            return StoredValue(None, None, "undecodable", value.reason)
         return StoredValue(None, value, "memcached")
 
     def _get_chunked(self, key: str, unsafe: bool) -> StoredValue | None:

@@ -21,7 +21,7 @@ from cachectl.backends.base import (
 from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
-from cachectl.codec import StoredValue, decode_redis_value
+from cachectl.codec import StoredValue, decode_redis_value, encode_redis_value
 from cachectl.errors import BackendError, ConfigError
 from cachectl.secrets import mask_url
 
@@ -130,8 +130,17 @@ class RedisBackend(CacheBackend):
         return decode_redis_value(raw, self.serializer, unsafe)
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
+        """As the app's ``cache.set``: None is the default timeout, 0 never expires. The
+        app's CACHE_SERIALIZER writes through cachelib; the default format is written
+        here, with a pickle protocol an app on any Python 3 reads."""
+        if self.serializer is not None:
+            with self.server_errors():
+                self.cache.set(key, value, timeout=timeout)
+            return
+        if timeout is None:
+            timeout = int(self.cache.default_timeout)
         with self.server_errors():
-            self.cache.set(key, value, timeout=timeout)
+            self.client.set(self.key_prefix + key, encode_redis_value(value), ex=timeout or None)
 
     def _unlink(self, names: list[Any]) -> int:
         """Remove ``names`` (full keys) in one round trip; how many existed."""

@@ -16,7 +16,8 @@ from typing import Any
 from cachectl import keys
 
 KINDS = ("memoize entries", "memoize versions", "views", "fragments", "other")
-TTL_BUCKETS = ("no expiry", "< 1 minute", "< 1 hour", "< 1 day", ">= 1 day")
+#: "expired": still on disk, missing to the app (FileSystemCache); listed only when seen.
+TTL_BUCKETS = ("no expiry", "< 1 minute", "< 1 hour", "< 1 day", ">= 1 day", "expired")
 #: Keys whose memory is measured (Redis: MEMORY USAGE) when no sample size is given.
 DEFAULT_MEMORY_SAMPLE = 1000
 
@@ -35,9 +36,11 @@ def classify(rest: str) -> str:
 
 
 def ttl_bucket(seconds: float | None) -> str:
-    """The bucket of a remaining lifetime; None or negative means the entry never expires."""
-    if seconds is None or seconds < 0:
+    """The bucket of a remaining lifetime (None: the entry never expires)."""
+    if seconds is None:
         return "no expiry"
+    if seconds < 0:
+        return "expired"
     for limit, name in ((60, "< 1 minute"), (3600, "< 1 hour"), (86400, "< 1 day")):
         if seconds < limit:
             return name
@@ -77,7 +80,11 @@ class CacheStats:
             "examined": self.examined,
             "estimated": self.estimated,
             "kinds": {kind: self.scaled(self.kinds[kind]) for kind in KINDS},
-            "ttl": {bucket: self.scaled(self.ttls[bucket]) for bucket in TTL_BUCKETS},
+            "ttl": {
+                bucket: self.scaled(self.ttls[bucket])
+                for bucket in TTL_BUCKETS
+                if bucket != "expired" or self.ttls[bucket]
+            },
             "memory": {
                 "sampled_keys": self.memory_sampled,
                 "sampled_bytes": self.memory_bytes,

@@ -19,6 +19,7 @@ from cachectl.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     CachectlError,
+    ConfigError,
     UsageError,
 )
 from cachectl.output import Output
@@ -265,6 +266,18 @@ def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) 
     ctx.exit(code)
 
 
+def _checked_compat(value: str | None) -> str | None:
+    """A usage error for a release that is not one, before anything is read."""
+    if value is not None:
+        from cachectl.generations import resolve_generation
+
+        try:
+            resolve_generation(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _finite(value: float) -> float:
     if value != value:  # NaN passes every range check
         raise click.BadParameter("must be a number of seconds, not nan", param_hint="--timeout")
@@ -362,10 +375,13 @@ def _parse_option(text: str) -> tuple[str, Any]:
 )
 @click.option(
     "--compat",
-    type=click.Choice(["2.5", "legacy"]),
+    metavar="RELEASE",
     envvar="CACHECTL_COMPAT",
-    help="Flask-Caching generation whose defaults apply (2.5+, or legacy 2.0-2.4). "
-    "Default: that of the Flask-Caching installed here, else 2.5. Env: CACHECTL_COMPAT.",
+    callback=lambda ctx, param, value: _checked_compat(value),
+    help="The Flask-Caching the app runs, whose defaults apply: 2.5 (and later), legacy "
+    "(1.9-2.4), or its release (2.4, 1.10, ...: FileSystemCache's file format differs "
+    "before 1.11). Default: that of the Flask-Caching installed here, else 2.5. "
+    "Env: CACHECTL_COMPAT.",
 )
 @click.option(
     "--timeout",

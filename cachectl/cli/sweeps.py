@@ -52,6 +52,8 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: s
     plan = clearing.check_clear(
         backend, flush_db=flush_db, dry_run=dry_run, yes=yes, warn=output.warn
     )
+    if plan.caution is not None:
+        output.warn(plan.caution)
     if not dry_run:
         confirm(session, f"Remove {plan.scope} from {plan.target}", yes)
     with output.progress("counting" if dry_run else "removing") as on_progress:

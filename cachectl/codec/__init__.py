@@ -16,8 +16,20 @@ from cachectl.codec.limits import DecodeLimits, current_limits, using_limits
 from cachectl.codec.operator_input import VALUE_TYPES, parse_input_value
 from cachectl.codec.placeholders import ClassRef, Marker, OpaqueObject
 from cachectl.codec.rendering import format_value, to_jsonable
-from cachectl.codec.stored import StoredValue, decode_custom, decode_pickle, decode_redis_value
-from cachectl.codec.unpickler import SAFE_CLASSES, RestrictedUnpickler, restricted_loads
+from cachectl.codec.stored import (
+    StoredValue,
+    decode_custom,
+    decode_pickle,
+    decode_redis_value,
+    encode_redis_value,
+)
+from cachectl.codec.unpickler import (
+    SAFE_CLASSES,
+    RestrictedUnpickler,
+    Undecodable,
+    loads_or_undecodable,
+    restricted_loads,
+)
 
 __all__ = [
     "SAFE_CLASSES",
@@ -28,11 +40,14 @@ __all__ = [
     "OpaqueObject",
     "RestrictedUnpickler",
     "StoredValue",
+    "Undecodable",
     "current_limits",
     "decode_custom",
     "decode_pickle",
     "decode_redis_value",
+    "encode_redis_value",
     "format_value",
+    "loads_or_undecodable",
     "parse_input_value",
     "restricted_loads",
     "to_jsonable",

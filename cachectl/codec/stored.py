@@ -82,3 +82,17 @@ def decode_redis_value(
         if len(raw) <= MAX_NUMBER_TEXT:
             return StoredValue(raw, int(raw), "int")
     return StoredValue(raw, raw, "raw")
+
+
+#: The pickle protocol of values cachectl writes: every Python from 3.4 reads 4, while 5
+#: (the default from 3.8) would leave an app on 3.7 or older unable to read the value.
+WRITE_PROTOCOL = 4
+
+
+def encode_redis_value(value: Any) -> bytes:
+    """A value as the app's library stores it in Redis: an int (not a bool) as ASCII
+    digits, so ``cache.inc()`` can INCRBY it (and every cachelib and Flask-Caching 1.x
+    reads it), anything else as ``!`` + pickle."""
+    if type(value) is int:
+        return str(value).encode("ascii")
+    return b"!" + pickle.dumps(value, WRITE_PROTOCOL)

@@ -322,6 +322,23 @@ def load_restricted(data: bytes | memoryview, limits: DecodeLimits) -> tuple[Any
     return decoder.load(), decoder.stopped
 
 
+class Undecodable:
+    """What a client library hands back for a value it could not unpickle (memcached
+    clients decode values themselves): the reason, for the operator, instead of an
+    exception out of the library or a value that looks missing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def loads_or_undecodable(data: bytes | memoryview) -> Any:
+    """``restricted_loads``, a corrupt pickle being an ``Undecodable``, never raised."""
+    try:
+        return restricted_loads(data)
+    except Exception as exc:
+        return Undecodable(f"cannot unpickle: {type(exc).__name__}: {exc}")
+
+
 class RestrictedUnpickler:
     """``pickle.Unpickler(file).load()``, restricted: python-memcached makes one a value."""
 
@@ -329,7 +346,7 @@ class RestrictedUnpickler:
         self.file = file
 
     def load(self) -> Any:
-        return restricted_loads(self.file.read())
+        return loads_or_undecodable(self.file.read())
 
 
 def restricted_loads(data: bytes | memoryview, limits: DecodeLimits | None = None) -> Any:

@@ -52,6 +52,7 @@ class Cleared:
             "dry_run": self.dry_run,
             "target": self.plan.target,
             "scope": self.plan.scope,
+            "caution": self.plan.caution,
             "removed": self.removed,
         }
 

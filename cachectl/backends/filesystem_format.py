@@ -1,0 +1,68 @@
+"""The two on-disk formats of a FileSystemCache file, told apart by their first bytes.
+
+- ``HEADER`` (cachelib, so Flask-Caching 2.x and 1.11 on a recent cachelib): the expiry as
+  a 4-byte native unsigned int (0: never), then the value as the serializer writes it.
+- ``PICKLED`` (Flask-Caching's own FileSystemCache up to 1.10): the expiry as a protocol-1
+  pickle (``pickle.dump(expiry, f, 1)``), then ``pickle.dump(value, f, HIGHEST_PROTOCOL)``.
+
+A protocol-1 pickle of an int is ``K`` + 1 byte, ``M`` + 2 bytes or ``J`` + 4 bytes, then
+``.``; the value pickle that follows starts with ``\\x80`` and its protocol. Read as a
+cachelib header, those bytes give an expiry cachelib never writes (a date in 1973-1994, or
+after 2038), so the two cannot be confused in a file either one wrote.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass
+
+HEADER = "cachelib"
+PICKLED = "pickled-expiry"
+#: cachelib's expiry header.
+_EXPIRY = struct.Struct("I")
+#: The opcode of a protocol-1 int pickle, and how many bytes of number follow it.
+_PICKLED_INTS = {ord("K"): 1, ord("M"): 2, ord("J"): 4}
+_STOP = ord(".")
+_PROTO = 0x80
+#: What an app that reads the pickled format may run on: protocol 4 is read by every
+#: Python 3.4 and later; 5 only by 3.8 and later.
+PICKLED_FORMAT_PROTOCOL = 4
+
+
+@dataclass(frozen=True)
+class FileHead:
+    """What the first bytes of a cache file say."""
+
+    file_format: str
+    #: Unix time of expiry; 0 never expires.
+    expires: int
+    #: Where the value's bytes begin.
+    payload_offset: int
+
+
+def read_head(data: bytes) -> FileHead | None:
+    """The format and expiry of a cache file from its first bytes (at least 8 of them
+    where the file has them); None when it is too short to hold either format."""
+    width = _PICKLED_INTS.get(data[0]) if data else None
+    if width is not None and len(data) > width + 2 and data[width + 1] == _STOP:
+        follows = data[width + 2]
+        # A cachelib header with these bytes would be an expiry before 1995 or after
+        # 2038; after a pickled expiry comes the value's pickle.
+        if follows == _PROTO or width == 4:
+            number = int.from_bytes(data[1 : width + 1], "little", signed=width == 4)
+            return FileHead(PICKLED, number, width + 2)
+    if len(data) < _EXPIRY.size:
+        return None
+    return FileHead(HEADER, _EXPIRY.unpack_from(data)[0], _EXPIRY.size)
+
+
+def head_bytes(file_format: str, expires: int) -> bytes:
+    """The bytes a file of ``file_format`` starts with, for an expiry."""
+    if file_format == PICKLED:
+        return pickle.dumps(expires, 1)
+    return _EXPIRY.pack(expires)
+
+
+#: How many bytes of a file ``read_head`` needs to decide.
+HEAD_SIZE = 8
