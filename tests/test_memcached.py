@@ -111,6 +111,22 @@ def test_planted_pickles_do_not_run(memcached_address: str, tmp_path) -> None:
     assert "<not loaded: posix.system" in result.stdout
 
 
+def test_a_corrupt_pickle_is_reported_not_raised(memcached_address: str) -> None:
+    import socket
+
+    host, port = memcached_address.rsplit(":", 1)
+    data = b"\x80\x04not a pickle"
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        # Flag 1 marks a pickled value for both client libraries.
+        conn.sendall(b"set flask_cache_bad 1 0 %d\r\n%s\r\n" % (len(data), data))
+        assert conn.recv(64) == b"STORED\r\n"
+
+    result = run(*mc_args(memcached_address), "get", "bad")
+
+    assert result.exit_code == 0, result.output
+    assert "bad: cannot unpickle" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_server_lost_mid_delete_is_a_failure_not_a_success(client_library: str) -> None:
     """Keys stream in on stdin; the server dies between two batches. python-memcached
     swallows the error and pylibmc raises it: either way, exit 3 with the count."""

@@ -97,8 +97,16 @@ def test_set_stores_bytes_identical_to_the_app(redis_target: RedisTarget) -> Non
     run(*redis_args(redis_target), "set", "int-by-cachectl", "7", "--as", "int")
 
     client = redis_target.client
-    assert client.get("app_by-cachectl") == client.get("app_by-app")
     assert client.get("app_int-by-cachectl") == client.get("app_int-by-app") == b"7"
+    # The app's format, with pickle protocol 4 (readable by an app on any Python 3), where
+    # the app on this Python writes 5: the same opcodes, another protocol byte.
+    by_app, by_cachectl = client.get("app_by-app"), client.get("app_by-cachectl")
+    assert by_app == b"!" + pickle.dumps({"a": [1, 2]}, pickle.HIGHEST_PROTOCOL)
+    assert by_cachectl == b"!" + pickle.dumps({"a": [1, 2]}, 4)
+    assert by_cachectl[3:] == by_app[3:]
+    with app.app_context():
+        assert cache.get("by-cachectl") == {"a": [1, 2]}
+        assert cache.cache.inc("int-by-cachectl") == 8  # INCRBY on the digits
 
 
 def test_set_timeout_defaults_to_the_config_and_zero_never_expires(
