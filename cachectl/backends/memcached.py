@@ -125,6 +125,8 @@ class MemcachedBackend(CacheBackend):
             yield
         except (UsageError, KeyboardInterrupt):
             raise
+        except OSError as exc:  # python-memcached lets a reset escape from a few paths
+            raise BackendError(f"{self.describe()}: lost the connection: {exc}") from exc
         except Exception as exc:
             if type(exc).__module__.split(".")[0] not in ("pylibmc", "_pylibmc", "memcache"):
                 raise
