@@ -198,3 +198,23 @@ def test_the_release_decides_for_an_empty_directory(
     data = (directory / hashlib.md5(b"k").hexdigest()).read_bytes()
     assert data.startswith(pickle.dumps(0, 1)) is pickled
     assert run("--dir", str(directory), "--compat", release, "get", "k").stdout == "v\n"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_an_expiry_pickled_by_cachelib_before_0_7_is_read(tmp_path: Path, protocol: int) -> None:
+    """cachelib 0.5-0.6 (under Flask-Caching 1.11) pickled the expiry with its highest
+    protocol, framed from 4 on: the same format for the app, another first few bytes."""
+    directory = tmp_path / "cachelib06"
+    directory.mkdir()
+    soon = int(time.time()) + 300
+    for key, value, expires in (("forever", [1, 2], 0), ("soon", "text", soon)):
+        data = pickle.dumps(expires, protocol) + pickle.dumps(value, protocol)
+        (directory / hashlib.md5(key.encode()).hexdigest()).write_bytes(data)
+    base = ("--dir", str(directory), *LEGACY)
+
+    document = json.loads(run(*base, "--json", "get", "forever", "soon").stdout)
+    assert [r["value"] for r in document["results"]] == [[1, 2], "text"]
+    assert json.loads(run(*base, "--json", "stats").stdout)["ttl"]["< 1 hour"] == 1
+
+    assert run(*base, "set", "new", "v", "--ttl", "0").exit_code == 0
+    assert read_as_flask_caching_110(directory / hashlib.md5(b"new").hexdigest()) == (0, "v")

@@ -2,8 +2,11 @@
 
 - ``HEADER`` (cachelib, so Flask-Caching 2.x and 1.11 on a recent cachelib): the expiry as
   a 4-byte native unsigned int (0: never), then the value as the serializer writes it.
-- ``PICKLED`` (Flask-Caching's own FileSystemCache up to 1.10): the expiry as a protocol-1
-  pickle (``pickle.dump(expiry, f, 1)``), then ``pickle.dump(value, f, HIGHEST_PROTOCOL)``.
+- ``PICKLED`` (Flask-Caching's own FileSystemCache up to 1.10, and cachelib before 0.7,
+  which 1.11 may run on): the expiry as a pickle, then the value's pickle. Flask-Caching
+  wrote the expiry with protocol 1 (``pickle.dump(expiry, f, 1)``), cachelib 0.5-0.6 with
+  its highest (``\x80\x05K\x00.``, or framed: ``\x80\x05\x95`` + 8 bytes of length).
+  Both read any protocol, so cachectl writes protocol 1.
 
 A protocol-1 pickle of an int is ``K`` + 1 byte, ``M`` + 2 bytes or ``J`` + 4 bytes, then
 ``.``; the value pickle that follows starts with ``\\x80`` and its protocol. Read as a
@@ -25,6 +28,8 @@ _EXPIRY = struct.Struct("I")
 _PICKLED_INTS = {ord("K"): 1, ord("M"): 2, ord("J"): 4}
 _STOP = ord(".")
 _PROTO = 0x80
+_FRAME = 0x95
+_LONG1 = 0x8A
 #: What an app that reads the pickled format may run on: protocol 4 is read by every
 #: Python 3.4 and later; 5 only by 3.8 and later.
 PICKLED_FORMAT_PROTOCOL = 4
@@ -41,9 +46,41 @@ class FileHead:
     payload_offset: int
 
 
+def _read_highest_protocol_expiry(data: bytes) -> FileHead | None:
+    """An int pickled with protocol 2-5 (cachelib 0.5-0.6): PROTO, maybe a FRAME, the int,
+    STOP. Read as a cachelib header, such bytes would need the value's pickle to start
+    with a STOP, or a frame of fewer than 16 bytes, which no cachelib file has."""
+    if len(data) < 5 or data[0] != _PROTO or not 2 <= data[1] <= 5:
+        return None
+    at = 2
+    if data[at] == _FRAME:
+        if int.from_bytes(data[3:11], "little") > 16:
+            return None
+        at = 11
+    opcode = data[at] if at < len(data) else None
+    if opcode == _LONG1 and at + 1 < len(data):
+        width, start = data[at + 1], at + 2
+    elif opcode in _PICKLED_INTS:
+        width, start = _PICKLED_INTS[opcode], at + 1
+    else:
+        return None
+    end = start + width
+    if end >= len(data) or data[end] != _STOP:
+        return None
+    signed = opcode in (_LONG1, ord("J"))
+    return FileHead(PICKLED, int.from_bytes(data[start:end], "little", signed=signed), end + 1)
+
+
 def read_head(data: bytes) -> FileHead | None:
-    """The format and expiry of a cache file from its first bytes (at least 8 of them
-    where the file has them); None when it is too short to hold either format."""
+    """The format and expiry of a cache file from its first ``HEAD_SIZE`` bytes (or all
+    the file has); None when it is too short to hold either format."""
+    highest = _read_highest_protocol_expiry(data)
+    if highest is not None:
+        return highest
+    if data[:1] == b"L" and b"L\n." in data[:24]:  # protocol 1 past 2038: LONG, as text
+        digits = data[1 : data.index(b"L\n.")]
+        if digits.isdigit():
+            return FileHead(PICKLED, int(digits), len(digits) + 4)
     width = _PICKLED_INTS.get(data[0]) if data else None
     if width is not None and len(data) > width + 2 and data[width + 1] == _STOP:
         follows = data[width + 2]
@@ -65,4 +102,4 @@ def head_bytes(file_format: str, expires: int) -> bytes:
 
 
 #: How many bytes of a file ``read_head`` needs to decide.
-HEAD_SIZE = 8
+HEAD_SIZE = 32
