@@ -47,6 +47,25 @@ def python_memcached_client(servers: list[str], timeout: float) -> Any:
         def allow_unsafe(self, unsafe: bool) -> None:
             self.unpickler = pickle.Unpickler if unsafe else RestrictedUnpickler
 
+        def _expectvalue(self, server: Any, line: Any = None, raise_exception: bool = False) -> Any:
+            # python-memcached takes any reply that is not VALUE for a miss: a garbled one
+            # (or another service on the port) is a failed server, never "not found".
+            if not line:
+                line = server.readline(raise_exception)
+            if line and line[:5] != b"VALUE" and line != b"END":
+                raise memcache._Error(f"unexpected reply from the server: {line[:60]!r}")
+            return super()._expectvalue(server, line, raise_exception)
+
+        def flush_all(self) -> None:
+            # python-memcached ignores flush_all's reply; only OK means it was done.
+            for server in self.servers:
+                if not server.connect():
+                    continue  # marked dead: the backend reports it
+                server.send_cmd("flush_all")
+                reply = server.readline()
+                if reply != b"OK":
+                    raise memcache._Error(f"{server}: flush_all answered {reply[:60]!r}, not OK")
+
     return SafeClient(servers, socket_timeout=timeout, unpickler=RestrictedUnpickler)
 
 
@@ -69,7 +88,13 @@ def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> An
                 return loads_or_undecodable(data)
             return super().deserialize(data, flags)
 
-    behaviors = {"connect_timeout": int(timeout * 1000), "receive_timeout": int(timeout * 1e6)}
+    milliseconds = int(timeout * 1000)
+    # _poll_timeout bounds the wait for a stalled server (libmemcached's default: 5 s).
+    behaviors = {
+        "connect_timeout": milliseconds,
+        "receive_timeout": int(timeout * 1e6),
+        "_poll_timeout": milliseconds,
+    }
     if credentials.get("username"):
         return SafeClient(servers, binary=True, behaviors=behaviors, **credentials)
     return SafeClient(servers, behaviors=behaviors)

@@ -61,6 +61,16 @@ def describe_client(client: Any) -> str:
     )
 
 
+def _raised_by_redis_py(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of redis-py itself (its parsers raise plain ValueError on
+    a garbled reply), not out of cachectl's own code, whose bugs must stay exit 4."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+    return str(module).startswith("redis.")
+
+
 class RedisBackend(CacheBackend):
     """A cachelib Redis cache: the app's format for values, SCAN + UNLINK for clears."""
 
@@ -94,6 +104,15 @@ class RedisBackend(CacheBackend):
             raise ConfigError(
                 f"{self.describe()}: the client refuses an option of CACHE_OPTIONS or of the "
                 f"URL's query: {exc}"
+            ) from exc
+        except ValueError as exc:
+            if not _raised_by_redis_py(exc):
+                raise
+            # redis-py's reply parser meeting bytes that are not RESP: a garbled reply, or
+            # not a Redis server at all. The connection is lost for this command.
+            raise BackendError(
+                f"{self.describe()}: the server's reply could not be read (garbled, or not "
+                f"Redis): {exc}"
             ) from exc
         except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63)
             raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
