@@ -119,9 +119,10 @@ def _watching_init_app() -> Iterator[list[InitAppCall]]:
         Cache.init_app = original  # type: ignore[method-assign]
 
 
-def load_flask_app(import_path: str) -> LoadedApp:
+def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
     """Import the app as ``flask --app IMPORT`` would (cwd on sys.path, factories
-    called) and collect its caches."""
+    called) and collect its caches; inside ``flask cache``, through Flask's own
+    ``script_info`` (its ``--app``, ``FLASK_APP``, discovery or ``create_app``)."""
     try:
         from flask.cli import NoAppException, ScriptInfo
     except ImportError as exc:
@@ -129,7 +130,7 @@ def load_flask_app(import_path: str) -> LoadedApp:
             "--app needs Flask installed beside cachectl "
             "(pip install 'flask-cachectl[app]', or use --config)"
         ) from exc
-    info = ScriptInfo(app_import_path=import_path, set_debug_flag=False)
+    info = script_info or ScriptInfo(app_import_path=import_path, set_debug_flag=False)
     with _stdout_to_stderr(), _watching_init_app() as calls:
         try:
             app = info.load_app()

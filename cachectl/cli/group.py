@@ -44,6 +44,8 @@ class Session:
         self._config: ResolvedConfig | None = None
         self._settings: CacheSettings | None = None
         self._loaded_app: LoadedApp | None = None
+        #: Flask's ScriptInfo when running as ``flask cache``: Flask finds the app.
+        self.script_info: Any = None
 
     @property
     def app_import(self) -> str | None:
@@ -56,7 +58,7 @@ class Session:
         if self._loaded_app is None and self.app_import is not None:
             from cachectl.app_loader import load_flask_app
 
-            self._loaded_app = load_flask_app(self.app_import)
+            self._loaded_app = load_flask_app(self.app_import, self.script_info)
         return self._loaded_app
 
     @property
@@ -165,11 +167,13 @@ class CachectlGroup(click.Group):
         rest = [token for position, token in enumerate(tail) if position not in moved]
         return flags + head + rest
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist_global_flags(list(args)))
+
     def main(  # type: ignore[override]  # always exits, whatever standalone_mode says
         self, args: Any = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
         arguments = list(sys.argv[1:] if args is None else args)
-        arguments = self._hoist_global_flags(arguments)
         as_json = "--json" in arguments[: arguments.index("--") if "--" in arguments else None]
         extra["standalone_mode"] = False
         try:

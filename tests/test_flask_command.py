@@ -1,0 +1,119 @@
+"""``flask cache …``: cachectl inside Flask's own CLI, with Flask loading the app.
+
+Run through the real ``flask`` command of the test environment, where installing
+cachectl registered the group through the ``flask.commands`` entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisTarget
+
+FLASK = Path(sys.executable).with_name("flask")
+
+SHOP = """
+from flask import Flask
+from flask_caching import Cache
+
+cache = Cache()
+CALLS = []
+
+
+@cache.memoize()
+def price(item):
+    CALLS.append(item)
+    return {"item": item, "price": 10 * item}
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.update(
+        CACHE_TYPE="RedisCache", CACHE_REDIS_URL="{url}", CACHE_KEY_PREFIX="shop_"
+    )
+    cache.init_app(app)
+    return app
+"""
+
+
+@pytest.fixture
+def shop(tmp_path: Path, redis_target: RedisTarget) -> Path:
+    (tmp_path / "shop.py").write_text(textwrap.dedent(SHOP).replace("{url}", redis_target.url))
+    return tmp_path
+
+
+def flask(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "CACHECTL_"))}
+    return subprocess.run(
+        [str(FLASK), *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def fill(shop: Path) -> None:
+    """The app itself caches two results."""
+    script = (
+        "import shop; app = shop.create_app()\nwith app.app_context(): shop.price(1); shop.price(2)"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=shop, check=True, timeout=60)
+
+
+def test_the_group_is_listed_in_flasks_help(shop: Path) -> None:
+    result = flask(shop, "--app", "shop:create_app", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "cache" in result.stdout and "Administer the app's Flask-Caching cache" in result.stdout
+
+
+def test_delete_memoized_in_flask_removes_what_the_app_cached(
+    shop: Path, redis_target: RedisTarget
+) -> None:
+    fill(shop)
+    entries = {k for k in redis_target.client.scan_iter("shop_*") if not k.endswith(b"memver")}
+    assert len(entries) == 2
+
+    result = flask(shop, "--app", "shop:create_app", "cache", "delete-memoized", "shop.price", "1")
+
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 keys" in result.stdout
+    left = {k for k in redis_target.client.scan_iter("shop_*") if not k.endswith(b"memver")}
+    assert len(left) == 1 and left < entries
+
+
+def test_the_same_json_and_exit_codes_as_cachectl(shop: Path) -> None:
+    fill(shop)
+    keys = flask(shop, "--app", "shop:create_app", "cache", "keys", "--json")
+    assert keys.returncode == 0, keys.stderr
+    assert len(json.loads(keys.stdout)["keys"]) == 3
+
+    typo = flask(shop, "--app", "shop:create_app", "cache", "delete-memoized", "shop.pirce")
+    assert typo.returncode == 2
+    assert (
+        typo.stderr.strip() == "error: module shop has no attribute 'pirce' (did you mean price?)"
+    )
+
+    missing = flask(shop, "--app", "shop:create_app", "cache", "get", "nope")
+    assert missing.returncode == 1 and "not found: nope" in missing.stderr
+
+
+def test_flask_app_from_the_environment_and_discovery(shop: Path) -> None:
+    fill(shop)
+    by_env = flask(shop, "cache", "--json", "stats", env={"FLASK_APP": "shop:create_app"})
+    assert by_env.returncode == 0, by_env.stderr
+    assert json.loads(by_env.stdout)["total"] == 3
+
+    # No --app and no FLASK_APP: Flask finds app.py in the working directory.
+    (shop / "app.py").write_text("from shop import create_app\napp = create_app()\n")
+    found = flask(shop, "cache", "--json", "stats")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["total"] == 3
