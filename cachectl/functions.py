@@ -38,6 +38,8 @@ class MemoizedFunction:
     owner: Any = None
     #: Whether it was imported here (else it is known by its name alone).
     imported: bool = False
+    #: Why it could not be imported (``ModuleNotFoundError: No module named 'x'``).
+    import_problem: str | None = None
 
     @property
     def memoized(self) -> bool:
@@ -171,9 +173,9 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
             else:
                 module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise LookupError(f"cannot import {path}: {exc}") from exc
+        raise LookupError(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # the module's own import-time code failed
-        raise LookupError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise LookupError(f"importing it failed: {type(exc).__name__}: {exc}") from exc
     # The module imports: the function must be in it (a typo must not pass as a
     # function that is merely not importable here).
     found, owner = _resolve(module, qualname)
@@ -305,4 +307,6 @@ def find_memoized(path: str, signature_text: str | None) -> tuple[MemoizedFuncti
     try:
         return locate_function(path), None
     except LookupError as exc:
-        return function_from_path(path, None), str(exc)
+        found = function_from_path(path, None)
+        found.import_problem = str(exc)
+        return found, f"cannot import {path}: {exc}"

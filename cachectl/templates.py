@@ -132,7 +132,10 @@ def find_fragments(
     try:
         import jinja2
     except ImportError as exc:
-        raise UsageError("listing fragments needs Jinja2 (pip install jinja2)") from exc
+        raise UsageError(
+            "listing fragments reads the templates with Jinja2, which is not installed here: "
+            "pip install 'flask-cachectl[fragments]' (or jinja2)"
+        ) from exc
 
     found: list[FragmentBlock] = []
     scanner = _scanner_extension(found)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisTarget, run
+from tests.conftest import RedisTarget, run, run_console
 
 
 def test_make_fragment_key_prints_the_key_and_where_it_is_stored(redis_target: RedisTarget) -> None:
@@ -133,3 +133,33 @@ def test_fragments_without_directories_or_app_says_what_to_pass(
     result = run("fragments")
     assert result.exit_code == 2
     assert "template directories" in result.stderr
+
+
+def test_fragments_without_jinja2_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    (tmp_path / "page.html").write_text("{% cache 60, 'footer' %}x{% endcache %}")
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if it were not installed
+    result = run("fragments", str(tmp_path))
+    assert result.exit_code == 2
+    assert "pip install 'flask-cachectl[fragments]'" in result.stderr
+
+
+def test_a_function_that_cannot_be_imported_says_why(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    package = tmp_path / "shopmod"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text("import a_module_not_installed\n\ndef get_user(uid): ...\n")
+
+    result = run_console(
+        "--url", redis_target.url, "delete-memoized", "shopmod.models.get_user", "42", cwd=tmp_path
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        "error: cannot import shopmod.models.get_user here (ModuleNotFoundError: No module "
+        "named 'a_module_not_installed'), so its signature is unknown: pass --signature "
+        "'(arg, other=default, ...)'"
+    )

@@ -169,8 +169,9 @@ class MemoizedInvalidator:
         if function.signature is None and not from_the_app:
             # Checked before the server is asked: without a signature no key can be
             # formed, whatever is cached.
+            why = f" ({function.import_problem})" if function.import_problem else ""
             raise UsageError(
-                f"cannot import {function.dotted} here, so its signature is unknown: "
+                f"cannot import {function.dotted} here{why}, so its signature is unknown: "
                 "pass --signature '(arg, other=default, ...)'"
             )
         fname, instance = self.namespaces(call)
