@@ -98,6 +98,20 @@ class ResolvedConfig:
         return CacheSettings.from_values(self.cache_name, self.values, self.generation)
 
 
+def _generation_from_evidence(values: dict[str, Any], sources: dict[str, str]) -> Any:
+    """What the cache itself shows, where it is conclusive: CACHE_FILE_HASH_METHOD exists
+    only from 2.5 on; a FileSystemCache's file names are md5 (legacy) or sha256 (2.5)."""
+    from cachectl.generations import generation_from_file_names, resolve_generation
+
+    if values.get("CACHE_FILE_HASH_METHOD") is not None:
+        where = sources.get("CACHE_FILE_HASH_METHOD", "the settings")
+        return resolve_generation(None, ("2.5", f"CACHE_FILE_HASH_METHOD, only in 2.5 ({where})"))
+    directory = values.get("CACHE_DIR")
+    if isinstance(directory, str) and "filesystem" in str(values.get("CACHE_TYPE", "")).lower():
+        return generation_from_file_names(directory)
+    return None
+
+
 def _apply_defaults(
     values: dict[str, Any], sources: dict[str, str], generation: Generation
 ) -> None:
@@ -238,6 +252,8 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
     if chosen is not None:
         _check_readable(chosen, values, str(values.get("CACHE_TYPE")))
     generation = resolve_generation(request.requested_compat(), recorded_compat)
+    if not generation.decided:
+        generation = _generation_from_evidence(values, sources) or generation
     warnings = check_types(values, sources)
     _apply_defaults(values, sources, generation)
     return ResolvedConfig(cache_name, values, sources, generation, tuple(warnings))

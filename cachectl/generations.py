@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachectl.errors import ConfigError
+from cachectl.errors import ConfigError, UsageError
 
 CURRENT = "2.5"
 LEGACY = "legacy"
@@ -36,6 +36,19 @@ class Generation:
     #: or None where the generation spans both (legacy: 1.9-1.10 pickled the expiry, 2.0-2.4
     #: write cachelib's header); a directory's own files then decide.
     file_format: str | None = None
+    #: False when nothing said which Flask-Caching the app runs: the 2.5 defaults are then
+    #: a guess, so what differs between generations refuses to run (``require_decided``).
+    decided: bool = True
+
+    def require_decided(self, what: str) -> None:
+        """Exit 2 rather than act on a guess: ``what`` differs between generations."""
+        if not self.decided:
+            raise UsageError(
+                f"{what} differs between Flask-Caching generations, and nothing says which "
+                "one the app runs: pass --compat 2.5 or --compat legacy (1.9-2.4), set "
+                "CACHECTL_COMPAT or compat in cachectl.toml, or install cachectl beside the "
+                "app's Flask-Caching"
+            )
 
 
 def _installed_flask_caching() -> str | None:
@@ -80,14 +93,16 @@ def resolve_generation(
 ) -> Generation:
     """Pick the generation: ``requested`` (``--compat`` or ``CACHECTL_COMPAT``),
     ``recorded`` (the generation a config file names, and where), the installed
-    Flask-Caching, else 2.5."""
+    Flask-Caching, else 2.5's defaults marked undecided."""
     origin = "--compat"
     if requested is None and recorded is not None:
         requested, origin = recorded
     if requested is None:
         installed = _installed_flask_caching()
         if installed is None:
-            requested, origin = CURRENT, "default (Flask-Caching not installed here)"
+            # 2.5's defaults, marked as a guess: what differs refuses until told.
+            origin = "not known (no --compat, no compat setting, no Flask-Caching here)"
+            return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin, decided=False)
         else:
             release = _release(installed)
             if release is not None:
@@ -107,3 +122,29 @@ def resolve_generation(
             "release the app runs, 1.9 or later: 2.4, 1.10, ...)"
         )
     return _by_release(release, origin)
+
+
+#: A FileSystemCache file name: the hex digest of the key (md5: 32, sha256: 64).
+_NAME_LENGTHS = {32: LEGACY, 64: CURRENT}
+
+
+def generation_from_file_names(directory: str, at_most: int = 2000) -> Generation | None:
+    """The generation the names of a CACHE_DIR's files show, when they all agree: legacy
+    named them by md5, 2.5 by sha256 (CACHE_FILE_HASH_METHOD's default). None when the
+    directory holds no such file, or both kinds."""
+    import os
+    from itertools import islice
+
+    seen = set()
+    try:
+        with os.scandir(directory) as entries:
+            for entry in islice(entries, at_most):
+                name = entry.name
+                if len(name) in _NAME_LENGTHS and all(c in "0123456789abcdef" for c in name):
+                    seen.add(_NAME_LENGTHS[len(name)])
+    except OSError:
+        return None
+    if len(seen) != 1:
+        return None
+    origin = f"the file names in {directory} ({'md5' if LEGACY in seen else 'sha256'})"
+    return resolve_generation(None, (seen.pop(), origin))

@@ -256,7 +256,8 @@ def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
     if is_redis_cache(cache):
         return RedisBackend(cache, serializer)
     if isinstance(cache, cachelib.FileSystemCache):
-        return FileSystemBackend(cache, serializer, settings.generation.file_format)
+        generation = settings.generation
+        return FileSystemBackend(cache, serializer, generation.file_format, generation)
     if isinstance(cache, cachelib.MemcachedCache):
         location = settings.location
         servers = list(location.servers) if isinstance(location, MemcachedLocation) else []

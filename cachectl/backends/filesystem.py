@@ -10,6 +10,7 @@ written in the format the directory's files already have.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -34,6 +35,7 @@ from cachectl.backends.filesystem_format import (
 from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
+from cachectl.generations import Generation
 
 log = logging.getLogger("cachectl")
 #: How many cache files are read to learn the directory's file format.
@@ -48,21 +50,44 @@ class FileSystemBackend(CacheBackend):
     kind = "filesystem"
     can_show_raw_bytes = True
 
-    def __init__(self, cache: Any, serializer: Any = None, file_format: str | None = None) -> None:
+    def __init__(
+        self,
+        cache: Any,
+        serializer: Any = None,
+        file_format: str | None = None,
+        generation: Generation | None = None,
+    ) -> None:
         super().__init__(cache)
+        #: Unknown generation, and no file to show the hash: names are not known, so keys
+        #: are refused while clear and stats take files of either hash (md5 or sha256).
+        self.generation = generation
         #: The format of the app's release, if the generation tells it (else the files do).
         self.release_format = file_format
         self.directory: str = access.filesystem_directory(cache)
         self.serializer = serializer
-        self._name_length = len(access.filesystem_hash_method(cache)(b"").hexdigest())
+        self._name_lengths = {len(access.filesystem_hash_method(cache)(b"").hexdigest())}
+        if generation is not None and not generation.decided:
+            self._name_lengths = {32, 64}
         # The item counter cachelib keeps for CACHE_THRESHOLD is itself a file
         # named like a key; it is bookkeeping, never the app's data.
         self._count_file = access.filesystem_count_file_name(cache)
+        self._count_files = {self._count_file}
+        if generation is not None and not generation.decided:  # md5's and sha256's names
+            counter = b"__wz_cache_count"
+            self._count_files |= {
+                hashlib.md5(counter).hexdigest(),
+                hashlib.sha256(counter).hexdigest(),
+            }
 
     def describe(self) -> str:
         return f"directory {self.directory}"
 
     def storage_name(self, key: str) -> str:
+        return self._file_name(key)
+
+    def _file_name(self, key: str) -> str:
+        if self.generation is not None:
+            self.generation.require_decided("the file name of a key (md5 or sha256)")
         return access.filesystem_file_name(self.cache, key)
 
     def check(self) -> None:
@@ -79,12 +104,12 @@ class FileSystemBackend(CacheBackend):
             raise BackendError(f"{self.describe()}: {exc.strerror}: {exc.filename}") from exc
 
     def is_cache_file(self, name: str) -> bool:
-        if len(name) != self._name_length or name == self._count_file:
+        if len(name) not in self._name_lengths or name in self._count_files:
             return False
         return all(ch in "0123456789abcdef" for ch in name)
 
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
-        path = access.filesystem_file_name(self.cache, key)
+        path = self._file_name(key)
         try:
             with self._os_errors(), open(path, "rb") as handle:
                 raw = handle.read()
@@ -108,11 +133,11 @@ class FileSystemBackend(CacheBackend):
     def set(self, key: str, value: Any, timeout: int | None) -> None:
         """Write one file as the app's library would, in the directory's format; the
         item count is kept for CACHE_THRESHOLD, but nothing is pruned."""
+        path = self._file_name(key)
         file_format = self.write_format()
         if timeout is None:
             timeout = int(self.cache.default_timeout)
         expires = 0 if timeout == 0 else int(time.time()) + timeout
-        path = access.filesystem_file_name(self.cache, key)
         with self._os_errors():
             is_new = not os.path.exists(path)
             self._write(path, file_format, expires, value)
@@ -197,12 +222,14 @@ class FileSystemBackend(CacheBackend):
         return count, head.file_format
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
+        if self.generation is not None:  # refused before any file goes, not half-way
+            self.generation.require_decided("the file name of a key (md5 or sha256)")
         tally = Tally(on_progress)
         try:
             with partial_work(tally, "removed"), self._os_errors():
                 for key in keys:
                     try:
-                        os.remove(access.filesystem_file_name(self.cache, key))
+                        os.remove(self._file_name(key))
                     except FileNotFoundError:
                         continue
                     tally.add(1)
@@ -231,7 +258,7 @@ class FileSystemBackend(CacheBackend):
         others = cache_files = 0
         with os.scandir(self.directory) as entries:
             for entry in islice(entries, at_most):
-                if entry.name == self._count_file or entry.name.endswith(_IN_FLIGHT):
+                if entry.name in self._count_files or entry.name.endswith(_IN_FLIGHT):
                     continue
                 if self.is_cache_file(entry.name) and entry.is_file(follow_symlinks=False):
                     cache_files += 1

@@ -174,6 +174,10 @@ class MemoizedInvalidator:
                 f"cannot import {function.dotted} here{why}, so its signature is unknown: "
                 "pass --signature '(arg, other=default, ...)'"
             )
+        if not from_the_app:
+            self.settings.generation.require_decided(
+                "the key of one call (its hash, and how defaults enter it)"
+            )
         fname, instance = self.namespaces(call)
         versions = [self.read_version(keys.version_key(fname))]
         if instance is not None:

@@ -68,6 +68,8 @@ def delete_view(
         key = view_key_from_the_app(app, endpoint, url_values or {}, query)
         return delete_keys(backend, [key], "delete-view", dry_run)
     assert path is not None
+    if all_queries or query is not None:
+        settings.generation.require_decided("the key of a view with a query string")
     if all_queries:
         return delete_query_variants(
             backend, settings, path, view_prefix, method, dry_run, on_progress
