@@ -60,12 +60,14 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _freeze(python: Path) -> dict[str, str]:
-    """``pip freeze`` as {normalized name: version}, without cachectl itself."""
+    """``pip freeze`` as {normalized name: version, or the file it was installed from}."""
     done = _pip(python, "freeze", "--all")
     assert done.returncode == 0, done.stderr
     versions = {}
     for line in done.stdout.splitlines():
         name, sep, version = line.partition("==")
+        if not sep:  # installed from a file: "name @ file:///..."
+            name, sep, version = line.partition(" @ ")
         if sep:
             versions[name.lower().replace("_", "-")] = version
     return versions
