@@ -44,11 +44,11 @@ def _dotted_path(value: Any) -> str | None:
 
 def _plain(value: Any) -> Any:
     """``value`` as TOML holds it (tuples as arrays, paths as strings), or raise TypeError."""
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value if item is not None]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items() if v is not None}

@@ -10,15 +10,19 @@ the same thing to the app and to cachectl.
 from __future__ import annotations
 
 import json
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from cachectl.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package (the `tomli>=1.1; python_version < "3.11"` dependency)
+    import tomli as tomllib
 
 DEFAULT_CACHE_NAME = "default"
 

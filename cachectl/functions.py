@@ -235,7 +235,7 @@ def parse_signature(text: str) -> CallSignature:
     return CallSignature(
         positional=tuple(
             (arg.arg, literal(default))
-            for arg, default in zip(arguments.args, defaults, strict=True)
+            for arg, default in zip(arguments.args, defaults)  # the same length, by construction
         ),
         keyword_only=tuple(arg.arg for arg in arguments.kwonlyargs),
         has_var_positional=arguments.vararg is not None,

@@ -312,7 +312,7 @@ class CustomLocation:
         return f"custom backend {self.cache_type}"
 
 
-Location = Union[
+Location = Union[  # a runtime alias, also on Python 3.9
     RedisLocation,
     SentinelLocation,
     ClusterLocation,

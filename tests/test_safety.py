@@ -85,7 +85,7 @@ def test_plain_data_loads_in_every_protocol(protocol: int) -> None:
     from cachectl.codec import restricted_loads
 
     value = {
-        "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
         "day": datetime.date(2026, 1, 2),
         "span": datetime.timedelta(hours=3),
         "price": decimal.Decimal("9.99"),

@@ -118,10 +118,10 @@ def _read_redis_client(client: Any, reading: LiveReading) -> None:
 def _memcached_addresses(client: Any) -> list[str] | None:
     """Server addresses of a pylibmc or python-memcached client."""
     addresses = getattr(client, "addresses", None)  # pylibmc
-    if isinstance(addresses, list | tuple):
+    if isinstance(addresses, (list, tuple)):
         return [str(address) for address in addresses]
     hosts = getattr(client, "servers", None)  # python-memcached
-    if isinstance(hosts, list | tuple):
+    if isinstance(hosts, (list, tuple)):
         found = []
         for host in hosts:
             if getattr(host, "family", None) == getattr(socket, "AF_UNIX", None):
@@ -181,6 +181,6 @@ def read_live_backend(backend: Any) -> LiveReading:
         _read_filesystem(backend, reading)
     elif isinstance(backend, cachelib.MemcachedCache):
         _read_memcached(backend, reading)
-    elif not isinstance(backend, cachelib.SimpleCache | cachelib.NullCache):
+    elif not isinstance(backend, (cachelib.SimpleCache, cachelib.NullCache)):
         reading.opaque = True
     return reading

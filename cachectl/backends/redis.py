@@ -270,7 +270,7 @@ class RedisBackend(CacheBackend):
                 if errors and not stats.memory_unavailable:
                     raise errors[0]
                 replies = [None if isinstance(r, Exception) else r for r in replies]
-                for name, ttl in zip(batch, replies, strict=False):
+                for name, ttl in zip(batch, replies):
                     stats.kinds[classify(name)] += 1
                     stats.ttls[ttl_bucket(ttl if ttl is not None and ttl >= 0 else None)] += 1
                 usage = [value for value in replies[len(batch) :] if value is not None]

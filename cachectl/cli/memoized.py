@@ -149,8 +149,10 @@ def delete_memoized(
     if signature is not None and not signature.strip():
         raise UsageError("--signature is empty: give the parameter list, such as '(user_id)'")
     positions = click.get_current_context().meta.get("repr_positions", [])
+    if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
+        raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
     call_args = place_repr_arguments(
-        [parse_argument(arg) for arg in args], list(zip(positions, reprs, strict=True))
+        [parse_argument(arg) for arg in args], list(zip(positions, reprs))
     )
     memoized_ops.check_options(bool(call_args or keywords), purge, verhash)
     settings = session.settings

@@ -34,7 +34,12 @@ SAFE_CLASSES = {(c.__module__, c.__name__): c for c in (*_SAFE, collections.Orde
 _CONTAINERS = (list, tuple, set, frozenset, dict, collections.OrderedDict)
 _ARGUMENTS: tuple[type, ...] = (int, float, bool, complex, str, bytes, type(None), tuple)
 _ARGUMENTS += (datetime.timezone, datetime.timedelta, uuid.SafeUUID)
-_OWN_KIND = {str: (str,)} | dict.fromkeys((bytes, bytearray), (bytes, bytearray, list, tuple))
+_BINARY_SOURCES = (bytes, bytearray, list, tuple)
+_OWN_KIND: dict[type, tuple[type, ...]] = {
+    str: (str,),
+    bytes: _BINARY_SOURCES,
+    bytearray: _BINARY_SOURCES,
+}
 _CODECS = {"latin1": "latin-1", "latin-1": "latin-1", "utf-8": "utf-8", "ascii": "ascii"}
 #: Longer text is not parsed into numbers (decimal int() of it is quadratic); wider
 #: integers are not built (comparing one with a Decimal key of its hash takes minutes).

@@ -196,7 +196,7 @@ def _key_function_given_to_the_decorator(cached: Any) -> Callable[..., str] | No
     cells = getattr(cached, "__closure__", None) or ()
     if code is None:
         return None
-    for name, cell in zip(code.co_freevars, cells, strict=False):
+    for name, cell in zip(code.co_freevars, cells):
         if name == "make_cache_key":
             try:
                 given = cell.cell_contents

@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
-Arg = str | bytes
+Arg = Union[str, bytes]  # a runtime alias: `str | bytes` fails on Python 3.9
 Mode = Literal["plain", "json", "json-after"]
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
