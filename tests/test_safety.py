@@ -56,7 +56,7 @@ def test_get_on_the_filesystem_does_not_run_a_planted_command(tmp_path: Path) ->
     payload = struct.pack("I", 0) + pickle.dumps(Planted(marker))
     (cache_dir / hashlib.sha256(b"evil").hexdigest()).write_bytes(payload)
 
-    result = run_console("--dir", str(cache_dir), "--json", "get", "evil")
+    result = run_console("--dir", str(cache_dir), "--compat", "2.5", "--json", "get", "evil")
 
     assert not marker.exists()
     value = json.loads(result.stdout)["results"][0]["value"]
