@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -275,3 +277,39 @@ def test_unknown_settings_are_warned_about(tmp_path: Path) -> None:
     result = run("--config", str(config), "config")
     assert result.exit_code == 0
     assert "CACHE_TPYE" in result.stderr and "warning" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "redis",
+        "RedisCache",
+        "flask_caching.backends.RedisCache",
+        "flask_caching.backends.rediscache.RedisCache",
+    ],
+)
+def test_flask_caching_1x_type_spellings_reach_the_same_server(
+    tmp_path: Path, redis_target, spelling: str
+) -> None:
+    """A 1.x app's config module, as it is: CACHE_TYPE = "redis" and its kin."""
+    redis_target.client.set("shop_k", b"!" + pickle.dumps("v"))
+    config = tmp_path / "settings.py"
+    config.write_text(
+        f"CACHE_TYPE = {spelling!r}\nCACHE_REDIS_URL = {redis_target.url!r}\n"
+        "CACHE_KEY_PREFIX = 'shop_'\n"
+    )
+    result = run("--config", str(config), "--compat", "1.10", "get", "k")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "v\n"
+
+
+@pytest.mark.parametrize("spelling", ["filesystem", "FileSystemCache"])
+def test_flask_caching_1x_filesystem_spelling(tmp_path: Path, spelling: str) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    (directory / hashlib.md5(b"k").hexdigest()).write_bytes(pickle.dumps(0, 1) + pickle.dumps("v"))
+    config = tmp_path / "settings.py"
+    config.write_text(f"CACHE_TYPE = {spelling!r}\nCACHE_DIR = {str(directory)!r}\n")
+    result = run("--config", str(config), "--compat", "1.10", "get", "k")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "v\n"
