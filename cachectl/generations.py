@@ -52,12 +52,25 @@ class Generation:
 
 
 def _installed_flask_caching() -> str | None:
-    from importlib import metadata  # slow to import: only when the generation is detected
+    """The version of the Flask-Caching installed beside cachectl, from its distribution's
+    metadata directory name on ``sys.path`` (``flask_caching-2.4.1.dist-info``): reading
+    the directory names costs a few milliseconds, ``importlib.metadata`` fifty."""
+    import os
+    import sys
 
-    try:
-        return metadata.version("flask-caching")
-    except metadata.PackageNotFoundError:
-        return None
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            suffix = name[-len(".dist-info") :]
+            if suffix not in (".dist-info", ".egg-info"):
+                continue
+            project, _, version = name[: -len(suffix)].partition("-")
+            if project.lower().replace("_", "-").replace(".", "-") == "flask-caching":
+                return version
+    return None
 
 
 def _release(version: str) -> tuple[int, int] | None:

@@ -8,9 +8,11 @@ no other import in cachectl's process is redirected by them afterwards.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from types import ModuleType
 
 
 @contextmanager
@@ -24,3 +26,20 @@ def on_sys_path(*directories: str) -> Iterator[None]:
         for directory in added:
             with suppress(ValueError):  # the imported code removed it itself
                 sys.path.remove(directory)
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first attribute access: the command modules name the
+    operations they call at the top, but ``--help`` or another command does not pay for
+    importing them (``importlib.util.LazyLoader``)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

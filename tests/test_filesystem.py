@@ -26,7 +26,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("key", sorted(VALUES))
 def test_get_reads_what_the_app_wrote(cache_dir: Path, key: str) -> None:
-    from cachectl.codec import to_jsonable
+    from cachectl.codec.rendering import to_jsonable
 
     app, cache = fs_app(cache_dir)
     with app.app_context():

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from cachectl.codec import DecodeLimits
+from cachectl.codec.limits import DecodeLimits
 from tests.conftest import RedisTarget, run
 
 #: Set by payloads that reach this module (they must not).

@@ -36,7 +36,7 @@ def mc_app(address: str):
 
 @pytest.mark.parametrize("key", sorted(k for k in VALUES if VALUES[k] is not None))
 def test_get_reads_what_the_app_wrote(memcached_address: str, key: str) -> None:
-    from cachectl.codec import to_jsonable
+    from cachectl.codec.rendering import to_jsonable
 
     app, cache = mc_app(memcached_address)
     with app.app_context():

@@ -9,7 +9,7 @@ import pickle
 import pytest
 from cachelib.serializers import RedisSerializer
 
-from cachectl.codec import to_jsonable
+from cachectl.codec.rendering import to_jsonable
 from tests.conftest import RedisTarget, oracle_app, run, run_console
 
 #: cachelib's Redis serializer writes an integer as ASCII digits from 0.10 on; 0.9

@@ -82,7 +82,7 @@ def test_plain_data_loads_in_every_protocol(protocol: int) -> None:
     import decimal
     import uuid
 
-    from cachectl.codec import restricted_loads
+    from cachectl.codec.unpickler import restricted_loads
 
     value = {
         "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),

@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from cachectl.backends.statistics import CacheStats
-from cachectl.codec import StoredValue
+from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
 
 #: Called with the running total of keys handled, so the CLI can show progress.

@@ -33,7 +33,7 @@ from cachectl.backends.filesystem_format import (
     read_head,
 )
 from cachectl.backends.statistics import CacheStats, ttl_bucket
-from cachectl.codec import StoredValue, decode_custom, decode_pickle
+from cachectl.codec.stored import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
 from cachectl.generations import Generation
 

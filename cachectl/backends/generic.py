@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
-from cachectl.codec import StoredValue
+from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
 
 

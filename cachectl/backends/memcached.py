@@ -23,13 +23,8 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import memcached_client
-from cachectl.codec import (
-    RestrictedUnpickler,
-    StoredValue,
-    Undecodable,
-    decode_pickle,
-    loads_or_undecodable,
-)
+from cachectl.codec.stored import StoredValue, decode_pickle
+from cachectl.codec.unpickler import RestrictedUnpickler, Undecodable, loads_or_undecodable
 from cachectl.errors import BackendError, UsageError
 
 #: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).

@@ -21,7 +21,7 @@ from cachectl.backends.base import (
 from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
-from cachectl.codec import StoredValue, decode_redis_value, encode_redis_value
+from cachectl.codec.stored import StoredValue, decode_redis_value, encode_redis_value
 from cachectl.errors import BackendError, ConfigError
 from cachectl.secrets import mask_url
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import chain
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -18,10 +18,16 @@ from cachectl.cli.options import (
     renamed_option,
     yes_option,
 )
-from cachectl.codec import VALUE_TYPES, parse_input_value, using_limits
+from cachectl.codec.limits import using_limits
+from cachectl.codec.operator_input import VALUE_TYPES, parse_input_value
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
-from cachectl.operations import entries
+from cachectl.importing import lazy_module
 from cachectl.settings import MAX_TIMEOUT
+
+if TYPE_CHECKING:
+    from cachectl.operations import entries
+else:
+    entries = lazy_module("cachectl.operations.entries")
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cachectl.cli import render
@@ -14,8 +16,13 @@ from cachectl.functions import (
     parse_keyword,
     place_repr_arguments,
 )
-from cachectl.operations import memoized as memoized_ops
+from cachectl.importing import lazy_module
 from cachectl.settings import resolve_hash_method
+
+if TYPE_CHECKING:
+    from cachectl.operations import memoized as memoized_ops
+else:
+    memoized_ops = lazy_module("cachectl.operations.memoized")
 
 
 class ReprPositionsCommand(click.Command):

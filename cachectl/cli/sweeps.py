@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cachectl.cli.entries import confirm, sweep
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, pattern_option, yes_option
 from cachectl.errors import UsageError
-from cachectl.operations import clearing, inspection
+from cachectl.importing import lazy_module
+
+if TYPE_CHECKING:
+    from cachectl.operations import clearing, inspection
+else:
+    clearing = lazy_module("cachectl.operations.clearing")
+    inspection = lazy_module("cachectl.operations.inspection")
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cachectl import keys
@@ -13,9 +15,15 @@ from cachectl.cli.options import (
     merge_renamed,
     renamed_option,
 )
-from cachectl.operations import fragments as fragment_ops
-from cachectl.operations import views
+from cachectl.importing import lazy_module
 from cachectl.settings import resolve_hash_method
+
+if TYPE_CHECKING:
+    from cachectl.operations import fragments as fragment_ops
+    from cachectl.operations import views
+else:
+    fragment_ops = lazy_module("cachectl.operations.fragments")
+    views = lazy_module("cachectl.operations.views")
 
 
 @cli.command("delete-view")

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachectl.codec.limits import DecodeLimits, current_limits
-from cachectl.codec.unpickler import MAX_NUMBER_TEXT, load_restricted
+
+#: Longer text is not read as a number (int() of it is quadratic; see the unpickler).
+_MAX_DIGITS = 5000
 
 
 @dataclass
@@ -40,6 +42,8 @@ def decode_pickle(
         why = f"not decoded: {len(payload):,} bytes, over {limits.max_bytes:,}"
         why += " (see --max-bytes, --raw)"
         return StoredValue(raw, None, "undecodable", why)
+    from cachectl.codec.unpickler import load_restricted  # a few ms: only once a value is read
+
     try:
         load = (lambda p, _: (pickle.loads(p), None)) if unsafe else load_restricted
         value, stopped = load(payload, limits)
@@ -79,7 +83,7 @@ def decode_redis_value(
     if raw.startswith(b"!"):  # a view: a value too big to decode is never copied
         return decode_pickle(raw, memoryview(raw)[1:], unsafe, limits)
     with suppress(ValueError):
-        if len(raw) <= MAX_NUMBER_TEXT:
+        if len(raw) <= _MAX_DIGITS:
             return StoredValue(raw, int(raw), "int")
     return StoredValue(raw, raw, "raw")
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachectl.backends.base import CacheBackend, ProgressCallback
-from cachectl.codec import StoredValue, to_jsonable
+from cachectl.codec.rendering import to_jsonable
+from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
 from cachectl.settings import CacheSettings
 

@@ -1,0 +1,116 @@
+"""Start-up: what one short cachectl command costs against a bare redis-py script.
+
+A cron job or a deploy script runs many short commands, so the time to start matters as
+much as the time to work. Starts a private redis-server and times, as wall time of a whole
+process, in alternating rounds (each round runs every contender once, in a rotated order,
+so a noisy neighbour hits them alike), the median of each over the rounds:
+
+- ``cachectl --url … get k`` (a hit) and ``get missing`` (a miss, exit 1);
+- ``cachectl --help``;
+- the baselines: ``python -c pass``, ``python -c "import redis; redis.Redis(…).get('k')"``
+  (what cachectl does, with nothing else) and ``redis-cli get k``.
+
+It prints the medians and the ratios the README quotes: ``get`` against the bare redis-py
+script (goal: at most 1.15), ``--help`` less ``python -c pass`` (goal: at most 60 ms).
+
+    python bench/startup_bench.py             # 30 rounds
+    python bench/startup_bench.py --rounds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+CACHECTL = str(Path(sys.executable).with_name("cachectl"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")]
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return process, port
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def contenders(port: int) -> dict[str, list[str]]:
+    url = f"redis://127.0.0.1:{port}/0"
+    bare = f"import redis; redis.Redis(port={port}).get('flask_cache_k')"
+    return {
+        "cachectl get (hit)": [CACHECTL, "--url", url, "get", "k"],
+        "cachectl get (miss)": [CACHECTL, "--url", url, "get", "missing"],
+        "cachectl --help": [CACHECTL, "--help"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python redis-py get": [sys.executable, "-c", bare],
+        "redis-cli get": ["redis-cli", "-p", str(port), "get", "flask_cache_k"],
+    }
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30, help="rounds (at least 20)")
+    rounds = max(parser.parse_args().rounds, 20)
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        raise SystemExit("needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
+    # Nothing from the caller's shell may point cachectl elsewhere or make it load an app.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
+    with tempfile.TemporaryDirectory() as workdir:
+        server, port = start_redis(Path(workdir))
+        try:
+            redis.Redis(port=port).set("flask_cache_k", b"!" + b"\x80\x04\x95\x05\x00")
+            commands = contenders(port)
+            for command in commands.values():  # warm the file cache once
+                timed(command, env)
+            times: dict[str, list[float]] = {name: [] for name in commands}
+            names = list(commands)
+            for round_number in range(rounds):
+                shift = round_number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    times[name].append(timed(commands[name], env))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print(f"{rounds} alternating rounds, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    for name, seconds in median.items():
+        print(f"  {name:<22} {seconds * 1000:7.1f} ms")
+    bare = median["python redis-py get"]
+    print(f"cachectl get (hit) / bare redis-py get:  {median['cachectl get (hit)'] / bare:.2f}x")
+    print(f"cachectl get (miss) / bare redis-py get: {median['cachectl get (miss)'] / bare:.2f}x")
+    extra = (median["cachectl --help"] - median["python -c pass"]) * 1000
+    print(f"cachectl --help - python -c pass:        {extra:+.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
