@@ -39,6 +39,10 @@ class Generation:
     #: False when nothing said which Flask-Caching the app runs: the 2.5 defaults are then
     #: a guess, so what differs between generations refuses to run (``require_decided``).
     decided: bool = True
+    #: Whether an ``args_to_ignore`` argument given by keyword stays in the key's keyword
+    #: part: so up to 2.1 (the library never took it off its list of remaining keywords),
+    #: not from 2.2. None: the generation spans both (``legacy``, 1.9-2.4).
+    keeps_ignored_keywords: bool | None = False
 
     def require_decided(self, what: str) -> None:
         """Exit 2 rather than act on a guess: ``what`` differs between generations."""
@@ -98,7 +102,8 @@ def _file_format(release: tuple[int, int]) -> str | None:
 def _by_release(release: tuple[int, int], origin: str) -> Generation:
     if release >= (2, 5):
         return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin, _file_format(release))
-    return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, _file_format(release))
+    file_format, keeps = _file_format(release), release < (2, 2)
+    return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, file_format, True, keeps)
 
 
 def resolve_generation(
@@ -127,7 +132,7 @@ def resolve_generation(
     if requested == "2.0-2.4":
         requested = "2.4"
     if requested == "legacy":
-        return Generation(LEGACY, hashlib.md5, hashlib.md5, origin)
+        return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, keeps_ignored_keywords=None)
     release = _release(requested)
     if release is None or not (1, 9) <= release < (4, 0):
         raise ConfigError(

@@ -120,6 +120,7 @@ def memoize_key_arguments(
     generation: str,
     ignore: Iterable[str] = (),
     first_id: str | None = None,
+    keep_ignored_keywords: bool = False,
 ) -> tuple[tuple[Any, ...], OrderedDict]:
     """The ``(args, kwargs)`` pair whose repr goes into a memoize key.
 
@@ -131,13 +132,14 @@ def memoize_key_arguments(
     in order takes the keyword value, else the next positional value, else its
     default, else None; an ignored parameter is None; extra positional values
     follow; remaining keyword arguments are sorted by name. 2.5 uses a default
-    unless it is None; legacy only when it is truthy.
+    unless it is None; legacy only when it is truthy. Up to 2.1 an ignored argument given
+    by keyword stayed among the remaining keyword arguments (``keep_ignored_keywords``).
     """
     ignore = set(ignore)
     call_args: list[Any] = list(args)
     if signature.first in ("self", "cls"):
         call_args.insert(0, first_id)  # the library sees the instance in args[0]
-    remaining = [key for key in kwargs if key not in ignore]
+    remaining = [key for key in kwargs if keep_ignored_keywords or key not in ignore]
     values: list[Any] = []
     taken = 0
     for index, (name, default) in enumerate(signature.positional):

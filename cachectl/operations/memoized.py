@@ -188,8 +188,20 @@ class MemoizedInvalidator:
             return self._entry_key_from_the_app(call)
         assert function.signature is not None
         first_id = function.class_id() if function.is_classmethod else call.instance_id
+        keeps = self.settings.generation.keeps_ignored_keywords
+        if keeps is None and set(call.kwargs) & set(call.ignore):
+            raise UsageError(
+                "an ignored argument given by keyword stays in the key in Flask-Caching "
+                "1.9-2.1, not in 2.2-2.4: name the app's release with --compat (2.1, 2.4, ...)"
+            )
         arguments = keys.memoize_key_arguments(
-            function.signature, call.args, call.kwargs, self.generation, call.ignore, first_id
+            function.signature,
+            call.args,
+            call.kwargs,
+            self.generation,
+            call.ignore,
+            first_id,
+            keep_ignored_keywords=bool(keeps),
         )
         return keys.memoize_entry_key(
             call.make_name or fname,
