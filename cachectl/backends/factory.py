@@ -245,20 +245,24 @@ def _serializer(settings: CacheSettings) -> Any:
 
 
 def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
-    """The administration backend for a cachelib object, chosen by its family."""
-    from cachectl.backends.filesystem import FileSystemBackend
-    from cachectl.backends.memcached import MemcachedBackend
-    from cachectl.backends.redis import RedisBackend
-
+    """The administration backend for a cachelib object, chosen by its family (each
+    family's module imported only when it is the one: a Redis command loads no memcached
+    client)."""
     serializer = _serializer(settings)
     if serializer is not None and hasattr(cache, "serializer"):
         cache.serializer = serializer  # as Flask-Caching 2.5 applies CACHE_SERIALIZER
     if is_redis_cache(cache):
+        from cachectl.backends.redis import RedisBackend
+
         return RedisBackend(cache, serializer)
     if isinstance(cache, cachelib.FileSystemCache):
+        from cachectl.backends.filesystem import FileSystemBackend
+
         generation = settings.generation
         return FileSystemBackend(cache, serializer, generation.file_format, generation)
     if isinstance(cache, cachelib.MemcachedCache):
+        from cachectl.backends.memcached import MemcachedBackend
+
         location = settings.location
         servers = list(location.servers) if isinstance(location, MemcachedLocation) else []
         chunked = isinstance(location, MemcachedLocation) and location.chunked

@@ -10,18 +10,14 @@ from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, hash_method_option
 from cachectl.errors import UsageError
-from cachectl.functions import (
-    find_memoized,
-    parse_argument,
-    parse_keyword,
-    place_repr_arguments,
-)
 from cachectl.importing import lazy_module
 from cachectl.settings import resolve_hash_method
 
 if TYPE_CHECKING:
+    from cachectl import functions
     from cachectl.operations import memoized as memoized_ops
 else:
+    functions = lazy_module("cachectl.functions")
     memoized_ops = lazy_module("cachectl.operations.memoized")
 
 
@@ -158,12 +154,12 @@ def delete_memoized(
     positions = click.get_current_context().meta.get("repr_positions", [])
     if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
         raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
-    call_args = place_repr_arguments(
-        [parse_argument(arg) for arg in args], list(zip(positions, reprs))
+    call_args = functions.place_repr_arguments(
+        [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
     )
     memoized_ops.check_options(bool(call_args or keywords), purge, verhash)
     settings = session.settings
-    found, import_problem = find_memoized(function, signature)
+    found, import_problem = functions.find_memoized(function, signature)
     if import_problem and session.output.interactive:
         session.output.notice(f"note: {import_problem}; using the name alone")
     if found.imported and not found.memoized:
@@ -174,7 +170,7 @@ def delete_memoized(
     call = memoized_ops.MemoizedCall(
         function=found,
         args=call_args,
-        kwargs=dict(parse_keyword(text) for text in keywords),
+        kwargs=dict(functions.parse_keyword(text) for text in keywords),
         instance_id=instance,
         make_name=make_name,
         ignore=ignore,
