@@ -1,48 +1,29 @@
 """``flask cache …``: every cachectl command inside Flask's own command line.
 
-Registered through the ``flask.commands`` entry point, so an app's environment that has
-cachectl installed gets ``flask --app shop cache delete-memoized shop.models.get_user 42``
-with Flask's way of finding the app (``--app``, ``FLASK_APP``, ``wsgi.py``/``app.py``
-discovery, ``--env-file``, a custom ``FlaskGroup``'s ``create_app``). It is the same group
-as ``cachectl`` (same commands, options, output and exit codes) without ``--app``, since
-Flask has already been told which app it is.
+Registered through the ``flask.commands`` entry point. Flask loads every plugin command
+whenever ``flask`` starts (``flask run`` and ``flask db upgrade`` too), so this module
+imports only Click: the real group (``flask_group``) is imported when ``flask cache``
+itself runs, and gets the arguments as they were typed.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from cachectl.cli import cli
-from cachectl.cli.group import CachectlGroup, Session
 
-#: How the app shows in ``config`` when Flask found it without an import string.
-FOUND_BY_FLASK = "(the app flask found)"
-
-
-@click.pass_context
-def _start(ctx: click.Context, **options: Any) -> None:
-    """Set the session up as ``cachectl --app`` would, with Flask's ScriptInfo loading."""
-    from flask.cli import ScriptInfo
-
-    info = ctx.find_object(ScriptInfo)
-    app_import = getattr(info, "app_import_path", None) or FOUND_BY_FLASK
-    assert cli.callback is not None
-    ctx.invoke(cli.callback, app_import=app_import, **options)
-    ctx.ensure_object(Session).script_info = info
-
-
-cache = CachectlGroup(
-    name="cache",
-    commands=cli.commands,
-    params=[param for param in cli.params if param.name != "app_import"],
-    callback=_start,
-    help=(
-        "Administer the app's Flask-Caching cache (cachectl).\n\n"
-        "The commands of cachectl, on the app Flask loads: the same options, output and "
-        "exit codes. 'flask cache COMMAND --help' describes each; the cachectl README has "
-        "the rest."
-    ),
+@click.command(
+    "cache",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
     short_help="Administer the app's Flask-Caching cache (cachectl).",
 )
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def cache(ctx: click.Context, arguments: tuple[str, ...]) -> None:
+    """Administer the app's Flask-Caching cache (cachectl): 'flask cache --help'."""
+    from flask.cli import ScriptInfo
+
+    from cachectl.flask_group import cache as group
+
+    info = ctx.find_object(ScriptInfo)
+    group.main(list(arguments), prog_name=ctx.command_path, obj=info)

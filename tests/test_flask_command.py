@@ -117,3 +117,19 @@ def test_flask_app_from_the_environment_and_discovery(shop: Path) -> None:
     found = flask(shop, "cache", "--json", "stats")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["total"] == 3
+
+
+def test_every_flask_command_pays_nothing_for_the_plugin() -> None:
+    """Flask imports plugin commands whenever ``flask`` starts: ours imports only Click."""
+    probe = "import sys, cachectl.flask_command; print(sorted(m for m in sys.modules "
+    probe += "if m.startswith(('cachectl.cli', 'cachectl.config', 'cachelib', 'redis'))))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_usage_error_is_one_line_as_in_cachectl(shop: Path) -> None:
+    result = flask(shop, "--app", "shop:create_app", "cache", "get")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "error: Missing argument 'KEYS...'."
+    assert "Traceback" not in result.stderr
