@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cachectl.config_sources import (
     DEFAULT_CACHE_NAME,
@@ -73,8 +73,7 @@ class ConfigRequest:
         return self.compat or self.environ.get("CACHECTL_COMPAT") or None
 
 
-@dataclass(frozen=True)
-class ResolvedConfig:
+class ResolvedConfig(NamedTuple):
     """The merged ``CACHE_*`` values of one cache and the source of each."""
 
     cache_name: str

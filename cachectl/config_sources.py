@@ -19,12 +19,23 @@ from typing import Any
 
 from cachectl.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, as a package (the `tomli>=1.1; python_version < "3.11"` dependency)
-    import tomli as tomllib
-
 DEFAULT_CACHE_NAME = "default"
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, imported when a TOML file is read rather than on every start."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same parser, as a package (`tomli>=1.1; python_version < "3.11"`)
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _InvalidToml(str(exc)) from exc
+
+
+class _InvalidToml(ValueError):
+    """A TOML syntax error, whichever parser found it."""
 
 
 def parse_setting_value(text: str) -> Any:
@@ -89,8 +100,8 @@ def _read_data_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = _toml_loads(text) if path.suffix == ".toml" else json.loads(text)
+    except _InvalidToml as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}: invalid JSON: {exc.msg}") from exc
@@ -164,13 +175,11 @@ def discover_config_file(start: Path) -> Path | None:
         pyproject = directory / "pyproject.toml"
         if pyproject.is_file():
             try:
-                if (
-                    tomllib.loads(pyproject.read_text(encoding="utf-8"))
-                    .get("tool", {})
-                    .get("cachectl")
-                ):
+                text = pyproject.read_text(encoding="utf-8")
+                # Most projects' pyproject.toml has no cachectl table: not parsed at all.
+                if "cachectl" in text and _toml_loads(text).get("tool", {}).get("cachectl"):
                     return pyproject
-            except (OSError, tomllib.TOMLDecodeError):
+            except (OSError, UnicodeDecodeError, _InvalidToml):
                 continue
     return None
 

@@ -14,7 +14,10 @@ from typing import Any
 import click
 
 from cachectl.cli import cli
+from cachectl.cli.command_index import load_all_commands
 from cachectl.cli.group import CachectlGroup, Session
+
+load_all_commands()
 
 #: How the app shows in ``config`` when Flask found it without an import string.
 FOUND_BY_FLASK = "(the app flask found)"
@@ -34,7 +37,7 @@ def _start(ctx: click.Context, **options: Any) -> None:
 
 cache = CachectlGroup(
     name="cache",
-    commands=cli.commands,
+    commands=dict(cli.commands),
     params=[param for param in cli.params if param.name != "app_import"],
     callback=_start,
     help=(

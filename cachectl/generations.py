@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachectl.errors import ConfigError, UsageError
 
@@ -20,8 +20,13 @@ LEGACY = "legacy"
 GENERATIONS = (CURRENT, LEGACY)
 
 
-@dataclass(frozen=True)
-class Generation:
+#: FileSystemCache's two file formats (``backends.filesystem_format`` reads them): cachelib's
+#: 4-byte expiry header, and the pickled expiry of Flask-Caching up to 1.10.
+HEADER = "cachelib"
+PICKLED = "pickled-expiry"
+
+
+class Generation(NamedTuple):
     """The defaults of one Flask-Caching generation that cachectl depends on."""
 
     name: str
@@ -57,12 +62,18 @@ class Generation:
 
 def _installed_flask_caching() -> str | None:
     """The version of the Flask-Caching installed beside cachectl, from its distribution's
-    metadata directory name on ``sys.path`` (``flask_caching-2.4.1.dist-info``): reading
-    the directory names costs a few milliseconds, ``importlib.metadata`` fifty."""
+    metadata directory name (``flask_caching-2.4.1.dist-info``) beside the package: reading
+    directory names costs a millisecond, ``importlib.metadata`` fifty. The package is
+    found by the import system's cached directory listings, without importing it."""
+    import importlib.util
     import os
     import sys
 
-    for entry in sys.path:
+    spec = importlib.util.find_spec("flask_caching")
+    if spec is None:
+        return None
+    places = [os.path.dirname(os.path.dirname(spec.origin))] if spec.origin else []
+    for entry in [*places, *sys.path]:
         try:
             names = os.listdir(entry or ".")
         except OSError:
@@ -92,8 +103,6 @@ def _file_format(release: tuple[int, int]) -> str | None:
     """FileSystemCache's file format by release: its own class up to 1.10 pickled the
     expiry; from 2.0 it is cachelib's (>= 0.9), with the 4-byte header; 1.11 used
     whichever cachelib was installed, so its files decide."""
-    from cachectl.backends.filesystem_format import HEADER, PICKLED
-
     if release < (1, 11):
         return PICKLED
     return HEADER if release >= (2, 0) else None

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Union
+from types import MappingProxyType
+from typing import Any, NamedTuple, Union
 from urllib.parse import urlsplit
 
 from cachectl.errors import ConfigError
@@ -223,17 +223,20 @@ def _checked_servers(servers: Any) -> tuple[str, ...]:
 
 
 # --- where a cache lives ---------------------------------------------------------------
+# The records are NamedTuples rather than frozen dataclasses: as immutable, and several
+# times cheaper to define, which every command pays at start-up (bench/startup_bench.py).
+
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class RedisLocation:
+class RedisLocation(NamedTuple):
     url: str | None
     host: str
     port: int
     db: int
     password: str | None
     #: CACHE_OPTIONS: keyword arguments of the redis-py client, as Flask-Caching passes them.
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = _NO_OPTIONS
 
     def describe(self) -> str:
         if self.url:
@@ -244,26 +247,24 @@ class RedisLocation:
         return f"{scheme}://{self.host}:{self.port}/{self.db}"
 
 
-@dataclass(frozen=True)
-class SentinelLocation:
+class SentinelLocation(NamedTuple):
     sentinels: tuple[tuple[str, int], ...]
     master: str
     db: int
     password: str | None
     sentinel_password: str | None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = _NO_OPTIONS
 
     def describe(self) -> str:
         via = ",".join(f"{host}:{port}" for host, port in self.sentinels)
         return f"sentinel master {self.master} via {via}, db {self.db}"
 
 
-@dataclass(frozen=True)
-class ClusterLocation:
+class ClusterLocation(NamedTuple):
     url: str | None
     nodes: tuple[tuple[str, int], ...]
     password: str | None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = _NO_OPTIONS
 
     def describe(self) -> str:
         if self.url:
@@ -271,8 +272,7 @@ class ClusterLocation:
         return "redis cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
 
 
-@dataclass(frozen=True)
-class MemcachedLocation:
+class MemcachedLocation(NamedTuple):
     servers: tuple[str, ...]
     username: str | None = None
     password: str | None = None
@@ -285,8 +285,7 @@ class MemcachedLocation:
         return "memcached " + ",".join(self.servers)
 
 
-@dataclass(frozen=True)
-class DirectoryLocation:
+class DirectoryLocation(NamedTuple):
     directory: str
     threshold: int
     mode: int
@@ -298,8 +297,7 @@ class DirectoryLocation:
         return f"directory {self.directory}"
 
 
-@dataclass(frozen=True)
-class CustomLocation:
+class CustomLocation(NamedTuple):
     """A ``cachelib.X`` class or a custom backend class, built as Flask-Caching builds it."""
 
     cache_type: str
@@ -433,8 +431,7 @@ def _location(
     return None
 
 
-@dataclass(frozen=True)
-class CacheSettings:
+class CacheSettings(NamedTuple):
     """What the backend factory and the operations need to know about one cache."""
 
     #: The name the cache was picked by (``default``, a file's table, an app's label).

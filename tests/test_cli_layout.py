@@ -53,6 +53,54 @@ def test_light_commands_load_no_heavy_module(tmp_path: Path, args: list[str]) ->
     assert done.stdout.splitlines()[-1] == "LOADED []", done.stdout
 
 
+def test_every_command_is_found_by_its_module() -> None:
+    """The group imports a command's module only when the command runs: a command
+    missing from COMMAND_MODULES would vanish from ``--help`` and from the shell."""
+    import importlib
+    import pkgutil
+
+    from cachectl import cli as cli_package
+    from cachectl.cli.command_index import COMMAND_MODULES
+    from cachectl.cli.group import cli
+
+    for module in pkgutil.iter_modules(cli_package.__path__):
+        importlib.import_module(f"cachectl.cli.{module.name}")
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES)
+    for name, module_name in COMMAND_MODULES.items():
+        assert cli.commands[name].callback.__module__ == module_name, name
+
+
+def test_a_redis_get_loads_only_what_it_needs(tmp_path: Path, redis_target: RedisTarget) -> None:
+    """Start-up (bench/startup_bench.py): a get from Redis without CACHE_SERIALIZER loads
+    neither cachelib nor other commands' modules nor a TOML parser."""
+    redis_target.client.set("flask_cache_k", b"!\x80\x04K\x07.")
+    args = ["--url", redis_target.url, "get", "k"]
+    unwanted = (
+        "cachelib",
+        "rich",
+        "tomllib",
+        "tomli",
+        "decimal",
+        "cachectl.keys",
+        "cachectl.cli.sweeps",
+        "cachectl.cli.views",
+        "cachectl.cli.memoized",
+        "cachectl.cli.configuration",
+        "cachectl.backends.statistics",
+    )
+    probe = (
+        "import sys\nfrom cachectl.cli import cli\n"
+        f"try:\n    cli({args!r}, prog_name='cachectl')\nexcept SystemExit as exc:\n"
+        "    print('EXIT', exc.code)\n"
+        f"print('LOADED', [m for m in {unwanted!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[0] == "7", done.stdout
+    assert done.stdout.splitlines()[-2:] == ["EXIT 0", "LOADED []"], done.stdout
+
+
 def _sources(outside: str | None = None) -> dict[Path, str]:
     return {
         path: path.read_text()

@@ -1,9 +1,10 @@
 """The one interface every cache backend offers to the commands.
 
 Each backend wraps the cachelib object the app itself would use, so values are
-written in exactly the app's format; the backend adds what an administrator
-needs and cachelib lacks (safe reads, counted deletes, a clear that touches only
-the app's keys and streams instead of loading every key name at once).
+written in exactly the app's format (a Redis cache without CACHE_SERIALIZER needs none:
+cachectl writes cachelib's format itself, and saves loading cachelib); the backend adds
+what an administrator needs and cachelib lacks (safe reads, counted deletes, a clear that
+touches only the app's keys and streams instead of loading every key name at once).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cachectl.backends.statistics import CacheStats
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from cachectl.backends.statistics import CacheStats
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -83,7 +86,8 @@ class CacheBackend:
     can_show_raw_bytes = False
 
     def __init__(self, cache: Any) -> None:
-        #: The cachelib object the app would use; writes go through it.
+        #: The cachelib object the app would use; writes go through it (None for a
+        #: Redis cache that cachectl reads and writes with its own client).
         self.cache = cache
 
     def describe(self) -> str:

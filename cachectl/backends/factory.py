@@ -12,11 +12,7 @@ import importlib
 import os
 from typing import Any
 
-import cachelib
-
 from cachectl.backends.base import CacheBackend
-from cachectl.backends.cachelib_access import is_redis_cache, set_filesystem_threshold
-from cachectl.backends.generic import GenericBackend
 from cachectl.errors import BackendError, ConfigError
 from cachectl.settings import (
     KNOWN_TYPES,
@@ -68,7 +64,7 @@ def _redis_options(options: Any, timeout: float) -> dict[str, Any]:
     return merged
 
 
-def _build_redis(location: RedisLocation, settings: CacheSettings, timeout: float) -> Any:
+def _redis_client(location: RedisLocation, timeout: float) -> Any:
     import redis
 
     options = _redis_options(location.options, timeout)
@@ -87,10 +83,13 @@ def _build_redis(location: RedisLocation, settings: CacheSettings, timeout: floa
         raise ConfigError(f"CACHE_REDIS_URL: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"{location.describe()}: {_OPTIONS_REFUSED}: {exc}") from exc
-    return _redis_cache(client, settings)
+    return client
 
 
 def _redis_cache(client: Any, settings: CacheSettings) -> Any:
+    """The cachelib RedisCache the app would write through (for a CACHE_SERIALIZER)."""
+    import cachelib
+
     return cachelib.RedisCache(
         host=client,
         default_timeout=settings.default_timeout,
@@ -98,7 +97,24 @@ def _redis_cache(client: Any, settings: CacheSettings) -> Any:
     )
 
 
-def _build_sentinel(location: SentinelLocation, settings: CacheSettings, timeout: float) -> Any:
+def _build_redis_family(location: Any, settings: CacheSettings, timeout: float) -> CacheBackend:
+    """A Redis, Sentinel or Cluster cache. cachectl reads and writes cachelib's default
+    format itself, so cachelib (which imports every backend it has) is loaded only when
+    an app's CACHE_SERIALIZER must write."""
+    if isinstance(location, SentinelLocation):
+        client = _sentinel_client(location, timeout)
+    elif isinstance(location, ClusterLocation):
+        client = _cluster_client(location, timeout)
+    else:
+        client = _redis_client(location, timeout)
+    if settings.serializer is not None:
+        return wrap_backend(_redis_cache(client, settings), settings)
+    from cachectl.backends.redis import RedisBackend
+
+    return RedisBackend.for_client(client, settings.key_prefix, settings.default_timeout)
+
+
+def _sentinel_client(location: SentinelLocation, timeout: float) -> Any:
     from redis.sentinel import Sentinel
 
     options = _redis_options(location.options, timeout)
@@ -120,10 +136,10 @@ def _build_sentinel(location: SentinelLocation, settings: CacheSettings, timeout
     )
     # Reads go to the master too: an administrator must not act on what a
     # lagging replica still shows.
-    return _redis_cache(sentinel.master_for(location.master), settings)
+    return sentinel.master_for(location.master)
 
 
-def _build_cluster(location: ClusterLocation, settings: CacheSettings, timeout: float) -> Any:
+def _cluster_client(location: ClusterLocation, timeout: float) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
     options = _redis_options(location.options, timeout)
@@ -138,12 +154,16 @@ def _build_cluster(location: ClusterLocation, settings: CacheSettings, timeout: 
         raise ConfigError(f"{location.describe()}: {_OPTIONS_REFUSED}: {exc}") from exc
     except Exception as exc:  # the cluster client connects at once to learn its nodes
         raise BackendError(f"{location.describe()}: {exc}") from exc
-    return _redis_cache(client, settings)
+    return client
 
 
 def _build_filesystem(
     location: DirectoryLocation, settings: CacheSettings, create_dir: bool
 ) -> Any:
+    import cachelib
+
+    from cachectl.backends.cachelib_access import set_filesystem_threshold
+
     directory = location.directory
     if not create_dir and not os.path.isdir(directory):
         raise ConfigError(f"CACHE_DIR {directory} does not exist or is not a directory")
@@ -164,6 +184,8 @@ def _build_filesystem(
 
 
 def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeout: float) -> Any:
+    import cachelib
+
     from cachectl.backends import memcached
 
     servers = list(location.servers)
@@ -215,6 +237,8 @@ def _build_custom(location: CustomLocation, settings: CacheSettings) -> Any:
     options.update(location.options)
     cache_type = location.cache_type
     if cache_type.startswith("cachelib."):
+        import cachelib
+
         factory = getattr(cachelib, cache_type.split(".", 1)[1], None)
         if factory is None:
             raise ConfigError(f"unknown CACHE_TYPE {cache_type!r}: cachelib has no such class")
@@ -248,13 +272,18 @@ def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
     """The administration backend for a cachelib object, chosen by its family (each
     family's module imported only when it is the one: a Redis command loads no memcached
     client)."""
+    import cachelib
+
+    from cachectl.backends.cachelib_access import is_redis_cache
+    from cachectl.backends.generic import GenericBackend
+
     serializer = _serializer(settings)
     if serializer is not None and hasattr(cache, "serializer"):
         cache.serializer = serializer  # as Flask-Caching 2.5 applies CACHE_SERIALIZER
     if is_redis_cache(cache):
         from cachectl.backends.redis import RedisBackend
 
-        return RedisBackend(cache, serializer)
+        return RedisBackend.for_cachelib(cache, serializer)
     if isinstance(cache, cachelib.FileSystemCache):
         from cachectl.backends.filesystem import FileSystemBackend
 
@@ -292,13 +321,9 @@ def build_backend(
     if app_built is not None:
         return wrap_backend(app_built, settings)
     location = settings.location
-    if isinstance(location, RedisLocation):
-        cache = _build_redis(location, settings, timeout)
-    elif isinstance(location, SentinelLocation):
-        cache = _build_sentinel(location, settings, timeout)
-    elif isinstance(location, ClusterLocation):
-        cache = _build_cluster(location, settings, timeout)
-    elif isinstance(location, DirectoryLocation):
+    if isinstance(location, (RedisLocation, SentinelLocation, ClusterLocation)):
+        return _build_redis_family(location, settings, timeout)
+    if isinstance(location, DirectoryLocation):
         cache = _build_filesystem(location, settings, create_dir)
     elif isinstance(location, MemcachedLocation):
         cache = _build_memcached(location, settings, timeout)

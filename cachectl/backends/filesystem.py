@@ -25,8 +25,6 @@ from cachectl.backends import cachelib_access as access
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
 from cachectl.backends.filesystem_format import (
     HEAD_SIZE,
-    HEADER,
-    PICKLED,
     PICKLED_FORMAT_PROTOCOL,
     FileHead,
     head_bytes,
@@ -35,7 +33,7 @@ from cachectl.backends.filesystem_format import (
 from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec.stored import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
-from cachectl.generations import Generation
+from cachectl.generations import HEADER, PICKLED, Generation
 
 log = logging.getLogger("cachectl")
 #: How many cache files are read to learn the directory's file format.

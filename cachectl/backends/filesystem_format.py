@@ -20,8 +20,8 @@ import pickle
 import struct
 from dataclasses import dataclass
 
-HEADER = "cachelib"
-PICKLED = "pickled-expiry"
+from cachectl.generations import HEADER, PICKLED
+
 #: cachelib's expiry header.
 _EXPIRY = struct.Struct("I")
 #: The opcode of a protocol-1 int pickle, and how many bytes of number follow it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.exceptions
@@ -18,12 +18,13 @@ from cachectl.backends.base import (
     escape_glob,
     partial_work,
 )
-from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
-from cachectl.backends.statistics import DEFAULT_MEMORY_SAMPLE, CacheStats, classify, ttl_bucket
 from cachectl.codec.stored import StoredValue, decode_redis_value, encode_redis_value
 from cachectl.errors import BackendError, ConfigError
 from cachectl.secrets import mask_url
+
+if TYPE_CHECKING:
+    from cachectl.backends.statistics import CacheStats
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
 _NO_PREFIX_REFUSAL = (
@@ -72,21 +73,56 @@ def _raised_by_redis_py(exc: BaseException) -> bool:
 
 
 class RedisBackend(CacheBackend):
-    """A cachelib Redis cache: the app's format for values, SCAN + UNLINK for clears."""
+    """A Redis cache in cachelib's format (read and written here, or through the app's
+    cachelib object for a CACHE_SERIALIZER), SCAN + UNLINK for clears."""
 
     kind = "redis"
     can_list_keys = True
     can_show_raw_bytes = True
 
-    def __init__(self, cache: Any, serializer: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        key_prefix: str,
+        default_timeout: int,
+        cache: Any = None,
+        serializer: Any = None,
+    ) -> None:
         super().__init__(cache)
-        self.client = redis_client(cache)
+        self.client = client
+        self._key_prefix = key_prefix
+        self.default_timeout = default_timeout
         #: A non-default CACHE_SERIALIZER, or None for cachelib's own format.
         self.serializer = serializer
         self._unlink_supported = True
 
+    @classmethod
+    def for_client(cls, client: Any, key_prefix: str, default_timeout: int) -> RedisBackend:
+        """A cache cachectl reaches with its own redis-py client, in cachelib's default
+        format (which cachectl reads and writes itself: no cachelib object needed)."""
+        return cls(client, key_prefix, default_timeout)
+
+    @classmethod
+    def for_cachelib(cls, cache: Any, serializer: Any = None) -> RedisBackend:
+        """A cachelib Redis cache (the app's own, or one built for its CACHE_SERIALIZER,
+        whose writes then go through it)."""
+        from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
+
+        return cls(
+            redis_client(cache),
+            redis_key_prefix(cache),
+            int(cache.default_timeout),
+            cache=cache,
+            serializer=serializer,
+        )
+
     @property
     def key_prefix(self) -> str:
+        if self.cache is None:
+            return self._key_prefix
+        # A cachelib cache may take its prefix from a callable: asked each time.
+        from cachectl.backends.cachelib_access import redis_key_prefix
+
         return redis_key_prefix(self.cache)
 
     @property
@@ -152,12 +188,12 @@ class RedisBackend(CacheBackend):
         """As the app's ``cache.set``: None is the default timeout, 0 never expires. The
         app's CACHE_SERIALIZER writes through cachelib; the default format is written
         here, with a pickle protocol an app on any Python 3 reads."""
-        if self.serializer is not None:
+        if self.serializer is not None and self.cache is not None:
             with self.server_errors():
                 self.cache.set(key, value, timeout=timeout)
             return
         if timeout is None:
-            timeout = int(self.cache.default_timeout)
+            timeout = self.default_timeout
         with self.server_errors():
             self.client.set(self.key_prefix + key, encode_redis_value(value), ex=timeout or None)
 
@@ -244,6 +280,13 @@ class RedisBackend(CacheBackend):
         of the first keys with MEMORY USAGE. With ``sample``, only that many keys are
         examined and the total comes from a counting sweep, which is much cheaper
         than fetching TTLs."""
+        from cachectl.backends.statistics import (
+            DEFAULT_MEMORY_SAMPLE,
+            CacheStats,
+            classify,
+            ttl_bucket,
+        )
+
         prefix = self.key_prefix
         memory_budget = sample if sample is not None else DEFAULT_MEMORY_SAMPLE
         tally = Tally(on_progress)

@@ -3,10 +3,10 @@
 ``group`` holds the ``cachectl`` group, the session and the error handling;
 ``options`` the options several commands share; ``render`` the text output
 helpers; each other module a theme of commands. No backend or key logic lives
-here: that is ``cachectl.operations`` and below.
+here: that is ``cachectl.operations`` and below. A command's module is imported
+when the command runs (``group.COMMAND_MODULES``).
 """
 
-from cachectl.cli import configuration, entries, memoized, sweeps, views  # noqa: F401
 from cachectl.cli.group import cli, main
 
 __all__ = ["cli", "main"]

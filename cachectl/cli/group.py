@@ -4,6 +4,7 @@ Commands live in the modules beside this one, grouped by what they act on."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from cachectl import __version__
+from cachectl.cli.command_index import COMMAND_MODULES
 from cachectl.cli.options import json_option
 from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
 from cachectl.config_sources import parse_setting_value
@@ -144,6 +146,15 @@ class CachectlGroup(click.Group):
     """Turns every failure, Click's usage errors included, into one ``error:`` line
     (or one JSON document) and its documented exit code."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)
+        return super().get_command(ctx, cmd_name)
+
     def _hoist_global_flags(self, args: list[str]) -> list[str]:
         takes_value = {
             name
@@ -152,7 +163,8 @@ class CachectlGroup(click.Group):
             for name in param.opts
         }
         index = 0
-        while index < len(args) and args[index] not in self.commands:
+        names = set(self.commands) | set(COMMAND_MODULES)
+        while index < len(args) and args[index] not in names:
             if args[index] == "--":
                 return args
             index += 2 if args[index] in takes_value else 1

@@ -17,7 +17,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from decimal import Decimal
 from typing import Any
 
 from cachectl.codec.limits import DecodeLimits, current_limits
@@ -30,7 +29,16 @@ _SEQS = (list, tuple, set, frozenset)
 _REPRS = {c.__repr__ for c in (*_SEQS, dict, OrderedDict)}  # what pprint lays out itself
 _LEAVES = frozenset({int, float, bool, complex, str, bytes, bytearray, type(None), Marker})
 _TEXT = frozenset({str, bytes, bytearray})
-_KEYS = _LEAVES | {ClassRef, datetime.datetime, datetime.date, datetime.timedelta, Decimal}
+_KEYS = _LEAVES | {ClassRef, datetime.datetime, datetime.date, datetime.timedelta}
+
+
+def _reprs_itself(value: Any) -> bool:
+    """Whether ``repr`` of ``value`` is shown as it is (a dict key, a leaf): a Decimal too,
+    known by name so that ``decimal`` is imported only by a value that holds one."""
+    kind = type(value)
+    return kind in _KEYS or (kind.__name__ == "Decimal" and kind.__module__ == "decimal")
+
+
 _ESCAPED: dict[int, None] = dict.fromkeys([*range(0x20), *b"\"'\\\x7f"])
 
 
@@ -144,12 +152,12 @@ class _Walk:
             return dict(shown) | ({"$truncated": " ".join(marks)} if marks else {})
         if self.json:
             return {"$dict": [list(pair) for pair in shown] + [{"$truncated": m} for m in marks]}
-        same = map(lambda p, q: p[0] is q[0] and p[1] is q[1] and type(q[0]) in _KEYS, shown, pairs)
+        same = map(lambda p, q: p[0] is q[0] and p[1] is q[1] and _reprs_itself(q[0]), shown, pairs)
         if not marks and len(shown) == len(value) and all(same):
             return value  # unchanged: itself
         result: dict[Any, Any] = OrderedDict() if type(value) is OrderedDict else {}
         for key, node in shown:  # pprint writes a dict's keys by their repr: never a blank
-            as_is = type(key) in _KEYS or type(result) is OrderedDict  # (it lays those out)
+            as_is = _reprs_itself(key) or type(result) is OrderedDict  # (it lays those out)
             result[key if as_is else Marker("text", repr(key))] = node
         for text in marks:  # pprint writes "key: value": the marker again
             left, _, right = text.partition(": ")
@@ -201,7 +209,7 @@ class _Walk:
         if self.json:
             shown = self.tag(value)
         else:  # pprint calls repr: made here, where it cannot fail (an incomplete UUID)
-            shown = value if type(value) in _KEYS else Marker("text", _safe(repr, value))
+            shown = value if _reprs_itself(value) else Marker("text", _safe(repr, value))
         text = shown.text if type(shown) is Marker else shown  # the size of what is shown
         size = _size(next(iter(text.values()), "") if type(text) is dict else text)
         weight = 3 if self.json and type(shown) is dict else 1  # json is slow with those

@@ -13,7 +13,6 @@ import _compat_pickle
 import collections
 import copyreg
 import datetime
-import decimal
 import io
 import pickle
 import struct
@@ -29,8 +28,20 @@ from cachectl.codec.placeholders import ClassRef, Marker, OpaqueObject
 # no code chosen by the pickle's author (from arguments pickle itself writes for them).
 _SAFE: tuple[type, ...] = (bool, int, float, complex, str, bytes, bytearray, list, tuple, dict)
 _SAFE += (set, frozenset, object, datetime.datetime, datetime.date, datetime.time)
-_SAFE += (datetime.timedelta, datetime.timezone, decimal.Decimal, uuid.UUID, uuid.SafeUUID)
+_SAFE += (datetime.timedelta, datetime.timezone, uuid.UUID, uuid.SafeUUID)
 SAFE_CLASSES = {(c.__module__, c.__name__): c for c in (*_SAFE, collections.OrderedDict)}
+
+
+def safe_class(module: str, name: str) -> type | None:
+    """The allowed class a pickle names, or None. ``decimal.Decimal`` is allowed too, and
+    imported only when a pickle names it (its C module costs every start a millisecond)."""
+    if (module, name) == ("decimal", "Decimal"):
+        import decimal
+
+        return decimal.Decimal
+    return SAFE_CLASSES.get((module, name))
+
+
 _CONTAINERS = (list, tuple, set, frozenset, dict, collections.OrderedDict)
 _ARGUMENTS: tuple[type, ...] = (int, float, bool, complex, str, bytes, type(None), tuple)
 _ARGUMENTS += (datetime.timezone, datetime.timedelta, uuid.SafeUUID)
@@ -145,7 +156,7 @@ class _Decoder(_UNPICKLER):
         if self.proto < 3:  # Python 2 names, mapped as pickle maps them
             module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        return ClassRef(module, name, SAFE_CLASSES.get((module, name)))
+        return ClassRef(module, name, safe_class(module, name))
 
     def persistent_load(self, pid: Any) -> Any:
         return OpaqueObject("", "(persistent id)", (pid,))

@@ -1,10 +1,12 @@
-"""Read, write and delete the app's entries, one by one or by pattern."""
+"""Read, write and delete the app's entries, one by one or by pattern.
+
+The results are NamedTuples: immutable, and cheaper to define than dataclasses on the
+path every short command takes (bench/startup_bench.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.codec.rendering import to_jsonable
@@ -13,8 +15,7 @@ from cachectl.errors import UsageError
 from cachectl.settings import CacheSettings
 
 
-@dataclass
-class EntriesRead:
+class EntriesRead(NamedTuple):
     """Each key asked for, and what is stored under it (None when absent)."""
 
     found: list[tuple[str, StoredValue | None]]
@@ -71,8 +72,7 @@ def raw_bytes(backend: CacheBackend, stored: StoredValue) -> bytes:
     return stored.raw
 
 
-@dataclass
-class EntryStored:
+class EntryStored(NamedTuple):
     key: str
     value_type: str
     #: The lifetime in seconds (0: never expires).
@@ -107,8 +107,7 @@ class _Counted:
             yield key
 
 
-@dataclass
-class KeysDeleted:
+class KeysDeleted(NamedTuple):
     requested: int
     #: How many existed, or None when the server cannot tell (memcached).
     removed: int | None
@@ -126,8 +125,7 @@ def delete_listed(
     return KeysDeleted(counted.count, removed)
 
 
-@dataclass
-class SweepPlan:
+class SweepPlan(NamedTuple):
     """What a delete by pattern will remove, for the question asked before it."""
 
     pattern: str
@@ -139,8 +137,7 @@ class SweepPlan:
         return f"Remove {self.scope} from {self.target}"
 
 
-@dataclass
-class SweepDone:
+class SweepDone(NamedTuple):
     plan: SweepPlan
     dry_run: bool
     removed: int

@@ -1,0 +1,28 @@
+"""Which module defines each command, so that the group imports only the module of the
+command that runs: a short command does not pay for the others (``--help`` imports them
+all for their summaries). tests/test_cli_layout.py checks that every command is here."""
+
+from __future__ import annotations
+
+import importlib
+
+COMMAND_MODULES: dict[str, str] = {
+    "get": "cachectl.cli.entries",
+    "set": "cachectl.cli.entries",
+    "delete": "cachectl.cli.entries",
+    "clear": "cachectl.cli.sweeps",
+    "keys": "cachectl.cli.sweeps",
+    "stats": "cachectl.cli.sweeps",
+    "delete-memoized": "cachectl.cli.memoized",
+    "delete-view": "cachectl.cli.views",
+    "make-fragment-key": "cachectl.cli.views",
+    "fragments": "cachectl.cli.views",
+    "config": "cachectl.cli.configuration",
+    "completion": "cachectl.cli.configuration",
+}
+
+
+def load_all_commands() -> None:
+    """Import every command module (for a group that needs them all at once)."""
+    for module in sorted(set(COMMAND_MODULES.values())):
+        importlib.import_module(module)
