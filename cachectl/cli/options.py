@@ -89,4 +89,4 @@ def decode_limits_from(values: dict[str, Any]) -> DecodeLimits:
     """The ``DecodeLimits`` the ``decode_limit_options`` of a command were given."""
     from cachectl.codec.limits import DecodeLimits
 
-    return DecodeLimits(**values)
+    return DecodeLimits(**values).checked()

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class DecodeLimits:
-    """How much work decoding and rendering one value may take (see above)."""
+class DecodeLimits(NamedTuple):
+    """How much work decoding and rendering one value may take (see above). Immutable; a
+    NamedTuple because every command that shows a value defines it at start-up."""
 
     max_bytes: int = 16 * 1024 * 1024
     max_depth: int = 200
@@ -27,9 +27,14 @@ class DecodeLimits:
     max_seconds: float = 0.5
     max_output: int = 16 * 1024 * 1024
 
-    def __post_init__(self) -> None:  # max_depth: the renderers recurse a few frames a level
-        if not all(0 < v <= (1000 if f == "max_depth" else 1e18) for f, v in vars(self).items()):
+    def checked(self) -> DecodeLimits:
+        """These limits, or ValueError where one is out of range (max_depth at most 1000:
+        the renderers recurse a few frames a level)."""
+        if not all(
+            0 < v <= (1000 if f == "max_depth" else 1e18) for f, v in self._asdict().items()
+        ):
             raise ValueError(f"limits must be positive (max_depth at most 1000): {self}")
+        return self
 
 
 _limits: ContextVar[DecodeLimits | None] = ContextVar("cachectl_limits", default=None)
