@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.backends.exclusions import Exclusions
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
+from cachectl.operations.clearing import Kept
 from cachectl.settings import CacheSettings
 
 
@@ -144,6 +146,8 @@ class SweepDone:
     plan: SweepPlan
     dry_run: bool
     removed: int
+    #: What the ``--exclude`` globs of ``clear --pattern`` kept.
+    kept: Kept
 
     def document(self) -> dict[str, Any]:
         return {
@@ -152,6 +156,7 @@ class SweepDone:
             "pattern": self.plan.pattern,
             "target": self.plan.target,
             "removed": self.removed,
+            **self.kept.document(),
         }
 
 
@@ -167,6 +172,10 @@ def sweep(
     plan: SweepPlan,
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
+    exclusions: Exclusions | None = None,
 ) -> SweepDone:
-    """Remove (or count) the app's keys matching the plan's pattern, streaming."""
-    return SweepDone(plan, dry_run, backend.delete_matching(plan.pattern, dry_run, on_progress))
+    """Remove (or count) the app's keys matching the plan's pattern, streaming, but
+    those ``exclusions`` keep (``clear --pattern --exclude``)."""
+    removed = backend.delete_matching(plan.pattern, dry_run, on_progress, exclusions)
+    kept = Kept(exclusions, backend.key_prefix, dry_run, plan.pattern)
+    return SweepDone(plan, dry_run, removed, kept)
