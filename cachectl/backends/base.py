@@ -21,6 +21,7 @@ from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
+    from cachectl.backends.exclusions import Exclusions
     from cachectl.backends.statistics import CacheStats
 
 #: Called with the running total of keys handled, so the CLI can show progress.
@@ -156,14 +157,32 @@ class CacheBackend:
         return escape_glob(text)
 
     def delete_matching(
-        self, pattern: str, dry_run: bool, on_progress: ProgressCallback | None = None
+        self,
+        pattern: str,
+        dry_run: bool,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
     ) -> int:
         """Remove (or with ``dry_run`` count) the app's keys whose rest matches the
-        glob ``pattern``, streamed, whatever their number; how many. Ctrl-C and
-        server errors report the count reached (``partial_work``). Only servers that
-        can list keys offer this; the others refuse before anything changes."""
+        glob ``pattern``, streamed, whatever their number; how many. Keys that match
+        a glob of ``exclusions`` stay, counted there. Ctrl-C and server errors report
+        the count reached (``partial_work``). Only servers that can list keys offer
+        this; the others refuse before anything changes."""
         self.require_key_listing()
         raise NotImplementedError
+
+    #: Why ``clear --exclude GLOB`` cannot be applied to this cache (None where it
+    #: can): the globs match key names, so the backend must find its keys by name.
+    cannot_exclude: str | None = (
+        "this cache cannot list its keys by name, so --exclude GLOB cannot be applied"
+    )
+
+    def clear_except(
+        self, exclusions: Exclusions, dry_run: bool, on_progress: ProgressCallback | None = None
+    ) -> int:
+        """``clear``, but the keys matching a glob of ``exclusions`` stay (counted
+        there); how many went. Backends with ``cannot_exclude`` refuse."""
+        raise UsageError(self.cannot_exclude or f"{self.kind} cannot apply --exclude")
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
         """What the cache holds, by kind of entry, by remaining lifetime and in

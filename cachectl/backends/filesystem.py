@@ -46,6 +46,10 @@ class FileSystemBackend(CacheBackend):
     """A cachelib FileSystemCache; only files named like this cache's keys are touched."""
 
     kind = "filesystem"
+    cannot_exclude = (
+        "FileSystemCache names each file by a hash of its key, so a glob over key names "
+        "cannot be applied: --exclude is not available here"
+    )
     can_show_raw_bytes = True
 
     def __init__(

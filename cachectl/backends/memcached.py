@@ -103,6 +103,10 @@ class MemcachedBackend(CacheBackend):
     """
 
     kind = "memcached"
+    cannot_exclude = (
+        "memcached cannot list its keys (its clear empties the whole server), so "
+        "--exclude cannot be applied"
+    )
 
     def __init__(self, cache: Any, servers: list[str], chunked: bool = False) -> None:
         super().__init__(cache)

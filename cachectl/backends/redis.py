@@ -20,10 +20,11 @@ from cachectl.backends.base import (
 )
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.codec.stored import StoredValue, decode_redis_value, encode_redis_value
-from cachectl.errors import BackendError, ConfigError
+from cachectl.errors import BackendError, ConfigError, UsageError
 from cachectl.secrets import mask_url
 
 if TYPE_CHECKING:
+    from cachectl.backends.exclusions import Exclusions
     from cachectl.backends.statistics import CacheStats
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
@@ -78,6 +79,7 @@ class RedisBackend(CacheBackend):
 
     kind = "redis"
     can_list_keys = True
+    cannot_exclude = None
     can_show_raw_bytes = True
 
     def __init__(
@@ -255,17 +257,31 @@ class RedisBackend(CacheBackend):
             return self.flush_db(dry_run)
         return self.delete_matching("*", dry_run, on_progress)
 
+    def clear_except(
+        self, exclusions: Exclusions, dry_run: bool, on_progress: ProgressCallback | None = None
+    ) -> int:
+        if not self.key_prefix:  # the plan's needs_flush_db, which takes no exclusions
+            raise UsageError(_NO_PREFIX_REFUSAL.format(target=self.describe()))
+        return self.delete_matching("*", dry_run, on_progress, exclusions)
+
     def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
         return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
 
     def delete_matching(
-        self, pattern: str, dry_run: bool, on_progress: ProgressCallback | None = None
+        self,
+        pattern: str,
+        dry_run: bool,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
     ) -> int:
         """Unlink (or count) the keys under the prefix whose rest matches the glob
-        ``pattern``, streamed and non-blocking (see redis_sweep)."""
+        ``pattern``, but those ``exclusions`` keep, streamed and non-blocking (see
+        redis_sweep)."""
         tally = Tally(on_progress)
+        match = escape_glob(self.key_prefix) + pattern
+        cut = len(self.key_prefix.encode())
         with partial_work(tally, "counted" if dry_run else "removed"), self.server_errors():
-            sweep(self.client, escape_glob(self.key_prefix) + pattern, dry_run, tally)
+            sweep(self.client, match, dry_run, tally, exclusions, cut)
         return tally.count
 
     def flush_db(self, dry_run: bool) -> int:

@@ -15,6 +15,10 @@ Two ways to run a step, chosen automatically:
   servers that refuse scripts (managed services often do) and for Redis
   Cluster, where each primary is swept on its own, concurrently, with one
   UNLINK per key so no command spans two hash slots.
+
+Keys matching an ``--exclude`` glob stay (``exclusions``): each way of running a
+step tells them apart from the same parsed globs with the same algorithm, so
+what stays does not depend on whether the server runs scripts.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.exceptions
 
 from cachectl.backends.base import Tally
+
+if TYPE_CHECKING:
+    from cachectl.backends.exclusions import Exclusions
 
 #: Shown with --debug: how the sweep had to adapt to what the server allows.
 log = logging.getLogger("cachectl")
@@ -53,23 +60,96 @@ end
 return {step[1], removed}
 """
 
+#: The step with exclusions: ARGV[5] is the prefix's length in bytes, then each
+#: glob as exclusions.py hands it over (its number of segments, then each
+#: segment's length and Lua pattern). Returns the cursor, the keys removed (or
+#: that would be), the keys kept, then how many keys each glob matched.
+_EXCLUDE_STEP_SCRIPT = """
+local cut = tonumber(ARGV[5])
+local globs, a = {}, 6
+while a <= #ARGV do
+  local lengths, anchored, floating = {}, {}, {}
+  for s = 1, tonumber(ARGV[a]) do
+    lengths[s] = tonumber(ARGV[a + 2 * s - 1])
+    floating[s] = ARGV[a + 2 * s]
+    anchored[s] = '^' .. floating[s]
+  end
+  a = a + 1 + 2 * #lengths
+  globs[#globs + 1] = {lengths, anchored, floating}
+end
+
+local function matches(glob, name)
+  local lengths, anchored, floating = glob[1], glob[2], glob[3]
+  local k, n, at = #lengths, #name, cut + 1
+  if k == 0 then return false end
+  if k == 1 then
+    return n - cut == lengths[1] and string.find(name, anchored[1], at) ~= nil
+  end
+  if lengths[1] > 0 then
+    if string.find(name, anchored[1], at) == nil then return false end
+    at = at + lengths[1]
+  end
+  for s = 2, k - 1 do
+    if lengths[s] > 0 then
+      local _, stop = string.find(name, floating[s], at)
+      if stop == nil then return false end
+      at = stop + 1
+    end
+  end
+  if lengths[k] > 0 then
+    local start = n - lengths[k] + 1
+    return start >= at and string.find(name, anchored[k], start) ~= nil
+  end
+  return true
+end
+
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', tonumber(ARGV[3]))
+local doomed, kept, matched = {}, 0, {}
+for g = 1, #globs do matched[g] = 0 end
+for _, name in ipairs(step[2]) do
+  local found = false
+  for g = 1, #globs do
+    if matches(globs[g], name) then
+      matched[g] = matched[g] + 1
+      found = true
+    end
+  end
+  if found then kept = kept + 1 else doomed[#doomed + 1] = name end
+end
+local removed = 0
+if ARGV[4] == '1' then
+  removed = #doomed
+else
+  for i = 1, #doomed, 500 do
+    removed = removed + redis.call('UNLINK', unpack(doomed, i, math.min(i + 499, #doomed)))
+  end
+end
+return {step[1], removed, kept, unpack(matched)}
+"""
+
 
 class ScriptsRefused(Exception):
     """The server does not run our script (scripting disabled, ACL, old Redis)."""
 
 
-def _sweep_with_script(client: Any, match: str, dry_run: bool, tally: Tally) -> None:
-    step = client.register_script(_STEP_SCRIPT)
+def _sweep_with_script(
+    client: Any, match: str, dry_run: bool, tally: Tally, exclusions: Exclusions | None, cut: int
+) -> None:
+    step = client.register_script(_EXCLUDE_STEP_SCRIPT if exclusions is not None else _STEP_SCRIPT)
+    extra = [cut, *exclusions.script_args()] if exclusions is not None else []
     cursor: Any = 0
     first = True
     while True:
         try:
-            cursor, removed = step(args=[cursor, match, SCAN_COUNT, "1" if dry_run else "0"])
+            reply = step(args=[cursor, match, SCAN_COUNT, "1" if dry_run else "0", *extra])
         except redis.exceptions.ResponseError as exc:
             if first:
                 raise ScriptsRefused(str(exc)) from exc
             raise
         first = False
+        cursor, removed = reply[0], reply[1]
+        if exclusions is not None:
+            exclusions.add(int(reply[2]), [int(hits) for hits in reply[3:]])
         tally.add(int(removed))
         if int(cursor) == 0:
             return
@@ -84,7 +164,15 @@ def is_refused_permission(reply: Any) -> bool:
     )
 
 
-def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_key: bool) -> None:
+def _sweep_pipelined(
+    client: Any,
+    match: str,
+    dry_run: bool,
+    tally: Tally,
+    per_key: bool,
+    exclusions: Exclusions | None,
+    cut: int,
+) -> None:
     cursor: Any = 0  # None once SCAN has come full circle
     pending: list[Any] = []  # the previous step's matches, unlinked with the next SCAN
     remove = "unlink"  # DEL once the user turns out not to be allowed UNLINK
@@ -115,31 +203,59 @@ def _sweep_pipelined(client: Any, match: str, dry_run: bool, tally: Tally, per_k
             raise errors[0]
         if pending:
             tally.add(len(pending) if dry_run else sum(replies))
+        if cursor is not None and exclusions is not None:
+            found = exclusions.split(found, cut)
         pending = found if cursor is not None else []
         cursor = next_cursor if cursor is not None and int(next_cursor) != 0 else None
 
 
-def _sweep_node(client: Any, match: str, dry_run: bool, tally: Tally, per_key: bool) -> None:
+def _sweep_node(
+    client: Any,
+    match: str,
+    dry_run: bool,
+    tally: Tally,
+    per_key: bool,
+    exclusions: Exclusions | None,
+    cut: int,
+) -> None:
     if not per_key:
         try:
-            _sweep_with_script(client, match, dry_run, tally)
+            _sweep_with_script(client, match, dry_run, tally, exclusions, cut)
             return
         except ScriptsRefused as refused:
             # The client-side path needs no scripting.
             log.debug("the server runs no script (%s): sweeping from the client", refused)
-    _sweep_pipelined(client, match, dry_run, tally, per_key)
+    _sweep_pipelined(client, match, dry_run, tally, per_key, exclusions, cut)
 
 
-def sweep(client: Any, match: str, dry_run: bool, tally: Tally) -> None:
+def sweep(
+    client: Any,
+    match: str,
+    dry_run: bool,
+    tally: Tally,
+    exclusions: Exclusions | None = None,
+    cut: int = 0,
+) -> None:
     """Unlink (or, with ``dry_run``, count) every key matching the SCAN pattern
-    ``match``, on every primary of a cluster (never a replica)."""
+    ``match``, on every primary of a cluster (never a replica), but those the
+    ``exclusions`` keep: their globs apply to a key's name after its first ``cut``
+    bytes (the prefix)."""
     if not isinstance(client, redis.RedisCluster):
-        _sweep_node(client, match, dry_run, tally, per_key=False)
+        _sweep_node(client, match, dry_run, tally, False, exclusions, cut)
         return
     primaries = client.get_primaries()
     with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="sweep") as pool:
         futures = [
-            pool.submit(_sweep_node, client.get_redis_connection(node), match, dry_run, tally, True)
+            pool.submit(
+                _sweep_node,
+                client.get_redis_connection(node),
+                match,
+                dry_run,
+                tally,
+                True,
+                exclusions,
+                cut,
+            )
             for node in primaries
         ]
         try:

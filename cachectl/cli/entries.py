@@ -25,8 +25,11 @@ from cachectl.importing import lazy_module
 from cachectl.settings import MAX_TIMEOUT
 
 if TYPE_CHECKING:
-    from cachectl.operations import entries
+    from cachectl.backends.base import CacheBackend
+    from cachectl.backends.exclusions import Exclusions
+    from cachectl.operations import clearing, entries
 else:
+    clearing = lazy_module("cachectl.operations.clearing")
     entries = lazy_module("cachectl.operations.entries")
 
 
@@ -179,18 +182,41 @@ def confirm(session: Session, what: str, yes: bool) -> None:
         click.get_current_context().exit(EXIT_NOT_FOUND)
 
 
-def sweep(session: Session, pattern: str, dry_run: bool, yes: bool) -> None:
-    """Remove the app's keys matching a glob, asking first (delete/clear --pattern)."""
+def confirm_excluding(
+    session: Session,
+    backend: CacheBackend,
+    what: str,
+    exclusions: Exclusions | None,
+    yes: bool,
+) -> None:
+    """``confirm``, naming the ``--exclude`` globs in the question, and warning first
+    of any that keeps nothing right now (a misspelt glob is caught before the keys it
+    meant to keep are gone)."""
+    if exclusions is not None and not yes and session.output.interactive:
+        for glob in clearing.unmatched_now(backend, exclusions):
+            session.output.warn(clearing.unmatched_warning(glob, backend.key_prefix, "before"))
+    confirm(session, what + clearing.excepting(exclusions), yes)
+
+
+def sweep(
+    session: Session, pattern: str, dry_run: bool, yes: bool, excludes: tuple[str, ...] = ()
+) -> None:
+    """Remove the app's keys matching a glob, asking first (delete/clear --pattern), but
+    those matching an ``--exclude`` glob (clear)."""
     backend = session.backend()
+    exclusions = clearing.check_exclusions(backend, excludes, flush_db=False)
     plan = entries.plan_sweep(backend, pattern)
     if not dry_run:
-        confirm(session, plan.question, yes)
+        confirm_excluding(session, backend, plan.question, exclusions, yes)
     with session.output.progress("counting" if dry_run else "removing") as on_progress:
-        done = entries.sweep(backend, plan, dry_run, on_progress)
+        done = entries.sweep(backend, plan, dry_run, on_progress, exclusions)
+    for warning in done.kept.warnings:
+        session.output.warn(warning)
     if session.output.as_json:
         session.output.document(done.document())
     verb = "would remove" if dry_run else "removed"
-    session.output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}")
+    summary = done.kept.summary()
+    session.output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}{summary}")
 
 
 @cli.command()

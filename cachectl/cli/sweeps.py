@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cachectl.cli.entries import confirm, sweep
+from cachectl.cli.entries import confirm_excluding, sweep
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, pattern_option, yes_option
 from cachectl.errors import UsageError
@@ -30,8 +30,23 @@ else:
 @pattern_option(
     "Redis: only the app's keys matching GLOB (after the prefix); same as delete --pattern."
 )
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Redis: keep the app's keys matching GLOB (after the prefix, as keys GLOB reads "
+    "it), such as sessions kept under the same prefix. Repeatable.",
+)
 @pass_session
-def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: str | None) -> None:
+def clear(
+    session: Session,
+    dry_run: bool,
+    yes: bool,
+    flush_db: bool,
+    pattern: str | None,
+    excludes: tuple[str, ...],
+) -> None:
     """Remove every entry of the app's cache, and nothing else.
 
     \b
@@ -42,6 +57,13 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: s
     memcached: cannot remove by prefix, so clearing empties the whole server
       (flush_all), and only with --yes.
 
+    --exclude GLOB (Redis) keeps the keys whose name after the prefix matches
+    GLOB, read as keys GLOB and delete --pattern read theirs: sessions or rate
+    limits an app keeps under its cache's prefix survive. How many were kept is
+    reported, per GLOB; a GLOB that keeps nothing is warned about (before the
+    question, on a terminal). FileSystemCache and memcached cannot apply it, and
+    --flush-db takes none: both are refused (exit 2).
+
     On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
     the batch in flight and reports how many keys went (exit 130).
 
@@ -49,23 +71,34 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: s
       cachectl clear --dry-run
       cachectl clear --yes          # in cron or a deploy script
       cachectl clear --pattern 'view//*' --yes
+      cachectl clear --exclude 'session:*' --exclude 'LIMITER*' --yes
     """
     output = session.output
     if pattern is not None:
         if flush_db:
             raise UsageError("--flush-db empties the whole database; it takes no --pattern")
-        sweep(session, pattern, dry_run, yes)
+        sweep(session, pattern, dry_run, yes, excludes)
         return
     backend = session.backend()
+    exclusions = clearing.check_exclusions(backend, excludes, flush_db=flush_db)
     plan = clearing.check_clear(
-        backend, flush_db=flush_db, dry_run=dry_run, yes=yes, warn=output.warn
+        backend,
+        flush_db=flush_db,
+        dry_run=dry_run,
+        yes=yes,
+        warn=output.warn,
+        excluding=exclusions is not None,
     )
     if plan.caution is not None:
         output.warn(plan.caution)
     if not dry_run:
-        confirm(session, f"Remove {plan.scope} from {plan.target}", yes)
+        confirm_excluding(
+            session, backend, f"Remove {plan.scope} from {plan.target}", exclusions, yes
+        )
     with output.progress("counting" if dry_run else "removing") as on_progress:
-        done = clearing.clear(backend, plan, dry_run, on_progress)
+        done = clearing.clear(backend, plan, dry_run, on_progress, exclusions)
+    for warning in done.kept.warnings:
+        output.warn(warning)
     if output.as_json:
         output.document(done.document())
     verb = "would remove" if dry_run else "removed"
@@ -73,7 +106,7 @@ def clear(session: Session, dry_run: bool, yes: bool, flush_db: bool, pattern: s
         counted = " (the server cannot count them)" if dry_run else ""
         output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
     else:
-        output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}")
+        output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}{done.kept.summary()}")
 
 
 @cli.command("keys")

@@ -3,16 +3,128 @@
 The rules are the backend's data (``ClearPlan``): whether it can stay within the
 app's prefix, whether it needs ``--flush-db`` or ``--yes`` even on a terminal.
 They are checked before anything is asked or removed.
+
+``--exclude GLOB`` keeps the app's keys whose name after the prefix matches the
+glob (as ``keys GLOB`` and ``delete --pattern`` read a glob): sessions or rate
+limits an app keeps under its cache's prefix survive the clear. A glob that keeps
+nothing is not an error (there may be no session right now), but it is said, in
+text and in JSON, since a misspelt glob would otherwise let the clear take what
+it was meant to keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback
+from cachectl.backends.exclusions import Exclusions, GlobError
 from cachectl.errors import UsageError
+
+
+def check_exclusions(
+    backend: CacheBackend, globs: Sequence[str], *, flush_db: bool
+) -> Exclusions | None:
+    """The ``--exclude`` globs parsed (None without any), once the backend can apply
+    them and nothing else in the command would ignore them (else UsageError, exit 2)."""
+    if not globs:
+        return None
+    if flush_db:
+        raise UsageError(
+            "--flush-db empties the whole database, keys matching --exclude too: "
+            "it takes no --exclude"
+        )
+    if backend.cannot_exclude is not None:
+        raise UsageError(backend.cannot_exclude)
+    try:
+        return Exclusions(globs)
+    except GlobError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def excepting(exclusions: Exclusions | None) -> str:
+    """The words a question or a summary adds for the exclusions ('' without any)."""
+    if exclusions is None:
+        return ""
+    return ", except keys matching " + " or ".join(repr(g.text) for g in exclusions.globs)
+
+
+def unmatched_now(backend: CacheBackend, exclusions: Exclusions) -> list[str]:
+    """The globs no key matches right now, asked before a clear on a terminal so a
+    misspelt glob can be caught before the keys it meant to keep are gone. Each
+    stops at the first key it finds; one that finds none walks the whole keyspace
+    with SCAN, as a dry run does."""
+    missing = []
+    for glob in exclusions.globs:
+        found = backend.scan_keys(glob.text)
+        try:
+            if next(found, None) is None:
+                missing.append(glob.text)
+        finally:
+            close = getattr(found, "close", None)
+            if close is not None:  # a cluster's scanning threads stop
+                close()
+    return missing
+
+
+def unmatched_warning(glob: str, prefix: str, when: str, pattern: str = "*") -> str:
+    """What the operator is told about a glob that keeps nothing: ``when`` is
+    "before" (the question), "dry run" or "done"; ``pattern`` that of clear --pattern."""
+    where = f"under the prefix {prefix!r}" + (f" matching {pattern!r}" if pattern != "*" else "")
+    said = {
+        "before": f"matches no key {where} right now: it would keep nothing",
+        "dry run": f"matches no key {where}: it would keep nothing",
+        "done": f"matched no key {where}: it kept nothing",
+    }[when]
+    hint = ""
+    if prefix and glob.startswith(prefix):
+        hint = (
+            f" (the glob applies after the prefix: leave {prefix!r} out, as in "
+            f"{glob[len(prefix) :]!r})"
+        )
+    return f"--exclude {glob!r} {said}{hint}"
+
+
+@dataclass
+class Kept:
+    """What the exclusions of a finished clear (or clear --pattern) kept."""
+
+    exclusions: Exclusions | None
+    prefix: str
+    dry_run: bool
+    pattern: str = "*"
+    warnings: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        unmatched = self.exclusions.unmatched() if self.exclusions is not None else []
+        when = "dry run" if self.dry_run else "done"
+        self.warnings = [unmatched_warning(g, self.prefix, when, self.pattern) for g in unmatched]
+
+    def summary(self) -> str:
+        """'; kept 12 matching --exclude ('session:*' 12)', or '' without exclusions."""
+        if self.exclusions is None:
+            return ""
+        per_glob = ", ".join(
+            f"{glob.text!r} {hits}"
+            for glob, hits in zip(self.exclusions.globs, self.exclusions.matched)
+        )
+        verb = "would keep" if self.dry_run else "kept"
+        return f"; {verb} {self.exclusions.excluded} matching --exclude ({per_glob})"
+
+    def document(self) -> dict[str, Any]:
+        """The fields a clear's JSON document has when ``--exclude`` was given."""
+        exclusions = self.exclusions
+        if exclusions is None:
+            return {}
+        return {
+            "excluded": exclusions.excluded,
+            "exclude": [
+                {"glob": glob.text, "matched": hits}
+                for glob, hits in zip(exclusions.globs, exclusions.matched)
+            ],
+            "warnings": self.warnings,
+        }
 
 
 def check_clear(
@@ -22,9 +134,12 @@ def check_clear(
     dry_run: bool,
     yes: bool,
     warn: Callable[[str], None],
+    excluding: bool = False,
 ) -> ClearPlan:
     """The backend's plan, once every rule it states is met (else UsageError, exit 2)."""
     plan = backend.clear_plan()
+    if plan.needs_flush_db and excluding:  # --flush-db would take the excluded keys too
+        raise UsageError(f"{plan.needs_flush_db}, which takes no --exclude")
     if flush_db and not plan.accepts_flush_db:
         raise UsageError(
             "--flush-db only applies to a Redis cache without a key prefix; "
@@ -45,6 +160,7 @@ class Cleared:
     dry_run: bool
     #: How many keys went (or would), None when the server cannot count them.
     removed: int | None
+    kept: Kept
 
     def document(self) -> dict[str, Any]:
         return {
@@ -54,6 +170,7 @@ class Cleared:
             "scope": self.plan.scope,
             "caution": self.plan.caution,
             "removed": self.removed,
+            **self.kept.document(),
         }
 
 
@@ -62,6 +179,12 @@ def clear(
     plan: ClearPlan,
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
+    exclusions: Exclusions | None = None,
 ) -> Cleared:
-    """Remove every entry of the app's cache (or count them, with ``dry_run``)."""
-    return Cleared(plan, dry_run, backend.clear(dry_run, on_progress))
+    """Remove every entry of the app's cache (or count them, with ``dry_run``), but
+    the keys ``exclusions`` keep."""
+    if exclusions is None:
+        removed = backend.clear(dry_run, on_progress)
+    else:
+        removed = backend.clear_except(exclusions, dry_run, on_progress)
+    return Cleared(plan, dry_run, removed, Kept(exclusions, backend.key_prefix, dry_run))

@@ -6,13 +6,17 @@ path every short command takes (bench/startup_bench.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
 from cachectl.settings import CacheSettings
+
+if TYPE_CHECKING:
+    from cachectl.backends.exclusions import Exclusions
+    from cachectl.operations.clearing import Kept
 
 
 class EntriesRead(NamedTuple):
@@ -141,6 +145,8 @@ class SweepDone(NamedTuple):
     plan: SweepPlan
     dry_run: bool
     removed: int
+    #: What the ``--exclude`` globs of ``clear --pattern`` kept.
+    kept: Kept
 
     def document(self) -> dict[str, Any]:
         return {
@@ -149,6 +155,7 @@ class SweepDone(NamedTuple):
             "pattern": self.plan.pattern,
             "target": self.plan.target,
             "removed": self.removed,
+            **self.kept.document(),
         }
 
 
@@ -164,6 +171,12 @@ def sweep(
     plan: SweepPlan,
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
+    exclusions: Exclusions | None = None,
 ) -> SweepDone:
-    """Remove (or count) the app's keys matching the plan's pattern, streaming."""
-    return SweepDone(plan, dry_run, backend.delete_matching(plan.pattern, dry_run, on_progress))
+    """Remove (or count) the app's keys matching the plan's pattern, streaming, but
+    those ``exclusions`` keep (``clear --pattern --exclude``)."""
+    from cachectl.operations.clearing import Kept
+
+    removed = backend.delete_matching(plan.pattern, dry_run, on_progress, exclusions)
+    kept = Kept(exclusions, backend.key_prefix, dry_run, plan.pattern)
+    return SweepDone(plan, dry_run, removed, kept)
