@@ -32,6 +32,10 @@ SPREAD_CHUNK_SIZE = 1048448
 SPREAD_MAX_CHUNKS = 32
 #: pylibmc's flag for a pickled value.
 _PYLIBMC_PICKLE_FLAG = 1
+#: memcached reads an expiry up to 30 days as seconds from now, beyond as a Unix time.
+_RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
+#: The last Unix time memcached can hold as an expiry (a signed 32-bit number).
+_LAST_EXPIRY = 2**31 - 1
 
 
 def python_memcached_client(servers: list[str], timeout: float) -> Any:
@@ -103,6 +107,7 @@ class MemcachedBackend(CacheBackend):
     """
 
     kind = "memcached"
+    can_set_lifetimes = True
 
     def __init__(self, cache: Any, servers: list[str], chunked: bool = False) -> None:
         super().__init__(cache)
@@ -228,6 +233,39 @@ class MemcachedBackend(CacheBackend):
                 self._ensure_alive()
                 tally.add(len(batch))
         return None
+
+    def require_lifetimes(self, change: bool) -> None:
+        if not change:
+            self.refuse(
+                "memcached cannot say how long a key has left: its client libraries "
+                "(pylibmc, python-memcached) have no command that reads an expiry; "
+                "expire and persist work (memcached's touch)"
+            )
+
+    def set_lifetime(self, key: str, seconds: int | None) -> bool:
+        """memcached's ``touch``: a new expiry, the value untouched (0: never expires)."""
+        expiry = 0 if seconds is None else seconds
+        if expiry > _RELATIVE_EXPIRY_LIMIT:
+            expiry += int(time.time())
+            if expiry > _LAST_EXPIRY:
+                # The server would take it and drop the item: refused, nothing sent.
+                self.refuse(
+                    "memcached keeps an expiry as a 32-bit Unix time, so no later than "
+                    f"2038-01-19: at most {_LAST_EXPIRY - int(time.time())} seconds from now"
+                )
+        prefixed = self.key_prefix + key
+        with self._client_errors():
+            if not self.chunked:
+                touched = bool(self.client.touch(prefixed, expiry))
+            else:  # every chunk KEY.0, KEY.1, ... there is; they are contiguous
+                touched = False
+                for n in range(SPREAD_MAX_CHUNKS):
+                    if not self.client.touch(f"{prefixed}.{n}", expiry):
+                        break
+                    touched = True
+        # python-memcached answers a lost server as a miss: that is exit 3, not "not found".
+        self._ensure_alive()
+        return touched
 
     def clear_plan(self) -> ClearPlan:
         return ClearPlan(
