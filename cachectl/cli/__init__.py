@@ -6,7 +6,7 @@ helpers; each other module a theme of commands. No backend or key logic lives
 here: that is ``cachectl.operations`` and below.
 """
 
-from cachectl.cli import configuration, entries, memoized, sweeps, views  # noqa: F401
+from cachectl.cli import configuration, entries, lifetimes, memoized, sweeps, views  # noqa: F401
 from cachectl.cli.group import cli, main
 
 __all__ = ["cli", "main"]
