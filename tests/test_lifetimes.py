@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisTarget, oracle_app, run
-from tests.servers import ServerProcess, start_redis_cluster
+from tests.servers import ServerProcess, free_port, start_redis_cluster
 
 # --- Redis --------------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ def test_memcached_expire_and_persist_touch_the_key(
 
     assert run(*args, "expire", "banner", "600").exit_code == 0
     seconds = int(server_ttl(memcached_address, "app_banner").split("t")[-1])
-    assert 590 < seconds <= 600
+    assert 590 < seconds <= 601
     assert run(*args, "persist", "banner").exit_code == 0
     assert server_ttl(memcached_address, "app_banner") == "HD t-1"
     with app.app_context():
@@ -182,10 +182,28 @@ def test_memcached_expire_and_persist_touch_the_key(
     missing = run(*args, "expire", "baner", "60")
     assert (missing.exit_code, missing.stderr) == (1, "error: not found: baner (nothing changed)\n")
 
-    refused = run(*args, "ttl", "banner")
+    assert run(*args, "prune").exit_code == 2
+
+
+def test_memcached_ttl_asks_the_one_server_with_mg(
+    memcached_address: str, client_library: str
+) -> None:
+    args = ["--type", "MemcachedCache", "--key-prefix", "app_"]
+    args += ["-o", f'CACHE_MEMCACHED_SERVERS=["{memcached_address}"]']
+    assert run(*args, "set", "soon", "v", "--ttl", "300").exit_code == 0
+    assert run(*args, "set", "forever", "v", "--ttl", "0").exit_code == 0
+
+    read = run(*args, "--json", "ttl", "soon", "forever", "sooon")
+    assert read.exit_code == 1
+    results = json.loads(read.stdout)["results"]
+    assert 290 < results[0]["ttl"] <= 301  # memcached's clock ticks in whole seconds
+    assert [r["state"] for r in results[1:]] == ["none", "missing"]
+
+    # Two servers: which one holds a key is the client library's choice.
+    two = f'CACHE_MEMCACHED_SERVERS=["{memcached_address}", "127.0.0.1:{free_port()}"]'
+    refused = run("--type", "MemcachedCache", "-o", two, "ttl", "soon")
     assert refused.exit_code == 2 and len(refused.stderr.splitlines()) == 1
     assert refused.stderr.startswith("error: memcached cannot say how long a key has left")
-    assert run(*args, "prune").exit_code == 2
 
 
 def test_spread_memcached_touches_every_chunk_of_a_value(sasl_memcached_address: str) -> None:
@@ -203,6 +221,8 @@ def test_spread_memcached_touches_every_chunk_of_a_value(sasl_memcached_address:
     with app.app_context():
         assert cache.get("big") == big
     assert run(*args, "expire", "bgi", "600").exit_code == 1
+    refused = run(*args, "ttl", "big")  # SASL: the binary protocol has no mg
+    assert refused.exit_code == 2 and "SASL" in refused.stderr
 
 
 # --- FileSystemCache ----------------------------------------------------------------------

@@ -26,8 +26,14 @@ def ttl(session: Session, keys: tuple[str, ...]) -> None:
 
     The key prefix is added for you. An expired entry is "missing", as the app
     sees it. Exits 1 when a key is missing (the others are still shown), as get
-    does. memcached cannot report a key's lifetime (its clients have no command
-    for it): ttl refuses there, with exit 2.
+    does.
+
+    \b
+    Redis and Redis Cluster: TTL on the prefixed key.
+    memcached: the meta command mg (memcached 1.6+), with one server only and
+      without SASL (else exit 2: which server holds a key is the client's choice;
+      the binary protocol of SASL has no such command).
+    FileSystemCache: the expiry in the file's head.
 
     \b
       cachectl ttl view//about
