@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    done
-  1    not found (get), or a clear declined at the prompt
+  1    not found (get, ttl, expire, persist), or a clear declined at the prompt
   2    usage or configuration error
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)
@@ -49,6 +49,12 @@ class UsageError(CachectlError):
     """The command line asks for something that cannot be done (exit 2)."""
 
     exit_code = EXIT_USAGE
+
+
+class NotFound(CachectlError):
+    """The key the command acts on is not there, so nothing was done (exit 1)."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class BackendError(CachectlError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
@@ -72,6 +72,20 @@ class ClearPlan:
     #: Something the operator should weigh before going ahead (shown with the
     #: confirmation and with ``--dry-run``), such as a directory mostly of other files.
     caution: str | None = None
+
+
+class Lifetime(NamedTuple):
+    """What is left of an entry's life, as ``lifetimes`` reads it."""
+
+    #: False for a key that is not there (an expired entry is not there either: the
+    #: app reads it as missing).
+    found: bool
+    #: Whole seconds left; None when the entry never expires (or is not there).
+    seconds: int | None = None
+
+
+MISSING = Lifetime(found=False)
+NO_EXPIRY = Lifetime(found=True)
 
 
 class CacheBackend:
@@ -198,6 +212,53 @@ class CacheBackend:
         how many, or None when the server cannot tell. Does what ``clear_plan``
         describes, without asking: the caller must have honoured the plan's
         ``needs_flush_db`` and ``needs_yes`` first."""
+        raise NotImplementedError
+
+    # --- lifetimes: ttl, expire, persist, prune ----------------------------------------
+
+    #: Whether ``lifetimes`` can read how long entries have left.
+    can_read_lifetimes = False
+    #: Whether ``set_lifetime`` can change an entry's expiry, its value untouched.
+    can_set_lifetimes = False
+    #: Whether ``prune`` is needed and offered: a cache whose expired entries stay
+    #: until something removes them (FileSystemCache); servers expire entries themselves.
+    can_prune = False
+
+    def refuse(self, message: str) -> NoReturn:
+        """A capability this backend lacks: exit 2, before anything changes."""
+        raise UsageError(message)
+
+    def require_lifetimes(self, change: bool) -> None:
+        """Refuse reading (or, with ``change``, setting) lifetimes where it cannot be done."""
+        if change and not self.can_set_lifetimes:
+            self.refuse(
+                f"{self.describe()} offers no way to change an entry's expiry without "
+                "rewriting its value"
+            )
+        if not change and not self.can_read_lifetimes:
+            self.refuse(f"{self.describe()} offers no way to read an entry's remaining lifetime")
+
+    def require_prune(self) -> None:
+        if not self.can_prune:
+            self.refuse(
+                f"prune is for FileSystemCache, whose expired files stay on disk until the "
+                f"app prunes them; {self.describe()} removes expired entries itself"
+            )
+
+    def lifetimes(self, keys: list[str]) -> list[Lifetime]:
+        """How long each key (prefix applied) has left, in the order given."""
+        self.require_lifetimes(change=False)
+        raise NotImplementedError
+
+    def set_lifetime(self, key: str, seconds: int | None) -> bool:
+        """Make ``key`` expire ``seconds`` from now (None: never), leaving its value as
+        it is; False, with nothing changed, when the key is not there."""
+        self.require_lifetimes(change=True)
+        raise NotImplementedError
+
+    def prune(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
+        """Remove (or with ``dry_run`` count) the expired entries; how many."""
+        self.require_prune()
         raise NotImplementedError
 
 

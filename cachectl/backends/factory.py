@@ -268,7 +268,7 @@ def _serializer(settings: CacheSettings) -> Any:
         raise ConfigError(f"CACHE_SERIALIZER {value!r} could not be created: {exc}") from exc
 
 
-def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
+def wrap_backend(cache: Any, settings: CacheSettings, timeout: float = 5.0) -> CacheBackend:
     """The administration backend for a cachelib object, chosen by its family (each
     family's module imported only when it is the one: a Redis command loads no memcached
     client)."""
@@ -295,7 +295,8 @@ def wrap_backend(cache: Any, settings: CacheSettings) -> CacheBackend:
         location = settings.location
         servers = list(location.servers) if isinstance(location, MemcachedLocation) else []
         chunked = isinstance(location, MemcachedLocation) and location.chunked
-        return MemcachedBackend(cache, servers, chunked=chunked)
+        sasl = isinstance(location, MemcachedLocation) and location.sasl
+        return MemcachedBackend(cache, servers, chunked=chunked, sasl=sasl, timeout=timeout)
     for in_process in (cachelib.SimpleCache, cachelib.NullCache):
         if isinstance(cache, in_process):
             raise ConfigError(IN_PROCESS_HELP[in_process.__name__] + SWITCH_ADVICE)
@@ -319,7 +320,7 @@ def build_backend(
     if short in IN_PROCESS_HELP:
         raise ConfigError(IN_PROCESS_HELP[short] + SWITCH_ADVICE)
     if app_built is not None:
-        return wrap_backend(app_built, settings)
+        return wrap_backend(app_built, settings, timeout)
     location = settings.location
     if isinstance(location, (RedisLocation, SentinelLocation, ClusterLocation)):
         return _build_redis_family(location, settings, timeout)
@@ -334,4 +335,4 @@ def build_backend(
             f"unknown CACHE_TYPE {settings.cache_type!r} "
             f"(Flask-Caching knows {', '.join(KNOWN_TYPES)})"
         )
-    return wrap_backend(cache, settings)
+    return wrap_backend(cache, settings, timeout)

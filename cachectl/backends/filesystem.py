@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import pickle
 import tempfile
@@ -22,11 +23,21 @@ from itertools import islice
 from typing import Any
 
 from cachectl.backends import cachelib_access as access
-from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback, Tally, partial_work
+from cachectl.backends.base import (
+    MISSING,
+    NO_EXPIRY,
+    CacheBackend,
+    ClearPlan,
+    Lifetime,
+    ProgressCallback,
+    Tally,
+    partial_work,
+)
 from cachectl.backends.filesystem_format import (
     HEAD_SIZE,
     PICKLED_FORMAT_PROTOCOL,
     FileHead,
+    expiry_in_place,
     head_bytes,
     read_head,
 )
@@ -51,6 +62,9 @@ class FileSystemBackend(CacheBackend):
         "cannot be applied: --exclude is not available here"
     )
     can_show_raw_bytes = True
+    can_read_lifetimes = True
+    can_set_lifetimes = True
+    can_prune = True
 
     def __init__(
         self,
@@ -336,3 +350,113 @@ class FileSystemBackend(CacheBackend):
                 stats.memory_sampled += 1
                 stats.memory_bytes += size
         return stats
+
+    # --- lifetimes: read and rewrite the expiry in a file's head, prune expired files ---
+
+    def lifetimes(self, keys: list[str]) -> list[Lifetime]:
+        now = time.time()
+        found = []
+        for key in keys:
+            path = self._file_name(key)
+            try:
+                with self._os_errors(), open(path, "rb") as handle:
+                    head = read_head(handle.read(HEAD_SIZE))
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError):
+                    raise
+                head = None
+            found.append(_lifetime(head, now))
+        return found
+
+    def set_lifetime(self, key: str, seconds: int | None) -> bool:
+        """Rewrite the expiry in the file's head, never its value: in place where the new
+        expiry fits the bytes of the old one (a 4-byte cachelib header always does),
+        else the file is written anew, its value's bytes copied as they are."""
+        path = self._file_name(key)
+        expires = 0 if seconds is None else int(time.time()) + seconds
+        with self._os_errors():
+            try:
+                with open(path, "r+b") as handle:
+                    head = read_head(handle.read(HEAD_SIZE))
+                    if head is None or not _lifetime(head, time.time()).found:
+                        return False  # expired (or truncated): the app reads it as missing
+                    patch = expiry_in_place(head, expires)
+                    if patch is not None and head.expiry_offset is not None:
+                        handle.seek(head.expiry_offset)
+                        handle.write(patch)
+                        return True
+                    handle.seek(0)
+                    raw = handle.read()
+                    before = os.fstat(handle.fileno())
+            except FileNotFoundError:
+                return False
+            self._rewrite(path, before, head_bytes(head.file_format, expires), raw, head)
+        return True
+
+    def _rewrite(
+        self, path: str, before: os.stat_result, new_head: bytes, raw: bytes, head: FileHead
+    ) -> None:
+        """A new head before the value's bytes, through a temporary file renamed into
+        place with the old file's mode; refused if the app rewrote the file meanwhile."""
+        handle, temporary = tempfile.mkstemp(suffix=_IN_FLIGHT, dir=self.directory)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(new_head)
+                stream.write(memoryview(raw)[head.payload_offset :])
+            os.chmod(temporary, before.st_mode & 0o7777)
+            now = os.stat(path)
+            if (now.st_ino, now.st_mtime_ns, now.st_size) != (
+                before.st_ino,
+                before.st_mtime_ns,
+                before.st_size,
+            ):
+                raise BackendError(
+                    f"{path} was rewritten (by the app?) while its expiry was being changed; "
+                    "nothing was changed: run the command again"
+                )
+            os.replace(temporary, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise
+
+    def prune(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
+        """Remove the expired cache files (files named like this cache's keys, as clear
+        finds them); any other file stays, and so does a file the app rewrote meanwhile."""
+        tally = Tally(on_progress)
+        try:
+            with partial_work(tally, "counted" if dry_run else "removed"), self._os_errors():
+                for path in self.cache_files():
+                    if self._prune_one(path, time.time(), dry_run):
+                        tally.add(1)
+        finally:
+            if tally.count and not dry_run:
+                with self._os_errors():
+                    self._adjust_count(-tally.count)
+        return tally.count
+
+    def _prune_one(self, path: str, now: float, dry_run: bool) -> bool:
+        try:
+            with open(path, "rb") as handle:
+                head = read_head(handle.read(HEAD_SIZE))
+                read = os.fstat(handle.fileno())
+            if head is None or _lifetime(head, now).found:
+                return False  # alive, or truncated (left as the app's own prune leaves it)
+            if not dry_run:
+                if os.stat(path).st_ino != read.st_ino:
+                    return False  # written anew since it was read: a fresh entry
+                os.remove(path)
+        except FileNotFoundError:
+            return False  # removed meanwhile (the app pruned it)
+        return True
+
+
+def _lifetime(head: FileHead | None, now: float) -> Lifetime:
+    """What a file's head says of its entry, as the app reads it: a file that is
+    truncated or expired holds no entry."""
+    if head is None:
+        return MISSING
+    if head.expires == 0:
+        return NO_EXPIRY
+    left = head.expires - now
+    return Lifetime(True, math.ceil(left)) if left >= 0 else MISSING

@@ -44,6 +44,13 @@ class FileHead:
     expires: int
     #: Where the value's bytes begin.
     payload_offset: int
+    #: Where the expiry's number sits, as a binary integer of ``expiry_width`` bytes that
+    #: can be rewritten in place; None for the one form that holds it as text (a
+    #: protocol-1 LONG, past 2038).
+    expiry_offset: int | None = None
+    expiry_width: int = 0
+    #: Whether that integer is signed (pickle's 4-byte BININT and LONG1 are).
+    expiry_signed: bool = False
 
 
 def _read_highest_protocol_expiry(data: bytes) -> FileHead | None:
@@ -68,7 +75,8 @@ def _read_highest_protocol_expiry(data: bytes) -> FileHead | None:
     if end >= len(data) or data[end] != _STOP:
         return None
     signed = opcode in (_LONG1, ord("J"))
-    return FileHead(PICKLED, int.from_bytes(data[start:end], "little", signed=signed), end + 1)
+    number = int.from_bytes(data[start:end], "little", signed=signed)
+    return FileHead(PICKLED, number, end + 1, start, width, signed)
 
 
 def read_head(data: bytes) -> FileHead | None:
@@ -88,10 +96,10 @@ def read_head(data: bytes) -> FileHead | None:
         # 2038; after a pickled expiry comes the value's pickle.
         if follows == _PROTO or width == 4:
             number = int.from_bytes(data[1 : width + 1], "little", signed=width == 4)
-            return FileHead(PICKLED, number, width + 2)
+            return FileHead(PICKLED, number, width + 2, 1, width, width == 4)
     if len(data) < _EXPIRY.size:
         return None
-    return FileHead(HEADER, _EXPIRY.unpack_from(data)[0], _EXPIRY.size)
+    return FileHead(HEADER, _EXPIRY.unpack_from(data)[0], _EXPIRY.size, 0, _EXPIRY.size)
 
 
 def head_bytes(file_format: str, expires: int) -> bytes:
@@ -99,6 +107,20 @@ def head_bytes(file_format: str, expires: int) -> bytes:
     if file_format == PICKLED:
         return pickle.dumps(expires, 1)
     return _EXPIRY.pack(expires)
+
+
+def expiry_in_place(head: FileHead, expires: int) -> bytes | None:
+    """The bytes that replace the expiry's number at ``head.expiry_offset`` so the file
+    says ``expires``, as long as it was (the value's bytes stay where they are); None
+    when ``expires`` does not fit there (a pickled 0 is one byte wide)."""
+    if head.expiry_offset is None:
+        return None
+    if head.file_format == HEADER:
+        return _EXPIRY.pack(expires) if 0 <= expires <= 0xFFFFFFFF else None
+    try:  # pickle reads BININT, BININT1/2 and LONG1 of any of these widths
+        return expires.to_bytes(head.expiry_width, "little", signed=head.expiry_signed)
+    except OverflowError:
+        return None
 
 
 #: How many bytes of a file ``read_head`` needs to decide.

@@ -9,14 +9,18 @@ with that one step replaced by the restricted unpickler.
 from __future__ import annotations
 
 import pickle
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from cachectl.backends.base import (
+    MISSING,
+    NO_EXPIRY,
     CacheBackend,
     ClearPlan,
+    Lifetime,
     ProgressCallback,
     Tally,
     batched,
@@ -32,6 +36,10 @@ SPREAD_CHUNK_SIZE = 1048448
 SPREAD_MAX_CHUNKS = 32
 #: pylibmc's flag for a pickled value.
 _PYLIBMC_PICKLE_FLAG = 1
+#: memcached reads an expiry up to 30 days as seconds from now, beyond as a Unix time.
+_RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
+#: The last Unix time memcached can hold as an expiry (a signed 32-bit number).
+_LAST_EXPIRY = 2**31 - 1
 
 
 def python_memcached_client(servers: list[str], timeout: float) -> Any:
@@ -103,18 +111,29 @@ class MemcachedBackend(CacheBackend):
     """
 
     kind = "memcached"
+    can_set_lifetimes = True
     cannot_exclude = (
         "memcached cannot list its keys (its clear empties the whole server), so "
         "--exclude cannot be applied"
     )
 
-    def __init__(self, cache: Any, servers: list[str], chunked: bool = False) -> None:
+    def __init__(
+        self,
+        cache: Any,
+        servers: list[str],
+        chunked: bool = False,
+        sasl: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
         super().__init__(cache)
         # cachectl hands cachelib one of its safe clients, which cachelib keeps as is.
         self.client = memcached_client(cache)
         self.servers = servers
         #: Flask-Caching's SpreadSASLMemcachedCache splits a pickle over KEY.0, KEY.1, ...
         self.chunked = chunked
+        #: SASL servers speak only the binary protocol.
+        self.sasl = sasl
+        self.timeout = timeout
 
     @property
     def key_prefix(self) -> str:
@@ -233,6 +252,91 @@ class MemcachedBackend(CacheBackend):
                 tally.add(len(batch))
         return None
 
+    def require_lifetimes(self, change: bool) -> None:
+        """Reading an expiry takes the meta command ``mg``, which neither client library
+        sends: cachectl sends it itself, on the one server there is. With several, which
+        one holds a key is the client library's choice (a stale copy may sit on another),
+        and SASL servers speak only the binary protocol, which has no such command."""
+        if change:
+            return
+        why = None
+        if self.sasl:
+            why = "SASL servers speak only the binary protocol, which has no command for it"
+        elif len(self.servers) != 1 or _socket_address(self.servers[0]) is None:
+            why = (
+                "with several servers, which one holds a key is the client library's choice "
+                "(it can be read with one server only)"
+            )
+        if why is not None:
+            self.refuse(
+                f"memcached cannot say how long a key has left here: {why}; "
+                "expire and persist work (memcached's touch)"
+            )
+
+    def lifetimes(self, keys: list[str]) -> list[Lifetime]:
+        """``mg KEY t`` (memcached 1.6 and later) on the one server, over its own
+        connection; the value is not fetched."""
+        self.require_lifetimes(change=False)
+        target = _socket_address(self.servers[0])
+        assert target is not None  # else require_lifetimes refused
+        family, address = target
+        found = []
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(address)
+                replies = sock.makefile("rb")
+                for key in keys:
+                    sock.sendall(b"mg " + (self.key_prefix + key).encode("utf-8") + b" t\r\n")
+                    found.append(self._meta_lifetime(replies.readline(256)))
+        except OSError as exc:
+            raise BackendError(f"{self.describe()}: {exc}") from exc
+        return found
+
+    def _meta_lifetime(self, line: bytes) -> Lifetime:
+        words = line.split()
+        if words == [b"EN"]:
+            return MISSING
+        # HD (OK before memcached 1.6.10) and the flags asked for: t-1 is no expiry.
+        if words and words[0] in (b"HD", b"OK"):
+            for word in words[1:]:
+                if word.startswith(b"t") and word[1:].lstrip(b"-").isdigit():
+                    seconds = int(word[1:])
+                    return NO_EXPIRY if seconds < 0 else Lifetime(True, seconds)
+        if not line.endswith(b"\n"):
+            raise BackendError(f"{self.describe()}: no reply to mg (the connection was lost)")
+        if words[:1] == [b"ERROR"]:
+            self.refuse(
+                f"{self.describe()} does not know the meta command mg (memcached before 1.6), "
+                "the only way to read an expiry; expire and persist work (touch)"
+            )
+        raise BackendError(f"{self.describe()}: unexpected reply to mg: {line[:60]!r}")
+
+    def set_lifetime(self, key: str, seconds: int | None) -> bool:
+        """memcached's ``touch``: a new expiry, the value untouched (0: never expires)."""
+        expiry = 0 if seconds is None else seconds
+        if expiry > _RELATIVE_EXPIRY_LIMIT:
+            expiry += int(time.time())
+            if expiry > _LAST_EXPIRY:
+                # The server would take it and drop the item: refused, nothing sent.
+                self.refuse(
+                    "memcached keeps an expiry as a 32-bit Unix time, so no later than "
+                    f"2038-01-19: at most {_LAST_EXPIRY - int(time.time())} seconds from now"
+                )
+        prefixed = self.key_prefix + key
+        with self._client_errors():
+            if not self.chunked:
+                touched = bool(self.client.touch(prefixed, expiry))
+            else:  # every chunk KEY.0, KEY.1, ... there is; they are contiguous
+                touched = False
+                for n in range(SPREAD_MAX_CHUNKS):
+                    if not self.client.touch(f"{prefixed}.{n}", expiry):
+                        break
+                    touched = True
+        # python-memcached answers a lost server as a miss: that is exit 3, not "not found".
+        self._ensure_alive()
+        return touched
+
     def clear_plan(self) -> ClearPlan:
         return ClearPlan(
             self.describe(),
@@ -247,3 +351,22 @@ class MemcachedBackend(CacheBackend):
                 self.cache.clear()
             self._ensure_alive()
         return None
+
+
+def _socket_address(server: str) -> tuple[socket.AddressFamily, Any] | None:
+    """The socket of a server as CACHE_MEMCACHED_SERVERS names it (``host:port``,
+    ``[v6]:port``, ``unix:/path``; the port defaults to 11211), or None for a form
+    cachectl does not read (a weight)."""
+    text = server.strip().removeprefix("inet:").removeprefix("inet6:")
+    if text.startswith(("unix:", "/")):
+        return socket.AF_UNIX, text.removeprefix("unix:")
+    family = socket.AF_INET
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+        family = socket.AF_INET6
+    else:
+        host, _, port = text.partition(":")
+    if not host or not (port or "11211").isdigit():
+        return None
+    return family, (host, int(port or "11211"))

@@ -10,8 +10,11 @@ import redis
 import redis.exceptions
 
 from cachectl.backends.base import (
+    MISSING,
+    NO_EXPIRY,
     CacheBackend,
     ClearPlan,
+    Lifetime,
     ProgressCallback,
     Tally,
     batched,
@@ -81,6 +84,8 @@ class RedisBackend(CacheBackend):
     can_list_keys = True
     cannot_exclude = None
     can_show_raw_bytes = True
+    can_read_lifetimes = True
+    can_set_lifetimes = True
 
     def __init__(
         self,
@@ -225,6 +230,33 @@ class RedisBackend(CacheBackend):
             for batch in batched(keys):
                 tally.add(self._unlink([self.key_prefix + key for key in batch]))
         return tally.count
+
+    def lifetimes(self, keys: list[str]) -> list[Lifetime]:
+        """TTL of each key, a batch per round trip (a cluster routes each to its node)."""
+        found: list[Lifetime] = []
+        with self.server_errors():
+            for batch in batched(keys):
+                pipe = self.client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.ttl(self.key_prefix + key)
+                for seconds in pipe.execute():
+                    # TTL: -2 for a key that is not there, -1 for one without expiry.
+                    if seconds == -2:
+                        found.append(MISSING)
+                    elif seconds == -1:
+                        found.append(NO_EXPIRY)
+                    else:
+                        found.append(Lifetime(True, int(seconds)))
+        return found
+
+    def set_lifetime(self, key: str, seconds: int | None) -> bool:
+        """EXPIRE, or PERSIST for None; the value is not touched."""
+        name = self.key_prefix + key
+        with self.server_errors():
+            if seconds is not None:
+                return bool(self.client.expire(name, seconds))
+            # PERSIST answers 0 both for a missing key and for one without expiry.
+            return bool(self.client.persist(name)) or bool(self.client.exists(name))
 
     def clear_plan(self) -> ClearPlan:
         target = self.describe()

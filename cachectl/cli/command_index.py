@@ -19,6 +19,10 @@ COMMAND_MODULES: dict[str, str] = {
     "fragments": "cachectl.cli.views",
     "config": "cachectl.cli.configuration",
     "completion": "cachectl.cli.configuration",
+    "ttl": "cachectl.cli.lifetimes",
+    "expire": "cachectl.cli.lifetimes",
+    "persist": "cachectl.cli.lifetimes",
+    "prune": "cachectl.cli.lifetimes",
 }
 
 

@@ -9,6 +9,7 @@ renders its result; anything else that drives cachectl (a batch of commands, a
 - ``entries``: get, set, delete listed keys, delete by pattern
 - ``clearing``: the rules of a clear, and the clear itself
 - ``inspection``: list and count keys, statistics
+- ``lifetimes``: read and change how long entries live (ttl, expire, persist), prune
 - ``memoized``: what ``delete_memoized`` and ``delete_memoized_verhash`` do
 - ``views``: what ``delete_cached`` does, from a path or an endpoint
 - ``fragments``: template fragment keys, and the ``{% cache %}`` blocks of templates
