@@ -60,6 +60,19 @@ def test_the_app_reads_what_set_wrote(memcached_address: str) -> None:
         assert cache.get("s") == "text"
 
 
+def test_set_refuses_a_lifetime_memcached_would_drop_at_once(memcached_address: str) -> None:
+    """Over 30 days memcached reads a lifetime as a Unix time in 32 bits: past 2038 it
+    answers STORED and drops the item. cachectl refuses; 40 days is stored and kept."""
+    args = mc_args(memcached_address)
+    too_late = run(*args, "set", "long", "v", "--ttl", "2000000000")
+    assert too_late.exit_code == 2 and "2038" in too_late.stderr
+    assert run(*args, "set", "forty-days", "v", "--ttl", str(40 * 86400)).exit_code == 0
+    app, cache = mc_app(memcached_address)
+    with app.app_context():
+        assert cache.get("long") is None
+        assert cache.get("forty-days") == "v"
+
+
 def test_delete_is_seen_by_the_app(memcached_address: str) -> None:
     app, cache = mc_app(memcached_address)
     with app.app_context():

@@ -221,7 +221,19 @@ class MemcachedBackend(CacheBackend):
         raw = b"".join(part for part in parts if part is not None)
         return decode_pickle(raw, raw, unsafe) if raw else None
 
+    def _refuse_past_2038(self, seconds: int | None) -> None:
+        """memcached reads a lifetime over 30 days as a Unix time, kept in 32 bits: past
+        2038 the server takes the item and drops it at once. Refused, nothing sent."""
+        if seconds is None or seconds <= _RELATIVE_EXPIRY_LIMIT:
+            return
+        if seconds + int(time.time()) > _LAST_EXPIRY:
+            self.refuse(
+                "memcached keeps an expiry as a 32-bit Unix time, so no later than "
+                f"2038-01-19: at most {_LAST_EXPIRY - int(time.time())} seconds from now"
+            )
+
     def set(self, key: str, value: Any, timeout: int | None) -> None:
+        self._refuse_past_2038(timeout)
         with self._client_errors():
             if self.chunked:
                 self._set_chunked(key, value, timeout)
@@ -315,14 +327,9 @@ class MemcachedBackend(CacheBackend):
     def set_lifetime(self, key: str, seconds: int | None) -> bool:
         """memcached's ``touch``: a new expiry, the value untouched (0: never expires)."""
         expiry = 0 if seconds is None else seconds
+        self._refuse_past_2038(expiry)
         if expiry > _RELATIVE_EXPIRY_LIMIT:
             expiry += int(time.time())
-            if expiry > _LAST_EXPIRY:
-                # The server would take it and drop the item: refused, nothing sent.
-                self.refuse(
-                    "memcached keeps an expiry as a 32-bit Unix time, so no later than "
-                    f"2038-01-19: at most {_LAST_EXPIRY - int(time.time())} seconds from now"
-                )
         prefixed = self.key_prefix + key
         with self._client_errors():
             if not self.chunked:
