@@ -51,12 +51,6 @@ class UsageError(CachectlError):
     exit_code = EXIT_USAGE
 
 
-class NotFound(CachectlError):
-    """The key the command acts on is not there, so nothing was done (exit 1)."""
-
-    exit_code = EXIT_NOT_FOUND
-
-
 class BackendError(CachectlError):
     """The cache server is unreachable, timed out or refused the command (exit 3)."""
 

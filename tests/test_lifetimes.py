@@ -73,7 +73,7 @@ def test_redis_expire_and_persist_change_the_ttl_on_the_server_only(
         assert cache.get("report") == {"rows": [1, 2]}  # the app still reads its value
 
     persisted = run(*redis_args(redis_target), "--json", "persist", "report")
-    assert json.loads(persisted.stdout) == {"ok": True, "key": "report", "ttl": None}
+    assert json.loads(persisted.stdout) == {"ok": True, "key": "report", "found": True, "ttl": None}
     assert redis_target.client.ttl("app_report") == -1
     # persist of a key that already never expires: found, nothing to change, exit 0
     assert run(*redis_args(redis_target), "persist", "report").exit_code == 0
@@ -87,10 +87,11 @@ def test_a_missing_key_is_exit_1_with_one_line_and_nothing_created(
 ) -> None:
     result = run(*redis_args(redis_target), *command)
     assert result.exit_code == 1
-    assert result.stderr == "error: not found: reprot (nothing changed)\n"
+    assert result.stderr == "not found: reprot (nothing changed)\n"
     assert redis_target.client.dbsize() == 0
     as_json = run(*redis_args(redis_target), "--json", *command)
-    assert json.loads(as_json.stdout)["exit_code"] == 1
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout) == {"ok": False, "key": "reprot", "found": False, "ttl": None}
 
 
 def test_expire_refuses_zero_which_means_two_things(redis_target: RedisTarget) -> None:
@@ -180,7 +181,7 @@ def test_memcached_expire_and_persist_touch_the_key(
     assert server_ttl(memcached_address, "app_banner") == "HD t-1"
 
     missing = run(*args, "expire", "baner", "60")
-    assert (missing.exit_code, missing.stderr) == (1, "error: not found: baner (nothing changed)\n")
+    assert (missing.exit_code, missing.stderr) == (1, "not found: baner (nothing changed)\n")
 
     assert run(*args, "prune").exit_code == 2
 
@@ -260,7 +261,7 @@ def test_filesystem_expire_and_persist_rewrite_the_header_only(tmp_path: Path) -
         assert cache.get("report") == {"rows": [1, 2]}
 
     missing = run(*args, "expire", "reprot", "60")
-    assert missing.exit_code == 1 and missing.stderr.startswith("error: not found: reprot")
+    assert missing.exit_code == 1 and missing.stderr.startswith("not found: reprot")
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [path.name, file_of(directory, "__wz_cache_count").name]
     )

@@ -81,10 +81,7 @@ def expire(session: Session, key: str, seconds: int) -> None:
     \b
       cachectl expire maintenance-banner 600
     """
-    done = lifetimes.set_lifetime(session.backend(connect=False), key, seconds)
-    if session.output.as_json:
-        session.output.document(done.document())
-    session.output.result(f"{key} expires in {seconds} s")
+    _report_set(session, lifetimes.set_lifetime(session.backend(connect=False), key, seconds))
 
 
 @cli.command()
@@ -100,10 +97,21 @@ def persist(session: Session, key: str) -> None:
     \b
       cachectl persist feature-flags
     """
-    done = lifetimes.set_lifetime(session.backend(connect=False), key, None)
-    if session.output.as_json:
-        session.output.document(done.document())
-    session.output.result(f"{key} never expires")
+    _report_set(session, lifetimes.set_lifetime(session.backend(connect=False), key, None))
+
+
+def _report_set(session: Session, done: lifetimes.LifetimeSet) -> None:
+    """The new lifetime; a key that is not there is "not found" and exit 1, as in get."""
+    output = session.output
+    if output.as_json:
+        output.document(done.document())
+    if not done.found:
+        output.notice(f"not found: {done.key} (nothing changed)")
+        click.get_current_context().exit(EXIT_NOT_FOUND)
+    output.result(
+        f"{done.key} "
+        + ("never expires" if done.seconds is None else f"expires in {done.seconds} s")
+    )
 
 
 @cli.command()

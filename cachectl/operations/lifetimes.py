@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachectl.backends.base import CacheBackend, Lifetime, ProgressCallback
-from cachectl.errors import NotFound
 from cachectl.operations.entries import checked_key
 
 
@@ -64,20 +63,22 @@ class LifetimeSet:
     key: str
     #: The new lifetime in seconds; None: the entry never expires now.
     seconds: int | None
+    #: False when the key was not there (or had expired): nothing was changed.
+    found: bool = True
 
     def document(self) -> dict[str, Any]:
-        return {"ok": True, "key": self.key, "ttl": self.seconds}
+        ttl = self.seconds if self.found else None
+        return {"ok": self.found, "key": self.key, "found": self.found, "ttl": ttl}
 
 
 def set_lifetime(backend: CacheBackend, key: str, seconds: int | None) -> LifetimeSet:
     """Make an existing entry expire ``seconds`` from now (None: never), its value
-    unchanged; a key that is not there (or has expired) is NotFound, nothing changed."""
+    unchanged; a key that is not there (or has expired) is reported not found (exit 1, as
+    get has it), nothing changed."""
     backend.require_lifetimes(change=True)
     backend.check_key(checked_key(key))
     backend.check()
-    if not backend.set_lifetime(key, seconds):
-        raise NotFound(f"not found: {key} (nothing changed)")
-    return LifetimeSet(key, seconds)
+    return LifetimeSet(key, seconds, found=backend.set_lifetime(key, seconds))
 
 
 @dataclass

@@ -1241,6 +1241,41 @@ def _controls(c: Corpus) -> None:
     )
 
 
+def _lifetimes_and_exclusions(c: Corpus) -> None:
+    """ttl, expire, persist, prune and clear --exclude given what they cannot honour."""
+    cases: list[tuple[str, str, str, tuple[str, ...], frozenset[int], str]] = [
+        # (id, command, backend, args, expected exit, reason)
+        ("ttl-none", "ttl", "redis", ("ttl",), USAGE, "no key"),
+        ("ttl-missing", "ttl", "filesystem", ("ttl", "nosuchkey"), NOT_FOUND, "not there"),
+        ("expire-word", "expire", "redis", ("expire", "k", "soon"), USAGE, "seconds a word"),
+        ("expire-zero", "expire", "redis", ("expire", "k", "0"), USAGE,
+         "0 means never to the app and now to Redis"),
+        ("expire-negative", "expire", "memcached", ("expire", "k", "-5"), USAGE, "negative"),
+        ("expire-no-seconds", "expire", "filesystem", ("expire", "k"), USAGE, "no SECONDS"),
+        ("expire-missing", "expire", "redis", ("expire", "nosuchkey", "60"), NOT_FOUND,
+         "not there"),
+        ("persist-none", "persist", "redis", ("persist",), USAGE, "no key"),
+        ("persist-missing", "persist", "memcached", ("persist", "nosuchkey"), NOT_FOUND,
+         "not there"),
+        ("prune-redis", "prune", "redis", ("prune",), USAGE, "Redis expires keys itself"),
+        ("prune-mc", "prune", "memcached", ("prune", "--dry-run"), USAGE, "memcached too"),
+        ("prune-extra", "prune", "filesystem", ("prune", "old"), USAGE, "unexpected argument"),
+        ("exclude-fs", "clear", "filesystem", ("clear", "--exclude", "s:*", "--yes"), USAGE,
+         "file names are hashes"),
+        ("exclude-mc", "clear", "memcached", ("clear", "--exclude", "s:*", "--yes"), USAGE,
+         "memcached cannot list keys"),
+        ("exclude-flush-db", "clear", "redis",
+         ("clear", "--flush-db", "--exclude", "s:*", "--yes"), USAGE, "flush-db empties all"),
+        ("exclude-empty", "clear", "redis", ("clear", "--exclude", "", "--yes"), USAGE,
+         "empty glob (an unset variable)"),
+        ("exclude-open-class", "clear", "redis", ("clear", "--exclude", "s[ab", "--yes"), USAGE,
+         "a [ never closed"),
+        ("exclude-no-glob", "clear", "redis", ("clear", "--exclude"), USAGE, "no GLOB"),
+    ]  # fmt: skip
+    for name, command, backend, args, expect, reason in cases:
+        c.add(name, command, backend, expect, reason, args=args)
+
+
 def build_corpus() -> list[Case]:
     """Every case, in a stable order."""
     c = Corpus()
@@ -1255,6 +1290,7 @@ def build_corpus() -> list[Case]:
         _apps,
         _usage,
         _controls,
+        _lifetimes_and_exclusions,
     ):
         part(c)
     return c.cases
