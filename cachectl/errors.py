@@ -19,7 +19,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    done
-  1    not found (get, ttl, expire, persist), or a clear declined at the prompt
+  1    not found (get, ttl, expire, persist, show-memoized), or a clear declined
+       at the prompt
   2    usage or configuration error
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)

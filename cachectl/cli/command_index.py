@@ -14,6 +14,7 @@ COMMAND_MODULES: dict[str, str] = {
     "keys": "cachectl.cli.sweeps",
     "stats": "cachectl.cli.sweeps",
     "delete-memoized": "cachectl.cli.memoized",
+    "show-memoized": "cachectl.cli.memoized",
     "delete-view": "cachectl.cli.views",
     "make-fragment-key": "cachectl.cli.views",
     "fragments": "cachectl.cli.views",

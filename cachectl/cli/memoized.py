@@ -1,24 +1,30 @@
-"""delete-memoized: what cache.delete_memoized() does inside the app, by name."""
+"""delete-memoized and show-memoized: what cache.delete_memoized() does inside the app, by
+name, and what the cache holds for a memoized function."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, hash_method_option
-from cachectl.errors import UsageError
+from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.importing import lazy_module
 from cachectl.settings import resolve_hash_method
 
 if TYPE_CHECKING:
     from cachectl import functions
     from cachectl.operations import memoized as memoized_ops
+    from cachectl.operations import memoized_view
 else:
     functions = lazy_module("cachectl.functions")
     memoized_ops = lazy_module("cachectl.operations.memoized")
+    memoized_view = lazy_module("cachectl.operations.memoized_view")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ReprPositionsCommand(click.Command):
@@ -50,52 +56,107 @@ class ReprPositionsCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+def call_options(function: F) -> F:
+    """FUNCTION, its ARGs and what names one call of it: shared by delete-memoized and
+    show-memoized, which read a call the same way."""
+    for option in reversed(_CALL_OPTIONS):
+        function = option(function)
+    return function
+
+
+_CALL_OPTIONS: list[Callable[[Any], Any]] = [
+    click.argument("function"),
+    click.argument("args", nargs=-1),
+    click.option(
+        "--repr",
+        "reprs",
+        multiple=True,
+        metavar="TEXT",
+        help="An argument given by its repr() text, verbatim, for an object that is not a "
+        "literal (\"Locale('en')\"); it takes its place among the ARGs. Repeatable.",
+    ),
+    click.option(
+        "--kw",
+        "keywords",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A keyword argument of the call. Repeatable.",
+    ),
+    click.option(
+        "--instance",
+        metavar="ID",
+        help="For a method: the instance's repr() or __caching_id__(), verbatim.",
+    ),
+    click.option(
+        "--signature",
+        metavar="SIGNATURE",
+        help="The function's parameters, when it cannot be imported here: "
+        "\"(user_id, role='member', *args, **kw)\".",
+    ),
+    click.option(
+        "--make-name",
+        metavar="NAME",
+        help="What the decorator's make_name returns for the function (without --app).",
+    ),
+    click.option(
+        "--ignore",
+        multiple=True,
+        metavar="ARG",
+        help="A name in the decorator's args_to_ignore (without --app). Repeatable.",
+    ),
+    hash_method_option("The decorator's hash_method. Default: CACHE_HASH_METHOD."),
+    click.option(
+        "--source-check/--no-source-check",
+        default=None,
+        help="Whether the decorator uses source_check. Default: CACHE_SOURCE_CHECK.",
+    ),
+]
+
+
+def build_call(
+    session: Session,
+    function: str,
+    args: tuple[str, ...],
+    reprs: tuple[str, ...],
+    keywords: tuple[str, ...],
+    instance: str | None,
+    signature: str | None,
+    make_name: str | None,
+    ignore: tuple[str, ...],
+    hash_method: str | None,
+    source_check: bool | None,
+) -> tuple[memoized_ops.MemoizedCall, str | None]:
+    """The call the options name (the function found here, or by its name alone), and
+    why it could not be imported, if it could not."""
+    if signature is not None and not signature.strip():
+        raise UsageError("--signature is empty: give the parameter list, such as '(user_id)'")
+    positions = click.get_current_context().meta.get("repr_positions", [])
+    if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
+        raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
+    call_args = functions.place_repr_arguments(
+        [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
+    )
+    settings = session.settings
+    found, import_problem = functions.find_memoized(function, signature)
+    if import_problem and session.output.interactive:
+        session.output.notice(f"note: {import_problem}; using the name alone")
+    call = memoized_ops.MemoizedCall(
+        function=found,
+        args=call_args,
+        kwargs=dict(functions.parse_keyword(text) for text in keywords),
+        instance_id=instance,
+        make_name=make_name,
+        ignore=ignore,
+        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
+        source_check=settings.source_check if source_check is None else source_check,
+    )
+    if call.has_call:
+        found.check_call(call.args, call.kwargs)  # a usage error before any connection
+    return call, import_problem
+
+
 @cli.command("delete-memoized", cls=ReprPositionsCommand)
-@click.argument("function")
-@click.argument("args", nargs=-1)
-@click.option(
-    "--repr",
-    "reprs",
-    multiple=True,
-    metavar="TEXT",
-    help="An argument given by its repr() text, verbatim, for an object that is not a "
-    "literal (\"Locale('en')\"); it takes its place among the ARGs. Repeatable.",
-)
-@click.option(
-    "--kw",
-    "keywords",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A keyword argument of the call. Repeatable.",
-)
-@click.option(
-    "--instance",
-    metavar="ID",
-    help="For a method: the instance's repr() or __caching_id__(), verbatim.",
-)
-@click.option(
-    "--signature",
-    metavar="SIGNATURE",
-    help="The function's parameters, when it cannot be imported here: "
-    "\"(user_id, role='member', *args, **kw)\".",
-)
-@click.option(
-    "--make-name",
-    metavar="NAME",
-    help="What the decorator's make_name returns for the function (without --app).",
-)
-@click.option(
-    "--ignore",
-    multiple=True,
-    metavar="ARG",
-    help="A name in the decorator's args_to_ignore (without --app). Repeatable.",
-)
-@hash_method_option("The decorator's hash_method. Default: CACHE_HASH_METHOD.")
-@click.option(
-    "--source-check/--no-source-check",
-    default=None,
-    help="Whether the decorator uses source_check. Default: CACHE_SOURCE_CHECK.",
-)
+@call_options
 @click.option(
     "--purge", is_flag=True, help="Redis: also remove the entries stored under the old version."
 )
@@ -149,36 +210,18 @@ def delete_memoized(
       cachectl delete-memoized reports.total -- -5 --kw currency=EUR
       cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
     """
-    if signature is not None and not signature.strip():
-        raise UsageError("--signature is empty: give the parameter list, such as '(user_id)'")
-    positions = click.get_current_context().meta.get("repr_positions", [])
-    if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
-        raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
-    call_args = functions.place_repr_arguments(
-        [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
-    )
-    memoized_ops.check_options(bool(call_args or keywords), purge, verhash)
-    settings = session.settings
-    found, import_problem = functions.find_memoized(function, signature)
-    if import_problem and session.output.interactive:
-        session.output.notice(f"note: {import_problem}; using the name alone")
+    memoized_ops.check_options(bool(args or reprs or keywords), purge, verhash)
+    call, import_problem = build_call(
+        session, function, args, reprs, keywords, instance, signature, make_name, ignore,
+        hash_method, source_check,
+    )  # fmt: skip
+    found = call.function
     if found.imported and not found.memoized:
         session.output.warn(
             f"{found.dotted} is not decorated with @cache.memoize here; "
             "invalidating it as Flask-Caching would all the same"
         )
-    call = memoized_ops.MemoizedCall(
-        function=found,
-        args=call_args,
-        kwargs=dict(functions.parse_keyword(text) for text in keywords),
-        instance_id=instance,
-        make_name=make_name,
-        ignore=ignore,
-        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
-        source_check=settings.source_check if source_check is None else source_check,
-    )
-    if call.has_call:
-        found.check_call(call.args, call.kwargs)  # a usage error before any connection
+    settings = session.settings
     backend = session.backend()
     with session.output.progress("purging") as on_progress:
         done = memoized_ops.delete_memoized(
@@ -193,3 +236,53 @@ def delete_memoized(
         )
     extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
     render.report(session, done, backend, extra)
+
+
+@cli.command("show-memoized", cls=ReprPositionsCommand)
+@call_options
+@click.option(
+    "--unsafe-unpickle",
+    "unsafe",
+    is_flag=True,
+    help="Load the call's stored value with pickle itself, which runs whatever code the "
+    "value names: only for values you trust.",
+)
+@pass_session
+def show_memoized(
+    session: Session,
+    function: str,
+    args: tuple[str, ...],
+    reprs: tuple[str, ...],
+    keywords: tuple[str, ...],
+    instance: str | None,
+    signature: str | None,
+    make_name: str | None,
+    ignore: tuple[str, ...],
+    hash_method: str | None,
+    source_check: bool | None,
+    unsafe: bool,
+) -> None:
+    """Show what @cache.memoize holds for FUNCTION: its version key, that key's value and
+    TTL, and how many results the current version holds (Redis); with ARGs, the key of
+    that call, whether a result is stored, its TTL and its value (decoded safely).
+
+    FUNCTION, ARGs and the options naming a call read as in delete-memoized. Exits 1
+    when nothing is cached (no version key; with ARGs, no result for that call), as
+    get does. Results stored under a former version cannot be told from other
+    functions' by their key, so they are not counted here.
+
+    \b
+      cachectl show-memoized myapp.models.get_user
+      cachectl show-memoized myapp.models.get_user 42
+      cachectl show-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
+    """
+    call, import_problem = build_call(
+        session, function, args, reprs, keywords, instance, signature, make_name, ignore,
+        hash_method, source_check,
+    )  # fmt: skip
+    shown = memoized_view.show_memoized(
+        session.backend(), session.settings, call, app=session.app, unsafe=unsafe
+    )
+    render.memoized_shown(session.output, shown, import_problem)
+    if not shown.cached:
+        click.get_current_context().exit(EXIT_NOT_FOUND)

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from cachectl.backends import CacheBackend
     from cachectl.cli.group import Session
     from cachectl.config import ResolvedConfig
+    from cachectl.operations.memoized_view import MemoizedShown
     from cachectl.operations.reports import Report
+    from cachectl.output import Output
 
 
 def report(session: Session, done: Report, backend: CacheBackend, extra: dict[str, Any]) -> None:
@@ -95,3 +97,38 @@ def cache_list(session: Session, caches: list[tuple[AppCache, ResolvedConfig]]) 
         for cache, resolved in caches
     ]
     session.output.table(("index", "names", "type", "prefix", "where"), rows)
+
+
+def _ttl_text(ttl: int | str | None) -> str:
+    return "no expiry" if ttl is None else (f"{ttl} s" if isinstance(ttl, int) else str(ttl))
+
+
+def memoized_shown(output: Output, shown: MemoizedShown, import_problem: str | None) -> None:
+    """show-memoized: the version keys and count as lines, then the call's value as get
+    shows one; notes (nothing cached, not counted) go to stderr."""
+    if output.as_json:
+        output.document({**shown.document(), "import_problem": import_problem})
+        return
+    for version in shown.versions:
+        held = "missing" if version.version is None else repr(version.version)
+        output.result(f"{version.key}: {held} (ttl: {_ttl_text(version.ttl)})")
+    if shown.current_entries is not None:
+        output.result(f"results under the current version: {shown.current_entries}")
+    if shown.not_counted:
+        output.notice(f"results not counted: {shown.not_counted}")
+    for note in shown.notes:
+        output.notice(note)
+    if not shown.has_call:
+        return
+    if shown.call_key is None:
+        output.notice("not found: no version is stored, so no result of this call either")
+        return
+    stored = shown.call_stored
+    if stored is None:
+        output.notice(f"not found: {shown.call_key}")
+        return
+    output.result(f"{shown.call_key} (ttl: {_ttl_text(shown.call_ttl)})")
+    if stored.error is not None:
+        output.warn(f"{shown.call_key}: {stored.error}")
+    else:
+        output.value(stored.value)

@@ -9,7 +9,7 @@ key is never created just to compute a key (no entry can exist without it), and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,25 +126,33 @@ class MemoizedInvalidator:
         on_progress: ProgressCallback | None,
     ) -> int:
         """Remove the entries stored under the old version, found by their shape."""
-        hash_part = "?" * keys.ENTRY_HASH_LENGTH
-        if instance is None:
-            # Entries of the function: HASH + old function version (+ an instance version).
-            pattern = f"{hash_part}{self.backend.literal_pattern(old)}*"
-            counts: tuple[int, ...] = (1, 2)
-        else:
+        if instance is not None:
             function_version = self.read_version(keys.version_key(fname))
             if function_version is None:
                 return 0
             self._check_purgeable(keys.version_key(fname), function_version)
-            literal = self.backend.literal_pattern(function_version + old)
-            pattern = f"{hash_part}{literal}"
+        matches = self.entries_under(fname, instance, old)
+        return remove_streamed(self.backend, matches, dry_run, on_progress)
+
+    def entries_under(self, fname: str, instance: str | None, version: str) -> Iterator[str]:
+        """The stored results under ``version`` (of the function, or with ``instance`` of
+        that instance), found by their shape: HASH + function version (+ instance
+        version). Streamed; needs a backend that lists keys."""
+        hash_part = "?" * keys.ENTRY_HASH_LENGTH
+        if instance is None:
+            pattern = f"{hash_part}{self.backend.literal_pattern(version)}*"
+            counts: tuple[int, ...] = (1, 2)
+        else:
+            function_version = self.read_version(keys.version_key(fname))
+            if function_version is None:
+                return iter(())
+            pattern = f"{hash_part}{self.backend.literal_pattern(function_version + version)}"
             counts = (2,)
-        matches = (
+        return (
             key
             for key in self.backend.scan_keys(pattern)
             if keys.looks_like_memoize_entry(key, counts)
         )
-        return remove_streamed(self.backend, matches, dry_run, on_progress)
 
     def delete_version_key(self, call: MemoizedCall, dry_run: bool) -> Report:
         """Like ``delete_memoized_verhash``: the version key itself goes."""

@@ -1,0 +1,138 @@
+"""What ``show-memoized`` reports: a memoized function's version keys, how many results
+its current version holds, and, for one call, that call's stored result.
+
+Read only: nothing is written, not even the version key a missing one would need (the
+library creates it on the first call; here its absence means nothing is cached). The
+keys come from the same rules as ``delete-memoized`` (``operations.memoized``).
+
+Results stored under a version the function no longer has cannot be told apart from
+other functions' by their key (a hash of the name and the arguments, then the version),
+so they are not counted per function; ``delete-memoized --purge`` removes the ones under
+the version it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachectl import keys
+from cachectl.backends.base import CacheBackend
+from cachectl.codec.rendering import to_jsonable
+from cachectl.codec.stored import StoredValue
+from cachectl.errors import UsageError
+from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
+from cachectl.settings import CacheSettings
+
+
+@dataclass
+class VersionKey:
+    """A version key (``<namespace>_memver``) as it stands on the server."""
+
+    key: str
+    #: The version stored there, or None when there is none (nothing cached).
+    version: str | None
+    #: Seconds left, None for no expiry; "unknown" where the backend cannot say.
+    ttl: int | str | None = "unknown"
+
+    def document(self) -> dict[str, Any]:
+        return {"key": self.key, "version": self.version, "ttl": self.ttl}
+
+
+@dataclass
+class MemoizedShown:
+    """A memoized function as the cache holds it, and optionally one call of it."""
+
+    function: str
+    versions: list[VersionKey]
+    #: Results stored under the current version(s); None where they cannot be counted.
+    current_entries: int | None = None
+    #: Why ``current_entries`` is None (a backend that cannot list its keys).
+    not_counted: str | None = None
+    #: For one call: its entry key, and what is stored there (None: not there).
+    call_key: str | None = None
+    call_stored: StoredValue | None = None
+    call_ttl: int | str | None = None
+    #: Whether one call was asked about (ARGs given), not only the function.
+    has_call: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cached(self) -> bool:
+        """Whether what was asked about is in the cache: the call's result, or (for the
+        whole function) a version, without which nothing can be stored."""
+        if self.has_call:
+            return self.call_stored is not None
+        return all(version.version is not None for version in self.versions)
+
+    def document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "ok": self.cached,
+            "function": self.function,
+            "version_keys": [version.document() for version in self.versions],
+            "current_entries": self.current_entries,
+            "not_counted": self.not_counted,
+            "notes": self.notes,
+        }
+        if self.has_call:
+            stored = self.call_stored
+            document["call"] = {
+                "key": self.call_key,
+                "found": stored is not None,
+                "ttl": self.call_ttl,
+                "value": to_jsonable(stored.value) if stored is not None else None,
+                "encoding": stored.encoding if stored is not None else None,
+                "error": stored.error if stored is not None else None,
+            }
+        return document
+
+
+def _ttl(backend: CacheBackend, key: str) -> int | str | None:
+    if not backend.can_read_lifetimes:
+        return "unknown"
+    try:
+        backend.require_lifetimes(change=False)
+    except UsageError:  # a memcached set-up whose expiries cannot be read
+        return "unknown"
+    left = backend.lifetimes([key])[0]
+    return left.seconds if left.found else "missing"
+
+
+def show_memoized(
+    backend: CacheBackend,
+    settings: CacheSettings,
+    call: MemoizedCall,
+    *,
+    app: Any = None,
+    unsafe: bool = False,
+) -> MemoizedShown:
+    """The version key(s) of ``call``'s function (and instance), how many results the
+    current version holds where the backend can list keys, and with arguments the
+    stored result of that call, decoded safely unless ``unsafe``."""
+    invalidator = MemoizedInvalidator(backend, settings, app)
+    fname, instance = invalidator.namespaces(call)
+    shown = MemoizedShown(call.function.dotted, [], has_call=call.has_call)
+    for namespace in (fname, instance):
+        if namespace is None:
+            continue
+        key = keys.version_key(namespace)
+        version = invalidator.read_version(key)
+        ttl = _ttl(backend, key) if version is not None else "missing"
+        shown.versions.append(VersionKey(key, version, ttl))
+    if any(version.version is None for version in shown.versions):
+        missing = next(v.key for v in shown.versions if v.version is None)
+        shown.notes.append(f"nothing is cached: no version under {missing}")
+    elif backend.can_list_keys:
+        current = shown.versions[-1].version
+        assert current is not None
+        shown.current_entries = sum(1 for _ in invalidator.entries_under(fname, instance, current))
+    else:
+        shown.not_counted = f"{backend.kind} cannot list its keys, so they are not counted"
+    if call.has_call:
+        call.function.check_call(call.args, call.kwargs)
+        shown.call_key = invalidator.entry_key(call)
+        if shown.call_key is not None:
+            shown.call_stored = backend.get(shown.call_key, unsafe=unsafe)
+            if shown.call_stored is not None:
+                shown.call_ttl = _ttl(backend, shown.call_key)
+    return shown
