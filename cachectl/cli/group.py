@@ -29,7 +29,7 @@ from cachectl.secrets import is_secret, mask_url, scrub
 
 #: Flags that belong to the group but read naturally after the command too
 #: (``cachectl get --json k``): they are moved in front before Click parses.
-_GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
+GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
 #: Exit status when the reader of standard output went away (``| head``), as a
 #: process killed by SIGPIPE reports it in a shell.
 EXIT_BROKEN_PIPE = 141
@@ -66,7 +66,7 @@ class CachectlGroup(click.Group):
         for position, token in enumerate(tail):
             if token == "--":
                 break
-            if token in _GLOBAL_FLAGS:
+            if token in GLOBAL_FLAGS:
                 moved.append(position)
         flags = [tail[position] for position in moved]
         rest = [token for position, token in enumerate(tail) if position not in moved]
