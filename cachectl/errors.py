@@ -24,7 +24,7 @@ Exit codes:
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)
   130  interrupted (what was done so far is reported)
-  batch: the code of its first failing line"""
+  batch, invalidate: the code of their first failing line"""
 
 
 class CachectlError(Exception):

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cachectl.cli.batch_runner import run_batch, summarize
+from cachectl.cli.batch_runner import finish, run_batch
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option
 from cachectl.errors import UsageError
-from cachectl.operations.batch import BatchReport, parse_batch
-
-
-def finish(session: Session, report: BatchReport) -> None:
-    """Print the batch's document (--json) or its summary, and end with its exit status:
-    the first failing line's, 0 when every line succeeded."""
-    if session.output.as_json:
-        session.output.document(report.document())
-    summarize(session.output, report)
-    click.get_current_context().exit(report.exit_code)
+from cachectl.operations.batch import parse_batch
 
 
 def _read(source: str) -> str:

@@ -206,8 +206,8 @@ def run_batch(
 
 
 def summarize(output: Output, report: BatchReport) -> None:
-    """The batch's last words on standard error: which line failed first, and what was
-    not run because of it."""
+    """The batch's last words on standard error: which line failed first, and which
+    were not run because of it."""
     failures, not_run = report.failures, report.not_run
     if not failures:
         output.notice(
@@ -217,7 +217,17 @@ def summarize(output: Output, report: BatchReport) -> None:
     first = failures[0]
     said = f"{first.line.label} failed with exit {first.exit_code}: {first.line.shown}"
     if not_run:
+        word = "action" if first.line.group is not None else "line"
         numbers = ", ".join(str(result.line.number) for result in not_run)
-        output.error(f"{said}; not run after it: line(s) {numbers}")
+        output.error(f"{said}; not run after it: {word}(s) {numbers}")
     else:
-        output.error(f"{said}" + (f" ({len(failures)} of {len(report.results)} lines failed)"))
+        output.error(f"{said} ({len(failures)} of {len(report.results)} failed)")
+
+
+def finish(session: Session, report: BatchReport, extra: dict[str, Any] | None = None) -> None:
+    """Print the batch's document (--json) and its summary, and end with its exit status:
+    the first failing line's, 0 when every line succeeded."""
+    if session.output.as_json:
+        session.output.document({**report.document(), **(extra or {})})
+    summarize(session.output, report)
+    click.get_current_context().exit(report.exit_code)

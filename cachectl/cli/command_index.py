@@ -24,6 +24,8 @@ COMMAND_MODULES: dict[str, str] = {
     "persist": "cachectl.cli.lifetimes",
     "prune": "cachectl.cli.lifetimes",
     "batch": "cachectl.cli.batch",
+    "invalidate": "cachectl.cli.groups",
+    "groups": "cachectl.cli.groups",
 }
 
 

@@ -31,8 +31,11 @@ class BatchLine:
 
     @property
     def label(self) -> str:
-        """How messages name the line: ``line 3``, ``line 3 (group prices)``."""
-        return f"line {self.number}" + (f" (group {self.group})" if self.group else "")
+        """How messages name the line: ``line 3``, or ``action 3 (group prices)`` for the
+        third action an ``invalidate`` runs."""
+        if self.group is None:
+            return f"line {self.number}"
+        return f"action {self.number} (group {self.group})"
 
 
 def parse_batch(text: str, source: str) -> list[BatchLine]:
