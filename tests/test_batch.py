@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,7 @@ def test_lines_never_ask_and_never_read_the_batch_as_input(redis_target: RedisTa
 
 TINY_APP = """
 import os
+import re
 from flask import Flask
 from flask_caching import Cache
 
@@ -284,3 +286,31 @@ def test_console_batch_with_app_loads_it_once_and_names_the_failing_line(
     ]
     assert starts.read_text() == "started\n" * 2
     assert not redis_target.client.exists("tiny_banner")
+
+
+def test_a_batch_prints_each_line_as_it_alone_prints_it(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    seed(redis_target)
+    alone = []
+    for line in LINES:
+        result = run(*_target(redis_target), *shlex.split(line, comments=True))
+        alone.append(result.stdout)
+    seed(redis_target)
+    batch_file = tmp_path / "deploy.txt"
+    batch_file.write_text("\n".join(LINES) + "\n")
+    result = run(*_target(redis_target), "batch", "--keep-going", str(batch_file))
+    chunks: list[str] = []
+    for text in result.stdout.splitlines(keepends=True):
+        header = f"line {len(chunks) + 1}: "
+        if len(chunks) < len(LINES) and text.startswith(header):
+            chunks.append("")
+        else:
+            chunks[-1] += text
+    assert [_masked(chunk) for chunk in chunks] == [_masked(text) for text in alone]
+
+
+def _masked(text: str) -> str:
+    """Text output with the random memoize version and ticking TTLs made equal."""
+    text = re.sub(r"write version '[^']*'", "write version <v>", text)
+    return re.sub(r"\b\d{3}\b", "<n>", text)
