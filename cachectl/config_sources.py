@@ -121,6 +121,9 @@ class ConfigFile:
     caches: dict[str, dict[str, Any]]
     #: ``compat`` (``CACHECTL_COMPAT`` in a .py file), as ``config --write`` records it.
     compat: str | None = None
+    #: The invalidation groups as written (``groups``, ``CACHECTL_GROUPS`` in a .py
+    #: file), checked by ``cachectl.config_groups`` when a command uses them.
+    groups: Any = None
 
 
 def _is_settings_dict(value: Any) -> bool:
@@ -143,6 +146,7 @@ def read_config_file(path: Path) -> ConfigFile:
         data = _read_python_file(path)
         named = data.pop("CACHECTL_CACHES", {})
         compat = data.pop("CACHECTL_COMPAT", None)
+        groups = data.pop("CACHECTL_GROUPS", None)
         if isinstance(named, dict):
             for name, value in list(data.items()):
                 if _is_settings_dict(value):
@@ -151,6 +155,7 @@ def read_config_file(path: Path) -> ConfigFile:
         data = _read_data_file(path)
         named = data.pop("caches", {})
         compat = data.pop("compat", None)
+        groups = data.pop("groups", None)
     else:
         raise ConfigError(f"config file {path}: use a .py, .toml or .json file")
     if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
@@ -163,7 +168,7 @@ def read_config_file(path: Path) -> ConfigFile:
         caches[DEFAULT_CACHE_NAME] = top
     for name, settings in named.items():
         caches[str(name)] = {**top, **settings}
-    return ConfigFile(caches, compat)
+    return ConfigFile(caches, compat, groups)
 
 
 def discover_config_file(start: Path) -> Path | None:

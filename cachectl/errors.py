@@ -24,7 +24,8 @@ Exit codes:
   2    usage or configuration error
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)
-  130  interrupted (what was done so far is reported)"""
+  130  interrupted (what was done so far is reported)
+  batch, invalidate: the code of their first failing line"""
 
 
 class CachectlError(Exception):

@@ -24,6 +24,9 @@ COMMAND_MODULES: dict[str, str] = {
     "expire": "cachectl.cli.lifetimes",
     "persist": "cachectl.cli.lifetimes",
     "prune": "cachectl.cli.lifetimes",
+    "batch": "cachectl.cli.batch",
+    "invalidate": "cachectl.cli.groups",
+    "groups": "cachectl.cli.groups",
 }
 
 

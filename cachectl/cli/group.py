@@ -1,4 +1,4 @@
-"""The ``cachectl`` group: global options, the session one invocation works in, and
+"""The ``cachectl`` group: global options, the Session they make (cli/session.py), and
 the one place that turns failures into a line (or a JSON document) and an exit code.
 Commands live in the modules beside this one, grouped by what they act on."""
 
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from cachectl import __version__
 from cachectl.cli.command_index import COMMAND_MODULES
 from cachectl.cli.options import json_option
-from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
+from cachectl.cli.session import Session
+from cachectl.config import ConfigRequest
 from cachectl.config_sources import parse_setting_value
 from cachectl.errors import (
     EXIT_CODES_HELP,
@@ -25,118 +25,11 @@ from cachectl.errors import (
     UsageError,
 )
 from cachectl.output import Output
-from cachectl.secrets import is_secret, mask_url, scrub, secret_values
-
-if TYPE_CHECKING:
-    from cachectl.app_loader import AppCache, LoadedApp
-    from cachectl.backends import CacheBackend
-    from cachectl.settings import CacheSettings
-
-
-class Session:
-    """What one invocation knows: the options, and what is resolved from them on first
-    use (``config`` never connects, ``get`` does; an app is loaded at most once). The
-    live app and its cache objects live here, not in the settings."""
-
-    def __init__(self, request: ConfigRequest, timeout: float, output: Output, debug: bool) -> None:
-        self.request = request
-        self.timeout = timeout
-        self.output = output
-        self.debug = debug
-        self._config: ResolvedConfig | None = None
-        self._settings: CacheSettings | None = None
-        self._loaded_app: LoadedApp | None = None
-        #: Flask's ScriptInfo when running as ``flask cache``: Flask finds the app.
-        self.script_info: Any = None
-
-    @property
-    def app_import(self) -> str | None:
-        """The app this invocation loads, if any (``--app``, or ``FLASK_APP`` when no
-        config file is named or found)."""
-        return self.request.sources()[0]
-
-    def loaded_app(self) -> LoadedApp | None:
-        """The app, started once however many of its caches the command needs."""
-        if self._loaded_app is None and self.app_import is not None:
-            from cachectl.app_loader import load_flask_app
-
-            self._loaded_app = load_flask_app(self.app_import, self.script_info)
-        return self._loaded_app
-
-    @property
-    def app(self) -> Any:
-        """The loaded Flask app, or None without --app."""
-        loaded = self.loaded_app()
-        return loaded.app if loaded is not None else None
-
-    def app_cache(self, cache_name: str | None = None) -> AppCache | None:
-        """The app's Cache object the request picks (None without --app)."""
-        loaded = self.loaded_app()
-        if loaded is None:
-            return None
-        from cachectl.app_loader import select_app_cache
-
-        wanted = cache_name if cache_name is not None else self.request.cache_name
-        return select_app_cache(loaded.caches, wanted, loaded.import_path)
-
-    @property
-    def config(self) -> ResolvedConfig:
-        """The merged settings of the chosen cache, with the source of each."""
-        if self._config is None:
-            self._config = self._resolve(self.request)
-        return self._config
-
-    @property
-    def settings(self) -> CacheSettings:
-        if self._settings is None:
-            self._settings = self.config.settings()
-        return self._settings
-
-    def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
-        resolved = resolve_config(request, self.app_cache(request.cache_name))
-        for warning in resolved.warnings:
-            self.output.warn(warning)
-        return resolved
-
-    def known_secrets(self) -> frozenset[str]:
-        """The credentials resolved so far, so no message or traceback shows them."""
-        return secret_values(self._config.values) if self._config is not None else frozenset()
-
-    def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
-        """Each cache of the loaded app with its resolved settings (overrides applied)."""
-        loaded = self.loaded_app()
-        if loaded is None:
-            return []
-        return [
-            (cache, self._resolve(replace(self.request, cache_name=str(cache.index))))
-            for cache in loaded.caches
-        ]
-
-    def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
-        """The backend of the chosen cache; checked reachable unless ``connect`` is off."""
-        from cachectl.backends import build_backend
-        from cachectl.output import route_library_logging
-
-        route_library_logging(self.output, self.debug)
-        chosen = self.app_cache()
-        app_built = None
-        if (
-            chosen is not None
-            and chosen.live.opaque
-            and self.config.source("CACHE_TYPE").startswith("app ")
-        ):
-            # A custom backend class: how it connects is known only to the object
-            # the app built, so that object itself is used.
-            app_built = chosen.backend
-        backend = build_backend(self.settings, self.timeout, create_dir, app_built)
-        if connect:
-            backend.check()
-        return backend
-
+from cachectl.secrets import is_secret, mask_url, scrub
 
 #: Flags that belong to the group but read naturally after the command too
 #: (``cachectl get --json k``): they are moved in front before Click parses.
-_GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
+GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
 #: Exit status when the reader of standard output went away (``| head``), as a
 #: process killed by SIGPIPE reports it in a shell.
 EXIT_BROKEN_PIPE = 141
@@ -173,7 +66,7 @@ class CachectlGroup(click.Group):
         for position, token in enumerate(tail):
             if token == "--":
                 break
-            if token in _GLOBAL_FLAGS:
+            if token in GLOBAL_FLAGS:
                 moved.append(position)
         flags = [tail[position] for position in moved]
         rest = [token for position, token in enumerate(tail) if position not in moved]
@@ -193,7 +86,7 @@ class CachectlGroup(click.Group):
         except click.exceptions.Exit as exc:
             status = exc.exit_code
         except click.ClickException as exc:
-            _report_usage_error(exc, as_json)
+            report_usage_error(exc, Output(as_json=as_json))
             status = exc.exit_code
         except click.Abort:  # Ctrl-C (or end of input) at a prompt
             _report(Output(as_json=as_json), "interrupted", EXIT_INTERRUPTED, {})
@@ -212,19 +105,25 @@ class CachectlGroup(click.Group):
             # Click would turn it into exit 1; a closed pipe is 141, and quiet.
             _silence_stdout()
             raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
-        except CachectlError as exc:
-            _fail(ctx, exc.message, exc.exit_code, exc.done)
-        except KeyboardInterrupt:
-            _fail(ctx, "interrupted", EXIT_INTERRUPTED, {})
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except Exception as exc:
-            _fail(
-                ctx,
-                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                EXIT_INTERNAL,
-                {},
-            )
+        except (Exception, KeyboardInterrupt) as exc:
+            message, code, done = failure_of(exc)
+            _fail(ctx, message, code, done)
+
+
+def failure_of(exc: BaseException) -> tuple[str, int, dict[str, object]]:
+    """The line, exit code and work done that a command's exception is reported with:
+    one mapping for the group and for each line of a batch, which must not exit."""
+    if isinstance(exc, CachectlError):
+        return exc.message, exc.exit_code, exc.done
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED, {}
+    return (
+        f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        EXIT_INTERNAL,
+        {},
+    )
 
 
 def _silence_stdout() -> None:
@@ -239,7 +138,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def _report_usage_error(exc: click.ClickException, as_json: bool) -> None:
+def report_usage_error(exc: click.ClickException, output: Output) -> None:
     """Click's own usage errors, in cachectl's form: one line, a hint, the document."""
     message = " ".join(exc.format_message().split())  # Click lists choices over lines
     if type(exc).__name__ == "NoArgsIsHelpError" or message.startswith("Usage:"):
@@ -251,7 +150,7 @@ def _report_usage_error(exc: click.ClickException, as_json: bool) -> None:
         )
     context = getattr(exc, "ctx", None)
     hint = f"Try '{context.command_path} --help' for help." if context is not None else None
-    _report(Output(as_json=as_json), message, exc.exit_code, {}, hint)
+    _report(output, message, exc.exit_code, {}, hint)
 
 
 def _report(
@@ -270,7 +169,9 @@ def _report(
         output.document({"ok": False, "error": message, "exit_code": code, **done})
 
 
-def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> NoReturn:
+def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> None:
+    """One ``error:`` line (and the document, with --json) for a failed command; the
+    traceback too with --debug, when called while the exception is handled."""
     session = ctx.find_object(Session)
     output = session.output if session else Output()
     known = session.known_secrets() if session is not None else frozenset()
@@ -279,6 +180,10 @@ def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) 
 
         sys.stderr.write(scrub(traceback.format_exc(), known))
     _report(output, message, code, done, secrets=known)
+
+
+def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> NoReturn:
+    report_failure(ctx, message, code, done)
     ctx.exit(code)
 
 

@@ -27,6 +27,16 @@ def dry_run_option(help: str) -> Callable[[F], F]:
     return click.option("--dry-run", is_flag=True, help=help)
 
 
+def keep_going_option(function: F) -> F:
+    """``--keep-going`` (batch, invalidate): run every line, even after one fails."""
+    return click.option(
+        "--keep-going",
+        is_flag=True,
+        help="Run the lines after a failing one too (the exit status is still the first "
+        "failure's).",
+    )(function)
+
+
 def yes_option(help: str) -> Callable[[F], F]:
     """``-y/--yes``: go ahead without asking (required where no terminal can ask)."""
     return click.option("-y", "--yes", is_flag=True, help=help)

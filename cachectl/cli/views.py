@@ -15,6 +15,7 @@ from cachectl.cli.options import (
     merge_renamed,
     renamed_option,
 )
+from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
 from cachectl.settings import resolve_hash_method
 
@@ -117,25 +118,34 @@ def delete_view(
 @click.argument("name")
 @click.argument("vary_on", nargs=-1)
 @click.option("--delete", is_flag=True, help="Delete the fragment from the cache.")
+@dry_run_option("With --delete: print the key it would delete; delete nothing.")
 @pass_session
-def make_fragment_key(session: Session, name: str, vary_on: tuple[str, ...], delete: bool) -> None:
+def make_fragment_key(
+    session: Session, name: str, vary_on: tuple[str, ...], delete: bool, dry_run: bool
+) -> None:
     """Print the key of a {% cache timeout, NAME, VARY_ON... %} block; --delete removes it.
 
     Prints the key as the app passes it to the cache, and where it is stored (with
-    the backend's key prefix, or the file for FileSystemCache).
+    the backend's key prefix, or the file for FileSystemCache). --delete --dry-run
+    prints it and sends nothing to the server.
 
     \b
       cachectl make-fragment-key sidebar
       cachectl make-fragment-key user_card alice fr --delete
+      cachectl make-fragment-key user_card alice fr --delete --dry-run
     """
-    backend = session.backend(connect=delete)
-    found = fragment_ops.fragment_key(backend, name, list(vary_on), delete)
+    if dry_run and not delete:
+        raise UsageError("--dry-run goes with --delete (without it nothing is changed)")
+    backend = session.backend(connect=delete and not dry_run)
+    found = fragment_ops.fragment_key(backend, name, list(vary_on), delete, dry_run)
     if session.output.as_json:
         session.output.document(found.document())
         return
     session.output.result(found.key)
     session.output.notice(f"stored as {found.stored_as}")
-    if found.deleted:
+    if found.deleted and dry_run:
+        session.output.result("would delete it")
+    elif found.deleted:
         session.output.result(f"removed {found.removed} keys")
 
 

@@ -22,20 +22,35 @@ class FragmentKey:
     #: With a delete: how many keys went (None when the server cannot tell).
     removed: int | None = None
     deleted: bool = False
+    #: A delete asked for with --dry-run: ``deleted`` says it would go, nothing was sent.
+    dry_run: bool = False
 
     def document(self) -> dict[str, Any]:
-        return {"ok": True, "key": self.key, "stored_as": self.stored_as, "removed": self.removed}
+        document = {
+            "ok": True,
+            "key": self.key,
+            "stored_as": self.stored_as,
+            "removed": self.removed,
+        }
+        if self.dry_run:
+            document["dry_run"] = True
+        return document
 
 
 def fragment_key(
-    backend: CacheBackend, name: str, vary_on: list[str], delete: bool = False
+    backend: CacheBackend,
+    name: str,
+    vary_on: list[str],
+    delete: bool = False,
+    dry_run: bool = False,
 ) -> FragmentKey:
-    """The key ``make_template_fragment_key(name, vary_on)`` gives; deleted if asked."""
+    """The key ``make_template_fragment_key(name, vary_on)`` gives; deleted if asked
+    (with ``dry_run``, only marked as one that would be)."""
     key = checked_key(keys.fragment_key(name, vary_on))
     backend.check_key(key)
-    found = FragmentKey(key, backend.storage_name(key))
+    found = FragmentKey(key, backend.storage_name(key), dry_run=dry_run)
     if delete:
-        found.removed = delete_keys(backend, [key], "delete-fragment", dry_run=False).removed
+        found.removed = delete_keys(backend, [key], "delete-fragment", dry_run=dry_run).removed
         found.deleted = True
     return found
 

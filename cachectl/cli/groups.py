@@ -1,0 +1,95 @@
+"""Invalidation groups from the config file: groups (list them), invalidate (run them)."""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from cachectl.cli.batch_runner import check_line, finish, run_batch
+from cachectl.cli.entries import confirm
+from cachectl.cli.group import Session, cli, pass_session
+from cachectl.cli.options import dry_run_option, keep_going_option, yes_option
+from cachectl.config_groups import load_groups, pick_groups
+from cachectl.operations.batch import BatchLine
+
+
+@cli.command("groups")
+@pass_session
+def groups_command(session: Session) -> None:
+    """List the invalidation groups of the config file, with the commands each runs.
+
+    Groups are read from --config FILE (or CACHECTL_CONFIG), else from the
+    cachectl.toml found from here upward (with --app too), and checked: a
+    mistake in any group exits 2 naming the file and the group.
+
+    \b
+      cachectl groups
+      cachectl --json groups
+    """
+    path, groups = load_groups(session.request)
+    output = session.output
+    if output.as_json:
+        output.document(
+            {"ok": True, "file": str(path), "groups": [g.document() for g in groups.values()]}
+        )
+        return
+    if not groups:
+        output.notice(f"no invalidation groups in {path}")
+        return
+    output.notice(f"invalidation groups in {path}:")
+    for group in groups.values():
+        commands = group.commands()
+        output.result(f"{group.name} ({len(commands)} action{'s' if len(commands) > 1 else ''})")
+        for command in commands:
+            output.result("  " + shlex.join(command))
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True, metavar="GROUP...")
+@dry_run_option("Run every action as its dry run: say what would go, change nothing.")
+@keep_going_option
+@yes_option("Delete by the groups' patterns without asking (needed without a terminal).")
+@pass_session
+def invalidate(
+    session: Session, names: tuple[str, ...], dry_run: bool, keep_going: bool, yes: bool
+) -> None:
+    """Run the invalidation groups GROUP... of the config file, as one batch.
+
+    A group (a [groups.NAME] table in cachectl.toml) lists memoized functions
+    (delete-memoized), view paths (delete-view), template fragments
+    (make-fragment-key --delete) and key patterns (delete --pattern), each
+    entry the arguments of that command. The actions run in that order, group
+    after group (an action named twice runs once), with the output, --dry-run,
+    --keep-going and exit status of 'cachectl batch'. Groups with patterns ask
+    first on a terminal and need --yes without one. An unknown GROUP exits 2
+    and lists the groups there are.
+
+    \b
+      cachectl invalidate prices
+      cachectl invalidate prices catalog --dry-run
+      cachectl --app 'shop:create_app()' invalidate prices --yes
+    """
+    path, groups = load_groups(session.request)
+    chosen = pick_groups(groups, names, path)
+    lines: list[BatchLine] = []
+    seen: set[tuple[str, ...]] = set()
+    for group in chosen:
+        for command in group.commands():
+            if command not in seen:
+                seen.add(command)
+                lines.append(BatchLine(len(lines) + 1, command, group.name))
+    globs = [glob for group in chosen for glob in group.patterns]
+    group_ctx = click.get_current_context().parent
+    assert group_ctx is not None
+    if globs and not dry_run:
+        for line in lines:  # a mistyped entry stops the run before the question
+            check_line(group_ctx, line, dry_run, stdin_taken=False)
+        confirm(
+            session,
+            f"Run {len(lines)} invalidations, deleting the app's keys matching "
+            + ", ".join(repr(glob) for glob in globs),
+            yes,
+        )
+    report = run_batch(group_ctx, lines, dry_run=dry_run, keep_going=keep_going)
+    finish(session, report, {"groups": [group.name for group in chosen], "file": str(path)})

@@ -1,0 +1,129 @@
+"""The session one invocation works in: the options it was given, and what is resolved
+from them on first use (configuration, app, backend), each at most once, so that a batch's
+lines share one configuration, one app load and one connection per cache."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
+from cachectl.output import Output
+from cachectl.secrets import secret_values
+
+if TYPE_CHECKING:
+    from cachectl.app_loader import AppCache, LoadedApp
+    from cachectl.backends import CacheBackend
+    from cachectl.settings import CacheSettings
+
+
+class Session:
+    """What one invocation knows: the options, and what is resolved from them on first
+    use (``config`` never connects, ``get`` does; an app is loaded at most once). The
+    live app and its cache objects live here, not in the settings."""
+
+    def __init__(self, request: ConfigRequest, timeout: float, output: Output, debug: bool) -> None:
+        self.request = request
+        self.timeout = timeout
+        self.output = output
+        self.debug = debug
+        self._config: ResolvedConfig | None = None
+        self._settings: CacheSettings | None = None
+        self._loaded_app: LoadedApp | None = None
+        #: Backends built so far, by cache, and whether each was checked reachable: the
+        #: lines of a batch share one connection per cache, as one command does.
+        self._backends: dict[str | None, tuple[CacheBackend, bool]] = {}
+        #: Flask's ScriptInfo when running as ``flask cache``: Flask finds the app.
+        self.script_info: Any = None
+
+    @property
+    def app_import(self) -> str | None:
+        """The app this invocation loads, if any (``--app``, or ``FLASK_APP`` when no
+        config file is named or found)."""
+        return self.request.sources()[0]
+
+    def loaded_app(self) -> LoadedApp | None:
+        """The app, started once however many of its caches the command needs."""
+        if self._loaded_app is None and self.app_import is not None:
+            from cachectl.app_loader import load_flask_app
+
+            self._loaded_app = load_flask_app(self.app_import, self.script_info)
+        return self._loaded_app
+
+    @property
+    def app(self) -> Any:
+        """The loaded Flask app, or None without --app."""
+        loaded = self.loaded_app()
+        return loaded.app if loaded is not None else None
+
+    def app_cache(self, cache_name: str | None = None) -> AppCache | None:
+        """The app's Cache object the request picks (None without --app)."""
+        loaded = self.loaded_app()
+        if loaded is None:
+            return None
+        from cachectl.app_loader import select_app_cache
+
+        wanted = cache_name if cache_name is not None else self.request.cache_name
+        return select_app_cache(loaded.caches, wanted, loaded.import_path)
+
+    @property
+    def config(self) -> ResolvedConfig:
+        """The merged settings of the chosen cache, with the source of each."""
+        if self._config is None:
+            self._config = self._resolve(self.request)
+        return self._config
+
+    @property
+    def settings(self) -> CacheSettings:
+        if self._settings is None:
+            self._settings = self.config.settings()
+        return self._settings
+
+    def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
+        resolved = resolve_config(request, self.app_cache(request.cache_name))
+        for warning in resolved.warnings:
+            self.output.warn(warning)
+        return resolved
+
+    def known_secrets(self) -> frozenset[str]:
+        """The credentials resolved so far, so no message or traceback shows them."""
+        return secret_values(self._config.values) if self._config is not None else frozenset()
+
+    def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
+        """Each cache of the loaded app with its resolved settings (overrides applied)."""
+        loaded = self.loaded_app()
+        if loaded is None:
+            return []
+        return [
+            (cache, self._resolve(replace(self.request, cache_name=str(cache.index))))
+            for cache in loaded.caches
+        ]
+
+    def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
+        """The backend of the chosen cache; checked reachable unless ``connect`` is off.
+        Built once per cache and reused (a batch's lines share its connection); a
+        ``create_dir`` request builds it again, since only building creates CACHE_DIR."""
+        from cachectl.backends import build_backend
+        from cachectl.output import route_library_logging
+
+        route_library_logging(self.output, self.debug)
+        wanted = self.request.cache_name
+        backend, checked = self._backends.get(wanted, (None, False))
+        if backend is None or create_dir:
+            chosen = self.app_cache()
+            app_built = None
+            if (
+                chosen is not None
+                and chosen.live.opaque
+                and self.config.source("CACHE_TYPE").startswith("app ")
+            ):
+                # A custom backend class: how it connects is known only to the object
+                # the app built, so that object itself is used.
+                app_built = chosen.backend
+            backend = build_backend(self.settings, self.timeout, create_dir, app_built)
+            checked = False
+        if connect and not checked:
+            backend.check()
+            checked = True
+        self._backends[wanted] = (backend, checked)
+        return backend
