@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cachectl.cli.batch_runner import finish, run_batch
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option
 from cachectl.errors import UsageError
-from cachectl.operations.batch import parse_batch
 
 
 def _read(source: str) -> str:
@@ -53,6 +51,9 @@ def batch(session: Session, file: str, dry_run: bool, keep_going: bool) -> None:
       cachectl --app 'shop:create_app()' batch --dry-run deploy.txt
       cachectl --json batch --keep-going - < deploy.txt
     """
+    from cachectl.cli.batch_runner import finish, run_batch  # loaded when a batch runs
+    from cachectl.operations.batch import parse_batch
+
     lines = parse_batch(_read(file), "standard input" if file == "-" else file)
     if not lines:
         session.output.warn(f"no command in {'standard input' if file == '-' else file}")

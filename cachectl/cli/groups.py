@@ -6,12 +6,8 @@ import shlex
 
 import click
 
-from cachectl.cli.batch_runner import check_line, finish, run_batch
-from cachectl.cli.entries import confirm
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option, yes_option
-from cachectl.config_groups import load_groups, pick_groups
-from cachectl.operations.batch import BatchLine
 
 
 @cli.command("groups")
@@ -27,6 +23,8 @@ def groups_command(session: Session) -> None:
       cachectl groups
       cachectl --json groups
     """
+    from cachectl.config_groups import load_groups
+
     path, groups = load_groups(session.request)
     output = session.output
     if output.as_json:
@@ -70,6 +68,11 @@ def invalidate(
       cachectl invalidate prices catalog --dry-run
       cachectl --app 'shop:create_app()' invalidate prices --yes
     """
+    from cachectl.cli.batch_runner import check_line, finish, run_batch
+    from cachectl.cli.entries import confirm
+    from cachectl.config_groups import load_groups, pick_groups
+    from cachectl.operations.batch import BatchLine
+
     path, groups = load_groups(session.request)
     chosen = pick_groups(groups, names, path)
     lines: list[BatchLine] = []
