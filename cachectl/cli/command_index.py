@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, str] = {
     "expire": "cachectl.cli.lifetimes",
     "persist": "cachectl.cli.lifetimes",
     "prune": "cachectl.cli.lifetimes",
+    "plan": "cachectl.cli.plan",
 }
 
 

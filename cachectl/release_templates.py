@@ -1,0 +1,94 @@
+"""The template side of a release plan: ``{% cache %}`` blocks whose content changed.
+
+Both revisions of a changed template are parsed with Jinja2 (``templates``), and
+each block of the older one is matched with the newer one's by its name and
+vary_on expressions (by its line, for a block without a name, whose implicit
+name is the template's file name and line). A block whose parsed body differs,
+or that is gone, names the keys the older revision stored.
+"""
+
+from __future__ import annotations
+
+from cachectl.errors import UsageError
+from cachectl.git_revisions import Checkout, FileChange
+from cachectl.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
+from cachectl.templates import FragmentBlock, blocks_in_source
+
+
+def template_place(path: str, directories: list[str] | None) -> tuple[str, str] | None:
+    """``(template directory, template name)`` of a repository path that is a template:
+    under one of ``directories`` (the app's template folders, with --app), else under a
+    directory named ``templates``, as Flask's convention has it."""
+    if directories is not None:
+        for directory in directories:
+            base = directory.rstrip("/") + "/"
+            if directory in ("", ".") or path.startswith(base):
+                return directory, path[len(base) :] if directory not in ("", ".") else path
+        return None
+    parts = path.split("/")
+    if "templates" not in parts[:-1]:
+        return None
+    cut = len(parts) - 1 - parts[:-1][::-1].index("templates")
+    return "/".join(parts[:cut]), "/".join(parts[cut:])
+
+
+def _identity(block: FragmentBlock) -> tuple[object, ...]:
+    if block.name is None:
+        return ("implicit", block.filename, block.line)
+    return (block.name, tuple(block.vary_on))
+
+
+def plan_template_change(
+    plan: Plan,
+    checkout: Checkout,
+    change: FileChange,
+    directories: list[str] | None,
+    app: object = None,
+) -> None:
+    """Add to ``plan`` the fragments one changed template makes stale."""
+    if change.old_path is None or change.status in "AC":
+        return  # a new template: nothing of it can be in the cache yet
+    place = template_place(change.old_path, directories)
+    old_source = checkout.read(plan.since, change.old_path) if place else None
+    if place is None or old_source is None or "cache" not in old_source:
+        return
+    directory, name = place
+    # The implicit name of a block holds the file name as the app's loader forms it:
+    # the template folder joined with the name, here the folder in this checkout.
+    filename = f"{checkout.top}/{directory}/{name}".replace("//", "/")
+    new_place = template_place(change.new_path, directories) if change.new_path else None
+    new_source = checkout.read(plan.until, change.new_path) if change.new_path else None
+    try:
+        old_blocks = blocks_in_source(old_source, name, filename, app)
+        new_blocks = []
+        if new_source is not None and new_place is not None:
+            # A template renamed: its named blocks keep their keys, so they compare;
+            # the implicit names of the others changed with the file name.
+            new_name = new_place[1]
+            new_filename = f"{checkout.top}/{new_place[0]}/{new_name}".replace("//", "/")
+            new_blocks = blocks_in_source(new_source, new_name, new_filename, app)
+    except UsageError as exc:  # Jinja2 is not installed here
+        plan.look(change.old_path, str(exc), change.old_path)
+        return
+    except Exception as exc:  # Jinja2's TemplateSyntaxError, at either revision
+        line = getattr(exc, "lineno", None)
+        plan.look(change.old_path, f"does not parse: {exc}", f"{change.old_path}:{line}")
+        return
+    matches = {_identity(block): block for block in new_blocks}
+    for old in old_blocks:
+        new = matches.get(_identity(old))
+        if new is not None and new.body == old.body:
+            continue
+        where = f"{change.old_path}:{old.line}"
+        reason = "{% cache %} block " + ("changed" if new is not None else "removed or moved")
+        if old.name is None:
+            reason += f" (its implicit name holds the file name {filename} and the line)"
+        if old.name_value is None:
+            plan.look(change.old_path, f"{reason}; its fragment name {old.name} is computed", where)
+        elif old.vary_on_values is not None:
+            plan.add(
+                Action(FRAGMENT, old.name_value, reason, where, vary_on=tuple(old.vary_on_values))
+            )
+        else:
+            reason += f"; vary_on {', '.join(old.vary_on)} known at render time: every value"
+            plan.add(Action(FRAGMENT_PATTERN, old.name_value, reason, where))

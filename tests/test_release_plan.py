@@ -1,0 +1,448 @@
+"""plan: a real git repository holding a real Flask app with Flask-Caching, a release
+committed on top, and the invalidation plan cachectl reads from the two revisions; then
+the plan applied to a private redis-server, where exactly the stale entries must go."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisTarget, run, run_console
+
+EXT = """
+from flask_caching import Cache
+
+cache = Cache()
+"""
+
+APP = """
+import os
+
+from flask import Flask
+
+from shop.ext import cache
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.update(
+        CACHE_TYPE="RedisCache",
+        CACHE_REDIS_URL=os.environ.get("SHOP_REDIS_URL", "redis://127.0.0.1:1/0"),
+        CACHE_KEY_PREFIX="shop_",
+    )
+    cache.init_app(app)
+    from shop.views import account, bp
+
+    app.register_blueprint(bp)
+    app.register_blueprint(account, url_prefix="/acct")
+    return app
+"""
+
+MODELS = """
+from shop.ext import cache as store
+
+
+@store.memoize()
+def price(item):
+    return item * 2
+
+
+@store.memoize()
+def stock(item):
+    return item + 100
+
+
+@store.memoize(timeout=60)
+def rate(item):
+    return item + 0.5
+
+
+@store.memoize
+def old_name(x):
+    return x + 1
+
+
+def plain(x):
+    return x
+
+
+class Person:
+    def __repr__(self):
+        return "Person()"
+
+    @store.memoize()
+    def greet(self, n):
+        return f"hi {n}"
+"""
+
+VIEWS = """
+from flask import Blueprint, render_template
+
+from shop.ext import cache
+
+bp = Blueprint("shop", __name__, url_prefix="/shop")
+account = Blueprint("account", __name__, url_prefix="/ignored")
+
+
+def computed_prefix():
+    return "custom"
+
+
+@bp.route("/items")
+@cache.cached()
+def items():
+    return "items v1"
+
+
+@bp.route("/user/<name>")
+@cache.cached()
+def user(name):
+    return f"user {name} v1"
+
+
+@bp.route("/search")
+@cache.cached(query_string=True)
+def search():
+    return "search v1"
+
+
+@bp.route("/about")
+@cache.cached()
+def about():
+    return render_template("base.html", user_id="7")
+
+
+@account.route("/me")
+@cache.cached()
+def me():
+    return "me v1"
+
+
+@bp.route("/odd")
+@cache.cached(key_prefix=computed_prefix)
+def odd():
+    return "odd v1"
+"""
+
+TEMPLATE = """\
+{% cache 600, "sidebar" %}sidebar v1{% endcache %}
+{% cache 600, "footer", "en" %}footer v1{% endcache %}
+{% cache 600, "card", user_id %}card {{ user_id }} v1{% endcache %}
+{% cache 600, "legal" %}legal v1{% endcache %}
+"""
+
+#: The release: what each file becomes.
+RELEASE = {
+    "src/shop/models.py": [
+        ("return item * 2", "return item * 3"),  # body changed
+        ("return item + 100", "return (item +\n            100)  # only formatting"),
+        ("@store.memoize(timeout=60)", "@store.memoize(timeout=30)"),  # decorator argument
+        ("def old_name(x)", "def new_name(x)"),  # renamed
+        ("return x\n", "return x * 2\n"),  # not cached: nothing to do
+        ('return f"hi {n}"', 'return f"hello {n}"'),  # a method
+    ],
+    "src/shop/views.py": [
+        ('"items v1"', '"items v2"'),
+        ('f"user {name} v1"', 'f"user {name} v2"'),
+        ('"search v1"', '"search v2"'),
+        ('"me v1"', '"me v2"'),
+        ('"odd v1"', '"odd v2"'),
+    ],
+    "src/shop/templates/base.html": [
+        ("sidebar v1", "sidebar v2"),
+        ("footer v1", "footer v2"),
+        ("card {{ user_id }} v1", "card {{ user_id }} v2"),
+    ],
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def write(repo: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def release(repo: Path, edits: dict[str, list[tuple[str, str]]], message: str) -> None:
+    for name, replacements in edits.items():
+        path = repo / name
+        text = path.read_text()
+        for old, new in replacements:
+            assert old in text, (name, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+    git(repo, "commit", "-qam", message)
+
+
+@pytest.fixture
+def shop_repo(tmp_path: Path) -> Path:
+    """The shop at tag v1 (a src/ layout), and the release on top of it at HEAD."""
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    write(
+        repo,
+        {
+            "src/shop/__init__.py": "",
+            "src/shop/ext.py": EXT,
+            "src/shop/app.py": APP,
+            "src/shop/models.py": MODELS,
+            "src/shop/views.py": VIEWS,
+            "src/shop/templates/base.html": TEMPLATE,
+        },
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    git(repo, "tag", "v1")
+    release(repo, RELEASE, "v2")
+    return repo
+
+
+def plan_document(repo: Path, *args: str) -> dict:
+    previous = os.getcwd()
+    os.chdir(repo)
+    try:
+        result = run("--json", "plan", *args)
+    finally:
+        os.chdir(previous)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_the_plan_names_what_the_release_made_stale(shop_repo: Path) -> None:
+    document = plan_document(shop_repo, "--since", "v1")
+    commands = {action["command"]: action for action in document["actions"]}
+    assert sorted(commands) == sorted(
+        [
+            "delete-memoized shop.models.price",
+            "delete-memoized shop.models.rate",
+            "delete-memoized shop.models.old_name",
+            "delete-memoized shop.models.Person.greet",
+            "delete-view /shop/items",
+            "delete --pattern 'view//shop/user/*'",
+            "delete-view /shop/search --all-queries",
+            "delete-view /acct/me",  # register_blueprint's url_prefix wins
+            "make-fragment-key sidebar --delete",
+            "make-fragment-key footer en --delete",
+            "delete --pattern '_template_fragment_cache_card_*'",
+        ]
+    ), commands
+    # stock (formatting and a comment only), plain (not cached) and the unchanged
+    # "legal" block are not in the plan.
+    rate = commands["delete-memoized shop.models.rate"]
+    assert rate["reason"] == "decorator arguments changed"
+    assert commands["delete-memoized shop.models.old_name"]["reason"] == (
+        "renamed to shop.models.new_name"
+    )
+    assert commands["delete-memoized shop.models.price"]["source"] == "src/shop/models.py:5"
+    assert (
+        "every value of /shop/user/<name>"
+        in commands["delete --pattern 'view//shop/user/*'"]["reason"]
+    )
+    [look] = document["needs_look"]
+    assert look["subject"] == "shop.views.odd" and "key_prefix is computed" in look["reason"]
+    assert document["since"] == git(shop_repo, "rev-parse", "v1").strip()
+    assert document["applied"] is None
+
+
+def test_a_release_of_formatting_comments_and_docstrings_plans_nothing(shop_repo: Path) -> None:
+    edits = [
+        ("return item * 3", '"""The price."""\n    return (item  *\n            3)  # why'),
+        ("\n\n\n", "\n\n"),
+    ]
+    release(shop_repo, {"src/shop/models.py": edits}, "reformat")
+    document = plan_document(shop_repo, "--since", "HEAD~1", "--until", "HEAD")
+    assert document["actions"] == [] and document["needs_look"] == []
+
+
+def test_the_installed_command_prints_the_plan_and_refuses_a_typo(shop_repo: Path) -> None:
+    shown = run_console("plan", "--since", "v1", cwd=shop_repo)
+    text = shown.stdout.decode()
+    assert shown.returncode == 0, shown.stderr
+    assert "memoized functions:\n  delete-memoized shop.models.price\n" in text
+    assert "      code changed (src/shop/models.py:5)" in text
+    assert "needs a look (not applied):\n  shop.views.odd:" in text
+    assert "1 changes need a look" in shown.stderr.decode()
+
+    typo = run_console("plan", "--since", "v1.0", cwd=shop_repo)
+    assert typo.returncode == 2 and typo.stdout == b""
+    assert typo.stderr.decode().splitlines() == [
+        f"error: unknown revision 'v1.0' in {shop_repo.resolve()}"
+    ]
+    outside = run_console("--json", "plan", "--since", "v1", cwd=shop_repo.parent)
+    assert outside.returncode == 2
+    assert "is not in a git checkout" in json.loads(outside.stdout)["error"]
+
+
+POPULATE = """
+import json, sys
+from flask import render_template
+from shop.app import create_app
+from shop import models
+
+app = create_app()
+client = app.test_client()
+with app.app_context():
+    results = [models.price(2), models.stock(2), models.rate(2), models.Person().greet(1)]
+    for path in ("/shop/items", "/shop/user/alice", "/shop/search?q=x", "/shop/about",
+                 "/acct/me"):
+        results.append(client.get(path).get_data(as_text=True))
+print(json.dumps(results))
+"""
+
+
+def _run_app(repo: Path, redis_target: RedisTarget) -> list:
+    env = {**os.environ, "SHOP_REDIS_URL": redis_target.url, "PYTHONPATH": str(repo / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", POPULATE], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_apply_removes_exactly_the_stale_entries(
+    shop_repo: Path, redis_target: RedisTarget
+) -> None:
+    client = redis_target.client
+    git(shop_repo, "checkout", "-q", "v1")  # the old release fills the cache
+    first = _run_app(shop_repo, redis_target)
+    expected = [4, 102, 2.5, "hi 1", "items v1", "user alice v1", "search v1"]
+    assert first == [*expected, _about_v1(), "me v1"]
+    git(shop_repo, "checkout", "-q", "-")
+    names = {key.decode() for key in client.keys("*")}
+    versions = {name: client.get(name) for name in names if name.endswith("_memver")}
+    target = ["--url", redis_target.url, "--key-prefix", "shop_", "--compat", "2.5"]
+
+    previous = os.getcwd()
+    os.chdir(shop_repo)
+    try:
+        dry = run(*target, "--json", "plan", "--since", "v1", "--apply", "--dry-run")
+        assert {key.decode() for key in client.keys("*")} == names  # nothing changed
+        applied = run(*target, "--json", "plan", "--since", "v1", "--apply")
+    finally:
+        os.chdir(previous)
+    assert dry.exit_code == 0 and applied.exit_code == 0, applied.output
+    assert json.loads(dry.stdout)["dry_run"] is True
+    document = json.loads(applied.stdout)
+    assert len(document["applied"]) == len(document["actions"]) == 11
+
+    left = {key.decode() for key in client.keys("*")}
+    gone = names - left
+    assert gone == {
+        "shop_view//shop/items",
+        "shop_view//shop/user/alice",
+        "shop_view//acct/me",
+        "shop__template_fragment_cache_sidebar",
+        "shop__template_fragment_cache_footer_en",
+        "shop__template_fragment_cache_card_7",
+    } | {name for name in names if name.startswith("shop_view//shop/search")}
+    assert "shop_view//shop/about" in left  # unchanged view, kept
+    assert "shop__template_fragment_cache_legal" in left  # unchanged block, kept
+    stale = {f"shop_shop.models.{name}_memver" for name in ("price", "rate", "Person.greet")}
+    for name, version in versions.items():
+        changed = client.get(name) != version
+        assert changed == (name in stale), name  # stock's version (formatting only) kept
+
+    # The new release recomputes what changed and serves the rest from the cache.
+    again = _run_app(shop_repo, redis_target)
+    assert again[:4] == [6, 102, 2.5, "hello 1"]
+    assert again[4:7] == ["items v2", "user alice v2", "search v2"]
+    assert again[7] == _about_v1()  # the cached page of the unchanged view
+    assert again[8] == "me v2"
+
+
+def _about_v1() -> str:
+    return "sidebar v1\nfooter v1\ncard 7 v1\nlegal v1"
+
+
+def test_with_the_app_routes_come_from_its_url_map(shop_repo: Path) -> None:
+    """A rule the source cannot give (add_url_rule) is read from the loaded app."""
+    views = shop_repo / "src/shop/views.py"
+    views.write_text(
+        views.read_text()
+        + "\n\n@cache.cached()\ndef late():\n    return 'late v1'\n\n\n"
+        + "bp.add_url_rule('/late', view_func=late)\n"
+    )
+    git(shop_repo, "commit", "-qam", "late")
+    views.write_text(views.read_text().replace("'late v1'", "'late v2'"))
+    git(shop_repo, "commit", "-qam", "late v2")
+    env = {**os.environ, "PYTHONPATH": str(shop_repo / "src")}
+    static = run_console("--json", "plan", "--since", "HEAD~1", cwd=shop_repo, env=env)
+    document = json.loads(static.stdout)
+    assert document["actions"] == []
+    assert [look["subject"] for look in document["needs_look"]] == ["shop.views.late"]
+    assert "no route decorator found" in document["needs_look"][0]["reason"]
+
+    from_app = run_console(
+        "--app", "shop.app:create_app()", "--json", "plan", "--since", "HEAD~1",
+        cwd=shop_repo, env=env,
+    )  # fmt: skip
+    assert from_app.returncode == 0, from_app.stderr
+    document = json.loads(from_app.stdout)
+    assert [a["command"] for a in document["actions"]] == ["delete-view /shop/late"]
+    assert document["needs_look"] == []
+
+
+def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:
+    """A module that no longer parses, a decorator on an unknown object and an unnamed
+    block are listed or planned, never dropped."""
+    write(
+        shop_repo,
+        {
+            "src/shop/other.py": "from somewhere import thing\n\n\n"
+            "@thing.memoize()\ndef guess(x):\n    return x\n",
+            "src/shop/templates/page.html": "line one\n{% cache 60 %}page v1{% endcache %}\n",
+        },
+    )
+    git(shop_repo, "add", "-A")
+    git(shop_repo, "commit", "-qm", "more")
+    release(
+        shop_repo,
+        {
+            "src/shop/other.py": [("return x", "return x + 1")],
+            "src/shop/models.py": [("def price(item):", "def price(item)")],
+            "src/shop/templates/page.html": [("page v1", "page v2")],
+        },
+        "broken",
+    )
+    document = plan_document(shop_repo, "--since", "HEAD~1")
+    looks = {look["subject"]: look for look in document["needs_look"]}
+    assert looks["src/shop/models.py"]["reason"].startswith("does not parse at ")
+    assert "not bound to Cache(...)" in looks["shop.other.guess"]["reason"]
+    [fragment] = document["actions"]
+    filename = f"{shop_repo.resolve()}/src/shop/templates/page.html"
+    assert fragment["command"] == f"make-fragment-key {filename}2 --delete"
+
+
+@pytest.mark.parametrize(
+    ("rule", "prefix", "query_string", "generation", "glob"),
+    [
+        ("/user/<name>", "view/%s", False, "2.5", "view//user/*"),
+        ("/a[1]/<int:id>/posts", "view/%s", False, "2.5", "view//a\\[1\\]/*/posts"),
+        ("/user/<name>/feed", "feeds/%s", True, "2.5", "feeds//user/*/feed*"),
+        ("/user/<name>/feed", "feeds/%s", True, "legacy", "/user/*/feed*"),
+    ],
+)
+def test_a_dynamic_rule_is_a_glob_of_its_keys(
+    rule: str, prefix: str, query_string: bool, generation: str, glob: str
+) -> None:
+    from cachectl.plan_actions import view_glob
+
+    assert view_glob(rule, prefix, query_string, generation) == glob
