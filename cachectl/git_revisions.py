@@ -97,9 +97,13 @@ class Checkout:
             self._files[revision] = frozenset(name for name in names if name)
         return self._files[revision]
 
-    def files_containing(self, revision: str, word: str) -> list[str]:
-        """The Python files at ``revision`` that hold ``word`` as a word (``git grep``)."""
-        done = _git(self.top, "grep", "-l", "-w", "-F", word, revision, "--", "*.py")
+    def files_containing(
+        self, revision: str, word: str, paths: tuple[str, ...] = ("*.py",), regex: bool = False
+    ) -> list[str]:
+        """The files at ``revision`` under ``paths`` (Python files by default) that hold
+        ``word`` as a word, or with ``regex`` match that extended regular expression."""
+        how = ("-E", word) if regex else ("-w", "-F", word)
+        done = _git(self.top, "grep", "-l", *how, revision, "--", *paths)
         lines = done.stdout.decode("utf-8", errors="surrogateescape").splitlines()
         prefix = f"{revision}:"
         return [line[len(prefix) :] if line.startswith(prefix) else line for line in lines]

@@ -158,6 +158,32 @@ def plan_python_change(
             _plan_view(plan, sources, (old, new), scans, old_module, reason, where, app_rules)
 
 
+def plan_rendering_views(
+    plan: Plan, sources: PythonSources, templates: dict[str, str], app_rules: AppRules | None
+) -> None:
+    """Cached views of the old revision that render a changed template by its literal
+    name: their stored pages hold what the old template made."""
+    if not templates:
+        return
+    names = sources.revision(plan.since).cache_names
+    for path in sources.checkout.files_containing(plan.since, "render_template"):
+        try:
+            scan = sources.scan(plan.since, path)
+        except SyntaxError:
+            continue  # said where the file itself changed
+        module = module_name(path, sources.checkout.files(plan.since))
+        if scan is None or module is None:
+            continue
+        for function in scan.functions.values():
+            used = [templates[name] for name in function.renders if name in templates]
+            if function.decorator != "cached" or not used or not _is_cache(function, scan, names):
+                continue
+            reason = f"renders {', '.join(used)}, changed by the release"
+            where = f"{path}:{function.line}"
+            versions = (function, None)
+            _plan_view(plan, sources, versions, (scan, None), module, reason, where, app_rules)
+
+
 def _gone(
     old: CachedFunction, old_module: str | None, new_scan: ModuleScan | None, new_module: str | None
 ) -> str:

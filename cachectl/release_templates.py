@@ -12,7 +12,10 @@ from __future__ import annotations
 from cachectl.errors import UsageError
 from cachectl.git_revisions import Checkout, FileChange
 from cachectl.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
-from cachectl.templates import FragmentBlock, blocks_in_source
+from cachectl.templates import FragmentBlock, blocks_in_source, referenced_templates
+
+#: A Jinja2 tag that names another template (git grep's extended regular expression).
+_USES_TEMPLATE = r"\{%-?[[:space:]]*(extends|include|import|from)[[:space:]]"
 
 
 def template_place(path: str, directories: list[str] | None) -> tuple[str, str] | None:
@@ -92,3 +95,44 @@ def plan_template_change(
         else:
             reason += f"; vary_on {', '.join(old.vary_on)} known at render time: every value"
             plan.add(Action(FRAGMENT_PATTERN, old.name_value, reason, where))
+
+
+def changed_templates(
+    plan: Plan,
+    checkout: Checkout,
+    changes: list[FileChange],
+    directories: list[str] | None,
+    app: object = None,
+) -> dict[str, str]:
+    """The names of the templates the release changed, and of those that extend,
+    include or import one of them (at the old revision, whose pages are cached), each
+    with how it is touched: ``page.html (which uses base.html)``."""
+    changed: dict[str, str] = {}
+    folders = set()
+    for change in changes:
+        place = template_place(change.old_path, directories) if change.old_path else None
+        if place is not None and change.status not in "AC":
+            changed[place[1]] = place[1]
+            folders.add(place[0])
+    if not changed:
+        return changed
+    users: dict[str, set[str]] = {}
+    paths = tuple(f"{folder}/" if folder else "." for folder in sorted(folders))
+    for path in checkout.files_containing(plan.since, _USES_TEMPLATE, paths, regex=True):
+        place = template_place(path, directories)
+        source = checkout.read(plan.since, path) if place else None
+        if place is None or source is None:
+            continue
+        try:
+            for name in referenced_templates(source, app):
+                users.setdefault(name, set()).add(place[1])
+        except Exception:  # a template that does not parse uses nothing we know
+            continue
+    waiting = sorted(changed)
+    while waiting:
+        name = waiting.pop(0)
+        for user in sorted(users.get(name, ())):
+            if user not in changed:
+                changed[user] = f"{user} (which uses {changed[name]})"
+                waiting.append(user)
+    return changed

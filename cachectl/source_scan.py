@@ -88,6 +88,8 @@ class CachedFunction:
     #: The decorator's keyword arguments (``UNKNOWN`` where not a literal).
     options: dict[str, Any] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
+    #: The templates it renders by a literal name (``render_template("page.html")``).
+    renders: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -179,6 +181,20 @@ def _function_dumps(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, 
         node.name = original
 
 
+def _rendered(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """The literal template names the function passes to ``render_template``."""
+    names = []
+    for call in ast.walk(node):
+        if not (isinstance(call, ast.Call) and _called(call, "render_template") and call.args):
+            continue
+        given = literal(call.args[0])
+        # render_template(["a.html", "b.html"]) renders the first that exists: any of them.
+        for name in given if isinstance(given, (list, tuple)) else [given]:
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return names
+
+
 def _parts(node: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, str]:
     def dump(nodes: list[Any]) -> str:
         return str([ast.dump(n, include_attributes=False) for n in nodes if n is not None])
@@ -214,6 +230,7 @@ class _Scanner(ast.NodeVisitor):
                 parts=_parts(code),
                 options={k.arg: literal(k.value) for k in keywords if k.arg is not None},
                 routes=_routes(node.decorator_list),
+                renders=_rendered(node),
             )
             if any(k.arg is None for k in keywords):  # **options: not readable
                 self.scan.functions[qualname].options["**"] = UNKNOWN

@@ -153,6 +153,14 @@ def blocks_in_source(source: str, name: str, filename: str, app: Any = None) -> 
     return found
 
 
+def referenced_templates(source: str, app: Any = None) -> list[str]:
+    """The templates ``source`` extends, includes or imports by a literal name."""
+    from jinja2 import meta
+
+    tree = _scanning_environment([], app).parse(source)
+    return [name for name in meta.find_referenced_templates(tree) if name is not None]
+
+
 def find_fragments(
     directories: list[str], app: Any = None
 ) -> tuple[list[FragmentBlock], list[str]]:

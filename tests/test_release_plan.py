@@ -118,6 +118,18 @@ def about():
     return render_template("base.html", user_id="7")
 
 
+@bp.route("/page")
+@cache.cached()
+def page():
+    return render_template("page.html", user_id="8")
+
+
+@bp.route("/contact")
+@cache.cached()
+def contact():
+    return "contact"
+
+
 @account.route("/me")
 @cache.cached()
 def me():
@@ -206,6 +218,7 @@ def shop_repo(tmp_path: Path) -> Path:
             "src/shop/models.py": MODELS,
             "src/shop/views.py": VIEWS,
             "src/shop/templates/base.html": TEMPLATE,
+            "src/shop/templates/page.html": '{% extends "base.html" %}\n',
         },
     )
     git(repo, "add", "-A")
@@ -239,6 +252,8 @@ def test_the_plan_names_what_the_release_made_stale(shop_repo: Path) -> None:
             "delete --pattern 'view//shop/user/*'",
             "delete-view /shop/search --all-queries",
             "delete-view /acct/me",  # register_blueprint's url_prefix wins
+            "delete-view /shop/about",  # renders base.html
+            "delete-view /shop/page",  # renders page.html, which extends base.html
             "make-fragment-key sidebar --delete",
             "make-fragment-key footer en --delete",
             "delete --pattern '_template_fragment_cache_card_*'",
@@ -255,6 +270,9 @@ def test_the_plan_names_what_the_release_made_stale(shop_repo: Path) -> None:
     assert (
         "every value of /shop/user/<name>"
         in commands["delete --pattern 'view//shop/user/*'"]["reason"]
+    )
+    assert commands["delete-view /shop/page"]["reason"] == (
+        "view shop.views.page: renders page.html (which uses base.html), changed by the release"
     )
     [look] = document["needs_look"]
     assert look["subject"] == "shop.views.odd" and "key_prefix is computed" in look["reason"]
@@ -302,7 +320,7 @@ client = app.test_client()
 with app.app_context():
     results = [models.price(2), models.stock(2), models.rate(2), models.Person().greet(1)]
     for path in ("/shop/items", "/shop/user/alice", "/shop/search?q=x", "/shop/about",
-                 "/acct/me"):
+                 "/acct/me", "/shop/page", "/shop/contact"):
         results.append(client.get(path).get_data(as_text=True))
 print(json.dumps(results))
 """
@@ -324,7 +342,7 @@ def test_apply_removes_exactly_the_stale_entries(
     git(shop_repo, "checkout", "-q", "v1")  # the old release fills the cache
     first = _run_app(shop_repo, redis_target)
     expected = [4, 102, 2.5, "hi 1", "items v1", "user alice v1", "search v1"]
-    assert first == [*expected, _about_v1(), "me v1"]
+    assert first == [*expected, _page("7", "v1"), "me v1", _page("8", "v1"), "contact"]
     git(shop_repo, "checkout", "-q", "-")
     names = {key.decode() for key in client.keys("*")}
     versions = {name: client.get(name) for name in names if name.endswith("_memver")}
@@ -341,7 +359,7 @@ def test_apply_removes_exactly_the_stale_entries(
     assert dry.exit_code == 0 and applied.exit_code == 0, applied.output
     assert json.loads(dry.stdout)["dry_run"] is True
     document = json.loads(applied.stdout)
-    assert len(document["applied"]) == len(document["actions"]) == 11
+    assert len(document["applied"]) == len(document["actions"]) == 13
 
     left = {key.decode() for key in client.keys("*")}
     gone = names - left
@@ -349,11 +367,14 @@ def test_apply_removes_exactly_the_stale_entries(
         "shop_view//shop/items",
         "shop_view//shop/user/alice",
         "shop_view//acct/me",
+        "shop_view//shop/about",
+        "shop_view//shop/page",
         "shop__template_fragment_cache_sidebar",
         "shop__template_fragment_cache_footer_en",
         "shop__template_fragment_cache_card_7",
+        "shop__template_fragment_cache_card_8",
     } | {name for name in names if name.startswith("shop_view//shop/search")}
-    assert "shop_view//shop/about" in left  # unchanged view, kept
+    assert "shop_view//shop/contact" in left  # an unchanged view, kept
     assert "shop__template_fragment_cache_legal" in left  # unchanged block, kept
     stale = {f"shop_shop.models.{name}_memver" for name in ("price", "rate", "Person.greet")}
     for name, version in versions.items():
@@ -364,12 +385,12 @@ def test_apply_removes_exactly_the_stale_entries(
     again = _run_app(shop_repo, redis_target)
     assert again[:4] == [6, 102, 2.5, "hello 1"]
     assert again[4:7] == ["items v2", "user alice v2", "search v2"]
-    assert again[7] == _about_v1()  # the cached page of the unchanged view
-    assert again[8] == "me v2"
+    # The pages are rendered again, with the unchanged "legal" fragment from the cache.
+    assert again[7:] == [_page("7", "v2"), "me v2", _page("8", "v2"), "contact"]
 
 
-def _about_v1() -> str:
-    return "sidebar v1\nfooter v1\ncard 7 v1\nlegal v1"
+def _page(user: str, version: str) -> str:
+    return f"sidebar {version}\nfooter {version}\ncard {user} {version}\nlegal v1"
 
 
 def test_with_the_app_routes_come_from_its_url_map(shop_repo: Path) -> None:
@@ -408,7 +429,7 @@ def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:
         {
             "src/shop/other.py": "from somewhere import thing\n\n\n"
             "@thing.memoize()\ndef guess(x):\n    return x\n",
-            "src/shop/templates/page.html": "line one\n{% cache 60 %}page v1{% endcache %}\n",
+            "src/shop/templates/other.html": "line one\n{% cache 60 %}page v1{% endcache %}\n",
         },
     )
     git(shop_repo, "add", "-A")
@@ -418,7 +439,7 @@ def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:
         {
             "src/shop/other.py": [("return x", "return x + 1")],
             "src/shop/models.py": [("def price(item):", "def price(item)")],
-            "src/shop/templates/page.html": [("page v1", "page v2")],
+            "src/shop/templates/other.html": [("page v1", "page v2")],
         },
         "broken",
     )
@@ -427,7 +448,7 @@ def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:
     assert looks["src/shop/models.py"]["reason"].startswith("does not parse at ")
     assert "not bound to Cache(...)" in looks["shop.other.guess"]["reason"]
     [fragment] = document["actions"]
-    filename = f"{shop_repo.resolve()}/src/shop/templates/page.html"
+    filename = f"{shop_repo.resolve()}/src/shop/templates/other.html"
     assert fragment["command"] == f"make-fragment-key {filename}2 --delete"
 
 

@@ -44,6 +44,8 @@ def plan(session: Session, since: str, until: str, apply_plan: bool, dry_run: bo
       a constant key_prefix that key.
     {% cache %} blocks whose content changed: the fragment's key (or, for
       vary_on known only at render time, every key of the fragment by pattern).
+    Cached views that render_template() a changed template (or one that extends,
+      includes or imports it): delete-view at their routes.
 
     What cannot be read from the source is listed under "needs a look" with the
     reason, and not applied. Pattern deletions need Redis.

@@ -34,8 +34,13 @@ from cachectl.plan_actions import (
     Action,
     Plan,
 )
-from cachectl.release_python import AppRules, PythonSources, plan_python_change
-from cachectl.release_templates import plan_template_change
+from cachectl.release_python import (
+    AppRules,
+    PythonSources,
+    plan_python_change,
+    plan_rendering_views,
+)
+from cachectl.release_templates import changed_templates, plan_template_change
 from cachectl.settings import CacheSettings
 
 
@@ -77,12 +82,15 @@ def make_plan(since: str, until: str, cwd: str = ".", app: Any = None) -> Plan:
     sources = PythonSources(checkout)
     app_rules = app_view_rules(app) if app is not None else None
     folders = _app_template_folders(app, checkout.top) if app is not None else None
-    for change in checkout.changes(plan.since, plan.until):
+    changes = checkout.changes(plan.since, plan.until)
+    for change in changes:
         path = change.old_path or change.new_path or ""
         if path.endswith(".py"):
             plan_python_change(plan, sources, change, app_rules)
         else:
             plan_template_change(plan, checkout, change, folders, app)
+    templates = changed_templates(plan, checkout, changes, folders, app)
+    plan_rendering_views(plan, sources, templates, app_rules)
     return plan
 
 
