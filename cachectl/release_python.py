@@ -48,6 +48,7 @@ class Revision:
 
     commit: str
     cache_names: set[str] = field(default_factory=set)
+    app_names: set[str] = field(default_factory=set)
     blueprints: dict[str, list[Blueprint]] = field(default_factory=dict)
     registrations: list[Registration] = field(default_factory=list)
 
@@ -71,7 +72,7 @@ class PythonSources:
     def revision(self, commit: str) -> Revision:
         if commit not in self._revisions:
             found = Revision(commit)
-            for word in ("Cache", "Blueprint", "register_blueprint"):
+            for word in ("Cache", "Flask", "Blueprint", "register_blueprint"):
                 for path in self.checkout.files_containing(commit, word):
                     try:
                         scan = self.scan(commit, path)
@@ -81,6 +82,8 @@ class PythonSources:
                         continue
                     if word == "Cache":
                         found.cache_names |= scan.cache_names
+                    elif word == "Flask":
+                        found.app_names |= scan.app_names
                     elif word == "Blueprint":
                         for name, blueprint in scan.blueprints.items():
                             found.blueprints.setdefault(name, []).append(blueprint)
@@ -295,10 +298,17 @@ def static_rules(
             problems.append(f"the rule of {decorator} is not a literal")
             continue
         owner = route.owner.rsplit(".", 1)[-1]
+        owner = scan.aliases.get(owner, owner)  # from .views import bp as shop_bp
         local = scan.blueprints.get(owner)
         blueprints = [local] if local is not None else revision.blueprints.get(owner, [])
         if not blueprints:
-            rules.append(route.rule)  # the app's own route
+            if owner in scan.app_names | revision.app_names:
+                rules.append(route.rule)  # the app's own route
+            else:
+                problems.append(
+                    f"{route.owner} (line {route.line}) is bound to neither Flask(...) nor "
+                    "Blueprint(...) in the repository, so its URL prefix is not known"
+                )
             continue
         prefixes = set()
         for blueprint in blueprints:

@@ -115,8 +115,9 @@ class ModuleScan:
     """What ``plan`` needs from one module's source at one revision."""
 
     functions: dict[str, CachedFunction] = field(default_factory=dict)
-    #: Names bound to ``Cache(...)`` here.
+    #: Names bound to ``Cache(...)`` here, and to ``Flask(...)``.
     cache_names: set[str] = field(default_factory=set)
+    app_names: set[str] = field(default_factory=set)
     #: ``from x import cache as c``: local name to the imported one.
     aliases: dict[str, str] = field(default_factory=dict)
     blueprints: dict[str, Blueprint] = field(default_factory=dict)
@@ -258,7 +259,9 @@ class _Scanner(ast.NodeVisitor):
         names = [name for name in (last_name(target) for target in targets) if name]
         if _called(value, "Cache"):
             self.scan.cache_names.update(names)
-        elif _called(value, "Blueprint") and not self._scope:
+        elif _called(value, "Flask"):
+            self.scan.app_names.update(names)
+        elif _called(value, "Blueprint"):
             assert isinstance(value, ast.Call)
             prefix = next((k.value for k in value.keywords if k.arg == "url_prefix"), None)
             for name in names:

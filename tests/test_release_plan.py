@@ -393,22 +393,41 @@ def _page(user: str, version: str) -> str:
     return f"sidebar {version}\nfooter {version}\ncard {user} {version}\nlegal v1"
 
 
+LATE_VIEWS = """
+
+
+@cache.cached()
+def late():
+    return "late v1"
+
+
+class Listing(MethodView):
+    @cache.cached()
+    def get(self):
+        return "listing v1"
+
+
+bp.add_url_rule("/late", view_func=late)
+bp.add_url_rule("/listing", view_func=Listing.as_view("listing"))
+"""
+
+
 def test_with_the_app_routes_come_from_its_url_map(shop_repo: Path) -> None:
-    """A rule the source cannot give (add_url_rule) is read from the loaded app."""
+    """Rules the source cannot give (add_url_rule, a class-based view) are read from
+    the loaded app."""
     views = shop_repo / "src/shop/views.py"
-    views.write_text(
-        views.read_text()
-        + "\n\n@cache.cached()\ndef late():\n    return 'late v1'\n\n\n"
-        + "bp.add_url_rule('/late', view_func=late)\n"
+    text = views.read_text().replace(
+        "from flask import", "from flask.views import MethodView\nfrom flask import"
     )
+    views.write_text(text + LATE_VIEWS)
     git(shop_repo, "commit", "-qam", "late")
-    views.write_text(views.read_text().replace("'late v1'", "'late v2'"))
-    git(shop_repo, "commit", "-qam", "late v2")
+    release(shop_repo, {"src/shop/views.py": [("late v1", "late v2"), ("listing v1", "v2")]}, "v2")
     env = {**os.environ, "PYTHONPATH": str(shop_repo / "src")}
     static = run_console("--json", "plan", "--since", "HEAD~1", cwd=shop_repo, env=env)
     document = json.loads(static.stdout)
     assert document["actions"] == []
-    assert [look["subject"] for look in document["needs_look"]] == ["shop.views.late"]
+    looks = [look["subject"] for look in document["needs_look"]]
+    assert looks == ["shop.views.late", "shop.views.Listing.get"]
     assert "no route decorator found" in document["needs_look"][0]["reason"]
 
     from_app = run_console(
@@ -417,8 +436,49 @@ def test_with_the_app_routes_come_from_its_url_map(shop_repo: Path) -> None:
     )  # fmt: skip
     assert from_app.returncode == 0, from_app.stderr
     document = json.loads(from_app.stdout)
-    assert [a["command"] for a in document["actions"]] == ["delete-view /shop/late"]
+    commands = [a["command"] for a in document["actions"]]
+    assert commands == ["delete-view /shop/late", "delete-view /shop/listing"]
     assert document["needs_look"] == []
+
+
+def test_routes_of_an_app_made_in_a_factory_and_of_unknown_objects(shop_repo: Path) -> None:
+    write(
+        shop_repo,
+        {
+            "src/shop/factory.py": """
+                from flask import Flask
+
+                from shop.ext import cache
+                from shop.registry import router
+
+
+                def make():
+                    app = Flask(__name__)
+
+                    @app.route("/home")
+                    @cache.cached()
+                    def home():
+                        return "home v1"
+
+                    @router.route("/far")
+                    @cache.cached()
+                    def far():
+                        return "far v1"
+
+                    return app
+                """,
+        },
+    )
+    git(shop_repo, "add", "-A")
+    git(shop_repo, "commit", "-qm", "factory")
+    release(shop_repo, {"src/shop/factory.py": [("home v1", "home v2"), ("far v1", "v2")]}, "v3")
+    document = plan_document(shop_repo, "--since", "HEAD~1")
+    [action] = document["actions"]
+    assert action["command"] == "delete-view /home"
+    assert action["reason"] == "view shop.factory.make.<locals>.home: code changed"
+    [look] = document["needs_look"]
+    assert look["subject"] == "shop.factory.make.<locals>.far"
+    assert "router (line 15) is bound to neither Flask(...) nor Blueprint(...)" in look["reason"]
 
 
 def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:

@@ -52,6 +52,11 @@ def app_view_rules(app: Any) -> AppRules:
         if rule.methods is not None and "GET" not in rule.methods:
             continue
         function, seen = app.view_functions.get(rule.endpoint), set()
+        view_class = getattr(function, "view_class", None)
+        if view_class is not None:  # a class-based view: its GET handlers
+            for method in ("get", "dispatch_request"):
+                name = (view_class.__module__, f"{view_class.__qualname__}.{method}")
+                by_function.setdefault(name, []).append(rule.rule)
         while function is not None and id(function) not in seen:
             seen.add(id(function))
             name = (getattr(function, "__module__", ""), getattr(function, "__qualname__", ""))
