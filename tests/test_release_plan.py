@@ -412,6 +412,20 @@ bp.add_url_rule("/listing", view_func=Listing.as_view("listing"))
 """
 
 
+def test_a_cache_that_cannot_list_keys_refuses_a_plan_with_patterns(
+    shop_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "keep").write_text("not a cache file")
+    monkeypatch.chdir(shop_repo)
+    result = run("--dir", str(tmp_path / "cache"), "plan", "--since", "v1", "--apply")
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: the plan finds keys by pattern (delete --pattern 'view//")
+    assert line.endswith("; nothing was changed")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["keep"]
+
+
 def test_with_the_app_routes_come_from_its_url_map(shop_repo: Path) -> None:
     """Rules the source cannot give (add_url_rule, a class-based view) are read from
     the loaded app."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from cachectl import keys
 from cachectl.backends.base import CacheBackend, ProgressCallback
-from cachectl.errors import CachectlError
+from cachectl.errors import CachectlError, UsageError
 from cachectl.functions import MemoizedFunction
 from cachectl.git_revisions import Checkout
 from cachectl.operations import memoized as memoized_ops
@@ -25,6 +25,7 @@ from cachectl.operations.reports import Report, delete_keys
 from cachectl.plan_actions import (
     FRAGMENT,
     FRAGMENT_PATTERN,
+    GROUPS,
     KEY,
     MEMOIZED,
     NEEDS_KEY_LISTING,
@@ -96,6 +97,9 @@ def make_plan(since: str, until: str, cwd: str = ".", app: Any = None) -> Plan:
             plan_template_change(plan, checkout, change, folders, app)
     templates = changed_templates(plan, checkout, changes, folders, app)
     plan_rendering_views(plan, sources, templates, app_rules)
+    # Applied in the order shown: functions, views, fragments.
+    group_of = {what: index for index, (_, group) in enumerate(GROUPS) for what in group}
+    plan.actions.sort(key=lambda action: group_of[action.what])
     return plan
 
 
@@ -133,8 +137,15 @@ def apply_plan(
     """Run every action of ``plan`` on ``backend``; what needs a look is not run.
     What a backend or the generation cannot do is refused before anything changes."""
     run = PlanRun(plan, True, dry_run, settings.generation.name)
-    if any(action.what in NEEDS_KEY_LISTING for action in plan.actions):
-        backend.require_key_listing()
+    by_pattern = [a.command(run.generation) for a in plan.actions if a.what in NEEDS_KEY_LISTING]
+    if by_pattern:
+        try:
+            backend.require_key_listing()
+        except UsageError as exc:
+            raise UsageError(
+                f"the plan finds keys by pattern ({'; '.join(by_pattern)}), but {exc.message}; "
+                "nothing was changed"
+            ) from None
     if any(action.query_string for action in plan.actions):
         settings.generation.require_decided("the key of a view with a query string")
     for action in plan.actions:
