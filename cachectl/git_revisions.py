@@ -46,7 +46,12 @@ class Checkout:
         done = _git(cwd, "rev-parse", "--show-toplevel")
         if done.returncode != 0:
             where = os.path.abspath(cwd)
-            raise UsageError(f"{where} is not in a git checkout: run plan in the app's checkout")
+            # git's own line tells a missing checkout from one owned by another user.
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            why = f" (git: {said[0].removeprefix('fatal: ')})" if said else ""
+            raise UsageError(
+                f"{where} is not in a git checkout{why}: run plan in the app's checkout"
+            )
         return cls(done.stdout.decode().strip())
 
     def resolve(self, revision: str) -> str:
@@ -60,7 +65,17 @@ class Checkout:
 
     def changes(self, since: str, until: str) -> list[FileChange]:
         """What changed from ``since`` to ``until``, renames found by git (``-M``)."""
-        done = _git(self.top, "diff", "--name-status", "-M", "-z", f"{since}..{until}")
+        # The operator's git settings must not change the listing (colour, diff drivers).
+        done = _git(
+            self.top,
+            "diff",
+            "--name-status",
+            "-M",
+            "-z",
+            "--no-color",
+            "--no-ext-diff",
+            f"{since}..{until}",
+        )
         if done.returncode != 0:
             raise UsageError(f"git diff failed: {done.stderr.decode(errors='replace').strip()}")
         fields = done.stdout.decode("utf-8", errors="surrogateescape").split("\0")
@@ -81,7 +96,7 @@ class Checkout:
 
     def read(self, revision: str, path: str) -> str | None:
         """The text of ``path`` at ``revision`` (None where it is not text or not there)."""
-        done = _git(self.top, "show", f"{revision}:{path}")
+        done = _git(self.top, "show", "--no-textconv", "--no-color", f"{revision}:{path}")
         if done.returncode != 0:
             return None
         try:
@@ -103,7 +118,7 @@ class Checkout:
         """The files at ``revision`` under ``paths`` (Python files by default) that hold
         ``word`` as a word, or with ``regex`` match that extended regular expression."""
         how = ("-E", word) if regex else ("-w", "-F", word)
-        done = _git(self.top, "grep", "-l", *how, revision, "--", *paths)
+        done = _git(self.top, "grep", "--no-color", "-l", *how, revision, "--", *paths)
         lines = done.stdout.decode("utf-8", errors="surrogateescape").splitlines()
         prefix = f"{revision}:"
         return [line[len(prefix) :] if line.startswith(prefix) else line for line in lines]
