@@ -240,6 +240,12 @@ def _plan_view(
     if not isinstance(view_prefix, str):
         plan.look(dotted, f"view {reason}; its key_prefix is not a string", where)
         return
+    why = f"view {dotted}: {reason}"
+    if "%s" not in view_prefix and not query_string:
+        # One key whatever the request: also for a function that is not a view
+        # (@cache.cached(key_prefix="all_comments") on a helper, as the docs show).
+        plan.add(Action(KEY, view_prefix, f"{why} (its constant key_prefix)", where))
+        return
     rules = app_rules(module, old.qualname) if app_rules is not None else None
     if rules is None:
         rules, problems = static_rules(old, scans[0], sources.revision(plan.since))
@@ -255,11 +261,8 @@ def _plan_view(
                 "run with --app to read the app's URL map",
                 where,
             )
-    why = f"view {dotted}: {reason}"
     for rule in rules:
-        if "%s" not in view_prefix and not query_string:
-            plan.add(Action(KEY, view_prefix, f"{why} (its constant key_prefix)", where))
-        elif is_dynamic(rule):
+        if is_dynamic(rule):
             plan.add(
                 Action(
                     VIEW_PATTERN,

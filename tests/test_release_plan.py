@@ -72,6 +72,11 @@ def plain(x):
     return x
 
 
+@store.cached(key_prefix="all_comments")
+def all_comments():
+    return ["first"]
+
+
 class Person:
     def __repr__(self):
         return "Person()"
@@ -157,6 +162,7 @@ RELEASE = {
         ("@store.memoize(timeout=60)", "@store.memoize(timeout=30)"),  # decorator argument
         ("def old_name(x)", "def new_name(x)"),  # renamed
         ("return x\n", "return x * 2\n"),  # not cached: nothing to do
+        ('["first"]', '["first", "second"]'),  # a constant key_prefix
         ('return f"hi {n}"', 'return f"hello {n}"'),  # a method
     ],
     "src/shop/views.py": [
@@ -252,6 +258,7 @@ def test_the_plan_names_what_the_release_made_stale(shop_repo: Path) -> None:
             "delete --pattern 'view//shop/user/*'",
             "delete-view /shop/search --all-queries",
             "delete-view /acct/me",  # register_blueprint's url_prefix wins
+            "delete -- all_comments",
             "delete-view /shop/about",  # renders base.html
             "delete-view /shop/page",  # renders page.html, which extends base.html
             "make-fragment-key sidebar --delete",
@@ -319,10 +326,12 @@ app = create_app()
 client = app.test_client()
 with app.app_context():
     results = [models.price(2), models.stock(2), models.rate(2), models.Person().greet(1)]
+    with app.test_request_context():
+        comments = models.all_comments()
     for path in ("/shop/items", "/shop/user/alice", "/shop/search?q=x", "/shop/about",
                  "/acct/me", "/shop/page", "/shop/contact"):
         results.append(client.get(path).get_data(as_text=True))
-print(json.dumps(results))
+print(json.dumps([*results, comments]))
 """
 
 
@@ -342,7 +351,7 @@ def test_apply_removes_exactly_the_stale_entries(
     git(shop_repo, "checkout", "-q", "v1")  # the old release fills the cache
     first = _run_app(shop_repo, redis_target)
     expected = [4, 102, 2.5, "hi 1", "items v1", "user alice v1", "search v1"]
-    assert first == [*expected, _page("7", "v1"), "me v1", _page("8", "v1"), "contact"]
+    assert first == [*expected, _page("7", "v1"), "me v1", _page("8", "v1"), "contact", ["first"]]
     git(shop_repo, "checkout", "-q", "-")
     names = {key.decode() for key in client.keys("*")}
     versions = {name: client.get(name) for name in names if name.endswith("_memver")}
@@ -359,7 +368,7 @@ def test_apply_removes_exactly_the_stale_entries(
     assert dry.exit_code == 0 and applied.exit_code == 0, applied.output
     assert json.loads(dry.stdout)["dry_run"] is True
     document = json.loads(applied.stdout)
-    assert len(document["applied"]) == len(document["actions"]) == 13
+    assert len(document["applied"]) == len(document["actions"]) == 14
 
     left = {key.decode() for key in client.keys("*")}
     gone = names - left
@@ -369,6 +378,7 @@ def test_apply_removes_exactly_the_stale_entries(
         "shop_view//acct/me",
         "shop_view//shop/about",
         "shop_view//shop/page",
+        "shop_all_comments",
         "shop__template_fragment_cache_sidebar",
         "shop__template_fragment_cache_footer_en",
         "shop__template_fragment_cache_card_7",
@@ -386,7 +396,13 @@ def test_apply_removes_exactly_the_stale_entries(
     assert again[:4] == [6, 102, 2.5, "hello 1"]
     assert again[4:7] == ["items v2", "user alice v2", "search v2"]
     # The pages are rendered again, with the unchanged "legal" fragment from the cache.
-    assert again[7:] == [_page("7", "v2"), "me v2", _page("8", "v2"), "contact"]
+    assert again[7:] == [
+        _page("7", "v2"),
+        "me v2",
+        _page("8", "v2"),
+        "contact",
+        ["first", "second"],
+    ]
 
 
 def _page(user: str, version: str) -> str:
