@@ -18,7 +18,12 @@ from cachectl.templates import FragmentBlock, blocks_in_source, referenced_templ
 _USES_TEMPLATE = r"\{%-?[[:space:]]*(extends|include|import|from)[[:space:]]"
 
 
-def template_place(path: str, directories: list[str] | None) -> tuple[str, str] | None:
+#: The app's template folders (with --app): each as a path in the checkout, and as the
+#: app's loader names it (the start of an unnamed block's implicit name).
+Folders = dict[str, str]
+
+
+def template_place(path: str, directories: Folders | None) -> tuple[str, str] | None:
     """``(template directory, template name)`` of a repository path that is a template:
     under one of ``directories`` (the app's template folders, with --app), else under a
     directory named ``templates``, as Flask's convention has it."""
@@ -35,6 +40,13 @@ def template_place(path: str, directories: list[str] | None) -> tuple[str, str] 
     return "/".join(parts[:cut]), "/".join(parts[cut:])
 
 
+def _filename(checkout: Checkout, folders: Folders | None, directory: str, name: str) -> str:
+    """The template's file name as the app's loader forms it: its folder as the app
+    names it (with --app), else the folder in this checkout; joined with the name."""
+    folder = folders[directory] if folders is not None else f"{checkout.top}/{directory}"
+    return f"{folder.rstrip('/')}/{name}"
+
+
 def _identity(block: FragmentBlock) -> tuple[object, ...]:
     if block.name is None:
         return ("implicit", block.filename, block.line)
@@ -45,7 +57,7 @@ def plan_template_change(
     plan: Plan,
     checkout: Checkout,
     change: FileChange,
-    directories: list[str] | None,
+    directories: Folders | None,
     app: object = None,
 ) -> None:
     """Add to ``plan`` the fragments one changed template makes stale."""
@@ -58,7 +70,7 @@ def plan_template_change(
     directory, name = place
     # The implicit name of a block holds the file name as the app's loader forms it:
     # the template folder joined with the name, here the folder in this checkout.
-    filename = f"{checkout.top}/{directory}/{name}".replace("//", "/")
+    filename = _filename(checkout, directories, directory, name)
     new_place = template_place(change.new_path, directories) if change.new_path else None
     new_source = checkout.read(plan.until, change.new_path) if change.new_path else None
     try:
@@ -68,7 +80,7 @@ def plan_template_change(
             # A template renamed: its named blocks keep their keys, so they compare;
             # the implicit names of the others changed with the file name.
             new_name = new_place[1]
-            new_filename = f"{checkout.top}/{new_place[0]}/{new_name}".replace("//", "/")
+            new_filename = _filename(checkout, directories, new_place[0], new_name)
             new_blocks = blocks_in_source(new_source, new_name, new_filename, app)
     except UsageError as exc:  # Jinja2 is not installed here
         plan.look(change.old_path, str(exc), change.old_path)
@@ -101,7 +113,7 @@ def changed_templates(
     plan: Plan,
     checkout: Checkout,
     changes: list[FileChange],
-    directories: list[str] | None,
+    directories: Folders | None,
     app: object = None,
 ) -> dict[str, str]:
     """The names of the templates the release changed, and of those that extend,

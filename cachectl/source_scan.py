@@ -94,7 +94,7 @@ class CachedFunction:
 
 @dataclass
 class Blueprint:
-    """``bp = Blueprint("shop", __name__, url_prefix="/shop")`` at module level."""
+    """``bp = Blueprint("shop", __name__, url_prefix="/shop")`` (in a factory too)."""
 
     variable: str
     url_prefix: Any
@@ -105,8 +105,10 @@ class Blueprint:
 class Registration:
     """``app.register_blueprint(bp, url_prefix=...)``: the prefix it overrides with."""
 
+    #: The blueprint's variable name as passed (``bp`` for ``views.bp``).
     variable: str | None
     url_prefix: Any
+    #: Whether ``url_prefix=`` was passed at all (else the blueprint's own applies).
     given: bool
 
 

@@ -557,3 +557,36 @@ def test_a_dynamic_rule_is_a_glob_of_its_keys(
     from cachectl.plan_actions import view_glob
 
     assert view_glob(rule, prefix, query_string, generation) == glob
+
+
+def test_with_the_app_an_unnamed_block_is_named_by_its_folder_as_the_app_has_it(
+    tmp_path: Path,
+) -> None:
+    """A deploy that runs the app through a symbolic link (``/srv/shop/current``) names
+    its templates through the link: so does the implicit name of an unnamed block."""
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from cachectl.operations.plan import make_plan
+
+    repo = tmp_path / "release-1"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    write(repo, {"pages/home.html": "{% cache 60 %}home v1{% endcache %}\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    release(repo, {"pages/home.html": [("home v1", "home v2")]}, "v2")
+    current = tmp_path / "current"
+    current.symlink_to(repo)
+    folder = f"{current}/pages"
+    app = SimpleNamespace(
+        jinja_loader=SimpleNamespace(searchpath=[folder]),
+        jinja_env=jinja2.Environment(),
+        iter_blueprints=lambda: [],
+        url_map=SimpleNamespace(iter_rules=lambda: []),
+        view_functions={},
+    )
+    plan = make_plan("HEAD~1", "HEAD", cwd=str(current), app=app)
+    [action] = plan.actions
+    assert action.target == f"{folder}/home.html1"

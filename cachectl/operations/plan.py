@@ -41,7 +41,7 @@ from cachectl.release_python import (
     plan_python_change,
     plan_rendering_views,
 )
-from cachectl.release_templates import changed_templates, plan_template_change
+from cachectl.release_templates import Folders, changed_templates, plan_template_change
 from cachectl.settings import CacheSettings
 
 
@@ -68,16 +68,17 @@ def app_view_rules(app: Any) -> AppRules:
     return lambda module, qualname: by_function.get((module, qualname))
 
 
-def _app_template_folders(app: Any, top: str) -> list[str]:
-    """The app's template folders inside the checkout, relative to its top."""
+def _app_template_folders(app: Any, top: str) -> Folders:
+    """The app's template folders inside the checkout: each relative to its top, and
+    as the app's loader names it (a deploy's symbolic link stays in the name)."""
     from cachectl.templates import app_template_directories
 
     top = os.path.realpath(top)
-    folders = []
+    folders = {}
     for directory in app_template_directories(app):
         relative = os.path.relpath(os.path.realpath(directory), top)
         if not relative.startswith(".."):
-            folders.append("" if relative == "." else relative)
+            folders["" if relative == "." else relative] = directory
     return folders
 
 
