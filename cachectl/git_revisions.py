@@ -117,7 +117,14 @@ class Checkout:
     ) -> list[str]:
         """The files at ``revision`` under ``paths`` (Python files by default) that hold
         ``word`` as a word, or with ``regex`` match that extended regular expression."""
-        how = ("-E", word) if regex else ("-w", "-F", word)
+        return self._grep(revision, ("-E", word) if regex else ("-w", "-F", word), paths)
+
+    def files_naming(self, revision: str, words: list[str]) -> list[str]:
+        """The Python files at ``revision`` that hold any of ``words`` as a word."""
+        patterns = tuple(argument for word in words for argument in ("-e", word))
+        return self._grep(revision, ("-w", "-F", *patterns), ("*.py",)) if words else []
+
+    def _grep(self, revision: str, how: tuple[str, ...], paths: tuple[str, ...]) -> list[str]:
         done = _git(self.top, "grep", "--no-color", "-l", *how, revision, "--", *paths)
         lines = done.stdout.decode("utf-8", errors="surrogateescape").splitlines()
         prefix = f"{revision}:"

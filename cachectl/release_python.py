@@ -187,6 +187,35 @@ def plan_rendering_views(
             _plan_view(plan, sources, versions, (scan, None), module, reason, where, app_rules)
 
 
+def plan_cached_function(
+    plan: Plan,
+    sources: PythonSources,
+    path: str,
+    name: tuple[str, str],
+    via: str,
+    app_rules: AppRules | None,
+) -> None:
+    """A function of the older revision that calls changed code (``via``, the chain of
+    calls): planned when it is cached, as if its own code had changed."""
+    module, qualname = name
+    try:
+        scan = sources.scan(plan.since, path)
+    except SyntaxError:
+        return
+    function = scan.functions.get(qualname) if scan is not None else None
+    if scan is None or function is None:
+        return
+    names = sources.revision(plan.since).cache_names
+    reason = f"calls {via}, which changed (followed with --follow-calls: approximate)"
+    where = f"{path}:{function.line}"
+    if not _is_cache(function, scan, names):
+        return  # said when its own code changes; a guess on a guess is not listed
+    if function.decorator == "memoize":
+        plan.add(Action(MEMOIZED, f"{module}.{qualname}", reason, where, module=module))
+    else:
+        _plan_view(plan, sources, (function, None), (scan, None), module, reason, where, app_rules)
+
+
 def _gone(
     old: CachedFunction, old_module: str | None, new_scan: ModuleScan | None, new_module: str | None
 ) -> str:

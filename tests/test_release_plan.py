@@ -590,3 +590,83 @@ def test_with_the_app_an_unnamed_block_is_named_by_its_folder_as_the_app_has_it(
     plan = make_plan("HEAD~1", "HEAD", cwd=str(current), app=app)
     [action] = plan.actions
     assert action.target == f"{folder}/home.html1"
+
+
+def test_follow_calls_adds_what_calls_changed_code(tmp_path: Path) -> None:
+    repo = tmp_path / "calls"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    write(
+        repo,
+        {
+            "shop/__init__.py": "",
+            "shop/ext.py": EXT,
+            "shop/pricing.py": """
+                def base(x):
+                    return x * 2
+
+
+                def unchanged(x):
+                    return x
+                """,
+            "shop/models.py": """
+                import shop.pricing as pricing
+                from shop.ext import cache
+                from .pricing import base, unchanged
+
+
+                @cache.memoize()
+                def total(x):
+                    return base(x) + 1
+
+
+                @cache.memoize()
+                def through_module(x):
+                    return pricing.base(x)
+
+
+                def middle(x):
+                    return base(x)
+
+
+                @cache.cached(key_prefix="summary")
+                def summary():
+                    return middle(1)
+
+
+                @cache.memoize()
+                def other(x):
+                    return unchanged(x)
+
+
+                class Cart:
+                    def helper(self):
+                        return 1
+
+                    @cache.memoize()
+                    def sum(self):
+                        return self.helper()
+                """,
+        },
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    release(
+        repo,
+        {
+            "shop/pricing.py": [("x * 2", "x * 3")],
+            "shop/models.py": [("return 1\n", "return 2\n")],
+        },
+        "v2",
+    )
+    assert plan_document(repo, "--since", "HEAD~1")["actions"] == []
+    document = plan_document(repo, "--since", "HEAD~1", "--follow-calls")
+    reasons = {action["command"]: action["reason"] for action in document["actions"]}
+    approximate = ", which changed (followed with --follow-calls: approximate)"
+    assert reasons == {
+        "delete-memoized shop.models.total": f"calls shop.pricing.base{approximate}",
+        "delete-memoized shop.models.through_module": f"calls shop.pricing.base{approximate}",
+        "delete-memoized shop.models.Cart.sum": f"calls shop.models.Cart.helper{approximate}",
+        "delete -- summary": "view shop.models.summary: calls shop.models.middle → "
+        f"shop.pricing.base{approximate} (its constant key_prefix)",
+    }

@@ -25,10 +25,23 @@ else:
 @click.option(
     "--until", default="HEAD", show_default=True, metavar="REV", help="The release to deploy."
 )
+@click.option(
+    "--follow-calls",
+    is_flag=True,
+    help="Also cached functions and views that call (by name, within the repository, "
+    "up to 4 calls deep) a function that changed. Approximate.",
+)
 @click.option("--apply", "apply_plan", is_flag=True, help="Run the plan on the cache.")
 @dry_run_option("With --apply: print what each action would write or delete; change nothing.")
 @pass_session
-def plan(session: Session, since: str, until: str, apply_plan: bool, dry_run: bool) -> None:
+def plan(
+    session: Session,
+    since: str,
+    until: str,
+    follow_calls: bool,
+    apply_plan: bool,
+    dry_run: bool,
+) -> None:
     """Print what the release SINCE..UNTIL may have left stale in the cache; --apply runs it.
 
     Run in the app's git checkout. Python files are compared on their syntax
@@ -46,6 +59,9 @@ def plan(session: Session, since: str, until: str, apply_plan: bool, dry_run: bo
       vary_on known only at render time, every key of the fragment by pattern).
     Cached views that render_template() a changed template (or one that extends,
       includes or imports it): delete-view at their routes.
+    With --follow-calls, cached functions and views whose own code is the same
+      but that call a changed function (by name, within the repository), each
+      with the chain of calls: approximate, and marked so.
 
     What cannot be read from the source is listed under "needs a look" with the
     reason, and not applied. Pattern deletions need Redis.
@@ -59,7 +75,7 @@ def plan(session: Session, since: str, until: str, apply_plan: bool, dry_run: bo
     # The app's code runs only when named with --app (or CACHECTL_APP), never
     # because FLASK_APP happens to be exported: the plan itself reads git alone.
     app = session.app if session.request.app_import is not None else None
-    made = plan_ops.make_plan(since, until, app=app)
+    made = plan_ops.make_plan(since, until, app=app, follow_calls=follow_calls)
     if not apply_plan:
         # Shown with the current generation's key forms (they differ only for a
         # dynamic query_string view's pattern, which --apply forms as the app's).

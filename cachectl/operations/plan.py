@@ -82,8 +82,11 @@ def _app_template_folders(app: Any, top: str) -> Folders:
     return folders
 
 
-def make_plan(since: str, until: str, cwd: str = ".", app: Any = None) -> Plan:
-    """What the release from ``since`` to ``until`` of the checkout at ``cwd`` made stale."""
+def make_plan(
+    since: str, until: str, cwd: str = ".", app: Any = None, follow_calls: bool = False
+) -> Plan:
+    """What the release from ``since`` to ``until`` of the checkout at ``cwd`` made stale;
+    with ``follow_calls``, also the cached functions calling code that changed."""
     checkout = Checkout.open(cwd)
     plan = Plan(checkout.resolve(since), checkout.resolve(until))
     sources = PythonSources(checkout)
@@ -98,6 +101,10 @@ def make_plan(since: str, until: str, cwd: str = ".", app: Any = None) -> Plan:
             plan_template_change(plan, checkout, change, folders, app)
     templates = changed_templates(plan, checkout, changes, folders, app)
     plan_rendering_views(plan, sources, templates, app_rules)
+    if follow_calls:
+        from cachectl.release_calls import plan_callers
+
+        plan_callers(plan, sources, changes, app_rules)
     # Applied in the order shown: functions, views, fragments.
     group_of = {what: index for index, (_, group) in enumerate(GROUPS) for what in group}
     plan.actions.sort(key=lambda action: group_of[action.what])
