@@ -304,7 +304,7 @@ def test_the_installed_command_prints_the_plan_and_refuses_a_typo(shop_repo: Pat
     assert "memoized functions:\n  delete-memoized shop.models.price\n" in text
     assert "      code changed (src/shop/models.py:5)" in text
     assert "needs a look (not applied):\n  shop.views.odd:" in text
-    assert "1 changes need a look" in shown.stderr.decode()
+    assert "warning: 1 change needs a look" in shown.stderr.decode()
 
     typo = run_console("plan", "--since", "v1.0", cwd=shop_repo)
     assert typo.returncode == 2 and typo.stdout == b""

@@ -115,6 +115,8 @@ def _show(session: Session, run: plan_ops.PlanRun) -> None:
         output.result("needs a look (not applied):")
         for item in made.needs_look:
             output.result(f"  {item.subject}: {item.reason} ({item.source})")
-        output.warn(f"{len(made.needs_look)} changes need a look: the plan cannot settle them")
+        count = len(made.needs_look)
+        what = "1 change needs" if count == 1 else f"{count} changes need"
+        output.warn(f"{what} a look: the plan cannot settle it alone (not applied)")
     if not made.actions and not made.needs_look:
         output.result("nothing to invalidate")
