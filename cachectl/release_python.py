@@ -254,7 +254,10 @@ def _plan_view(
     ):
         value = options.get(name)
         if value is UNKNOWN or (name == "make_cache_key" and value is not None):
-            plan.look(dotted, f"view {reason}; {why}: run with --app", where)
+            # Only the view's own decorator can form such a key: delete-view
+            # --endpoint lets it, with the app loaded.
+            hint = "the view forms its key itself (cachectl --app ... delete-view --endpoint)"
+            plan.look(dotted, f"view {reason}; {why}: {hint}", where)
             return
     if options.get("source_check") is True:
         plan.look(
