@@ -33,6 +33,13 @@ class FragmentBlock:
     name_value: str | None = None
     #: The vary_on values when they are all constants.
     vary_on_values: list[str] | None = None
+    #: The block's parsed body without line numbers: equal exactly when what it renders
+    #: is (``plan`` compares revisions by it; not part of any listing).
+    body: str = field(default="", repr=False, compare=False)
+
+    def document(self) -> dict[str, Any]:
+        """The block as ``fragments --json`` lists it."""
+        return {**{k: v for k, v in vars(self).items() if k != "body"}, "key": self.key}
 
     @property
     def key(self) -> str | None:
@@ -102,6 +109,7 @@ def _scanner_extension(found: list[FragmentBlock]) -> type:
                     vary_on=[expression_text(v) for v in vary_on],
                     name_value=name_value,
                     vary_on_values=[v.value for v in vary_on] if constant else None,
+                    body=repr(body),  # Jinja2's node repr holds fields, not positions
                 )
             )
             return body
@@ -120,6 +128,39 @@ def app_template_directories(app: Any) -> list[str]:
     return directories
 
 
+def _scanning_environment(found: list[FragmentBlock], app: Any = None) -> Any:
+    """A Jinja2 environment (the app's, with --app) that records each block in ``found``."""
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise UsageError(
+            "listing fragments reads the templates with Jinja2, which is not installed here: "
+            "pip install 'flask-cachectl[fragments]' (or jinja2)"
+        ) from exc
+    scanner = _scanner_extension(found)
+    if app is not None:
+        return app.jinja_env.overlay(extensions=[scanner])
+    return jinja2.Environment(
+        extensions=["jinja2.ext.i18n", "jinja2.ext.do", "jinja2.ext.loopcontrols", scanner]
+    )
+
+
+def blocks_in_source(source: str, name: str, filename: str, app: Any = None) -> list[FragmentBlock]:
+    """The ``{% cache %}`` blocks of one template's text (``plan`` reads it from git);
+    a template that does not parse raises Jinja2's TemplateSyntaxError."""
+    found: list[FragmentBlock] = []
+    _scanning_environment(found, app).parse(source, name=name, filename=filename)
+    return found
+
+
+def referenced_templates(source: str, app: Any = None) -> list[str]:
+    """The templates ``source`` extends, includes or imports by a literal name."""
+    from jinja2 import meta
+
+    tree = _scanning_environment([], app).parse(source)
+    return [name for name in meta.find_referenced_templates(tree) if name is not None]
+
+
 def find_fragments(
     directories: list[str], app: Any = None
 ) -> tuple[list[FragmentBlock], list[str]]:
@@ -129,22 +170,10 @@ def find_fragments(
     directory joined with the template name), which is what the implicit
     fragment name of an unnamed block is made of.
     """
-    try:
-        import jinja2
-    except ImportError as exc:
-        raise UsageError(
-            "listing fragments reads the templates with Jinja2, which is not installed here: "
-            "pip install 'flask-cachectl[fragments]' (or jinja2)"
-        ) from exc
-
     found: list[FragmentBlock] = []
-    scanner = _scanner_extension(found)
-    if app is not None:
-        environment = app.jinja_env.overlay(extensions=[scanner])
-    else:
-        environment = jinja2.Environment(
-            extensions=["jinja2.ext.i18n", "jinja2.ext.do", "jinja2.ext.loopcontrols", scanner]
-        )
+    environment = _scanning_environment(found, app)
+    from jinja2 import TemplateSyntaxError
+
     unreadable = []
     for directory in directories:
         root = Path(directory)
@@ -159,7 +188,7 @@ def find_fragments(
                 continue  # not a text template
             try:
                 environment.parse(source, name=name, filename=filename)
-            except jinja2.TemplateSyntaxError as exc:
+            except TemplateSyntaxError as exc:
                 if "cache" in source:  # a template we could not check
                     unreadable.append(f"{filename}, line {exc.lineno}: {exc.message}")
     return found, unreadable

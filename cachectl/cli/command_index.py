@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
     "batch": "cachectl.cli.batch",
     "invalidate": "cachectl.cli.groups",
     "groups": "cachectl.cli.groups",
+    "plan": "cachectl.cli.plan",
 }
 
 

@@ -76,7 +76,7 @@ class FragmentListing:
     unreadable: list[str] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
-        return {"ok": True, "fragments": [{**vars(b), "key": b.key} for b in self.blocks]}
+        return {"ok": True, "fragments": [b.document() for b in self.blocks]}
 
 
 def list_fragments(directories: list[str], app: Any = None) -> FragmentListing:
