@@ -81,6 +81,8 @@ class ResolvedConfig(NamedTuple):
     sources: Mapping[str, str]
     generation: Generation
     warnings: tuple[str, ...] = ()
+    #: The audit log the config file names (``audit_log``), if any.
+    audit_log: str | None = None
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
@@ -206,6 +208,7 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
             "(named caches come from --config FILE, a cachectl.toml, or --app)"
         )
     recorded_compat = None
+    audit_log = None
     if config_file is not None:
         path = Path(config_file)
         if not path.is_absolute():
@@ -219,6 +222,7 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
             cache_name = name
         if described.compat is not None:
             recorded_compat = (described.compat, f"recorded in {path}")
+        audit_log = described.audit_log
         layers.append((label, settings))
 
     if request.use_env:
@@ -255,4 +259,4 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
         generation = _generation_from_evidence(values, sources) or generation
     warnings = check_types(values, sources)
     _apply_defaults(values, sources, generation)
-    return ResolvedConfig(cache_name, values, sources, generation, tuple(warnings))
+    return ResolvedConfig(cache_name, values, sources, generation, tuple(warnings), audit_log)

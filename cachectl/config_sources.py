@@ -124,6 +124,9 @@ class ConfigFile:
     #: The invalidation groups as written (``groups``, ``CACHECTL_GROUPS`` in a .py
     #: file), checked by ``cachectl.config_groups`` when a command uses them.
     groups: Any = None
+    #: Where destructive commands log what they did (``audit_log``, ``CACHECTL_AUDIT_LOG``
+    #: in a .py file), relative to the file; ``--audit-log`` and the environment win.
+    audit_log: str | None = None
 
 
 def _is_settings_dict(value: Any) -> bool:
@@ -147,6 +150,7 @@ def read_config_file(path: Path) -> ConfigFile:
         named = data.pop("CACHECTL_CACHES", {})
         compat = data.pop("CACHECTL_COMPAT", None)
         groups = data.pop("CACHECTL_GROUPS", None)
+        audit_log = data.pop("CACHECTL_AUDIT_LOG", None)
         if isinstance(named, dict):
             for name, value in list(data.items()):
                 if _is_settings_dict(value):
@@ -156,19 +160,24 @@ def read_config_file(path: Path) -> ConfigFile:
         named = data.pop("caches", {})
         compat = data.pop("compat", None)
         groups = data.pop("groups", None)
+        audit_log = data.pop("audit_log", None)
     else:
         raise ConfigError(f"config file {path}: use a .py, .toml or .json file")
     if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
         raise ConfigError(f"{path}: named caches must be tables of settings, one per name")
     if compat is not None and not isinstance(compat, str):
         raise ConfigError(f"{path}: compat must be a string (2.5 or legacy), not {compat!r}")
+    if audit_log is not None and not (isinstance(audit_log, str) and audit_log.strip()):
+        raise ConfigError(f"{path}: audit_log must be the path of a file, not {audit_log!r}")
+    if audit_log is not None:
+        audit_log = str(path.parent / audit_log)  # relative to the file, as an operator reads it
     top = {k: v for k, v in data.items() if k.startswith("CACHE_")}
     caches: dict[str, dict[str, Any]] = {}
     if top:
         caches[DEFAULT_CACHE_NAME] = top
     for name, settings in named.items():
         caches[str(name)] = {**top, **settings}
-    return ConfigFile(caches, compat, groups)
+    return ConfigFile(caches, compat, groups, audit_log)
 
 
 def discover_config_file(start: Path) -> Path | None:

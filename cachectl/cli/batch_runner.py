@@ -227,6 +227,7 @@ def summarize(output: Output, report: BatchReport) -> None:
 def finish(session: Session, report: BatchReport, extra: dict[str, Any] | None = None) -> None:
     """Print the batch's document (--json) and its summary, and end with its exit status:
     the first failing line's, 0 when every line succeeded."""
+    session.audit.record_done({**report.document(), **(extra or {})})
     if session.output.as_json:
         session.output.document({**report.document(), **(extra or {})})
     summarize(session.output, report)

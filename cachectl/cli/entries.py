@@ -156,6 +156,7 @@ def set_(
         parsed = parse_input_value(value.encode("utf-8", "surrogateescape"), as_type)
     backend = session.backend(create_dir=create_dir)
     stored = entries.store_entry(backend, session.settings, key, parsed, ttl)
+    session.audit.record_done(stored.document())
     if session.output.as_json:
         session.output.document(stored.document())
     expiry = "never expires" if stored.timeout == 0 else f"expires in {stored.timeout} s"
@@ -212,6 +213,7 @@ def sweep(
         done = entries.sweep(backend, plan, dry_run, on_progress, exclusions)
     for warning in done.kept.warnings:
         session.output.warn(warning)
+    session.audit.record_done(done.document())
     if session.output.as_json:
         session.output.document(done.document())
     verb = "would remove" if dry_run else "removed"
@@ -272,6 +274,7 @@ def delete(
     backend = session.backend()
     with session.output.progress("deleting") as on_progress:
         done = entries.delete_listed(backend, listed, on_progress)
+    session.audit.record_done(done.document())
     if session.output.as_json:
         session.output.document(done.document())
     if done.removed is None:

@@ -4,9 +4,11 @@ Commands live in the modules beside this one, grouped by what they act on."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,12 +22,15 @@ from cachectl.errors import (
     EXIT_CODES_HELP,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     CachectlError,
     ConfigError,
     UsageError,
 )
 from cachectl.output import Output
 from cachectl.secrets import is_secret, mask_url, scrub
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Flags that belong to the group but read naturally after the command too
 #: (``cachectl get --json k``): they are moved in front before Click parses.
@@ -79,6 +84,7 @@ class CachectlGroup(click.Group):
         self, args: Any = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
         arguments = list(sys.argv[1:] if args is None else args)
+        self.invoked_with = arguments  # the command line, for the audit log
         as_json = "--json" in arguments[: arguments.index("--") if "--" in arguments else None]
         extra["standalone_mode"] = False
         try:
@@ -97,6 +103,22 @@ class CachectlGroup(click.Group):
         sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
+        status = 0
+        try:
+            return self._invoke_reporting(ctx)
+        except click.exceptions.Exit as exc:
+            status = exc.exit_code
+            raise
+        except click.ClickException as exc:
+            status = exc.exit_code
+            raise
+        except click.Abort:
+            status = EXIT_INTERRUPTED
+            raise
+        finally:
+            _write_audit(ctx, status)
+
+    def _invoke_reporting(self, ctx: click.Context) -> Any:
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # a reader that went away shows here, not at exit
@@ -110,6 +132,24 @@ class CachectlGroup(click.Group):
         except (Exception, KeyboardInterrupt) as exc:
             message, code, done = failure_of(exc)
             _fail(ctx, message, code, done)
+
+
+def _write_audit(ctx: click.Context, status: int) -> None:
+    """The run's audit line (``cachectl.audit``), whatever its status. A line that cannot
+    be written is a warning; with --audit-required an error, and exit 2 if the command
+    had succeeded."""
+    session = ctx.find_object(Session)
+    if session is None:
+        return
+    problem = session.audit.write(session, status)
+    if problem is None:
+        return
+    if not session.audit.required:
+        session.output.warn(f"audit log not written: {problem}")
+        return
+    session.output.error(f"the command ran, but its audit line was not written: {problem}")
+    if status == 0:
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def failure_of(exc: BaseException) -> tuple[str, int, dict[str, object]]:
@@ -179,6 +219,8 @@ def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, 
         import traceback
 
         sys.stderr.write(scrub(traceback.format_exc(), known))
+    if session is not None:
+        session.audit.failure = message
     _report(output, message, code, done, secrets=known)
 
 
@@ -314,6 +356,22 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="SECONDS",
     help="Connection and socket timeout for the cache server.",
 )
+@click.option(
+    "--audit-log",
+    metavar="FILE",
+    envvar="CACHECTL_AUDIT_LOG",
+    help="Append one JSON line to FILE for each run that changes a cache (set, delete, "
+    "clear, delete-memoized, delete-view, make-fragment-key --delete, expire, persist, "
+    "prune, batch, invalidate, plan --apply): who, where, what was done, the exit status; "
+    "never a value. Env: CACHECTL_AUDIT_LOG; or audit_log in the config file.",
+)
+@click.option(
+    "--audit-required",
+    is_flag=True,
+    envvar="CACHECTL_AUDIT_REQUIRED",
+    help="Refuse (exit 2, nothing done) to change a cache when the audit log cannot be "
+    "written. Without it, a log that cannot be written is a warning.",
+)
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -332,6 +390,8 @@ def cli(
     options: tuple[str, ...],
     compat: str | None,
     connect_timeout: float,
+    audit_log: str | None,
+    audit_required: bool,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -368,14 +428,33 @@ def cli(
         compat=compat,
     )
     output = Output(as_json=as_json, quiet=quiet)
-    ctx.obj = Session(request, connect_timeout, output, debug)
+    session = ctx.obj = Session(request, connect_timeout, output, debug)
+    session.audit.argv = list(getattr(ctx.command, "invoked_with", []))
+    session.audit.log_path = audit_log or None
+    session.audit.required = audit_required
     for flag, given in (("--url", url), ("--type", cache_type), ("--dir", cache_dir)):
         if given is not None and not given.strip():
             raise UsageError(f"{flag} is empty: give a value or leave the option out")
     _warn_about_passwords(output, overrides)
 
 
-pass_session = click.make_pass_decorator(Session)
+def pass_session(function: F) -> F:
+    """Passes the invocation's Session to a command, and tells the audit log which
+    command runs with which options (the first: a batch's lines run inside it)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        session = ctx.find_object(Session)
+        if session is None:
+            raise RuntimeError("a cachectl command runs inside the cachectl group")
+        session.audit.starting(ctx.info_name or "", ctx.params, session)
+        try:
+            return ctx.invoke(function, session, *args, **kwargs)
+        finally:
+            session.audit.finished()
+
+    return run  # type: ignore[return-value]
 
 
 def main() -> None:

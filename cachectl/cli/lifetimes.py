@@ -103,6 +103,7 @@ def persist(session: Session, key: str) -> None:
 def _report_set(session: Session, done: lifetimes.LifetimeSet) -> None:
     """The new lifetime; a key that is not there is "not found" and exit 1, as in get."""
     output = session.output
+    session.audit.record_done(done.document())
     if output.as_json:
         output.document(done.document())
     if not done.found:
@@ -134,6 +135,7 @@ def prune(session: Session, dry_run: bool) -> None:
     backend = session.backend(connect=False)
     with output.progress("counting" if dry_run else "pruning") as on_progress:
         done = lifetimes.prune(backend, dry_run, on_progress)
+    session.audit.record_done(done.document())
     if output.as_json:
         output.document(done.document())
     verb = "would remove" if dry_run else "removed"

@@ -88,6 +88,7 @@ def plan(
                 backend, settings, made, app=app, dry_run=dry_run, on_progress=on_progress
             )
     if session.output.as_json:
+        session.audit.record_done(run.document())
         session.output.document(run.document())
         return
     _show(session, run)
@@ -95,6 +96,7 @@ def plan(
         for action, report in run.results:
             session.output.result(f"» {action.command(run.generation)}")
             render.report(session, report, backend, {})
+    session.audit.record_done(run.document())
 
 
 def _show(session: Session, run: plan_ops.PlanRun) -> None:

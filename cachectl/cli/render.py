@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def report(session: Session, done: Report, backend: CacheBackend, extra: dict[str, Any]) -> None:
     """An invalidation's JSON document, or a line per key written or deleted."""
+    session.audit.record_done({**done.document(), **extra})
     output = session.output
     if output.as_json:
         for note in done.notes:  # stderr stays free for the reader beside the document

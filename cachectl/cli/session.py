@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from cachectl.cli.audit_record import AuditRecord
 from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
 from cachectl.output import Output
 from cachectl.secrets import secret_values
@@ -35,6 +36,10 @@ class Session:
         self._backends: dict[str | None, tuple[CacheBackend, bool]] = {}
         #: Flask's ScriptInfo when running as ``flask cache``: Flask finds the app.
         self.script_info: Any = None
+        #: The audit log's view of the run (``cachectl.audit``): the command line, the
+        #: command and its options once it starts (a batch's lines do not replace it),
+        #: what it reported doing, why it failed.
+        self.audit = AuditRecord()
 
     @property
     def app_import(self) -> str | None:
@@ -85,6 +90,15 @@ class Session:
             self.output.warn(warning)
         return resolved
 
+    @property
+    def resolved_config(self) -> ResolvedConfig | None:
+        """The configuration if it was resolved (never resolves it: for the audit log)."""
+        return self._config
+
+    def built_backends(self) -> list[CacheBackend]:
+        """The backends built so far, in order (never builds one: for the audit log)."""
+        return [backend for backend, _ in self._backends.values()]
+
     def known_secrets(self) -> frozenset[str]:
         """The credentials resolved so far, so no message or traceback shows them."""
         return secret_values(self._config.values) if self._config is not None else frozenset()
@@ -123,6 +137,7 @@ class Session:
             backend = build_backend(self.settings, self.timeout, create_dir, app_built)
             checked = False
         if connect and not checked:
+            self._backends[wanted] = (backend, False)  # the target, even if unreachable
             backend.check()
             checked = True
         self._backends[wanted] = (backend, checked)

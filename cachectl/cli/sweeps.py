@@ -99,6 +99,7 @@ def clear(
         done = clearing.clear(backend, plan, dry_run, on_progress, exclusions)
     for warning in done.kept.warnings:
         output.warn(warning)
+    session.audit.record_done(done.document())
     if output.as_json:
         output.document(done.document())
     verb = "would remove" if dry_run else "removed"

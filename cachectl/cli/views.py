@@ -138,6 +138,7 @@ def make_fragment_key(
         raise UsageError("--dry-run goes with --delete (without it nothing is changed)")
     backend = session.backend(connect=delete and not dry_run)
     found = fragment_ops.fragment_key(backend, name, list(vary_on), delete, dry_run)
+    session.audit.record_done(found.document())
     if session.output.as_json:
         session.output.document(found.document())
         return

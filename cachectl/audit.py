@@ -1,0 +1,167 @@
+"""The audit log: one JSON line for each run of a command that changed a cache.
+
+Who removed the sessions at 14:02, and with what command? An operator or a deploy script
+turns the log on with ``--audit-log FILE``, ``CACHECTL_AUDIT_LOG``, or ``audit_log`` in the
+config file. A line holds the time, user, host, cachectl's version, the command line with
+credentials masked and the value of ``set`` left out, the target (server, database, key
+prefix), what was done (the command's own result: counts, keys, version keys written) and
+the exit status. Never a cached value.
+
+Each line is one ``write`` to a file opened with ``O_APPEND``, so the lines of runs that
+end at the same time do not interleave. A log that cannot be written is a warning, and
+the command's own exit status stands; with ``--audit-required`` the log is opened before
+the command runs (a log that cannot be opened stops it, nothing done), and a line that
+cannot be written afterwards is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cachectl import __version__
+from cachectl.secrets import mask_url, scrub
+
+#: Commands that change a cache, and so are logged (unless run as a dry run).
+DESTRUCTIVE = frozenset(
+    {
+        "set",
+        "delete",
+        "clear",
+        "delete-memoized",
+        "delete-view",
+        "make-fragment-key",
+        "expire",
+        "persist",
+        "prune",
+        "batch",
+        "invalidate",
+        "plan",
+    }
+)
+
+
+def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
+    """Whether this run of ``command`` may change a cache: only then is it logged."""
+    if command not in DESTRUCTIVE or params.get("dry_run"):
+        return False
+    if command == "make-fragment-key":
+        return bool(params.get("delete"))
+    if command == "plan":
+        return bool(params.get("apply"))
+    return True
+
+
+def masked_argv(
+    argv: Sequence[str], secrets: frozenset[str] = frozenset(), hidden: str | None = None
+) -> list[str]:
+    """The command line as logged: credentials masked (URLs, known passwords), and the
+    ``hidden`` argument (the VALUE of ``set``) replaced by ``<value>``."""
+    shown = []
+    for arg in argv:
+        shown.append("<value>" if hidden is not None and arg == hidden else arg)
+    return [scrub(mask_url(arg), secrets) for arg in shown]
+
+
+#: The options of ``set`` that take a value of their own (``--create-dir`` is a flag).
+_SET_VALUED_OPTIONS = frozenset({"--ttl", "--timeout", "--as"})
+
+
+def masked_line(command: str) -> str:
+    """A batch line as logged: credentials masked, and for ``set KEY VALUE`` the VALUE
+    replaced by ``<value>`` (found as ``set`` parses its arguments)."""
+    import shlex
+
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return "<unreadable line>"
+    if tokens[:1] == ["set"]:
+        positionals, at, options_end = 0, 1, False
+        while at < len(tokens):
+            token = tokens[at]
+            if not options_end and token == "--":
+                options_end = True
+            elif not options_end and token in _SET_VALUED_OPTIONS:
+                at += 1
+            elif options_end or not token.startswith("-") or token == "-":
+                positionals += 1
+                if positionals == 2:
+                    tokens[at] = "<value>"
+                    break
+            at += 1
+    return shlex.join(masked_argv(tokens))
+
+
+def batch_summary(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch's (or invalidate's) result without the lines' own documents, which may
+    hold values (a ``get`` line): each line's command (masked) and exit status."""
+    summary = {key: value for key, value in document.items() if key != "lines"}
+    summary["lines"] = [
+        {
+            "line": line.get("line"),
+            "command": masked_line(str(line.get("command", ""))),
+            "exit_code": line.get("exit_code"),
+        }
+        for line in document.get("lines", [])
+    ]
+    return summary
+
+
+def open_log(path: str) -> int:
+    """The log opened for appending (created, owner and group only, if new): OSError
+    when it cannot be."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+
+def append(descriptor: int, entry: Mapping[str, Any]) -> None:
+    """One line, in one write (``O_APPEND``: concurrent runs' lines do not interleave)."""
+    line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    data = line.encode("utf-8", "surrogateescape")
+    written = os.write(descriptor, data)
+    if written != len(data):
+        raise OSError(f"only {written} of {len(data)} bytes were written")
+
+
+def who_and_where() -> dict[str, Any]:
+    """The user, host and process a line is from (a uid where no user name is known)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def entry(
+    *,
+    command: str,
+    argv: Sequence[str],
+    secrets: frozenset[str],
+    hidden: str | None,
+    target: Mapping[str, Any] | None,
+    done: Mapping[str, Any] | None,
+    exit_code: int,
+    error: str | None,
+) -> dict[str, Any]:
+    """The line for one run."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if done is not None and command in ("batch", "invalidate"):
+        done = batch_summary(done)
+    return {
+        "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        **who_and_where(),
+        "cachectl": __version__,
+        "command": command,
+        "argv": masked_argv(argv, secrets, hidden),
+        "target": dict(target) if target is not None else None,
+        "done": dict(done) if done is not None else None,
+        "exit_code": exit_code,
+        "error": scrub(error, secrets) if error is not None else None,
+    }

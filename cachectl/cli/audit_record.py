@@ -1,0 +1,125 @@
+"""What one invocation tells the audit log (``cachectl.audit``), gathered as it runs: the
+command line, the command and its options when it starts, what it reported doing, why it
+failed; written as one line when the command ends, whatever its exit status."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cachectl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cachectl.cli.session import Session
+
+
+class AuditRecord:
+    def __init__(self) -> None:
+        #: The command line (after ``cachectl``), as given.
+        self.argv: list[str] = []
+        #: ``--audit-log`` / ``CACHECTL_AUDIT_LOG``; else the config file's ``audit_log``.
+        self.log_path: str | None = None
+        #: ``--audit-required``: no destructive run without its line.
+        self.required = False
+        self.command: str | None = None
+        self.params: dict[str, Any] = {}
+        self.done: dict[str, Any] | None = None
+        self.failure: str | None = None
+        self._depth = 0
+        self._descriptor: int | None = None
+
+    def starting(self, name: str, params: Mapping[str, Any], session: Session) -> None:
+        """A command starts: the first is the one logged (a batch's lines run inside it).
+        With ``--audit-required`` the log is opened now, so that a log that cannot be
+        written stops the command before it changes anything."""
+        from cachectl.audit import changes_cache
+
+        self._depth += 1
+        if self.command is not None:
+            return
+        self.command, self.params = name, dict(params)
+        if self.required and changes_cache(name, params):
+            path = self.path(session, resolve=True)
+            if path is None:
+                self.command = None  # refused before it ran: nothing to log
+                raise ConfigError(
+                    "--audit-required, but no audit log is set (--audit-log FILE, "
+                    "CACHECTL_AUDIT_LOG, or audit_log in the config file): nothing was done"
+                )
+            try:
+                self._descriptor = self._open(path, before=True)
+            except ConfigError:
+                self.command = None  # refused before it ran: nothing to log
+                raise
+
+    def finished(self) -> None:
+        self._depth -= 1
+
+    def record_done(self, document: Mapping[str, Any]) -> None:
+        """What the command reports it did (its JSON document): kept for the logged
+        command only, not for each line of a batch."""
+        if self._depth <= 1:
+            self.done = dict(document)
+
+    def path(self, session: Session, resolve: bool = False) -> str | None:
+        if self.log_path:
+            return self.log_path
+        resolved = session.config if resolve else session.resolved_config
+        return resolved.audit_log if resolved is not None else None
+
+    @staticmethod
+    def _open(path: str, before: bool) -> int:
+        from cachectl.audit import open_log
+
+        try:
+            return open_log(path)
+        except OSError as exc:
+            why = f"cannot write the audit log {path}: {exc.strerror or exc}"
+            raise ConfigError(why + ("; nothing was done" if before else "")) from exc
+
+    def write(self, session: Session, exit_code: int) -> str | None:
+        """The run's line, if the run may have changed a cache and a log is set; why it
+        could not be written, if it could not."""
+        from cachectl import audit
+
+        if self.command is None or not audit.changes_cache(self.command, self.params):
+            return None
+        try:
+            path = self.path(session)
+        except Exception:  # the configuration itself failed: only --audit-log can say
+            path = self.log_path
+        if path is None:
+            return None
+        target = None
+        backends = session.built_backends()
+        if backends:
+            resolved = session.resolved_config
+            target = {
+                "cache": resolved.cache_name if resolved is not None else None,
+                "where": backends[0].describe(),
+                "key_prefix": backends[0].key_prefix,
+            }
+        hidden = self.params.get("value") if self.command == "set" else None
+        line = audit.entry(
+            command=self.command,
+            argv=self.argv,
+            secrets=session.known_secrets(),
+            hidden=hidden if isinstance(hidden, str) else None,
+            target=target,
+            done=self.done,
+            exit_code=exit_code,
+            error=self.failure if exit_code else None,
+        )
+        try:
+            descriptor = self._descriptor
+            if descriptor is None:
+                descriptor = self._open(path, before=False)
+            try:
+                audit.append(descriptor, line)
+            finally:
+                os.close(descriptor)
+                self._descriptor = None
+        except (ConfigError, OSError) as exc:
+            return str(exc) if isinstance(exc, ConfigError) else f"{path}: {exc}"
+        return None

@@ -1,0 +1,112 @@
+"""The audit log, as an operator reads it after the fact: one JSON line per run that changed
+a cache, through the installed ``cachectl``, against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, run_console
+
+
+def _lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_each_change_is_one_line_and_reads_and_dry_runs_are_none(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    target = ["--url", redis_target.url, "--audit-log", str(log)]
+    assert run_console(*target, "set", "greeting", "the secret text").returncode == 0
+    assert run_console(*target, "get", "greeting").returncode == 0
+    assert run_console(*target, "clear", "--dry-run").returncode == 0
+    assert run_console(*target, "delete", "greeting", "nothere").returncode == 0
+
+    assert "the secret text" not in log.read_text()
+    written, deleted = _lines(log)
+    assert written["command"] == "set" and written["argv"][-3:] == ["set", "greeting", "<value>"]
+    assert written["done"] == {"ok": True, "key": "greeting", "type": "str", "timeout": 300}
+    assert written["target"] == {
+        "cache": "default",
+        "where": redis_target.url,
+        "key_prefix": "flask_cache_",
+    }
+    assert deleted["done"] == {"ok": True, "requested": 2, "removed": 1}
+    assert deleted["exit_code"] == 0 and deleted["error"] is None
+    for line in (written, deleted):
+        assert line["user"] and line["host"] and line["time"].endswith("Z")
+
+
+def test_a_failed_run_is_logged_with_its_status_and_no_password(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    done = run_console(
+        "--url", "redis://:hunter22@127.0.0.1:1/0", "--audit-log", str(log), "delete", "k",
+    )  # fmt: skip
+    assert done.returncode == 3
+    (line,) = _lines(log)
+    assert line["exit_code"] == 3 and "Connection refused" in line["error"]
+    assert line["target"]["where"].startswith("redis://")
+    assert "hunter22" not in log.read_text()
+
+
+def test_the_config_file_names_the_log_and_a_batch_is_one_line(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "cachectl.toml").write_text(
+        f'CACHE_TYPE = "RedisCache"\nCACHE_REDIS_URL = "{redis_target.url}"\n'
+        'audit_log = "logs/audit.jsonl"\n'
+    )
+    (tmp_path / "release.txt").write_text("set banner 'Back at ten'\nget banner\ndelete old\n")
+    assert run_console("batch", "release.txt", cwd=tmp_path).returncode == 0
+
+    log = tmp_path / "logs" / "audit.jsonl"
+    (line,) = _lines(log)
+    assert line["command"] == "batch"
+    assert [entry["command"] for entry in line["done"]["lines"]] == [
+        "set banner '<value>'",
+        "get banner",
+        "delete old",
+    ]
+    assert "Back at ten" not in log.read_text()
+
+
+def test_an_unwritable_log_warns_unless_it_is_required(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    redis_target.client.set("flask_cache_k", b"!\x80\x04K\x01.")
+    missing = str(tmp_path / "no" / "such" / "dir" / "audit.jsonl")
+    target = ["--url", redis_target.url, "--audit-log", missing]
+
+    required = run_console(*target, "--audit-required", "delete", "k")
+    assert required.returncode == 2
+    assert b"nothing was done" in required.stderr
+    assert redis_target.client.exists("flask_cache_k") == 1
+
+    warned = run_console(*target, "delete", "k")
+    assert warned.returncode == 0
+    assert b"warning: audit log not written" in warned.stderr
+    assert redis_target.client.exists("flask_cache_k") == 0
+
+    nowhere = run_console("--url", redis_target.url, "--audit-required", "delete", "k")
+    assert nowhere.returncode == 2 and b"no audit log is set" in nowhere.stderr
+
+
+def test_runs_ending_together_write_whole_lines(tmp_path: Path, redis_target: RedisTarget) -> None:
+    log = tmp_path / "audit.jsonl"
+    env = {**os.environ, "CACHECTL_AUDIT_LOG": str(log)}
+    runs = [
+        subprocess.Popen(
+            [str(CONSOLE_SCRIPT), "--url", redis_target.url, "delete", f"key{n}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(8)
+    ]
+    assert [run.wait(timeout=60) for run in runs] == [0] * 8
+    lines = _lines(log)
+    assert sorted(line["argv"][-1] for line in lines) == [f"key{n}" for n in range(8)]
