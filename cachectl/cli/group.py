@@ -430,9 +430,10 @@ def cli(
     output = Output(as_json=as_json, quiet=quiet)
     session = ctx.obj = Session(request, connect_timeout, output, debug)
     session.audit.argv = list(getattr(ctx.command, "invoked_with", []))
-    session.audit.log_path = audit_log or None
+    session.audit.log_path = audit_log
     session.audit.required = audit_required
-    for flag, given in (("--url", url), ("--type", cache_type), ("--dir", cache_dir)):
+    given_flags = (("--url", url), ("--type", cache_type), ("--dir", cache_dir))
+    for flag, given in (*given_flags, ("--audit-log", audit_log)):
         if given is not None and not given.strip():
             raise UsageError(f"{flag} is empty: give a value or leave the option out")
     _warn_about_passwords(output, overrides)

@@ -1242,7 +1242,8 @@ def _controls(c: Corpus) -> None:
 
 
 def _lifetimes_and_exclusions(c: Corpus) -> None:
-    """ttl, expire, persist, prune and clear --exclude given what they cannot honour."""
+    """ttl, expire, persist, prune, clear --exclude and the audit log's options given what
+    they cannot honour."""
     cases: list[tuple[str, str, str, tuple[str, ...], frozenset[int], str]] = [
         # (id, command, backend, args, expected exit, reason)
         ("ttl-none", "ttl", "redis", ("ttl",), USAGE, "no key"),
@@ -1274,6 +1275,16 @@ def _lifetimes_and_exclusions(c: Corpus) -> None:
     ]  # fmt: skip
     for name, command, backend, args, expect, reason in cases:
         c.add(name, command, backend, expect, reason, args=args)
+    audit_cases: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
+        ("audit-log-empty", ("--audit-log", ""), ("delete", "k"), "empty log path"),
+        ("audit-required-no-log", ("--audit-required",), ("delete", "k"), "no log set"),
+        ("audit-required-dir", ("--audit-required", "--audit-log", "."), ("clear", "--yes"),
+         "the log is a directory"),
+        ("audit-required-nodir", ("--audit-required", "--audit-log", "no/such/dir/a.log"),
+         ("set", "k", "v"), "the log's directory is missing"),
+    ]  # fmt: skip
+    for name, globals_, args, reason in audit_cases:
+        c.add(name, args[0], "redis", USAGE, reason, globals_=globals_, args=args)
 
 
 def build_corpus() -> list[Case]:
