@@ -50,7 +50,7 @@ def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
     if command == "make-fragment-key":
         return bool(params.get("delete"))
     if command == "plan":
-        return bool(params.get("apply"))
+        return bool(params.get("apply_plan"))  # plan --apply
     return True
 
 

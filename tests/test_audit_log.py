@@ -110,3 +110,28 @@ def test_runs_ending_together_write_whole_lines(tmp_path: Path, redis_target: Re
     assert [run.wait(timeout=60) for run in runs] == [0] * 8
     lines = _lines(log)
     assert sorted(line["argv"][-1] for line in lines) == [f"key{n}" for n in range(8)]
+
+
+def test_every_command_that_changes_a_cache_is_logged_and_only_those() -> None:
+    """The audit's list, checked against the commands' own options (a renamed option
+    would otherwise silently stop a command from being logged)."""
+    from cachectl.audit import DESTRUCTIVE, changes_cache
+    from cachectl.cli.command_index import COMMAND_MODULES, load_all_commands
+    from cachectl.cli.group import cli
+
+    load_all_commands()
+    assert set(COMMAND_MODULES) >= DESTRUCTIVE
+    for name in DESTRUCTIVE:
+        # As a run without options has them: flags off, the rest unset.
+        params = {
+            p.name: False if getattr(p, "is_flag", False) else None
+            for p in cli.commands[name].params
+        }
+        switch = {"make-fragment-key": "delete", "plan": "apply_plan"}.get(name)
+        if switch is not None:
+            assert switch in params, name
+            assert not changes_cache(name, params)
+            params[switch] = True
+        assert changes_cache(name, params), name
+        if "dry_run" in params:
+            assert not changes_cache(name, {**params, "dry_run": True}), name
