@@ -99,10 +99,27 @@ def test_sessions_and_rate_limits_survive_a_clear(redis_target: RedisTarget) -> 
     assert survivors(redis_target.client) == KEPT
 
 
-def test_a_glob_that_keeps_nothing_is_warned_about(redis_target: RedisTarget) -> None:
+def test_a_glob_that_keeps_nothing_stops_the_clear_unless_allowed(
+    redis_target: RedisTarget,
+) -> None:
     fill(redis_target.client, cache_keys=20)
+    refused = run(*target_args(redis_target.url, "clear", "--yes", "--exclude", "sesion:*"))
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        "error: --exclude 'sesion:*' matches no key under the prefix 'app[1]_' right now: "
+        "it would keep nothing; nothing was removed. A store that may be empty now "
+        "(short-lived counters): add --allow-unmatched-exclude\n"
+    )
+    assert len(survivors(redis_target.client)) == 56
+
     document = clear_json(
-        redis_target.url, "--yes", "--exclude", "sesion:*", "--exclude", f"{PREFIX}LIMITER/*"
+        redis_target.url,
+        "--yes",
+        "--allow-unmatched-exclude",
+        "--exclude",
+        "sesion:*",
+        "--exclude",
+        f"{PREFIX}LIMITER/*",
     )
     assert (document["removed"], document["excluded"]) == (55, 0)
     assert document["warnings"] == [
@@ -120,11 +137,12 @@ def test_a_glob_that_keeps_nothing_is_warned_about(redis_target: RedisTarget) ->
 def test_the_question_on_a_terminal_names_the_exclusions(redis_target: RedisTarget) -> None:
     fill(redis_target.client, cache_keys=20)
     args = target_args(redis_target.url, "clear", "--exclude", "session:*")
-    code, screen = _run_on_terminal([*args, "--exclude", "sesion:*"], b"n\n")
+    code, screen = _run_on_terminal([*args, "--exclude", "LIMITER/*"], b"n\n")
     assert code == 1
-    assert "except keys matching 'session:*' or 'sesion:*'?" in screen
+    assert "except keys matching 'session:*' or 'LIMITER/*'?" in screen
+    code, screen = _run_on_terminal([*args, "--exclude", "sesion:*"], b"y\n")
+    assert code == 2  # stopped before the question: a misspelt glob keeps nothing
     assert "'sesion:*' matches no key under the prefix 'app[1]_' right now" in screen
-    assert "'session:*' matches no key" not in screen
     assert len(survivors(redis_target.client)) == 56
 
 

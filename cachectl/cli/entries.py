@@ -189,18 +189,32 @@ def confirm_excluding(
     what: str,
     exclusions: Exclusions | None,
     yes: bool,
+    allow_unmatched: bool = False,
 ) -> None:
-    """``confirm``, naming the ``--exclude`` globs in the question, and warning first
-    of any that keeps nothing right now (a misspelt glob is caught before the keys it
-    meant to keep are gone)."""
-    if exclusions is not None and not yes and session.output.interactive:
-        for glob in clearing.unmatched_now(backend, exclusions):
-            session.output.warn(clearing.unmatched_warning(glob, backend.key_prefix, "before"))
+    """``confirm``, naming the ``--exclude`` globs in the question; first, a glob that
+    keeps nothing right now stops the command (exit 2, nothing removed): a misspelt
+    glob (``sesion:*``) would otherwise let the keys it meant to keep go, with ``--yes``
+    in a script too. ``allow_unmatched`` (a store that may well be empty) only warns."""
+    if exclusions is not None:
+        unmatched = clearing.unmatched_now(backend, exclusions)
+        for glob in unmatched:
+            warning = clearing.unmatched_warning(glob, backend.key_prefix, "before")
+            if not allow_unmatched:
+                raise UsageError(
+                    f"{warning}; nothing was removed. A store that may be empty "
+                    "now (short-lived counters): add --allow-unmatched-exclude"
+                )
+            session.output.warn(warning)
     confirm(session, what + clearing.excepting(exclusions), yes)
 
 
 def sweep(
-    session: Session, pattern: str, dry_run: bool, yes: bool, excludes: tuple[str, ...] = ()
+    session: Session,
+    pattern: str,
+    dry_run: bool,
+    yes: bool,
+    excludes: tuple[str, ...] = (),
+    allow_unmatched: bool = False,
 ) -> None:
     """Remove the app's keys matching a glob, asking first (delete/clear --pattern), but
     those matching an ``--exclude`` glob (clear)."""
@@ -208,7 +222,7 @@ def sweep(
     exclusions = clearing.check_exclusions(backend, excludes, flush_db=False)
     plan = entries.plan_sweep(backend, pattern)
     if not dry_run:
-        confirm_excluding(session, backend, plan.question, exclusions, yes)
+        confirm_excluding(session, backend, plan.question, exclusions, yes, allow_unmatched)
     with session.output.progress("counting" if dry_run else "removing") as on_progress:
         done = entries.sweep(backend, plan, dry_run, on_progress, exclusions)
     for warning in done.kept.warnings:

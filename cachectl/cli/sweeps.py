@@ -38,6 +38,13 @@ else:
     help="Redis: keep the app's keys matching GLOB (after the prefix, as keys GLOB reads "
     "it), such as sessions kept under the same prefix. Repeatable.",
 )
+@click.option(
+    "--allow-unmatched-exclude",
+    "allow_unmatched",
+    is_flag=True,
+    help="Clear even when an --exclude GLOB matches no key right now (a store that may be "
+    "empty); without it that stops the clear, since a misspelt GLOB would keep nothing.",
+)
 @pass_session
 def clear(
     session: Session,
@@ -46,6 +53,7 @@ def clear(
     flush_db: bool,
     pattern: str | None,
     excludes: tuple[str, ...],
+    allow_unmatched: bool,
 ) -> None:
     """Remove every entry of the app's cache, and nothing else.
 
@@ -60,9 +68,10 @@ def clear(
     --exclude GLOB (Redis) keeps the keys whose name after the prefix matches
     GLOB, read as keys GLOB and delete --pattern read theirs: sessions or rate
     limits an app keeps under its cache's prefix survive. How many were kept is
-    reported, per GLOB; a GLOB that keeps nothing is warned about (before the
-    question, on a terminal). FileSystemCache and memcached cannot apply it, and
-    --flush-db takes none: both are refused (exit 2).
+    reported, per GLOB. A GLOB that matches no key when the clear starts stops it
+    (exit 2, nothing removed: a misspelt GLOB would keep nothing), unless
+    --allow-unmatched-exclude; --dry-run warns. FileSystemCache and memcached
+    cannot apply it, and --flush-db takes none: both are refused (exit 2).
 
     On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
     the batch in flight and reports how many keys went (exit 130).
@@ -77,7 +86,7 @@ def clear(
     if pattern is not None:
         if flush_db:
             raise UsageError("--flush-db empties the whole database; it takes no --pattern")
-        sweep(session, pattern, dry_run, yes, excludes)
+        sweep(session, pattern, dry_run, yes, excludes, allow_unmatched)
         return
     backend = session.backend()
     exclusions = clearing.check_exclusions(backend, excludes, flush_db=flush_db)
@@ -93,7 +102,12 @@ def clear(
         output.warn(plan.caution)
     if not dry_run:
         confirm_excluding(
-            session, backend, f"Remove {plan.scope} from {plan.target}", exclusions, yes
+            session,
+            backend,
+            f"Remove {plan.scope} from {plan.target}",
+            exclusions,
+            yes,
+            allow_unmatched,
         )
     with output.progress("counting" if dry_run else "removing") as on_progress:
         done = clearing.clear(backend, plan, dry_run, on_progress, exclusions)
