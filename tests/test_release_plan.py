@@ -337,8 +337,10 @@ print(json.dumps([*results, comments]))
 
 def _run_app(repo: Path, redis_target: RedisTarget) -> list:
     env = {**os.environ, "SHOP_REDIS_URL": redis_target.url, "PYTHONPATH": str(repo / "src")}
+    # -B: no bytecode cache, which a checkout within the same second (same size, same
+    # mtime second) would leave looking fresh for the other release's source.
     done = subprocess.run(
-        [sys.executable, "-c", POPULATE], cwd=repo, env=env, capture_output=True, text=True
+        [sys.executable, "-B", "-c", POPULATE], cwd=repo, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
