@@ -200,5 +200,5 @@ def test_no_prompt_and_no_traceback_for_patterns_on_memcached(memcached_address:
         "--type", "MemcachedCache", "-o", f'CACHE_MEMCACHED_SERVERS=["{memcached_address}"]',
         "delete", "--pattern", "x*", "--yes",
     )  # fmt: skip
-    assert result.returncode == 2
-    assert b"cannot list its keys" in result.stderr
+    assert result.returncode == 0, result.stderr  # the LRU crawler lists memcached's keys
+    assert result.stdout.startswith(b"removed 0 keys") and b"Traceback" not in result.stderr

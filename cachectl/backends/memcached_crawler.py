@@ -1,0 +1,191 @@
+"""Listing a memcached server's keys: ``lru_crawler metadump all`` (memcached 1.4.31+).
+
+Neither python-memcached nor pylibmc sends this command, so cachectl speaks it itself,
+over its own connection to each server: one line per live item (``key=<urlencoded>
+exp=<unix time|-1> la=<unix time> cas=.. fetch=.. cls=.. size=..``), then ``END``.
+The server takes the snapshot with its LRU crawler while it keeps serving, and skips
+expired and flushed items itself.
+
+Whatever the server sends is read within bounds: a line longer than any the server
+writes, a reply that is not a metadump, or silence past the timeout is a failure
+(``BackendError``, exit 3) named in one line, never a hang. A server that cannot
+run the crawler (started with ``-o no_lru_crawler``, ``-X``, or older than 1.4.31)
+is told apart first, with ``stats settings``, before anything is removed anywhere
+(``CrawlerRefused``; the backend turns it into exit 2).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
+
+from cachectl.errors import BackendError
+
+#: Longest line a metadump holds: a 250-byte key URL-encoded (750) and its fields.
+MAX_LINE = 2048
+#: Longest reply to ``stats settings`` cachectl reads (1.6 writes about 4 KB).
+MAX_SETTINGS = 256 * 1024
+#: How long to wait between two tries when another crawl is running (BUSY).
+_BUSY_PAUSE = 0.05
+
+
+class CrawlerRefused(Exception):
+    """The server cannot list its keys (the reason is the message)."""
+
+
+class Item(NamedTuple):
+    """One live item, as the crawler saw it."""
+
+    #: The key's bytes, URL-decoded as the server printed them.
+    key: bytes
+    #: Unix time it expires at (server clock), or None when it never does.
+    expires: int | None
+    #: Bytes the item takes in the server's memory (key, value and header).
+    size: int
+
+
+def socket_address(server: str) -> tuple[socket.AddressFamily, Any] | None:
+    """The socket of a server as CACHE_MEMCACHED_SERVERS names it (``host:port``,
+    ``[v6]:port``, ``unix:/path``; the port defaults to 11211), or None for a form
+    cachectl does not read (a weight)."""
+    text = server.strip().removeprefix("inet:").removeprefix("inet6:")
+    if text.startswith(("unix:", "/")):
+        return socket.AF_UNIX, text.removeprefix("unix:")
+    family = socket.AF_INET
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+        family = socket.AF_INET6
+    else:
+        host, _, port = text.partition(":")
+    if not host or not (port or "11211").isdigit():
+        return None
+    return family, (host, int(port or "11211"))
+
+
+class _Connection:
+    """One text-protocol connection with bounded line reads."""
+
+    def __init__(self, server: str, timeout: float) -> None:
+        target = socket_address(server)
+        if target is None:
+            raise CrawlerRefused(f"{server}: cachectl cannot read this server address")
+        self.server = server
+        family, address = target
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(address)
+        except OSError as exc:
+            self.sock.close()
+            raise BackendError(f"memcached {server}: {exc}") from exc
+        self.reader = self.sock.makefile("rb")
+
+    def send(self, command: bytes) -> None:
+        try:
+            self.sock.sendall(command)
+        except OSError as exc:
+            raise BackendError(f"memcached {self.server}: {exc}") from exc
+
+    def line(self) -> bytes:
+        """The next line, without its end; a lost connection or an endless line fails."""
+        try:
+            line = self.reader.readline(MAX_LINE)
+        except OSError as exc:  # socket.timeout included
+            raise BackendError(f"memcached {self.server}: {exc or 'timed out'}") from exc
+        if not line.endswith(b"\n"):
+            if len(line) >= MAX_LINE:
+                raise BackendError(
+                    f"memcached {self.server}: a reply line longer than {MAX_LINE} bytes "
+                    f"(not a memcached metadump?): {line[:60]!r}"
+                )
+            raise BackendError(f"memcached {self.server}: the connection was closed mid-reply")
+        return line.rstrip(b"\r\n")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def check_crawler(server: str, timeout: float) -> None:
+    """Refuse (CrawlerRefused) a server whose settings say it cannot list its keys."""
+    connection = _Connection(server, timeout)
+    try:
+        connection.send(b"stats settings\r\n")
+        settings: dict[bytes, bytes] = {}
+        read = 0
+        while True:
+            line = connection.line()
+            read += len(line)
+            if line == b"END":
+                break
+            words = line.split()
+            if len(words) < 2 or words[0] != b"STAT" or read > MAX_SETTINGS:
+                raise BackendError(
+                    f"memcached {server}: unexpected reply to stats settings: {line[:60]!r}"
+                )
+            settings[words[1]] = words[2] if len(words) > 2 else b""
+    finally:
+        connection.close()
+    if b"lru_crawler" not in settings:
+        raise CrawlerRefused(f"{server} has no LRU crawler (memcached before 1.4.31)")
+    if settings[b"lru_crawler"] != b"yes":
+        raise CrawlerRefused(f"{server} runs with its LRU crawler disabled (-o no_lru_crawler)")
+    if settings.get(b"dump_enabled", b"yes") != b"yes":
+        raise CrawlerRefused(f"{server} does not allow key dumps (started with -X)")
+
+
+def metadump(server: str, timeout: float) -> Iterator[Item]:
+    """Every live item on ``server``, streamed as the crawler finds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = _Connection(server, timeout)
+        try:
+            # Alone on its connection: memcached refuses a metadump pipelined after others.
+            connection.send(b"lru_crawler metadump all\r\n")
+            line = connection.line()
+            # BUSY: another crawl is running (another cachectl); try again until the timeout.
+            if not (line.startswith(b"BUSY") and time.monotonic() < deadline):
+                yield from _items(connection, line)
+                return
+        finally:
+            connection.close()
+        time.sleep(_BUSY_PAUSE)
+
+
+def _items(connection: _Connection, line: bytes) -> Iterator[Item]:
+    server = connection.server
+    while line != b"END":
+        if not line.startswith(b"key="):
+            if line.startswith((b"CLIENT_ERROR", b"ERROR", b"BADCLASS", b"NOTSTARTED")):
+                raise CrawlerRefused(f"{server} refused lru_crawler metadump: {_shown(line)}")
+            if line.startswith(b"BUSY"):
+                raise BackendError(
+                    f"memcached {server}: its LRU crawler stayed busy with another crawl "
+                    f"past the timeout: {_shown(line)}"
+                )
+            raise BackendError(f"memcached {server}: unexpected reply to metadump: {line[:60]!r}")
+        yield _parse(server, line)
+        line = connection.line()
+
+
+def _parse(server: str, line: bytes) -> Item:
+    fields = dict(word.partition(b"=")[::2] for word in line.split(b" "))
+    try:
+        expires = int(fields[b"exp"])
+        return Item(
+            unquote_to_bytes(fields[b"key"]),
+            None if expires < 0 else expires,
+            int(fields.get(b"size", b"0")),
+        )
+    except (KeyError, ValueError):
+        raise BackendError(
+            f"memcached {server}: unexpected line in metadump: {line[:60]!r}"
+        ) from None
+
+
+def _shown(line: bytes) -> str:
+    return line[:80].decode("ascii", "replace")
