@@ -232,6 +232,31 @@ def test_sasl_servers_cannot_list_keys(sasl_memcached_address: str) -> None:
     assert run(*args, "get", "k").exit_code == 1
 
 
+def test_spread_values_count_once_and_go_with_every_chunk(memcached_address: str) -> None:
+    """SpreadSASLMemcachedCache without credentials talks to a plain server, whose
+    crawler lists KEY.0, KEY.1, ...: one entry, removed with all its chunks."""
+    settings = {"CACHE_TYPE": "SpreadSASLMemcachedCache"}
+    app, cache = oracle_app({**settings, "CACHE_MEMCACHED_SERVERS": [memcached_address]})
+    with app.app_context():
+        cache.set("big", "x" * 3_000_000)  # three chunks
+        cache.set("small", 1)
+    args = ["--type", "SpreadSASLMemcachedCache", *args_for(memcached_address)[2:]]
+    plain = args_for(memcached_address)
+    assert len(listed(*plain)) == 4  # big.0, big.1, big.2, small.0 as MemcachedCache sees them
+
+    assert listed(*args) == ["big", "small"]
+    assert run(*args, "keys", "--count").stdout == "2\n"
+    done = run(*args, "delete", "--pattern", "b*", "--yes")
+    assert "removed 1 keys" in done.stdout, done.output
+    assert listed(*plain) == ["small.0"]
+
+
+def test_refusals_come_before_any_count(memcached_address: str) -> None:
+    refused = run(*args_for(memcached_address), "delete", "--pattern", "x[", "--yes")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: the glob 'x['") and "before" not in refused.stderr
+
+
 def test_without_a_prefix_clear_asks_for_flush_all(memcached_address: str) -> None:
     fill(memcached_address, "", ["a", "b"])
     args = args_for(memcached_address, prefix="")

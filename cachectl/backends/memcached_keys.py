@@ -63,6 +63,8 @@ class CrawledKeys:
     _client_errors: Callable[[], AbstractContextManager[None]]
     _ensure_alive: Callable[[], None]
     _server_clients: dict[str, Any]
+    #: Set once every server said it can list its keys.
+    _listing_checked = False
 
     @property
     def key_prefix(self) -> str:
@@ -83,14 +85,17 @@ class CrawledKeys:
         return None
 
     def require_key_listing(self) -> None:
+        """Refuse (exit 2) unless every server can list its keys; asked once per run."""
+        if self._listing_checked:
+            return
         why = self.listing_refusal()
         if why is not None:
             raise UsageError(why)
+        self._listing_checked = True
 
-    def _walk(self, pattern: str) -> Iterator[tuple[str, bytes, Item]]:
-        """(server, rest, item) of each key under the prefix matching ``pattern``, every
+    def _walk(self, matches: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes, Item]]:
+        """(server, rest, item) of each key under the prefix whose rest ``matches``, every
         server checked first, so a refusal comes before anything is removed."""
-        matches = key_matcher(pattern)
         self.require_key_listing()
         prefix = self.key_prefix.encode("utf-8")
         cut = len(prefix)
@@ -110,7 +115,8 @@ class CrawledKeys:
                 raise UsageError(f"memcached cannot list its keys: {refused}") from None
 
     def scan_keys(self, pattern: str) -> Iterator[str]:
-        for _server, rest, _item in self._walk(pattern):
+        matches = key_matcher(pattern)
+        for _server, rest, _item in self._walk(matches):
             yield rest.decode("utf-8", "surrogateescape")
 
     def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
@@ -125,10 +131,13 @@ class CrawledKeys:
     ) -> int:
         """Remove (or count) the listed keys matching ``pattern``, but those
         ``exclusions`` keep, a batch of each server's keys per ``delete_multi``."""
+        # Refusals (a glob, a server) come first: not failures midway, with a count.
+        matches = key_matcher(pattern)
+        self.require_key_listing()
         tally = Tally(on_progress)
         prefix = self.key_prefix.encode("utf-8")
         with partial_work(tally, "counted" if dry_run else "removed"), self._client_errors():
-            for server, batch in self._server_batches(pattern):
+            for server, batch in self._server_batches(matches):
                 if exclusions is not None:
                     batch = [name[len(prefix) :] for name in exclusions.split(
                         [prefix + rest for rest in batch], len(prefix)
@@ -138,11 +147,13 @@ class CrawledKeys:
                 tally.add(len(batch))
         return tally.count
 
-    def _server_batches(self, pattern: str) -> Iterator[tuple[str, list[bytes]]]:
+    def _server_batches(
+        self, matches: Callable[[bytes], bool]
+    ) -> Iterator[tuple[str, list[bytes]]]:
         """Batches of matching rests, each from one server."""
         batch: list[bytes] = []
         current = ""
-        for server, rest, _item in self._walk(pattern):
+        for server, rest, _item in self._walk(matches):
             if batch and (server != current or len(batch) >= BATCH_SIZE):
                 yield current, batch
                 batch = []
@@ -182,11 +193,12 @@ class CrawledKeys:
         ``sample``, the first ``sample`` are examined and the rest only counted."""
         from cachectl.backends.statistics import CacheStats, classify, ttl_bucket
 
+        self.require_key_listing()
         stats = CacheStats(total=0, examined=0)
         tally = Tally(on_progress)
         now = time.time()
         with partial_work(tally, "examined"), self._client_errors():
-            for _server, rest, item in self._walk("*"):
+            for _server, rest, item in self._walk(key_matcher("*")):
                 stats.total += 1
                 if sample is None or stats.examined < sample:
                     stats.examined += 1
