@@ -273,10 +273,12 @@ def test_without_a_prefix_clear_asks_for_flush_all(memcached_address: str) -> No
 
 class HostilePeer:
     """A listener that answers ``stats settings`` as a crawler-capable memcached does,
-    then answers the metadump with ``reply`` (and then stalls, connection open)."""
+    then answers the metadump with ``reply`` (and then stalls, connection open), or
+    with ``walks[walk]`` for the walk asked for (``hash``, ``all``)."""
 
-    def __init__(self, reply: bytes) -> None:
+    def __init__(self, reply: bytes, walks: dict[bytes, bytes] | None = None) -> None:
         self.reply = reply
+        self.walks = walks or {}
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.stop = threading.Event()
@@ -300,6 +302,10 @@ class HostilePeer:
                 elif request.startswith(b"stats"):  # the client library's check
                     conn.sendall(b"STAT pid 1\r\nEND\r\n")
                 elif request.startswith(b"lru_crawler"):
+                    walk = request.split()[2]
+                    if walk in self.walks:
+                        conn.sendall(self.walks[walk])
+                        return
                     conn.sendall(self.reply)
                     self.stop.wait(10)
                     return
@@ -332,3 +338,37 @@ def test_a_hostile_reply_is_one_error_line_exit_3(reply: bytes, command: str) ->
     assert result.exit_code == 3, result.output
     assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
     assert elapsed < 3
+
+
+def test_a_server_without_the_hash_walk_is_walked_by_its_lru_queues() -> None:
+    dump = b"key=flask_cache_a exp=-1 la=1 cas=1 fetch=no cls=1 size=60\nEND\r\n"
+    peer = HostilePeer(b"", {b"hash": b"BADCLASS invalid class id\r\n", b"all": dump})
+    try:
+        result = run(*args_for(f"127.0.0.1:{peer.port}"), "--timeout", "1", "keys")
+    finally:
+        peer.close()
+    assert (result.exit_code, result.stdout) == (0, "a\n"), result.output
+
+
+def test_counts_are_exact_while_the_app_reads(memcached_address: str) -> None:
+    """Reads move items between memcached's LRU queues; the hash walk sees each once."""
+    import memcache
+
+    writer = memcache.Client([memcached_address])
+    for start in range(0, 60000, 5000):
+        writer.set_multi({f"flask_cache_k{n}": "v" for n in range(start, start + 5000)})
+    stop = threading.Event()
+
+    def read() -> None:
+        reader = memcache.Client([memcached_address])
+        while not stop.is_set():
+            reader.get_multi([f"flask_cache_k{n}" for n in range(0, 60000, 7)])
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        counts = [run(*args_for(memcached_address), "keys", "--count").stdout for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    assert counts == ["60000\n"] * 3

@@ -1,7 +1,8 @@
-"""Listing a memcached server's keys: ``lru_crawler metadump all`` (memcached 1.4.31+).
+"""Listing a memcached server's keys: ``lru_crawler metadump`` (memcached 1.4.31+).
 
 Neither python-memcached nor pylibmc sends this command, so cachectl speaks it itself,
-over its own connection to each server: one line per live item (``key=<urlencoded>
+over its own connection to each server (``metadump hash`` where the server has it,
+else ``metadump all``): one line per live item (``key=<urlencoded>
 exp=<unix time|-1> la=<unix time> cas=.. fetch=.. cls=.. size=..``), then ``END``.
 The server takes the snapshot with its LRU crawler while it keeps serving, and skips
 expired and flushed items itself.
@@ -138,15 +139,26 @@ def check_crawler(server: str, timeout: float) -> None:
         raise CrawlerRefused(f"{server} does not allow key dumps (started with -X)")
 
 
+#: Walks, best first. ``hash`` walks the hash table: every item once, however the app's
+#: reads move items between the LRU queues meanwhile. Servers without it (they read
+#: "hash" as a slab class: BADCLASS) walk the LRU queues (``all``), where an item moved
+#: during the walk can be missed or seen twice.
+_WALKS = (b"hash", b"all")
+
+
 def metadump(server: str, timeout: float) -> Iterator[Item]:
     """Every live item on ``server``, streamed as the crawler finds it."""
     deadline = time.monotonic() + timeout
+    walks = list(_WALKS)
     while True:
         connection = _Connection(server, timeout)
         try:
             # Alone on its connection: memcached refuses a metadump pipelined after others.
-            connection.send(b"lru_crawler metadump all\r\n")
+            connection.send(b"lru_crawler metadump " + walks[0] + b"\r\n")
             line = connection.line()
+            if len(walks) > 1 and line.startswith((b"BADCLASS", b"CLIENT_ERROR bad", b"ERROR")):
+                walks.pop(0)  # an older server: the next walk
+                continue
             # BUSY: another crawl is running (another cachectl); try again until the timeout.
             if not (line.startswith(b"BUSY") and time.monotonic() < deadline):
                 yield from _items(connection, line)
