@@ -18,9 +18,10 @@ is told apart first, with ``stats settings``, before anything is removed anywher
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, NoReturn
 from urllib.parse import unquote_to_bytes
 
 from cachectl.errors import BackendError
@@ -29,6 +30,9 @@ from cachectl.errors import BackendError
 MAX_LINE = 2048
 #: Longest reply to ``stats settings`` cachectl reads (1.6 writes about 4 KB).
 MAX_SETTINGS = 256 * 1024
+#: Bytes of a server's dump kept in memory before the rest goes to a temporary file
+#: (a dump line is about 100 bytes: some 160,000 keys).
+SPOOL_IN_MEMORY = 16 * 1024 * 1024
 #: How long to wait between two tries when another crawl is running (BUSY).
 _BUSY_PAUSE = 0.05
 
@@ -147,7 +151,21 @@ _WALKS = (b"hash", b"all")
 
 
 def metadump(server: str, timeout: float) -> Iterator[Item]:
-    """Every live item on ``server``, streamed as the crawler finds it."""
+    """Every live item on ``server``. The dump is read whole first, into a temporary
+    file (in memory up to ``SPOOL_IN_MEMORY``), and only then handed out: while the
+    crawler waits for its client to read, it can hold a lock a delete of the same key
+    needs, so deleting on that server while its dump is still coming would deadlock.
+    Reading at full speed also keeps the crawler's work on the server short, and a
+    garbled dump fails before anything is removed."""
+    spool = _read_dump(server, timeout)
+    try:
+        for line in spool:
+            yield _parse(server, line.rstrip(b"\n"))
+    finally:
+        spool.close()
+
+
+def _read_dump(server: str, timeout: float) -> IO[bytes]:
     deadline = time.monotonic() + timeout
     walks = list(_WALKS)
     while True:
@@ -161,27 +179,39 @@ def metadump(server: str, timeout: float) -> Iterator[Item]:
                 continue
             # BUSY: another crawl is running (another cachectl); try again until the timeout.
             if not (line.startswith(b"BUSY") and time.monotonic() < deadline):
-                yield from _items(connection, line)
-                return
+                return _spooled(connection, line)
         finally:
             connection.close()
         time.sleep(_BUSY_PAUSE)
 
 
-def _items(connection: _Connection, line: bytes) -> Iterator[Item]:
+def _spooled(connection: _Connection, line: bytes) -> IO[bytes]:
+    """The dump's item lines, each checked, up to its ``END``, in a rewound file."""
     server = connection.server
-    while line != b"END":
-        if not line.startswith(b"key="):
-            if line.startswith((b"CLIENT_ERROR", b"ERROR", b"BADCLASS", b"NOTSTARTED")):
-                raise CrawlerRefused(f"{server} refused lru_crawler metadump: {_shown(line)}")
-            if line.startswith(b"BUSY"):
-                raise BackendError(
-                    f"memcached {server}: its LRU crawler stayed busy with another crawl "
-                    f"past the timeout: {_shown(line)}"
-                )
-            raise BackendError(f"memcached {server}: unexpected reply to metadump: {line[:60]!r}")
-        yield _parse(server, line)
-        line = connection.line()
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115  # closed by metadump
+    try:
+        while line != b"END":
+            if not line.startswith(b"key="):
+                _refuse(server, line)
+            _parse(server, line)
+            spool.write(line + b"\n")
+            line = connection.line()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _refuse(server: str, line: bytes) -> NoReturn:
+    if line.startswith((b"CLIENT_ERROR", b"ERROR", b"BADCLASS", b"NOTSTARTED")):
+        raise CrawlerRefused(f"{server} refused lru_crawler metadump: {_shown(line)}")
+    if line.startswith(b"BUSY"):
+        raise BackendError(
+            f"memcached {server}: its LRU crawler stayed busy with another crawl "
+            f"past the timeout: {_shown(line)}"
+        )
+    raise BackendError(f"memcached {server}: unexpected reply to metadump: {line[:60]!r}")
 
 
 def _parse(server: str, line: bytes) -> Item:
