@@ -372,3 +372,31 @@ def test_counts_are_exact_while_the_app_reads(memcached_address: str) -> None:
         stop.set()
         thread.join()
     assert counts == ["60000\n"] * 3
+
+
+def test_a_server_lost_during_a_clear_is_exit_3_with_what_went(
+    memcached_address: str, library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of two servers, the second dies after its dump was read, before its deletes:
+    python-memcached would answer as if the deletes were done; both libraries exit 3."""
+    from cachectl.backends.memcached import MemcachedBackend
+
+    victim = start_memcached()
+    second = f"127.0.0.1:{victim.port}"
+    try:
+        fill(memcached_address, "app_", [f"k{n}" for n in range(200)], second)
+        original = MemcachedBackend._delete_on
+
+        def delete_on(self: Any, server: str, names: list[bytes]) -> None:
+            if server == second:
+                victim.stop()
+            original(self, server, names)
+
+        monkeypatch.setattr(MemcachedBackend, "_delete_on", delete_on)
+        args = args_for(*sorted([memcached_address, second]), prefix="app_")
+        result = run(*args, "--timeout", "1", "clear", "--yes")
+    finally:
+        victim.stop()
+    assert result.exit_code == 3, result.output
+    assert "keys removed before the failure" in result.stderr
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr

@@ -187,11 +187,12 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
                 raise
             raise BackendError(f"{self.describe()}: {exc}") from exc
 
-    def _ensure_alive(self) -> None:
+    def _ensure_alive(self, client: Any = None) -> None:
         """python-memcached never raises: it marks a server it lost as dead and
         answers as if the key were missing. A dead server is exit 3, never a miss
-        and never a success."""
-        hosts = getattr(self.client, "servers", None)
+        and never a success. ``client``: another client than the backend's own (one
+        server's, for a clear)."""
+        hosts = getattr(self.client if client is None else client, "servers", None)
         if not isinstance(hosts, list):
             return  # pylibmc raises instead
         now = time.time()

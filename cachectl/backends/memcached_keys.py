@@ -61,7 +61,7 @@ class CrawledKeys:
     client: Any
     describe: Callable[[], str]
     _client_errors: Callable[[], AbstractContextManager[None]]
-    _ensure_alive: Callable[[], None]
+    _ensure_alive: Callable[[Any], None]
     _server_clients: dict[str, Any]
     #: Set once every server said it can list its keys.
     _listing_checked = False
@@ -166,14 +166,13 @@ class CrawledKeys:
         """``delete_multi`` of ``names`` on the server they were found on (a key the
         client's hash would send elsewhere, left from an older server list, goes too);
         spread values with every chunk, where the app's client put them."""
+        client = self.client
         if self.chunked:
-            whole = [name + b".%d" % n for name in names for n in range(32)]
-            self.client.delete_multi(whole)
-        elif len(self.servers) == 1:
-            self.client.delete_multi(names)
-        else:
-            self._client_for(server).delete_multi(names)
-        self._ensure_alive()
+            names = [name + b".%d" % n for name in names for n in range(32)]
+        elif len(self.servers) > 1:
+            client = self._client_for(server)
+        client.delete_multi(names)
+        self._ensure_alive(client)
 
     def _client_for(self, server: str) -> Any:
         """A client of the same library as the app's, for ``server`` alone."""
