@@ -400,3 +400,17 @@ def test_a_server_lost_during_a_clear_is_exit_3_with_what_went(
     assert result.exit_code == 3, result.output
     assert "keys removed before the failure" in result.stderr
     assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_garbled_dump_from_one_server_stops_the_clear_before_anything_goes(
+    memcached_address: str,
+) -> None:
+    fill(memcached_address, "flask_cache_", ["a", "b"])
+    peer = HostilePeer(b"key=flask_cache_c exp=-1 la=1\n\x00\xffgarbage\r\n")
+    try:
+        servers = args_for(memcached_address, f"127.0.0.1:{peer.port}")
+        result = run(*servers, "--timeout", "1", "clear", "--yes")
+    finally:
+        peer.close()
+    assert result.exit_code == 3 and result.stderr.count("error:") == 1, result.output
+    assert listed(*args_for(memcached_address)) == ["a", "b"]

@@ -151,13 +151,16 @@ _WALKS = (b"hash", b"all")
 
 
 def metadump(server: str, timeout: float) -> Iterator[Item]:
-    """Every live item on ``server``. The dump is read whole first, into a temporary
+    """Every live item on ``server``. The dump is read whole by this call, into a temporary
     file (in memory up to ``SPOOL_IN_MEMORY``), and only then handed out: while the
     crawler waits for its client to read, it can hold a lock a delete of the same key
     needs, so deleting on that server while its dump is still coming would deadlock.
     Reading at full speed also keeps the crawler's work on the server short, and a
     garbled dump fails before anything is removed."""
-    spool = _read_dump(server, timeout)
+    return _replay(server, _read_dump(server, timeout))
+
+
+def _replay(server: str, spool: IO[bytes]) -> Iterator[Item]:
     try:
         for line in spool:
             yield _parse(server, line.rstrip(b"\n"))

@@ -94,25 +94,27 @@ class CrawledKeys:
         self._listing_checked = True
 
     def _walk(self, matches: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes, Item]]:
-        """(server, rest, item) of each key under the prefix whose rest ``matches``, every
-        server checked first, so a refusal comes before anything is removed."""
+        """(server, rest, item) of each key under the prefix whose rest ``matches``. Every
+        server is checked, then every server's dump read (spooled), before the first key
+        is handed out: a refusal or a garbled dump comes before anything is removed."""
         self.require_key_listing()
         prefix = self.key_prefix.encode("utf-8")
         cut = len(prefix)
-        for server in self.servers:
-            try:
-                for item in metadump(server, self.timeout):
-                    if not item.key.startswith(prefix):
-                        continue
-                    rest = item.key[cut:]
-                    if self.chunked:
-                        if _LATER_CHUNK.search(rest):
-                            continue  # counted with its first chunk
-                        rest = rest.removesuffix(b".0")
-                    if matches(rest):
-                        yield server, rest, item
-            except CrawlerRefused as refused:  # settings changed since the check
-                raise UsageError(f"memcached cannot list its keys: {refused}") from None
+        try:
+            dumps = [(server, metadump(server, self.timeout)) for server in self.servers]
+        except CrawlerRefused as refused:  # a server without metadump (1.4.23-1.4.30)
+            raise UsageError(f"memcached cannot list its keys: {refused}") from None
+        for server, items in dumps:
+            for item in items:
+                if not item.key.startswith(prefix):
+                    continue
+                rest = item.key[cut:]
+                if self.chunked:
+                    if _LATER_CHUNK.search(rest):
+                        continue  # counted with its first chunk
+                    rest = rest.removesuffix(b".0")
+                if matches(rest):
+                    yield server, rest, item
 
     def scan_keys(self, pattern: str) -> Iterator[str]:
         matches = key_matcher(pattern)
