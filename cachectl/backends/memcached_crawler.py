@@ -17,6 +17,7 @@ is told apart first, with ``stats settings``, before anything is removed anywher
 
 from __future__ import annotations
 
+import re
 import socket
 import tempfile
 import time
@@ -161,9 +162,11 @@ def metadump(server: str, timeout: float) -> Iterator[Item]:
 
 
 def _replay(server: str, spool: IO[bytes]) -> Iterator[Item]:
+    """The items of a spool ``_spooled`` wrote (``key exp size`` a line, checked)."""
     try:
         for line in spool:
-            yield _parse(server, line.rstrip(b"\n"))
+            key, expires, size = line.split()
+            yield Item(unquote_to_bytes(key), int(expires) if expires != b"-1" else None, int(size))
     finally:
         spool.close()
 
@@ -189,15 +192,17 @@ def _read_dump(server: str, timeout: float) -> IO[bytes]:
 
 
 def _spooled(connection: _Connection, line: bytes) -> IO[bytes]:
-    """The dump's item lines, each checked, up to its ``END``, in a rewound file."""
+    """The dump's items, each line checked, up to its ``END``: ``key exp size`` a line
+    (the key as the server encoded it), in a rewound file."""
     server = connection.server
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115  # closed by metadump
     try:
         while line != b"END":
-            if not line.startswith(b"key="):
+            found = _ITEM.match(line)
+            if found is None:
                 _refuse(server, line)
-            _parse(server, line)
-            spool.write(line + b"\n")
+            size = _SIZE.search(line, found.end())
+            spool.write(b"%s %s %s\n" % (found[1], found[2], size[1] if size else b"0"))
             line = connection.line()
         spool.seek(0)
     except BaseException:
@@ -206,7 +211,15 @@ def _spooled(connection: _Connection, line: bytes) -> IO[bytes]:
     return spool
 
 
+#: An item line: ``key=<urlencoded> exp=<unix time|-1>``, then other fields (``size=``
+#: among them from 1.5 on); the key as the server encodes it, never holding a space.
+_ITEM = re.compile(rb"key=(\S+) exp=(-?\d{1,20})(?= |\Z)")
+_SIZE = re.compile(rb" size=(\d{1,20})(?= |\Z)")
+
+
 def _refuse(server: str, line: bytes) -> NoReturn:
+    if line.startswith(b"key="):
+        raise BackendError(f"memcached {server}: unexpected line in metadump: {line[:60]!r}")
     if line.startswith((b"CLIENT_ERROR", b"ERROR", b"BADCLASS", b"NOTSTARTED")):
         raise CrawlerRefused(f"{server} refused lru_crawler metadump: {_shown(line)}")
     if line.startswith(b"BUSY"):
@@ -215,21 +228,6 @@ def _refuse(server: str, line: bytes) -> NoReturn:
             f"past the timeout: {_shown(line)}"
         )
     raise BackendError(f"memcached {server}: unexpected reply to metadump: {line[:60]!r}")
-
-
-def _parse(server: str, line: bytes) -> Item:
-    fields = dict(word.partition(b"=")[::2] for word in line.split(b" "))
-    try:
-        expires = int(fields[b"exp"])
-        return Item(
-            unquote_to_bytes(fields[b"key"]),
-            None if expires < 0 else expires,
-            int(fields.get(b"size", b"0")),
-        )
-    except (KeyError, ValueError):
-        raise BackendError(
-            f"memcached {server}: unexpected line in metadump: {line[:60]!r}"
-        ) from None
 
 
 def _shown(line: bytes) -> str:
