@@ -123,12 +123,13 @@ def start_redis(*extra_args: str) -> ServerProcess:
 
 
 @_retry_on_port_clash
-def start_memcached() -> ServerProcess:
+def start_memcached(*extra_args: str) -> ServerProcess:
+    """A plain memcached; ``extra_args`` go to it (``-o no_lru_crawler``)."""
     binary = require_binary("memcached")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-memcached-"))
     log = workdir / "memcached.log"
-    args = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    args = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", *extra_args]
     if os.geteuid() == 0:
         args += ["-u", "root"]  # memcached refuses to run as root without naming a user
     with open(log, "wb") as handle:

@@ -72,14 +72,34 @@ def test_filesystem_stats_count_cache_files_only(tmp_path: Path) -> None:
     assert backend.stats(4).examined == 4
 
 
-def test_stats_and_pattern_deletes_refuse_backends_that_cannot_list_keys(
+def test_memcached_stats_count_the_app_keys_by_kind_and_ttl(
     tmp_path: Path, memcached_address: str
 ) -> None:
-    memcached = backend_for(tmp_path, type="MemcachedCache", memcached_servers=[memcached_address])
-    with pytest.raises(UsageError, match="memcached cannot list its keys"):
-        memcached.stats(None)
+    backend = backend_for(tmp_path, type="MemcachedCache", memcached_servers=[memcached_address])
+    for key in SHAPES:
+        backend.set(key, "v", timeout=30)
+    backend.set("forever", "v", timeout=0)
+
+    found = backend.stats(None)
+    assert (found.total, found.examined) == (6, 6)
+    assert found.kinds == {kind: 1 for kind in SHAPES.values()} | {"other": 2}
+    assert found.ttls == {"< 1 minute": 5, "no expiry": 1}
+    assert found.memory_sampled == 6 and found.memory_bytes > 0
+    assert backend.stats(2).estimated
+
+
+def test_stats_and_pattern_deletes_refuse_backends_that_cannot_list_keys(tmp_path: Path) -> None:
+    sasl = backend_for(
+        tmp_path,
+        type="SASLMemcachedCache",
+        memcached_servers=["127.0.0.1:9"],
+        memcached_username="u",
+        memcached_password="p",
+    )
+    with pytest.raises(UsageError, match="cannot list its keys: SASL servers"):
+        sasl.stats(None)
     with pytest.raises(UsageError, match="cannot list its keys"):
-        memcached.delete_matching("*", dry_run=True)
+        sasl.delete_matching("*", dry_run=True)
 
 
 def test_clear_plans_say_which_consent_a_clear_needs(
@@ -103,8 +123,16 @@ def test_clear_plans_say_which_consent_a_clear_needs(
 
     memcached = backend_for(tmp_path, type="MemcachedCache", memcached_servers=[memcached_address])
     plan = memcached.clear_plan()
-    assert plan.needs_yes == "memcached can only be cleared whole: pass --yes to flush it"
-    assert (plan.needs_flush_db, plan.accepts_flush_db, plan.whole_server) == (None, False, True)
+    assert (plan.needs_yes, plan.refused, plan.whole_server) == (None, None, False)
+    flush_all = memcached.flush_all_plan()
+    assert flush_all.needs_yes == (
+        "clear --flush-all empties the whole server: pass --yes to flush it"
+    )
+    assert (flush_all.needs_flush_db, flush_all.accepts_flush_db, flush_all.whole_server) == (
+        None,
+        False,
+        True,
+    )
 
     files = backend_for(tmp_path, type="FileSystemCache", dir=str(tmp_path)).clear_plan()
     assert (files.needs_flush_db, files.accepts_flush_db, files.needs_yes) == (None, False, None)

@@ -370,7 +370,9 @@ MEMCACHED_CASES = [
     MemcachedCase(
         "delete", ("delete", "--from-file", "KEYS"), {"after_commands": 1100, "only": [b"DELETE"]}
     ),
-    MemcachedCase("clear", ("clear", "--yes"), {"after_commands": 0, "only": [b"FLUSH_ALL"]}),
+    MemcachedCase(
+        "clear", ("clear", "--flush-all", "--yes"), {"after_commands": 0, "only": [b"FLUSH_ALL"]}
+    ),
 ]
 
 #: cachelib picks pylibmc when it is installed, python-memcached otherwise; cachectl
@@ -447,7 +449,7 @@ def test_memcached_fault_mid_command(
         assert proxy.fired.wait(5), f"the fault never hit\n{faulted.describe()}"
         assert proxy.errors == [] and proxy.faults_injected == 1
         document = check_failure_contract(faulted, proxy.address)
-        if case.name != "clear":  # a memcached clear empties the whole server, by design
+        if case.name != "clear":  # clear --flush-all empties the whole server, by design
             assert present(direct_memcached, FOREIGN_MEMCACHED) == len(FOREIGN_MEMCACHED)
         if case.name == "delete":
             gone = len(app_keys) - present(direct_memcached, app_keys)

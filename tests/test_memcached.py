@@ -85,18 +85,18 @@ def test_delete_is_seen_by_the_app(memcached_address: str) -> None:
         assert cache.get("kept") == 2
 
 
-def test_clear_flushes_the_server_only_with_yes(memcached_address: str) -> None:
+def test_flush_all_empties_the_server_only_with_yes(memcached_address: str) -> None:
     app, cache = mc_app(memcached_address)
     with app.app_context():
         cache.set("k", "v")
 
-    refused = run(*mc_args(memcached_address), "clear")
+    refused = run(*mc_args(memcached_address), "clear", "--flush-all")
     assert refused.exit_code == 2
-    assert "every key on the server" in refused.stderr
+    assert "every key on the server" in refused.stderr and "--yes" in refused.stderr
     with app.app_context():
         assert cache.get("k") == "v"
 
-    done = run(*mc_args(memcached_address), "clear", "--yes")
+    done = run(*mc_args(memcached_address), "clear", "--flush-all", "--yes")
     assert done.exit_code == 0
     assert "every key on the server" in done.stderr
     with app.app_context():

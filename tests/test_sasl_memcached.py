@@ -55,7 +55,7 @@ def test_values_cross_between_app_and_cachectl(
         assert cache.get("profile") is None
         assert cache.get("flags") == {"beta": True}
 
-    assert run(*args, "clear", "--yes").exit_code == 0
+    assert run(*args, "clear", "--flush-all", "--yes").exit_code == 0
     with app.app_context():
         assert cache.get("flags") is None
 

@@ -69,6 +69,10 @@ class ClearPlan:
     #: terminal could ask: removing other apps' data too deserves a deliberate
     #: flag rather than a reflexive "y". None when a confirmation is enough.
     needs_yes: str | None = None
+    #: Why this clear cannot run at all as asked, not even as a dry run (memcached
+    #: servers that cannot list their keys, or no key prefix): the refusal, naming
+    #: what the operator can ask for instead (``--flush-all``). None when it can run.
+    refused: str | None = None
     #: Something the operator should weigh before going ahead (shown with the
     #: confirmation and with ``--dry-run``), such as a directory mostly of other files.
     caution: str | None = None
@@ -143,7 +147,8 @@ class CacheBackend:
         (``needs_flush_db``, ``needs_yes``): callers check the plan, then clear."""
         raise NotImplementedError
 
-    #: Whether ``scan_keys`` works (servers that can list keys: Redis).
+    #: Whether ``scan_keys`` works (servers that can list keys: Redis; memcached
+    #: through its LRU crawler, which ``require_key_listing`` asks each server about).
     can_list_keys = False
 
     def require_key_listing(self) -> None:
@@ -202,16 +207,28 @@ class CacheBackend:
         """What the cache holds, by kind of entry, by remaining lifetime and in
         memory; with ``sample``, only that many entries are examined and the rest
         extrapolated. Needs a backend that can walk its entries."""
-        raise UsageError(
-            f"{self.kind} cannot list its keys; its server statistics are the only view "
-            "(memcached: 'stats' on the server)"
-        )
+        raise UsageError(f"{self.kind} cannot list its keys, so it has no statistics by key")
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int | None:
         """Remove every key of the app's cache (or count them with ``dry_run``);
         how many, or None when the server cannot tell. Does what ``clear_plan``
         describes, without asking: the caller must have honoured the plan's
         ``needs_flush_db`` and ``needs_yes`` first."""
+        raise NotImplementedError
+
+    #: Whether ``clear --flush-all`` (empty the whole server, every app's keys) is
+    #: offered: memcached, whose ``flush_all`` is the only whole-server clear.
+    can_flush_all = False
+
+    def flush_all_plan(self) -> ClearPlan:
+        """What ``clear --flush-all`` would remove (offered where ``can_flush_all``)."""
+        raise UsageError(
+            f"--flush-all applies to memcached only (its flush_all); {self.kind} clears "
+            "with clear alone"
+        )
+
+    def flush_all(self, dry_run: bool) -> int | None:
+        """Empty the whole server, every app's keys (after ``flush_all_plan``)."""
         raise NotImplementedError
 
     # --- lifetimes: ttl, expire, persist, prune ----------------------------------------

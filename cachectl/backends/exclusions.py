@@ -121,7 +121,7 @@ class Glob:
         return args
 
 
-def _class(glob: bytes, start: int, text: str) -> tuple[frozenset[int], int]:
+def _class(glob: bytes, start: int, text: str, name: str) -> tuple[frozenset[int], int]:
     """The class opened by ``[`` at ``start - 1``, read as Redis reads it: the bytes it
     accepts and the index of its closing ``]``."""
     i, n = start, len(glob)
@@ -137,14 +137,14 @@ def _class(glob: bytes, start: int, text: str) -> tuple[frozenset[int], int]:
             break
         elif i >= n:
             raise GlobError(
-                f"--exclude {text!r}: '[' opens a character class that is never closed "
+                f"{name} {text!r}: '[' opens a character class that is never closed "
                 "(write '\\[' for a literal '[')"
             )
         elif n - i >= 3 and glob[i + 1] == ord("-"):
             low, high = sorted((glob[i], glob[i + 2]))
             if high > 0x7F:
                 raise GlobError(
-                    f"--exclude {text!r}: a range in '[...]' must run between ASCII "
+                    f"{name} {text!r}: a range in '[...]' must run between ASCII "
                     "characters (servers order other bytes differently)"
                 )
             members.update(range(low, high + 1))
@@ -155,8 +155,9 @@ def _class(glob: bytes, start: int, text: str) -> tuple[frozenset[int], int]:
     return frozenset(_ALL_BYTES - members if negate else members), i
 
 
-def parse_glob(text: str) -> Glob:
-    """``text`` parsed as ``SCAN MATCH`` reads a glob; GlobError for one refused."""
+def parse_glob(text: str, name: str = "--exclude") -> Glob:
+    """``text`` parsed as ``SCAN MATCH`` reads a glob; GlobError for one refused,
+    naming the glob as ``name`` (the option or argument it came from)."""
     if not text:
         raise GlobError(
             "--exclude '' is empty (an unset shell variable?): give the glob of the keys "
@@ -172,7 +173,7 @@ def parse_glob(text: str) -> Glob:
         elif char == b"?":
             segments[-1].append(_ALL_BYTES)
         elif char == b"[":
-            members, i = _class(glob, i + 1, text)
+            members, i = _class(glob, i + 1, text, name)
             segments[-1].append(members)
         elif char == b"\\" and n - i >= 2:
             i += 1

@@ -295,7 +295,9 @@ def wrap_backend(cache: Any, settings: CacheSettings, timeout: float = 5.0) -> C
         location = settings.location
         servers = list(location.servers) if isinstance(location, MemcachedLocation) else []
         chunked = isinstance(location, MemcachedLocation) and location.chunked
-        sasl = isinstance(location, MemcachedLocation) and location.sasl
+        # A SASL type without a username talks to a server without SASL, which also
+        # speaks the text protocol (mg, the LRU crawler): only credentials make it SASL.
+        sasl = isinstance(location, MemcachedLocation) and location.sasl and bool(location.username)
         return MemcachedBackend(cache, servers, chunked=chunked, sasl=sasl, timeout=timeout)
     for in_process in (cachelib.SimpleCache, cachelib.NullCache):
         if isinstance(cache, in_process):

@@ -27,6 +27,8 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import memcached_client
+from cachectl.backends.memcached_crawler import socket_address
+from cachectl.backends.memcached_keys import FLUSH_ALL_HINT, CrawledKeys
 from cachectl.codec.stored import StoredValue, decode_pickle
 from cachectl.codec.unpickler import RestrictedUnpickler, Undecodable, loads_or_undecodable
 from cachectl.errors import BackendError, UsageError
@@ -103,19 +105,18 @@ def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> An
     return SafeClient(servers, behaviors=behaviors)
 
 
-class MemcachedBackend(CacheBackend):
+class MemcachedBackend(CrawledKeys, CacheBackend):
     """A cachelib MemcachedCache over one of cachectl's safe clients.
 
-    memcached cannot list keys, so a clear can only empty the whole server
-    (``flush_all``), and it never says whether a deleted key existed.
+    Keys are listed, counted, swept and cleared by prefix through the LRU crawler
+    (``CrawledKeys``) where the servers allow it; emptying the whole server
+    (``flush_all``) is only ever what the operator asked for (``clear --flush-all``).
+    A delete never says whether a listed key existed.
     """
 
     kind = "memcached"
     can_set_lifetimes = True
-    cannot_exclude = (
-        "memcached cannot list its keys (its clear empties the whole server), so "
-        "--exclude cannot be applied"
-    )
+    can_flush_all = True
 
     def __init__(
         self,
@@ -134,6 +135,17 @@ class MemcachedBackend(CacheBackend):
         #: SASL servers speak only the binary protocol.
         self.sasl = sasl
         self.timeout = timeout
+        #: Clients for one server each, to delete a key where the crawler found it.
+        self._server_clients: dict[str, Any] = {}
+        # Listing takes a text command; SASL servers speak only the binary protocol.
+        # (A server whose crawler is off is refused when it is asked.)
+        self.can_list_keys = not sasl
+        self.cannot_exclude = None
+        if sasl:
+            self.cannot_exclude = (
+                "SASL memcached servers cannot list their keys (binary protocol only), so "
+                "--exclude cannot be applied"
+            )
 
     @property
     def key_prefix(self) -> str:
@@ -175,11 +187,12 @@ class MemcachedBackend(CacheBackend):
                 raise
             raise BackendError(f"{self.describe()}: {exc}") from exc
 
-    def _ensure_alive(self) -> None:
+    def _ensure_alive(self, client: Any = None) -> None:
         """python-memcached never raises: it marks a server it lost as dead and
         answers as if the key were missing. A dead server is exit 3, never a miss
-        and never a success."""
-        hosts = getattr(self.client, "servers", None)
+        and never a success. ``client``: another client than the backend's own (one
+        server's, for a clear)."""
+        hosts = getattr(self.client if client is None else client, "servers", None)
         if not isinstance(hosts, list):
             return  # pylibmc raises instead
         now = time.time()
@@ -274,7 +287,7 @@ class MemcachedBackend(CacheBackend):
         why = None
         if self.sasl:
             why = "SASL servers speak only the binary protocol, which has no command for it"
-        elif len(self.servers) != 1 or _socket_address(self.servers[0]) is None:
+        elif len(self.servers) != 1 or socket_address(self.servers[0]) is None:
             why = (
                 "with several servers, which one holds a key is the client library's choice "
                 "(it can be read with one server only)"
@@ -289,7 +302,7 @@ class MemcachedBackend(CacheBackend):
         """``mg KEY t`` (memcached 1.6 and later) on the one server, over its own
         connection; the value is not fetched."""
         self.require_lifetimes(change=False)
-        target = _socket_address(self.servers[0])
+        target = socket_address(self.servers[0])
         assert target is not None  # else require_lifetimes refused
         family, address = target
         found = []
@@ -345,35 +358,26 @@ class MemcachedBackend(CacheBackend):
         return touched
 
     def clear_plan(self) -> ClearPlan:
+        """The keys under the prefix, once every server has said it can list them;
+        else a refusal naming ``--flush-all`` (nothing is asked, nothing removed)."""
+        refusal = self.refuse_without_prefix()
+        if refusal is None:
+            listing = self.listing_refusal()
+            refusal = None if listing is None else listing + FLUSH_ALL_HINT
+        scope = f"keys under the prefix {self.key_prefix!r}"
+        return ClearPlan(self.describe(), scope, refused=refusal)
+
+    def flush_all_plan(self) -> ClearPlan:
         return ClearPlan(
             self.describe(),
-            "every key on the server, of every app (memcached cannot remove by prefix)",
+            "every key on the server, of every app (flush_all)",
             whole_server=True,
-            needs_yes="memcached can only be cleared whole: pass --yes to flush it",
+            needs_yes="clear --flush-all empties the whole server: pass --yes to flush it",
         )
 
-    def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> None:
+    def flush_all(self, dry_run: bool) -> None:
+        """``flush_all`` on every server: every app's keys, uncounted."""
         if not dry_run:
             with self._client_errors():
                 self.cache.clear()
             self._ensure_alive()
-        return None
-
-
-def _socket_address(server: str) -> tuple[socket.AddressFamily, Any] | None:
-    """The socket of a server as CACHE_MEMCACHED_SERVERS names it (``host:port``,
-    ``[v6]:port``, ``unix:/path``; the port defaults to 11211), or None for a form
-    cachectl does not read (a weight)."""
-    text = server.strip().removeprefix("inet:").removeprefix("inet6:")
-    if text.startswith(("unix:", "/")):
-        return socket.AF_UNIX, text.removeprefix("unix:")
-    family = socket.AF_INET
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        port = port.removeprefix(":")
-        family = socket.AF_INET6
-    else:
-        host, _, port = text.partition(":")
-    if not host or not (port or "11211").isdigit():
-        return None
-    return family, (host, int(port or "11211"))

@@ -244,7 +244,7 @@ def sweep(
     help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
 )
 @pattern_option(
-    "Redis: delete every key of the app matching GLOB (after the prefix), as clear does."
+    "Redis, memcached: delete every key of the app matching GLOB (after the prefix), as clear does."
 )
 @dry_run_option("With --pattern: count what would go; remove nothing.")
 @yes_option("With --pattern: do not ask (needed without a terminal).")

@@ -27,16 +27,19 @@ else:
     is_flag=True,
     help="Redis without a key prefix only: empty the whole database (FLUSHDB).",
 )
-@pattern_option(
-    "Redis: only the app's keys matching GLOB (after the prefix); same as delete --pattern."
+@click.option(
+    "--flush-all",
+    is_flag=True,
+    help="memcached only: empty every server, every app's keys (flush_all); needs --yes.",
 )
+@pattern_option("Only the app's keys matching GLOB (after the prefix); same as delete --pattern.")
 @click.option(
     "--exclude",
     "excludes",
     multiple=True,
     metavar="GLOB",
-    help="Redis: keep the app's keys matching GLOB (after the prefix, as keys GLOB reads "
-    "it), such as sessions kept under the same prefix. Repeatable.",
+    help="Redis, memcached: keep the app's keys matching GLOB (after the prefix, as keys "
+    "GLOB reads it), such as sessions kept under the same prefix. Repeatable.",
 )
 @click.option(
     "--allow-unmatched-exclude",
@@ -51,6 +54,7 @@ def clear(
     dry_run: bool,
     yes: bool,
     flush_db: bool,
+    flush_all: bool,
     pattern: str | None,
     excludes: tuple[str, ...],
     allow_unmatched: bool,
@@ -62,16 +66,18 @@ def clear(
       UNLINK in batches, so the server never blocks and memory stays flat however
       many keys there are. Without a prefix, clear refuses unless --flush-db.
     FileSystemCache: the cache files in CACHE_DIR; other files stay.
-    memcached: cannot remove by prefix, so clearing empties the whole server
-      (flush_all), and only with --yes.
+    memcached: the keys under the prefix, listed on every server by its LRU
+      crawler (lru_crawler metadump) and deleted in batches. A server that cannot
+      list keys (SASL, crawler disabled, before 1.4.31) is refused (exit 2), as is
+      a cache without prefix; --flush-all --yes empties the whole server instead.
 
-    --exclude GLOB (Redis) keeps the keys whose name after the prefix matches
-    GLOB, read as keys GLOB and delete --pattern read theirs: sessions or rate
-    limits an app keeps under its cache's prefix survive. How many were kept is
-    reported, per GLOB. A GLOB that matches no key when the clear starts stops it
-    (exit 2, nothing removed: a misspelt GLOB would keep nothing), unless
-    --allow-unmatched-exclude; --dry-run warns. FileSystemCache and memcached
-    cannot apply it, and --flush-db takes none: both are refused (exit 2).
+    --exclude GLOB (Redis, memcached) keeps the keys whose name after the prefix
+    matches GLOB, read as keys GLOB and delete --pattern read theirs: sessions or
+    rate limits an app keeps under its cache's prefix survive. How many were kept
+    is reported, per GLOB. A GLOB that matches no key when the clear starts stops
+    it (exit 2, nothing removed: a misspelt GLOB would keep nothing), unless
+    --allow-unmatched-exclude; --dry-run warns. FileSystemCache cannot apply it,
+    and --flush-db and --flush-all take none: all are refused (exit 2).
 
     On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
     the batch in flight and reports how many keys went (exit 130).
@@ -84,8 +90,9 @@ def clear(
     """
     output = session.output
     if pattern is not None:
-        if flush_db:
-            raise UsageError("--flush-db empties the whole database; it takes no --pattern")
+        if flush_db or flush_all:
+            option, whole = ("--flush-db", "database") if flush_db else ("--flush-all", "server")
+            raise UsageError(f"{option} empties the whole {whole}; it takes no --pattern")
         sweep(session, pattern, dry_run, yes, excludes, allow_unmatched)
         return
     backend = session.backend()
@@ -97,6 +104,7 @@ def clear(
         yes=yes,
         warn=output.warn,
         excluding=exclusions is not None,
+        flush_all=flush_all,
     )
     if plan.caution is not None:
         output.warn(plan.caution)
@@ -110,7 +118,7 @@ def clear(
             allow_unmatched,
         )
     with output.progress("counting" if dry_run else "removing") as on_progress:
-        done = clearing.clear(backend, plan, dry_run, on_progress, exclusions)
+        done = clearing.clear(backend, plan, dry_run, on_progress, exclusions, flush_all)
     for warning in done.kept.warnings:
         output.warn(warning)
     session.audit.record_done(done.document())
@@ -133,9 +141,10 @@ def keys_command(session: Session, pattern: str, limit: int | None, count_only: 
     """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
 
     Keys stream out as they are found, so the first lines come at once even with
-    millions of keys; SCAN never blocks the server. FileSystemCache and memcached
-    cannot list key names (a FileSystemCache file is named by a hash of its key),
-    but --count works for the filesystem.
+    millions of keys; SCAN never blocks the server. memcached lists them with its
+    LRU crawler (lru_crawler metadump, memcached 1.4.31+, not over SASL), a
+    snapshot taken while it keeps serving. FileSystemCache cannot list key names
+    (a file is named by a hash of its key), but --count works there.
 
     \b
       cachectl keys 'view//*' --limit 20
@@ -174,6 +183,8 @@ def stats(session: Session, sample: int | None) -> None:
       shapes Flask-Caching gives its keys: memoized results, memoize version keys,
       cached views (view/...), template fragments and other keys; their TTLs; the
       memory of a sample (MEMORY USAGE) and an estimate of the total.
+    memcached: the same, from the LRU crawler's dump of every server; memory is
+      each item's size there, for every key examined.
     FileSystemCache: the cache files, their expiry and size on disk.
 
     \b

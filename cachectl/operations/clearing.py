@@ -135,9 +135,20 @@ def check_clear(
     yes: bool,
     warn: Callable[[str], None],
     excluding: bool = False,
+    flush_all: bool = False,
 ) -> ClearPlan:
-    """The backend's plan, once every rule it states is met (else UsageError, exit 2)."""
-    plan = backend.clear_plan()
+    """The backend's plan, once every rule it states is met (else UsageError, exit 2).
+    ``flush_all``: the whole server, every app's keys (memcached's ``flush_all``), which
+    takes no ``--flush-db`` and no ``--exclude``."""
+    if flush_all:
+        if flush_db or excluding:
+            other = "--flush-db" if flush_db else "--exclude"
+            raise UsageError(f"--flush-all empties the whole server; it takes no {other}")
+        plan = backend.flush_all_plan()
+    else:
+        plan = backend.clear_plan()
+    if plan.refused is not None:
+        raise UsageError(plan.refused)
     if plan.needs_flush_db and excluding:  # --flush-db would take the excluded keys too
         raise UsageError(f"{plan.needs_flush_db}, which takes no --exclude")
     if flush_db and not plan.accepts_flush_db:
@@ -180,10 +191,13 @@ def clear(
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
     exclusions: Exclusions | None = None,
+    flush_all: bool = False,
 ) -> Cleared:
     """Remove every entry of the app's cache (or count them, with ``dry_run``), but
-    the keys ``exclusions`` keep."""
-    if exclusions is None:
+    the keys ``exclusions`` keep; with ``flush_all``, the whole server."""
+    if flush_all:
+        removed = backend.flush_all(dry_run)
+    elif exclusions is None:
         removed = backend.clear(dry_run, on_progress)
     else:
         removed = backend.clear_except(exclusions, dry_run, on_progress)

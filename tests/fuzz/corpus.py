@@ -126,9 +126,7 @@ def valid_for(command: str, backend: str) -> tuple[str, ...] | None:
     """The valid form of ``command`` on ``backend``, or None where it has none."""
     if backend == "filesystem" and command == "keys":
         return ("keys", "--count")
-    if backend in ("filesystem", "memcached") and command == "delete --pattern":
-        return None
-    if backend == "memcached" and command == "keys":
+    if backend == "filesystem" and command == "delete --pattern":
         return None
     return VALID[command]
 
@@ -889,7 +887,7 @@ def _commands(c: Corpus) -> None:
         ("delete-pattern-fs", "delete --pattern", "filesystem",
          ("delete", "--pattern", "x*", "--yes"), "Redis only"),
         ("delete-pattern-mc", "delete --pattern", "memcached",
-         ("delete", "--pattern", "x*", "--yes"), "Redis only"),
+         ("delete", "--pattern", "x[0", "--yes"), "a '[' never closed"),
         ("clear-no-yes-redis", "clear", "redis", ("clear",), "no terminal, no --yes"),
         ("clear-no-yes-fs", "clear", "filesystem", ("clear",), "no terminal, no --yes"),
         ("clear-no-yes-mc", "clear", "memcached", ("clear",), "no terminal, no --yes"),
@@ -897,12 +895,17 @@ def _commands(c: Corpus) -> None:
         ("clear-flush-db-prefix", "clear", "redis", ("clear", "--flush-db", "--yes"),
          "--flush-db only without a prefix"),
         ("clear-pattern-fs", "clear", "filesystem", ("clear", "--pattern", "x*", "--yes"), ""),
-        ("clear-pattern-mc", "clear", "memcached", ("clear", "--pattern", "x*", "--yes"), ""),
+        ("clear-pattern-mc", "clear", "memcached",
+         ("clear", "--flush-all", "--pattern", "x*", "--yes"), "--flush-all takes no --pattern"),
+        ("clear-flush-all-exclude-mc", "clear", "memcached",
+         ("clear", "--flush-all", "--exclude", "x*", "--yes"), "--flush-all takes no --exclude"),
+        ("clear-flush-all-redis", "clear", "redis", ("clear", "--flush-all", "--yes"),
+         "--flush-all is memcached's"),
         ("clear-flush-db-fs", "clear", "filesystem", ("clear", "--flush-db", "--yes"), ""),
         ("clear-extra-arg", "clear", "redis", ("clear", "everything"), "unexpected argument"),
         ("keys-fs", "keys", "filesystem", ("keys",), "cannot list file names"),
-        ("keys-mc", "keys", "memcached", ("keys",), "memcached has no listing"),
-        ("keys-count-mc", "keys", "memcached", ("keys", "--count"), "memcached has no count"),
+        ("keys-mc", "keys", "memcached", ("keys", "[z-"), "a '[' never closed"),
+        ("keys-count-mc", "keys", "memcached", ("keys", "--count", "[é-ü]"), "non-ASCII range"),
         ("keys-limit-zero", "keys", "redis", ("keys", "--limit", "0"), "limit 0"),
         ("keys-limit-negative", "keys", "redis", ("keys", "--limit", "-1"), "limit -1"),
         ("keys-limit-word", "keys", "redis", ("keys", "--limit", "all"), "limit a word"),
@@ -922,7 +925,7 @@ def _commands(c: Corpus) -> None:
         ("view-all-queries-fs", "delete-view", "filesystem",
          ("delete-view", "/s", "--all-queries"), "Redis only"),
         ("view-all-queries-mc", "delete-view", "memcached",
-         ("delete-view", "/s", "--all-queries"), "Redis only"),
+         ("delete-view", "/s", "--query", "a=1", "--all-queries"), "--query or --all-queries"),
         ("view-hash-nosuch", "delete-view", "redis",
          ("delete-view", "/s", "--query", "a=1", "--hash-method", "nosuch"), "bad choice"),
         ("view-path-and-endpoint", "delete-view", "redis",
@@ -1032,8 +1035,8 @@ def _memoized(c: Corpus) -> None:
         "memo-bind-purge-mc",
         "delete-memoized",
         "memcached",
-        USAGE,
-        "--purge is Redis only",
+        frozenset({0}),
+        "--purge lists memcached's keys with the LRU crawler: nothing cached, exit 0",
         args=("delete-memoized", "shop.models.f", "--purge"),
     )
     signatures = ["(a, a)", "(**kw, a)", "(", "", "(1)", "(a=)", "(*, )", "(a, /, b, /)",

@@ -1,0 +1,235 @@
+"""The app's keys on memcached, found by the LRU crawler: list, count, sweep, stats.
+
+memcached has no KEYS or SCAN, but from 1.4.31 its LRU crawler dumps the keys it
+holds (``memcached_crawler``). This module walks that dump on every server of
+CACHE_MEMCACHED_SERVERS, keeps the keys under the app's prefix (cachelib prefixes a
+key by plain concatenation, as the app's client sends it), matches the rest with the
+same glob reading as ``--exclude`` (``exclusions.parse_glob``: Redis's ``SCAN MATCH``
+syntax), and removes what matched in batches of ``BATCH_SIZE`` with the client
+library's ``delete_multi``, on the server each key was found on.
+
+SpreadSASLMemcachedCache splits a value over ``KEY.0``, ``KEY.1``, ...: its keys are
+listed once, as ``KEY`` (from ``KEY.0``), and removed with every chunk.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from cachectl.backends.base import BATCH_SIZE, ProgressCallback, Tally, partial_work
+from cachectl.backends.exclusions import GlobError, parse_glob
+from cachectl.backends.memcached_crawler import CrawlerRefused, Item, check_crawler, metadump
+from cachectl.errors import UsageError
+
+if TYPE_CHECKING:
+    from cachectl.backends.exclusions import Exclusions
+    from cachectl.backends.statistics import CacheStats
+
+#: A chunk of a spread value other than the first (``.1`` to ``.31``).
+_LATER_CHUNK = re.compile(rb"\.[1-9][0-9]*\Z")
+
+#: The one line said where no server can list keys, with what ``clear`` can do instead.
+FLUSH_ALL_HINT = (
+    "; clear --flush-all --yes empties the whole server instead (flush_all: every app's keys)"
+)
+
+
+def key_matcher(pattern: str) -> Callable[[bytes], bool]:
+    """Whether a key's rest (prefix removed) matches ``pattern``, read as Redis reads a
+    ``keys GLOB`` (exit 2 for the globs ``parse_glob`` refuses)."""
+    if pattern == "*":
+        return lambda rest: True
+    if pattern == "":
+        return lambda rest: rest == b""
+    try:
+        return parse_glob(pattern, "the glob").matches
+    except GlobError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class CrawledKeys:
+    """What MemcachedBackend can do once its servers list their keys."""
+
+    servers: list[str]
+    timeout: float
+    sasl: bool
+    chunked: bool
+    client: Any
+    describe: Callable[[], str]
+    _client_errors: Callable[[], AbstractContextManager[None]]
+    _ensure_alive: Callable[[Any], None]
+    _server_clients: dict[str, Any]
+    #: Set once every server said it can list its keys.
+    _listing_checked = False
+
+    @property
+    def key_prefix(self) -> str:
+        raise NotImplementedError  # the backend's: the app's cachelib prefix
+
+    def listing_refusal(self) -> str | None:
+        """Why these servers cannot list their keys (asking each one), or None."""
+        if self.sasl:
+            return (
+                f"{self.describe()} cannot list its keys: SASL servers speak only the binary "
+                "protocol, and the LRU crawler's metadump is a text command"
+            )
+        for server in self.servers:
+            try:
+                check_crawler(server, self.timeout)
+            except CrawlerRefused as refused:
+                return f"memcached cannot list its keys: {refused}"
+        return None
+
+    def require_key_listing(self) -> None:
+        """Refuse (exit 2) unless every server can list its keys; asked once per run."""
+        if self._listing_checked:
+            return
+        why = self.listing_refusal()
+        if why is not None:
+            raise UsageError(why)
+        self._listing_checked = True
+
+    def _walk(self, matches: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes, Item]]:
+        """(server, rest, item) of each key under the prefix whose rest ``matches``. Every
+        server is checked, then every server's dump read (spooled), before the first key
+        is handed out: a refusal or a garbled dump comes before anything is removed."""
+        self.require_key_listing()
+        prefix = self.key_prefix.encode("utf-8")
+        cut = len(prefix)
+        try:
+            dumps = [(server, metadump(server, self.timeout)) for server in self.servers]
+        except CrawlerRefused as refused:  # a server without metadump (1.4.23-1.4.30)
+            raise UsageError(f"memcached cannot list its keys: {refused}") from None
+        for server, items in dumps:
+            for item in items:
+                if not item.key.startswith(prefix):
+                    continue
+                rest = item.key[cut:]
+                if self.chunked:
+                    if _LATER_CHUNK.search(rest):
+                        continue  # counted with its first chunk
+                    rest = rest.removesuffix(b".0")
+                if matches(rest):
+                    yield server, rest, item
+
+    def scan_keys(self, pattern: str) -> Iterator[str]:
+        matches = key_matcher(pattern)
+        for _server, rest, _item in self._walk(matches):
+            yield rest.decode("utf-8", "surrogateescape")
+
+    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
+        return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
+
+    def delete_matching(
+        self,
+        pattern: str,
+        dry_run: bool,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
+    ) -> int:
+        """Remove (or count) the listed keys matching ``pattern``, but those
+        ``exclusions`` keep, a batch of each server's keys per ``delete_multi``."""
+        # Refusals (a glob, a server) come first: not failures midway, with a count.
+        matches = key_matcher(pattern)
+        self.require_key_listing()
+        tally = Tally(on_progress)
+        prefix = self.key_prefix.encode("utf-8")
+        with partial_work(tally, "counted" if dry_run else "removed"), self._client_errors():
+            for server, batch in self._server_batches(matches):
+                if exclusions is not None:
+                    batch = [name[len(prefix) :] for name in exclusions.split(
+                        [prefix + rest for rest in batch], len(prefix)
+                    )]  # fmt: skip
+                if not dry_run and batch:
+                    self._delete_on(server, [prefix + rest for rest in batch])
+                tally.add(len(batch))
+        return tally.count
+
+    def _server_batches(
+        self, matches: Callable[[bytes], bool]
+    ) -> Iterator[tuple[str, list[bytes]]]:
+        """Batches of matching rests, each from one server."""
+        batch: list[bytes] = []
+        current = ""
+        for server, rest, _item in self._walk(matches):
+            if batch and (server != current or len(batch) >= BATCH_SIZE):
+                yield current, batch
+                batch = []
+            current = server
+            batch.append(rest)
+        if batch:
+            yield current, batch
+
+    def _delete_on(self, server: str, names: list[bytes]) -> None:
+        """``delete_multi`` of ``names`` on the server they were found on (a key the
+        client's hash would send elsewhere, left from an older server list, goes too);
+        spread values with every chunk, where the app's client put them."""
+        client = self.client
+        if self.chunked:
+            names = [name + b".%d" % n for name in names for n in range(32)]
+        elif len(self.servers) > 1:
+            client = self._client_for(server)
+        client.delete_multi(names)
+        self._ensure_alive(client)
+
+    def _client_for(self, server: str) -> Any:
+        """A client of the same library as the app's, for ``server`` alone."""
+        if server not in self._server_clients:
+            from cachectl.backends import memcached
+
+            if hasattr(self.client, "behaviors"):  # pylibmc
+                single = memcached.pylibmc_client([server], self.timeout)
+            else:
+                single = memcached.python_memcached_client([server], self.timeout)
+            self._server_clients[server] = single
+        return self._server_clients[server]
+
+    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        """Kinds, lifetimes and memory (the item sizes the crawler reports, so exact)
+        of the keys under the prefix, in one pass over every server's dump; with
+        ``sample``, the first ``sample`` are examined and the rest only counted."""
+        from cachectl.backends.statistics import CacheStats, classify, ttl_bucket
+
+        self.require_key_listing()
+        stats = CacheStats(total=0, examined=0)
+        tally = Tally(on_progress)
+        now = time.time()
+        with partial_work(tally, "examined"), self._client_errors():
+            for _server, rest, item in self._walk(key_matcher("*")):
+                stats.total += 1
+                if sample is None or stats.examined < sample:
+                    stats.examined += 1
+                    stats.kinds[classify(rest.decode("utf-8", "surrogateescape"))] += 1
+                    left = None if item.expires is None else max(item.expires - now, 0)
+                    stats.ttls[ttl_bucket(left)] += 1
+                    stats.memory_sampled += 1
+                    stats.memory_bytes += item.size
+                if stats.total % 1000 == 0:
+                    tally.add(1000)
+        return stats
+
+    def refuse_without_prefix(self) -> str | None:
+        """Why a clear must not run: without a prefix every key on the servers looks
+        like the app's (as a Redis cache without prefix needs --flush-db)."""
+        if self.key_prefix:
+            return None
+        return (
+            f"no key prefix is configured, so every key on {self.describe()} would look like "
+            "the app's; clear refuses. Pass --flush-all to empty the whole server on purpose"
+        )
+
+    def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
+        """The keys under the prefix, found by the crawler (the plan refused otherwise)."""
+        return self.delete_matching("*", dry_run, on_progress)
+
+    def clear_except(
+        self, exclusions: Exclusions, dry_run: bool, on_progress: ProgressCallback | None = None
+    ) -> int:
+        refusal = self.refuse_without_prefix()
+        if refusal is not None:
+            raise UsageError(refusal)
+        return self.delete_matching("*", dry_run, on_progress, exclusions)
