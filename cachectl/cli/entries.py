@@ -9,6 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from cachectl.cli import every_cache
+from cachectl.cli.every_cache import is_every_cache
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
     decode_limit_options,
@@ -269,18 +270,25 @@ def delete(
       cachectl delete --from-file stale-keys.txt
       cachectl delete --pattern 'view//products/*' --dry-run
       cachectl delete --pattern 'report:*' --yes
+      cachectl --cache all delete --pattern 'report:*' --yes
 
     --pattern leaves out the keys of the app's other caches nested under this one
     (their prefixes begin with its prefix, on the same server and database), and
-    says how many; --include-nested takes them too.
+    says how many; --include-nested takes them too. --cache all runs it on every
+    cache of the app (one question, or --yes).
     """
     if pattern is not None:
         if keys or from_file is not None:
             raise UsageError("give keys or --pattern, not both")
+        if is_every_cache(session):
+            every_cache.run(session, destructive=True)
+            return
         sweep(session, pattern, dry_run, yes, include_nested=include_nested)
         return
     if include_nested:
         raise UsageError("--include-nested applies to --pattern")
+    if is_every_cache(session):
+        raise UsageError(every_cache.refusal("delete", {"pattern": None}) or "")
     if dry_run:
         raise UsageError(
             "--dry-run applies to --pattern (a listed key is simply deleted or not there)"

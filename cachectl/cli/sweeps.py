@@ -79,15 +79,20 @@ def clear(
     keys stayed; --include-nested takes them too.
 
     On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
-    the batch in flight and reports how many keys went (exit 130).
+    the batch in flight and reports how many keys went (exit 130). --cache all
+    clears every cache of the app in turn, after one question listing them.
 
     \b
       cachectl clear --dry-run
       cachectl clear --yes          # in cron or a deploy script
       cachectl clear --pattern 'view//*' --yes
       cachectl clear --exclude 'session:*' --exclude 'LIMITER*' --yes
+      cachectl --cache all clear --dry-run
     """
     output = session.output
+    if every_cache.is_every_cache(session):
+        every_cache.run(session, destructive=True)
+        return
     if pattern is not None:
         if flush_db:
             raise UsageError("--flush-db empties the whole database; it takes no --pattern")
@@ -145,8 +150,12 @@ def keys_command(
     \b
       cachectl keys 'view//*' --limit 20
       cachectl keys --count
+      cachectl --cache all keys --count
     """
     output = session.output
+    if every_cache.is_every_cache(session):
+        every_cache.run(session)
+        return
     backend = session.backend()
     siblings = every_cache.siblings_of(session, include_nested)
     exclusions = nesting.exclusions_for((), siblings)
@@ -196,10 +205,14 @@ def stats(session: Session, sample: int | None, include_nested: bool) -> None:
     \b
       cachectl stats
       cachectl stats --sample 10000 --json
+      cachectl --cache all stats
 
     The keys of the app's caches nested under this one are left out and counted
     per cache; --include-nested counts them in.
     """
+    if every_cache.is_every_cache(session):
+        every_cache.run(session)
+        return
     backend = session.backend()
     siblings = every_cache.siblings_of(session, include_nested)
     exclusions = nesting.exclusions_for((), siblings)
