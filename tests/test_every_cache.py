@@ -194,3 +194,15 @@ def test_every_cache_of_a_flask_app(redis_target: RedisTarget, tmp_path: Path) -
     assert b"== cache nestapp:other_db_cache ==" in done.stdout
     assert set(redis_target.client.keys("*")) == set(OUTSIDE)
     assert not other.exists("pkg_other_1")
+
+
+def test_a_cache_in_the_apps_process_is_skipped_not_failed(nest: Nest) -> None:
+    local = '[caches.local]\nCACHE_TYPE = "SimpleCache"\nCACHE_KEY_PREFIX = "pkg_local_"\n'
+    write_config(nest.config, nest.url, nest.other_url, local)
+    alone = nest.run("clear", "--dry-run")  # no sibling, and no warning about it
+    assert alone.exit_code == 0 and "local" not in alone.output
+    done = nest.run("--json", "--cache", "all", "keys", "--count")
+    assert done.exit_code == 0, done.output
+    skipped = by_cache(json.loads(done.stdout))["local"]
+    assert skipped["skipped"] is True and "SimpleCache" in skipped["reason"]
+    assert "cache local skipped" in done.stderr

@@ -281,3 +281,13 @@ def test_the_same_server_rule() -> None:
     assert compare(master, master._replace(name="other")).outcome == DIFFERENT
     assert compare(master, tcp("10.0.0.1")).outcome == POSSIBLY
     assert compare(None, tcp("127.0.0.1")).outcome == DIFFERENT
+
+
+def test_the_question_names_every_sibling(nest: Nest) -> None:
+    from tests.test_console import _run_on_terminal
+
+    code, screen = _run_on_terminal(["--config", str(nest.config), "clear"], b"n\n")
+    assert code == 1
+    assert "leaving out the nested caches data ('pkg_data_')" in " ".join(screen.split())
+    assert "thumbnail ('pkg_thumbnail_')" in screen
+    assert nest.main.exists("pkg_a")

@@ -14,6 +14,8 @@ app load, one connection per cache).
   before the first cache runs: a configuration error in any of them exits 2 with
   nothing done; so does a destructive command without ``--yes`` and no terminal,
   or a "no" to its one question, which lists every target;
+- a cache in the app's own process (SimpleCache, NullCache), which no outside tool
+  reaches, is skipped with a warning (``"skipped"`` with its reason in JSON);
 - two caches in the same keyspace (``backends/targets.py``: conclusively the same
   server and database) with the same prefix run once, the second reported as
   skipped, so nothing is cleared (or counted) twice;
@@ -107,8 +109,11 @@ def siblings_of(session: Session, include_nested: bool) -> list[Sibling]:
     for selector, label in caches:
         if label == own:
             continue
+        other = session.for_cache(selector)
         try:
-            others.append((label, session.for_cache(selector).backend(connect=False)))
+            if other.settings.location is None:  # in the app's process: never on a server
+                continue
+            others.append((label, other.backend(connect=False)))
         except CachectlError as exc:
             session.output.warn(
                 f"cache {label}: {exc.message}; its keys are not told apart from this cache's"
@@ -174,9 +179,16 @@ def run(session: Session, *, destructive: bool = False, question: str = "Remove"
     for _, sub in subs:
         sub.config.settings()  # every cache resolves before any runs
     skipped: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
     backends: dict[str, CacheBackend] = {}
     if ctx.command.name != "config":
         for label, sub in subs:
+            if sub.settings.location is None:  # in the app's process: no one else reaches it
+                try:
+                    sub.backend(connect=False)
+                except CachectlError as exc:
+                    unreachable[label] = exc.message
+                    continue
             backends[label] = sub.backend(connect=False)
             for earlier in backends:
                 if (
@@ -191,7 +203,9 @@ def run(session: Session, *, destructive: bool = False, question: str = "Remove"
         if not output.interactive:
             raise UsageError("no terminal to confirm on: pass --yes to go ahead without asking")
         for label, _ in subs:
-            if label in skipped:
+            if label in unreachable:
+                output.notice(f"  cache {label}: out of reach (in the app's process), skipped")
+            elif label in skipped:
                 output.notice(f"  cache {label}: the same as cache {skipped[label]}, run once")
             else:
                 plan = backends[label].clear_plan()
@@ -205,6 +219,10 @@ def run(session: Session, *, destructive: bool = False, question: str = "Remove"
     results: list[dict[str, Any]] = []
     status = 0
     for label, sub in subs:
+        if label in unreachable:
+            output.warn(f"cache {label} skipped: {unreachable[label]}")
+            results.append({"cache": label, "skipped": True, "reason": unreachable[label]})
+            continue
         if label in skipped:
             said = f"the same server, database and prefix as cache {skipped[label]}: not run again"
             output.result(f"cache {label}: {said}")
