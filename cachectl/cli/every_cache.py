@@ -160,7 +160,7 @@ def _invoke(ctx: click.Context, sub: Session, params: dict[str, Any]) -> int:
         return code
 
 
-def run(session: Session, *, destructive: bool = False, question: str = "Remove") -> None:
+def run(session: Session, *, destructive: bool = False) -> None:
     """Run the current command on every cache in turn (see the module's rules)."""
     from cachectl.cli.batch_runner import LineOutput
 
@@ -212,7 +212,8 @@ def run(session: Session, *, destructive: bool = False, question: str = "Remove"
                 pattern = params.get("pattern")
                 matching = f" matching {pattern!r}" if pattern is not None else ""
                 output.notice(f"  cache {label}: {plan.scope}{matching} in {plan.target}")
-        if not click.confirm(f"{question} in these {len(subs)} caches?", err=True):
+        runs = len(subs) - len(skipped) - len(unreachable)
+        if not click.confirm(f"Remove these keys from {runs} caches?", err=True):
             output.notice("nothing removed")
             ctx.exit(1)
         params["yes"] = True
@@ -229,9 +230,10 @@ def run(session: Session, *, destructive: bool = False, question: str = "Remove"
             results.append({"cache": label, "skipped": True, "same_as": skipped[label]})
             continue
         output.result(f"== cache {label} ==")
-        sub.output = LineOutput(output.as_json, output.quiet)
+        captured = LineOutput(output.as_json, output.quiet)
+        sub.output = captured
         code = _invoke(ctx, sub, params)
-        documents = sub.output.documents
+        documents = captured.documents
         sub.output = output
         results.append(
             {"cache": label, "exit_code": code, "document": documents[-1] if documents else None}
