@@ -147,6 +147,7 @@ def test_what_refuses_every_cache(nest: Nest, tmp_path: Path) -> None:
         assert refused.returncode == 2 and said in refused.stderr, (args, refused.stderr)
     typo = run_console("--config", config, "--cache", "al", "clear", "--dry-run")
     assert typo.returncode == 2 and b"no cache named 'al'" in typo.stderr
+    assert b"did you mean all?" in typo.stderr
     assert b"thumbnail" in typo.stderr
     lines = tmp_path / "lines.txt"
     lines.write_text("keys --count\nget a\n")
@@ -189,6 +190,10 @@ def test_every_cache_of_a_flask_app(redis_target: RedisTarget, tmp_path: Path) -
         "nestapp:thumbnail_cache": len(THUMBNAIL),
         "nestapp:other_db_cache": 1,
     }
+    typo = run_console(
+        "--app", "nestapp:create_app()", "--cache", "nestapp:data_cahce", "stats", cwd=root
+    )
+    assert typo.returncode == 2 and b"did you mean nestapp:data_cache" in typo.stderr
     done = run_console(*app, "clear", "--yes", cwd=root)
     assert done.returncode == 0, done.stderr
     assert b"== cache nestapp:other_db_cache ==" in done.stdout
