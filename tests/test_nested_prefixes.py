@@ -291,3 +291,32 @@ def test_the_question_names_every_sibling(nest: Nest) -> None:
     assert "leaving out the nested caches data ('pkg_data_')" in " ".join(screen.split())
     assert "thumbnail ('pkg_thumbnail_')" in screen
     assert nest.main.exists("pkg_a")
+
+
+def test_a_cluster_named_by_another_node_is_the_same_keyspace(tmp_path: Path) -> None:
+    """Each primary swept client-side (per key); the sibling's cache names another node
+    of the same cluster, which its node list shows to be one keyspace."""
+    from tests.servers import start_redis_cluster
+
+    nodes = start_redis_cluster(primaries=3, replicas=0)
+    try:
+        client = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        for n in range(30):
+            client.set(f"pkg_k{n}", b"1")
+            client.set(f"pkg_data_{n}", b"1")
+        config = tmp_path / "cluster.toml"
+        config.write_text(
+            f'CACHE_TYPE = "RedisClusterCache"\nCACHE_REDIS_CLUSTER = "127.0.0.1:{nodes[0].port}"\n'
+            f'CACHE_KEY_PREFIX = "pkg_"\n[caches.data]\nCACHE_KEY_PREFIX = "pkg_data_"\n'
+            f'CACHE_REDIS_CLUSTER = "127.0.0.1:{nodes[1].port}"\n'
+        )
+        done = run("--config", str(config), "--json", "clear", "--yes")
+        document = json.loads(done.stdout)
+        assert document["removed"] == 30, done.output
+        assert nested_counts(document) == {"data": 30}
+        left = client.keys("*", target_nodes=redis.RedisCluster.PRIMARIES)
+        assert sorted(left) == sorted(f"pkg_data_{n}".encode() for n in range(30))
+        client.close()
+    finally:
+        for node in nodes:
+            node.stop()
