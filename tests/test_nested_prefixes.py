@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import Result
 
 from cachectl.backends.targets import DIFFERENT, POSSIBLY, SAME, Location, compare
 from tests.conftest import RedisTarget, run, run_console
@@ -37,7 +38,8 @@ class Nest:
     def left(self) -> set[bytes]:
         return set(self.main.keys("*"))
 
-    def run(self, *args: str):  # type: ignore[no-untyped-def]
+    def run(self, *args: str) -> Result:
+        """cachectl in-process with this file's caches."""
         return run("--config", str(self.config), *args)
 
 
