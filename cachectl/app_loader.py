@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl.backends.live import LiveReading, read_live_backend
-from cachectl.config_sources import short_name
+from cachectl.config_sources import did_you_mean, short_name
 from cachectl.errors import ConfigError
 
 
@@ -321,4 +321,8 @@ def select_app_cache(caches: list[AppCache], wanted: str | None, app_name: str) 
         for cache in caches:
             if target is not None and target is cache.cache:
                 return cache
-    raise ConfigError(f"no cache {wanted!r} in the app; it has: {choices}")
+    known = [name for cache in caches for name in cache.names]
+    raise ConfigError(
+        f"no cache {wanted!r} in the app; it has: {choices} ('all': each in turn)"
+        + did_you_mean(wanted, known)
+    )

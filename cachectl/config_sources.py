@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,14 @@ def short_name(settings_name: str) -> str:
     return name.lower()
 
 
+def did_you_mean(wanted: str, names: Iterable[str]) -> str:
+    """'; did you mean all?' for a mistyped --cache, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(wanted, [*names, "all"], n=2)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def select_named_cache(
     caches: dict[str, dict[str, Any]], wanted: str | None, where: str
 ) -> tuple[str, dict[str, Any]]:
@@ -217,7 +225,10 @@ def select_named_cache(
         if len(by_short_name) == 1:
             return by_short_name[0], caches[by_short_name[0]]
         known = ", ".join(caches) or "none"
-        raise ConfigError(f"{where} has no cache named {wanted!r} (it has: {known})")
+        raise ConfigError(
+            f"{where} has no cache named {wanted!r} (it has: {known}; 'all' runs clear, "
+            f"stats, keys, config and delete --pattern on each){did_you_mean(wanted, caches)}"
+        )
     if DEFAULT_CACHE_NAME in caches or not caches:
         return DEFAULT_CACHE_NAME, caches.get(DEFAULT_CACHE_NAME, {})
     if len(caches) == 1:

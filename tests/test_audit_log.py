@@ -135,3 +135,24 @@ def test_every_command_that_changes_a_cache_is_logged_and_only_those() -> None:
         assert changes_cache(name, params), name
         if "dry_run" in params:
             assert not changes_cache(name, {**params, "dry_run": True}), name
+
+
+def test_every_cache_at_once_is_one_line_with_each_cache(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    (tmp_path / "cachectl.toml").write_text(
+        f'CACHE_TYPE = "RedisCache"\nCACHE_REDIS_URL = "{redis_target.url}"\n'
+        'CACHE_KEY_PREFIX = "main_"\n'
+        '[caches.reports]\nCACHE_KEY_PREFIX = "reports_"\n'
+    )
+    for key in ("main_a", "main_b", "reports_x"):
+        redis_target.client.set(key, b"!\x80\x04K\x01.")
+    log = tmp_path / "audit.jsonl"
+    done = run_console("--cache", "all", "--audit-log", str(log), "clear", "--yes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (line,) = _lines(log)
+    assert line["command"] == "clear"
+    assert [(c["cache"], c["done"]["removed"]) for c in line["done"]["caches"]] == [
+        ("default", 2),
+        ("reports", 1),
+    ]

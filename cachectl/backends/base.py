@@ -209,6 +209,16 @@ class CacheBackend:
         extrapolated. Needs a backend that can walk its entries."""
         raise UsageError(f"{self.kind} cannot list its keys, so it has no statistics by key")
 
+    def stats_except(
+        self,
+        exclusions: Exclusions,
+        sample: int | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> CacheStats:
+        """``stats``, leaving out (and counting in ``exclusions``) the keys its globs keep:
+        only a backend that lists key names can tell them apart."""
+        raise UsageError(self.cannot_exclude or f"{self.kind} cannot tell its keys apart")
+
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int | None:
         """Remove every key of the app's cache (or count them with ``dry_run``);
         how many, or None when the server cannot tell. Does what ``clear_plan``

@@ -193,46 +193,92 @@ class Exclusions:
     glob it matches, so a glob that matched nothing is told apart from one that
     only matched what another glob already kept. Cluster sweeps count from one
     thread per primary.
+
+    ``nested`` globs are those cachectl adds itself for the caches nested under
+    this one (``operations/nesting.py``: the sibling prefix ``pkg_data_`` under
+    ``pkg_`` is ``data_*``): the same matching keeps their keys, but they are
+    reported apart from the operator's ``--exclude`` globs, so ``excluded`` and
+    the warnings about a glob that keeps nothing speak of the operator's globs only.
     """
 
-    def __init__(self, texts: Iterable[str]) -> None:
+    def __init__(self, texts: Iterable[str], nested: Sequence[str] = ()) -> None:
         unique = list(dict.fromkeys(texts))
         self.globs: list[Glob] = [parse_glob(text) for text in unique]
-        #: Keys left in place (each once).
+        #: How many of ``globs`` are the operator's (the rest are ``nested``).
+        self.own = len(self.globs)
+        self.globs += [parse_glob(text) for text in nested]
+        #: Keys left in place that match an operator's glob (each once).
         self.excluded = 0
+        #: Keys left in place, for any glob, nested ones included (each once).
+        self.kept = 0
         #: Keys each glob matched, in the order given.
         self.matched = [0] * len(self.globs)
         self._lock = threading.Lock()
+
+    def fresh(self) -> Exclusions:
+        """The same globs with nothing counted yet (a second walk counts apart)."""
+        copy = Exclusions(())
+        copy.globs, copy.own = self.globs, self.own
+        copy.matched = [0] * len(self.globs)
+        return copy
+
+    def _match(self, rest: bytes, hits: list[int]) -> tuple[bool, bool]:
+        """Whether ``rest`` is kept, and kept by an operator's glob; counts into ``hits``."""
+        found = own = False
+        for index, glob in enumerate(self.globs):
+            if glob.matches(rest):
+                hits[index] += 1
+                found = True
+                own = own or index < self.own
+        return found, own
 
     def split(self, names: Sequence[bytes], cut: int) -> list[bytes]:
         """The ``names`` (full keys) to remove, counting those kept; ``cut`` is the
         length of the prefix in bytes."""
         doomed: list[bytes] = []
         hits = [0] * len(self.globs)
-        kept = 0
+        kept = own_kept = 0
         for name in names:
-            rest = name[cut:]
-            found = False
-            for index, glob in enumerate(self.globs):
-                if glob.matches(rest):
-                    hits[index] += 1
-                    found = True
-            if found:
-                kept += 1
-            else:
+            found, own = self._match(name[cut:], hits)
+            kept += found
+            own_kept += own
+            if not found:
                 doomed.append(name)
-        self.add(kept, hits)
+        self.add(kept, hits, own_kept)
         return doomed
 
-    def add(self, kept: int, hits: Sequence[int]) -> None:
+    def keeps(self, rest: bytes) -> bool:
+        """Whether one key (without the prefix) stays out, counted: for the names
+        ``keys`` and ``stats`` walk, which must leave out what a clear keeps."""
+        hits = [0] * len(self.globs)
+        found, own = self._match(rest, hits)
+        if found:
+            self.add(1, hits, int(own))
+        return found
+
+    def add(self, kept: int, hits: Sequence[int], own_kept: int | None = None) -> None:
         with self._lock:
-            self.excluded += kept
+            self.kept += kept
+            self.excluded += kept if own_kept is None else own_kept
             self.matched = [total + more for total, more in zip(self.matched, hits)]
 
+    def absorb(self, other: Exclusions) -> None:
+        """Take the counts of ``other`` (a ``fresh`` copy that walked instead)."""
+        self.add(other.kept, other.matched, other.excluded)
+
     def script_args(self) -> list[bytes]:
-        """The globs as the Lua step takes them, one after the other."""
-        return [arg for glob in self.globs for arg in glob.script_args()]
+        """The globs as the Lua step takes them: how many are the operator's, then
+        each glob, one after the other."""
+        return [str(self.own).encode()] + [arg for glob in self.globs for arg in glob.script_args()]
+
+    def own_globs(self) -> list[tuple[Glob, int]]:
+        """The operator's globs, each with how many keys it matched."""
+        return list(zip(self.globs[: self.own], self.matched[: self.own]))
+
+    def nested_hits(self) -> list[int]:
+        """How many keys each ``nested`` glob matched, in the order given."""
+        return self.matched[self.own :]
 
     def unmatched(self) -> list[str]:
-        """The globs that matched no key."""
-        return [glob.text for glob, hits in zip(self.globs, self.matched) if not hits]
+        """The operator's globs that matched no key."""
+        return [glob.text for glob, hits in self.own_globs() if not hits]

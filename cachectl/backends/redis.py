@@ -324,10 +324,18 @@ class RedisBackend(CacheBackend):
         return int(size)
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        return self.stats_except(None, sample, on_progress)
+
+    def stats_except(
+        self,
+        exclusions: Exclusions | None,
+        sample: int | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> CacheStats:
         """Walk the keys under the prefix: kinds and TTLs a batch per round trip, memory
         of the first keys with MEMORY USAGE. With ``sample``, only that many keys are
         examined and the total comes from a counting sweep, which is much cheaper
-        than fetching TTLs."""
+        than fetching TTLs. Keys ``exclusions`` keep are left out, counted there."""
         from cachectl.backends.statistics import (
             DEFAULT_MEMORY_SAMPLE,
             CacheStats,
@@ -340,6 +348,9 @@ class RedisBackend(CacheBackend):
         tally = Tally(on_progress)
         stats = CacheStats(total=0, examined=0)
         names: Iterator[str] = self.scan_keys("*")
+        walked = exclusions.fresh() if exclusions is not None else None
+        if walked is not None:
+            names = (n for n in names if not walked.keeps(n.encode("utf-8", "surrogateescape")))
         with partial_work(tally, "examined"), self.server_errors():
             for batch in batched(names):
                 if sample is not None:
@@ -371,5 +382,7 @@ class RedisBackend(CacheBackend):
                 tally.add(len(batch))
         stats.total = stats.examined
         if sample is not None and stats.examined >= sample:
-            stats.total = self.count()
+            stats.total = self.delete_matching("*", True, None, exclusions)
+        elif exclusions is not None and walked is not None:
+            exclusions.absorb(walked)  # the walk saw every key: its counts are whole
         return stats

@@ -60,13 +60,16 @@ end
 return {step[1], removed}
 """
 
-#: The step with exclusions: ARGV[5] is the prefix's length in bytes, then each
-#: glob as exclusions.py hands it over (its number of segments, then each
-#: segment's length and Lua pattern). Returns the cursor, the keys removed (or
-#: that would be), the keys kept, then how many keys each glob matched.
+#: The step with exclusions: ARGV[5] is the prefix's length in bytes, ARGV[6] how
+#: many of the globs are the operator's (the others keep nested caches' keys),
+#: then each glob as exclusions.py hands it over (its number of segments, then
+#: each segment's length and Lua pattern). Returns the cursor, the keys removed
+#: (or that would be), the keys kept, those kept by an operator's glob, then how
+#: many keys each glob matched.
 _EXCLUDE_STEP_SCRIPT = """
 local cut = tonumber(ARGV[5])
-local globs, a = {}, 6
+local own = tonumber(ARGV[6])
+local globs, a = {}, 7
 while a <= #ARGV do
   local lengths, anchored, floating = {}, {}, {}
   for s = 1, tonumber(ARGV[a]) do
@@ -104,17 +107,19 @@ local function matches(glob, name)
 end
 
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', tonumber(ARGV[3]))
-local doomed, kept, matched = {}, 0, {}
+local doomed, kept, kept_own, matched = {}, 0, 0, {}
 for g = 1, #globs do matched[g] = 0 end
 for _, name in ipairs(step[2]) do
-  local found = false
+  local found, by_own = false, false
   for g = 1, #globs do
     if matches(globs[g], name) then
       matched[g] = matched[g] + 1
       found = true
+      if g <= own then by_own = true end
     end
   end
   if found then kept = kept + 1 else doomed[#doomed + 1] = name end
+  if by_own then kept_own = kept_own + 1 end
 end
 local removed = 0
 if ARGV[4] == '1' then
@@ -124,7 +129,7 @@ else
     removed = removed + redis.call('UNLINK', unpack(doomed, i, math.min(i + 499, #doomed)))
   end
 end
-return {step[1], removed, kept, unpack(matched)}
+return {step[1], removed, kept, kept_own, unpack(matched)}
 """
 
 
@@ -149,7 +154,7 @@ def _sweep_with_script(
         first = False
         cursor, removed = reply[0], reply[1]
         if exclusions is not None:
-            exclusions.add(int(reply[2]), [int(hits) for hits in reply[3:]])
+            exclusions.add(int(reply[2]), [int(h) for h in reply[4:]], int(reply[3]))
         tally.add(int(removed))
         if int(cursor) == 0:
             return

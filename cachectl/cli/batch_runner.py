@@ -126,6 +126,13 @@ def check_line(group_ctx: click.Context, line: BatchLine, dry_run: bool, stdin_t
             params = dict(ctx.params)
     except click.ClickException as exc:
         raise _refuse(line, " ".join(exc.format_message().split()).rstrip(".")) from None
+    session = group_ctx.find_object(Session)
+    if session is not None and session.request.cache_name == "all":
+        from cachectl.cli.every_cache import refusal
+
+        reason = refusal(name, params)
+        if reason is not None:
+            raise _refuse(line, reason)
     if name == "get" and params.get("raw"):
         raise _refuse(line, "get --raw writes bytes a batch's output cannot frame")
     options = _options_part(args)

@@ -71,7 +71,8 @@ def config(session: Session, target: str | None, force: bool) -> None:
     With --app, the connection is the one the app's live backend object uses,
     whatever passed the settings to it (app.config, Cache(config=...),
     init_app(app, config)). An app with several caches and no --cache: every
-    cache is listed, with the names --cache takes.
+    cache is listed, with the names --cache takes; --cache all shows each one's
+    settings in full.
 
     --write FILE loads the app once and writes what cron jobs and other hosts need
     to run config-only from then on (the app's factory, with its side effects, no
@@ -83,6 +84,11 @@ def config(session: Session, target: str | None, force: bool) -> None:
     """
     if force and target is None:
         raise UsageError("--force goes with --write FILE")
+    from cachectl.cli import every_cache
+
+    if every_cache.is_every_cache(session):
+        every_cache.run(session)
+        return
     if target is not None:
         _write_config(session, target, force)
         return

@@ -8,11 +8,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from cachectl.cli import every_cache
+from cachectl.cli.every_cache import is_every_cache
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
     decode_limit_options,
     decode_limits_from,
     dry_run_option,
+    include_nested_option,
     merge_renamed,
     pattern_option,
     renamed_option,
@@ -214,17 +217,22 @@ def sweep(
     dry_run: bool,
     yes: bool,
     excludes: tuple[str, ...] = (),
+    include_nested: bool = False,
     allow_unmatched: bool = False,
 ) -> None:
     """Remove the app's keys matching a glob, asking first (delete/clear --pattern), but
-    those matching an ``--exclude`` glob (clear)."""
+    those matching an ``--exclude`` glob (clear) and those of nested caches."""
+    from cachectl.operations.nesting import naming
+
     backend = session.backend()
-    exclusions = clearing.check_exclusions(backend, excludes, flush_db=False)
     plan = entries.plan_sweep(backend, pattern)
+    siblings = every_cache.siblings_of(session, include_nested)
+    exclusions = clearing.check_exclusions(backend, excludes, flush_db=False, siblings=siblings)
     if not dry_run:
-        confirm_excluding(session, backend, plan.question, exclusions, yes, allow_unmatched)
+        question = plan.question + naming(siblings)
+        confirm_excluding(session, backend, question, exclusions, yes, allow_unmatched)
     with session.output.progress("counting" if dry_run else "removing") as on_progress:
-        done = entries.sweep(backend, plan, dry_run, on_progress, exclusions)
+        done = entries.sweep(backend, plan, dry_run, on_progress, exclusions, siblings)
     for warning in done.kept.warnings:
         session.output.warn(warning)
     session.audit.record_done(done.document())
@@ -248,6 +256,7 @@ def sweep(
 )
 @dry_run_option("With --pattern: count what would go; remove nothing.")
 @yes_option("With --pattern: do not ask (needed without a terminal).")
+@include_nested_option
 @pass_session
 def delete(
     session: Session,
@@ -256,6 +265,7 @@ def delete(
     pattern: str | None,
     dry_run: bool,
     yes: bool,
+    include_nested: bool,
 ) -> None:
     """Delete each KEY (the key prefix is added for you), or the keys matching --pattern.
 
@@ -272,12 +282,25 @@ def delete(
       cachectl delete --from-file stale-keys.txt
       cachectl delete --pattern 'view//products/*' --dry-run
       cachectl delete --pattern 'report:*' --yes
+      cachectl --cache all delete --pattern 'report:*' --yes
+
+    --pattern leaves out the keys of the app's other caches nested under this one
+    (their prefixes begin with its prefix, on the same server and database), and
+    says how many; --include-nested takes them too. --cache all runs it on every
+    cache of the app (one question, or --yes).
     """
     if pattern is not None:
         if keys or from_file is not None:
             raise UsageError("give keys or --pattern, not both")
-        sweep(session, pattern, dry_run, yes)
+        if is_every_cache(session):
+            every_cache.run(session, destructive=True)
+            return
+        sweep(session, pattern, dry_run, yes, include_nested=include_nested)
         return
+    if include_nested:
+        raise UsageError("--include-nested applies to --pattern")
+    if is_every_cache(session):
+        raise UsageError(every_cache.refusal("delete", {"pattern": None}) or "")
     if dry_run:
         raise UsageError(
             "--dry-run applies to --pattern (a listed key is simply deleted or not there)"

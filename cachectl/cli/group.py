@@ -301,6 +301,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     help="Which cache, when the app or the file has several: a name from the file, or the "
     "app Cache object's index, import path (myapp.ext:cache), attribute path "
     "(myapp.ext:manager.data_cache) or settings-dict name (DATA_CACHE_CONFIG, or data). "
+    "'all': every cache in turn (clear, stats, keys, config, delete --pattern, batch). "
     "Env: CACHECTL_CACHE.",
 )
 @click.option(
@@ -437,6 +438,10 @@ def cli(
         if given is not None and not given.strip():
             raise UsageError(f"{flag} is empty: give a value or leave the option out")
     _warn_about_passwords(output, overrides)
+    if cache_name == "all":  # --cache all: only the commands that take it
+        from cachectl.cli.every_cache import check_command
+
+        check_command(ctx.invoked_subcommand)
 
 
 def pass_session(function: F) -> F:

@@ -47,6 +47,16 @@ def pattern_option(help: str) -> Callable[[F], F]:
     return click.option("--pattern", metavar="GLOB", help=help)
 
 
+def include_nested_option(function: F) -> F:
+    """``--include-nested``: take the keys of the app's caches nested under this one."""
+    return click.option(
+        "--include-nested",
+        is_flag=True,
+        help="Redis: also take the keys of the app's other caches whose prefixes begin with "
+        "this cache's prefix on the same server and database (left out by default).",
+    )(function)
+
+
 def hash_method_option(help: str) -> Callable[[F], F]:
     """``--hash-method``: a decorator's hash_method, by hashlib name."""
     return click.option("--hash-method", type=click.Choice(HASH_METHOD_NAMES), help=help)

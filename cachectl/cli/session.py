@@ -113,6 +113,19 @@ class Session:
             for cache in loaded.caches
         ]
 
+    def for_cache(self, cache_name: str) -> Session:
+        """This invocation on another of its caches (``--cache all``, the caches nested
+        under this one): the app loaded once and the connections built so far are
+        shared, as a batch's lines share them."""
+        self.loaded_app()
+        other = Session(
+            replace(self.request, cache_name=cache_name), self.timeout, self.output, self.debug
+        )
+        other._loaded_app = self._loaded_app
+        other._backends = self._backends
+        other.script_info = self.script_info
+        return other
+
     def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
         """The backend of the chosen cache; checked reachable unless ``connect`` is off.
         Built once per cache and reused (a batch's lines share its connection); a

@@ -6,17 +6,24 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cachectl.cli import every_cache
 from cachectl.cli.entries import confirm_excluding, sweep
 from cachectl.cli.group import Session, cli, pass_session
-from cachectl.cli.options import dry_run_option, pattern_option, yes_option
+from cachectl.cli.options import (
+    dry_run_option,
+    include_nested_option,
+    pattern_option,
+    yes_option,
+)
 from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
 
 if TYPE_CHECKING:
-    from cachectl.operations import clearing, inspection
+    from cachectl.operations import clearing, inspection, nesting
 else:
     clearing = lazy_module("cachectl.operations.clearing")
     inspection = lazy_module("cachectl.operations.inspection")
+    nesting = lazy_module("cachectl.operations.nesting")
 
 
 @cli.command()
@@ -48,6 +55,7 @@ else:
     help="Clear even when an --exclude GLOB matches no key right now (a store that may be "
     "empty); without it that stops the clear, since a misspelt GLOB would keep nothing.",
 )
+@include_nested_option
 @pass_session
 def clear(
     session: Session,
@@ -57,6 +65,7 @@ def clear(
     flush_all: bool,
     pattern: str | None,
     excludes: tuple[str, ...],
+    include_nested: bool,
     allow_unmatched: bool,
 ) -> None:
     """Remove every entry of the app's cache, and nothing else.
@@ -79,24 +88,35 @@ def clear(
     --allow-unmatched-exclude; --dry-run warns. FileSystemCache cannot apply it,
     and --flush-db and --flush-all take none: all are refused (exit 2).
 
+    The app's other caches nested under this one (named caches of the config
+    file, or the app's caches with --app, whose prefixes begin with this one's on
+    the same server and database) are left out, each named with how many of its
+    keys stayed; --include-nested takes them too.
+
     On a terminal it asks first; without one it needs --yes. Ctrl-C stops after
-    the batch in flight and reports how many keys went (exit 130).
+    the batch in flight and reports how many keys went (exit 130). --cache all
+    clears every cache of the app in turn, after one question listing them.
 
     \b
       cachectl clear --dry-run
       cachectl clear --yes          # in cron or a deploy script
       cachectl clear --pattern 'view//*' --yes
       cachectl clear --exclude 'session:*' --exclude 'LIMITER*' --yes
+      cachectl --cache all clear --dry-run
     """
     output = session.output
+    if every_cache.is_every_cache(session):
+        every_cache.run(session, destructive=True)
+        return
     if pattern is not None:
         if flush_db or flush_all:
             option, whole = ("--flush-db", "database") if flush_db else ("--flush-all", "server")
             raise UsageError(f"{option} empties the whole {whole}; it takes no --pattern")
-        sweep(session, pattern, dry_run, yes, excludes, allow_unmatched)
+        sweep(session, pattern, dry_run, yes, excludes, include_nested, allow_unmatched)
         return
     backend = session.backend()
-    exclusions = clearing.check_exclusions(backend, excludes, flush_db=flush_db)
+    siblings = every_cache.siblings_of(session, include_nested)
+    exclusions = clearing.check_exclusions(backend, excludes, flush_db=flush_db, siblings=siblings)
     plan = clearing.check_clear(
         backend,
         flush_db=flush_db,
@@ -109,16 +129,12 @@ def clear(
     if plan.caution is not None:
         output.warn(plan.caution)
     if not dry_run:
-        confirm_excluding(
-            session,
-            backend,
-            f"Remove {plan.scope} from {plan.target}",
-            exclusions,
-            yes,
-            allow_unmatched,
-        )
+        question = f"Remove {plan.scope} from {plan.target}" + nesting.naming(siblings)
+        confirm_excluding(session, backend, question, exclusions, yes, allow_unmatched)
     with output.progress("counting" if dry_run else "removing") as on_progress:
-        done = clearing.clear(backend, plan, dry_run, on_progress, exclusions, flush_all)
+        done = clearing.clear(
+            backend, plan, dry_run, on_progress, exclusions, siblings, flush_all=flush_all
+        )
     for warning in done.kept.warnings:
         output.warn(warning)
     session.audit.record_done(done.document())
@@ -136,8 +152,11 @@ def clear(
 @click.argument("pattern", default="*", metavar="[GLOB]")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys.")
 @click.option("--count", "count_only", is_flag=True, help="Print only how many keys match.")
+@include_nested_option
 @pass_session
-def keys_command(session: Session, pattern: str, limit: int | None, count_only: bool) -> None:
+def keys_command(
+    session: Session, pattern: str, limit: int | None, count_only: bool, include_nested: bool
+) -> None:
     """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
 
     Keys stream out as they are found, so the first lines come at once even with
@@ -146,36 +165,55 @@ def keys_command(session: Session, pattern: str, limit: int | None, count_only: 
     snapshot taken while it keeps serving. FileSystemCache cannot list key names
     (a file is named by a hash of its key), but --count works there.
 
+    The keys of the app's caches nested under this one are left out (standard
+    error says how many, per cache); --include-nested lists them too.
+
     \b
       cachectl keys 'view//*' --limit 20
       cachectl keys --count
+      cachectl --cache all keys --count
     """
     output = session.output
+    if every_cache.is_every_cache(session):
+        every_cache.run(session)
+        return
     backend = session.backend()
+    siblings = every_cache.siblings_of(session, include_nested)
+    exclusions = nesting.exclusions_for((), siblings)
+    nested = nesting.NestedKept(siblings, exclusions)
     if count_only:
         with output.progress("counting") as on_progress:
-            count = inspection.count_keys(backend, pattern, on_progress)
+            count = inspection.count_keys(backend, pattern, on_progress, exclusions)
         if output.as_json:
-            output.document({"ok": True, "pattern": pattern, "count": count})
+            output.document({"ok": True, "pattern": pattern, "count": count, **nested.document()})
         else:
             output.result(str(count))
+        _say_left_out(session, nested)
         return
     found: list[str] = []
-    for name in inspection.list_keys(backend, pattern, limit):
+    for name in inspection.list_keys(backend, pattern, limit, exclusions):
         if output.as_json:
             found.append(name)
         else:
             output.result(name)  # control characters escaped on a terminal
     if output.as_json:
-        output.document({"ok": True, "pattern": pattern, "keys": found})
+        output.document({"ok": True, "pattern": pattern, "keys": found, **nested.document()})
+    _say_left_out(session, nested)
+
+
+def _say_left_out(session: Session, nested: nesting.NestedKept) -> None:
+    """On standard error, what the listing or count left out of nested caches."""
+    if nested.siblings:
+        session.output.notice(nested.summary().lstrip("; ") + "; --include-nested shows them")
 
 
 @cli.command()
 @click.option(
     "--sample", type=click.IntRange(min=1), metavar="N", help="Examine only N keys and extrapolate."
 )
+@include_nested_option
 @pass_session
-def stats(session: Session, sample: int | None) -> None:
+def stats(session: Session, sample: int | None, include_nested: bool) -> None:
     """What is in the cache: entries by kind, by time to live, and memory.
 
     \b
@@ -190,17 +228,28 @@ def stats(session: Session, sample: int | None) -> None:
     \b
       cachectl stats
       cachectl stats --sample 10000 --json
+      cachectl --cache all stats
+
+    The keys of the app's caches nested under this one are left out and counted
+    per cache; --include-nested counts them in.
     """
+    if every_cache.is_every_cache(session):
+        every_cache.run(session)
+        return
     backend = session.backend()
+    siblings = every_cache.siblings_of(session, include_nested)
+    exclusions = nesting.exclusions_for((), siblings)
     with session.output.progress("examining") as on_progress:
-        found = inspection.statistics(backend, sample, on_progress)
-    document = found.document()
+        found = inspection.statistics(backend, sample, on_progress, exclusions)
+    document = {**found.document(), **nesting.NestedKept(siblings, exclusions).document()}
     if session.output.as_json:
         session.output.document({"ok": True, "target": backend.describe(), **document})
         return
     estimated = " (estimated from a sample)" if found.estimated else ""
+    left_out = nesting.NestedKept(siblings, exclusions).summary()
     session.output.result(
         f"{found.total} keys under the prefix {backend.key_prefix!r} in {backend.describe()}"
+        + left_out
     )
     rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
     rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]

@@ -21,15 +21,27 @@ from typing import Any
 from cachectl.backends.base import CacheBackend, ClearPlan, ProgressCallback
 from cachectl.backends.exclusions import Exclusions, GlobError
 from cachectl.errors import UsageError
+from cachectl.operations.nesting import NestedKept, Sibling, exclusions_for
 
 
 def check_exclusions(
-    backend: CacheBackend, globs: Sequence[str], *, flush_db: bool
+    backend: CacheBackend,
+    globs: Sequence[str],
+    *,
+    flush_db: bool,
+    siblings: Sequence[Sibling] = (),
 ) -> Exclusions | None:
-    """The ``--exclude`` globs parsed (None without any), once the backend can apply
-    them and nothing else in the command would ignore them (else UsageError, exit 2)."""
-    if not globs:
+    """The ``--exclude`` globs parsed, with those of the nested ``siblings`` (None
+    without any), once the backend can apply them and nothing else in the command
+    would ignore them (else UsageError, exit 2)."""
+    if not globs and not siblings:
         return None
+    if flush_db and not globs:
+        raise UsageError(
+            "--flush-db empties the whole database, the nested caches "
+            + ", ".join(f"{s.name} ({s.prefix!r})" for s in siblings)
+            + " too: add --include-nested to empty it all the same"
+        )
     if flush_db:
         raise UsageError(
             "--flush-db empties the whole database, keys matching --exclude too: "
@@ -38,16 +50,17 @@ def check_exclusions(
     if backend.cannot_exclude is not None:
         raise UsageError(backend.cannot_exclude)
     try:
-        return Exclusions(globs)
+        return exclusions_for(globs, siblings)
     except GlobError as exc:
         raise UsageError(str(exc)) from None
 
 
 def excepting(exclusions: Exclusions | None) -> str:
     """The words a question or a summary adds for the exclusions ('' without any)."""
-    if exclusions is None:
+    if exclusions is None or not exclusions.own:
         return ""
-    return ", except keys matching " + " or ".join(repr(g.text) for g in exclusions.globs)
+    own = exclusions.globs[: exclusions.own]
+    return ", except keys matching " + " or ".join(repr(g.text) for g in own)
 
 
 def unmatched_now(backend: CacheBackend, exclusions: Exclusions) -> list[str]:
@@ -56,7 +69,7 @@ def unmatched_now(backend: CacheBackend, exclusions: Exclusions) -> list[str]:
     stops at the first key it finds; one that finds none walks the whole keyspace
     with SCAN, as a dry run does."""
     missing = []
-    for glob in exclusions.globs:
+    for glob in exclusions.globs[: exclusions.own]:
         found = backend.scan_keys(glob.text)
         try:
             if next(found, None) is None:
@@ -88,12 +101,14 @@ def unmatched_warning(glob: str, prefix: str, when: str, pattern: str = "*") -> 
 
 @dataclass
 class Kept:
-    """What the exclusions of a finished clear (or clear --pattern) kept."""
+    """What the exclusions of a finished clear (or clear --pattern) kept: the
+    operator's ``--exclude`` globs, and the caches nested under this one."""
 
     exclusions: Exclusions | None
     prefix: str
     dry_run: bool
     pattern: str = "*"
+    siblings: Sequence[Sibling] = ()
     warnings: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,29 +116,37 @@ class Kept:
         when = "dry run" if self.dry_run else "done"
         self.warnings = [unmatched_warning(g, self.prefix, when, self.pattern) for g in unmatched]
 
+    @property
+    def nested(self) -> NestedKept:
+        return NestedKept(self.siblings, self.exclusions, self.dry_run)
+
+    def _own(self) -> bool:
+        return self.exclusions is not None and self.exclusions.own > 0
+
     def summary(self) -> str:
-        """'; kept 12 matching --exclude ('session:*' 12)', or '' without exclusions."""
-        if self.exclusions is None:
-            return ""
-        per_glob = ", ".join(
-            f"{glob.text!r} {hits}"
-            for glob, hits in zip(self.exclusions.globs, self.exclusions.matched)
-        )
+        """'; kept 12 matching --exclude ('session:*' 12)', then what nested caches
+        kept; '' without either."""
         verb = "would keep" if self.dry_run else "kept"
-        return f"; {verb} {self.exclusions.excluded} matching --exclude ({per_glob})"
+        nested = self.nested.summary("would leave out" if self.dry_run else "left out")
+        if self.exclusions is None or not self._own():
+            return nested
+        per_glob = ", ".join(f"{glob.text!r} {hits}" for glob, hits in self.exclusions.own_globs())
+        return f"; {verb} {self.exclusions.excluded} matching --exclude ({per_glob}){nested}"
 
     def document(self) -> dict[str, Any]:
-        """The fields a clear's JSON document has when ``--exclude`` was given."""
+        """The fields a clear's JSON document has when ``--exclude`` was given, and
+        ``"nested"`` when caches nested under this one stayed out."""
         exclusions = self.exclusions
-        if exclusions is None:
-            return {}
+        nested = self.nested.document()
+        if exclusions is None or not self._own():
+            return nested
         return {
             "excluded": exclusions.excluded,
             "exclude": [
-                {"glob": glob.text, "matched": hits}
-                for glob, hits in zip(exclusions.globs, exclusions.matched)
+                {"glob": glob.text, "matched": hits} for glob, hits in exclusions.own_globs()
             ],
             "warnings": self.warnings,
+            **nested,
         }
 
 
@@ -191,14 +214,17 @@ def clear(
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
     exclusions: Exclusions | None = None,
+    siblings: Sequence[Sibling] = (),
     flush_all: bool = False,
 ) -> Cleared:
     """Remove every entry of the app's cache (or count them, with ``dry_run``), but
-    the keys ``exclusions`` keep; with ``flush_all``, the whole server."""
+    the keys ``exclusions`` keep (the operator's globs and the nested ``siblings``');
+    with ``flush_all``, the whole server."""
     if flush_all:
         removed = backend.flush_all(dry_run)
     elif exclusions is None:
         removed = backend.clear(dry_run, on_progress)
     else:
         removed = backend.clear_except(exclusions, dry_run, on_progress)
-    return Cleared(plan, dry_run, removed, Kept(exclusions, backend.key_prefix, dry_run))
+    kept = Kept(exclusions, backend.key_prefix, dry_run, siblings=siblings)
+    return Cleared(plan, dry_run, removed, kept)

@@ -5,7 +5,7 @@ path every short command takes (bench/startup_bench.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cachectl.backends.base import CacheBackend, ProgressCallback
@@ -17,6 +17,7 @@ from cachectl.settings import CacheSettings
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
     from cachectl.operations.clearing import Kept
+    from cachectl.operations.nesting import Sibling
 
 
 class EntriesRead(NamedTuple):
@@ -172,11 +173,12 @@ def sweep(
     dry_run: bool,
     on_progress: ProgressCallback | None = None,
     exclusions: Exclusions | None = None,
+    siblings: Sequence[Sibling] = (),
 ) -> SweepDone:
     """Remove (or count) the app's keys matching the plan's pattern, streaming, but
-    those ``exclusions`` keep (``clear --pattern --exclude``)."""
+    those ``exclusions`` keep (``clear --pattern --exclude``, nested ``siblings``)."""
     from cachectl.operations.clearing import Kept
 
     removed = backend.delete_matching(plan.pattern, dry_run, on_progress, exclusions)
-    kept = Kept(exclusions, backend.key_prefix, dry_run, plan.pattern)
+    kept = Kept(exclusions, backend.key_prefix, dry_run, plan.pattern, siblings)
     return SweepDone(plan, dry_run, removed, kept)
