@@ -33,13 +33,15 @@ class AuditRecord:
         """A command starts: the first is the one logged (a batch's lines run inside it).
         With ``--audit-required`` the log is opened now, so that a log that cannot be
         written stops the command before it changes anything."""
-        from cachectl.audit import changes_cache
-
         self._depth += 1
         if self.command is not None:
             return
         self.command, self.params = name, dict(params)
-        if self.required and changes_cache(name, params):
+        if not self.required:
+            return
+        from cachectl.audit import changes_cache  # loaded only where a log is in play
+
+        if changes_cache(name, params):
             path = self.path(session, resolve=True)
             if path is None:
                 self.command = None  # refused before it ran: nothing to log
@@ -81,15 +83,17 @@ class AuditRecord:
     def write(self, session: Session, exit_code: int) -> str | None:
         """The run's line, if the run may have changed a cache and a log is set; why it
         could not be written, if it could not."""
-        from cachectl import audit
-
-        if self.command is None or not audit.changes_cache(self.command, self.params):
+        if self.command is None:
             return None
         try:
             path = self.path(session)
         except Exception:  # the configuration itself failed: only --audit-log can say
             path = self.log_path
         if path is None:
+            return None
+        from cachectl import audit  # loaded only where a log is set
+
+        if not audit.changes_cache(self.command, self.params):
             return None
         target = None
         backends = session.built_backends()

@@ -8,8 +8,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cachectl.cli import every_cache
-from cachectl.cli.every_cache import is_every_cache
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
     decode_limit_options,
@@ -30,10 +28,12 @@ from cachectl.settings import MAX_TIMEOUT
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend
     from cachectl.backends.exclusions import Exclusions
+    from cachectl.cli import every_cache
     from cachectl.operations import clearing, entries
 else:
     clearing = lazy_module("cachectl.operations.clearing")
     entries = lazy_module("cachectl.operations.entries")
+    every_cache = lazy_module("cachectl.cli.every_cache")
 
 
 @cli.command()
@@ -292,14 +292,14 @@ def delete(
     if pattern is not None:
         if keys or from_file is not None:
             raise UsageError("give keys or --pattern, not both")
-        if is_every_cache(session):
+        if every_cache.is_every_cache(session):
             every_cache.run(session, destructive=True)
             return
         sweep(session, pattern, dry_run, yes, include_nested=include_nested)
         return
     if include_nested:
         raise UsageError("--include-nested applies to --pattern")
-    if is_every_cache(session):
+    if every_cache.is_every_cache(session):
         raise UsageError(every_cache.refusal("delete", {"pattern": None}) or "")
     if dry_run:
         raise UsageError(

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cachectl.cli import every_cache
 from cachectl.cli.entries import confirm_excluding, sweep
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
@@ -19,8 +18,10 @@ from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
 
 if TYPE_CHECKING:
+    from cachectl.cli import every_cache
     from cachectl.operations import clearing, inspection, nesting
 else:
+    every_cache = lazy_module("cachectl.cli.every_cache")
     clearing = lazy_module("cachectl.operations.clearing")
     inspection = lazy_module("cachectl.operations.inspection")
     nesting = lazy_module("cachectl.operations.nesting")
