@@ -87,6 +87,8 @@ def test_a_redis_get_loads_only_what_it_needs(tmp_path: Path, redis_target: Redi
         "cachectl.cli.memoized",
         "cachectl.cli.configuration",
         "cachectl.backends.statistics",
+        "cachectl.audit",
+        "cachectl.cli.batch_runner",
     )
     probe = (
         "import sys\nfrom cachectl.cli import cli\n"
