@@ -9,7 +9,6 @@ beside cachectl, which on an app host is the app's own.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -108,11 +107,25 @@ def _file_format(release: tuple[int, int]) -> str | None:
     return HEADER if release >= (2, 0) else None
 
 
+def _sha256() -> Callable[..., object]:
+    """hashlib's sha256, imported when a generation is made (OpenSSL's start costs --help
+    two milliseconds)."""
+    import hashlib
+
+    return hashlib.sha256
+
+
+def _md5() -> Callable[..., object]:
+    import hashlib
+
+    return hashlib.md5
+
+
 def _by_release(release: tuple[int, int], origin: str) -> Generation:
     if release >= (2, 5):
-        return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin, _file_format(release))
+        return Generation(CURRENT, _sha256(), _sha256(), origin, _file_format(release))
     file_format, keeps = _file_format(release), release < (2, 2)
-    return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, file_format, True, keeps)
+    return Generation(LEGACY, _md5(), _md5(), origin, file_format, True, keeps)
 
 
 def resolve_generation(
@@ -129,7 +142,7 @@ def resolve_generation(
         if installed is None:
             # 2.5's defaults, marked as a guess: what differs refuses until told.
             origin = "not known (no --compat, no compat setting, no Flask-Caching here)"
-            return Generation(CURRENT, hashlib.sha256, hashlib.sha256, origin, decided=False)
+            return Generation(CURRENT, _sha256(), _sha256(), origin, decided=False)
         else:
             release = _release(installed)
             if release is not None:
@@ -141,7 +154,7 @@ def resolve_generation(
     if requested == "2.0-2.4":
         requested = "2.4"
     if requested == "legacy":
-        return Generation(LEGACY, hashlib.md5, hashlib.md5, origin, keeps_ignored_keywords=None)
+        return Generation(LEGACY, _md5(), _md5(), origin, keeps_ignored_keywords=None)
     release = _release(requested)
     if release is None or not (1, 9) <= release < (4, 0):
         raise ConfigError(

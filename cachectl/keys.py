@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from cachectl import constants
 from cachectl.generations import LEGACY
 
 VERSION_SUFFIX = "_memver"
 #: Characters Flask-Caching 2.5 keeps in a namespace, among the first 256 code points.
 _NAMESPACE_KEPT = frozenset(string.ascii_letters + string.digits + "_.")
 FRAGMENT_PREFIX = "_template_fragment_cache_"
-DEFAULT_VIEW_PREFIX = "view/%s"
+DEFAULT_VIEW_PREFIX = constants.DEFAULT_VIEW_PREFIX
 #: Length of the hash part of a memoize entry key, and of a version string.
 ENTRY_HASH_LENGTH = 16
 VERSION_LENGTH = 6

@@ -16,11 +16,10 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Union
 from urllib.parse import urlsplit
 
+from cachectl.constants import HASH_METHOD_NAMES, MAX_TIMEOUT
 from cachectl.errors import ConfigError
 from cachectl.generations import LEGACY, Generation
 from cachectl.secrets import mask_url
-
-HASH_METHOD_NAMES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 
 # --- Flask-Caching's defaults, all of them ---------------------------------------------
 
@@ -34,9 +33,6 @@ DEFAULT_SENTINELS = (("127.0.0.1", 26379),)
 DEFAULT_SENTINEL_MASTER = "mymaster"
 DEFAULT_MEMCACHED_SERVERS = ("127.0.0.1:11211",)
 DEFAULT_FILE_MODE = 0o600
-#: The longest lifetime any backend stores faithfully: memcached's and the
-#: FileSystemCache header's expiry are 32-bit; past it a server refuses or wraps.
-MAX_TIMEOUT = 2**31 - 1
 
 #: The settings cachectl reads, with the types Flask-Caching expects of them.
 SETTING_TYPES: dict[str, tuple[type, ...]] = {

@@ -53,6 +53,22 @@ def test_light_commands_load_no_heavy_module(tmp_path: Path, args: list[str]) ->
     assert done.stdout.splitlines()[-1] == "LOADED []", done.stdout
 
 
+def test_help_resolves_no_configuration(tmp_path: Path) -> None:
+    """``--help`` lists the commands without loading the settings, the config readers or
+    key derivation (start-up: bench/startup_bench.py)."""
+    probe = (
+        "import sys\nfrom cachectl.cli import cli\n"
+        "try:\n    cli(['--help'], prog_name='cachectl')\nexcept SystemExit:\n    pass\n"
+        "names = ('cachectl.settings', 'cachectl.config', 'cachectl.config_sources', "
+        "'cachectl.keys', 'cachectl.secrets', 'cachectl.config_export')\n"
+        "print('LOADED', [m for m in names if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "LOADED []", done.stdout
+
+
 def test_every_command_is_found_by_its_module() -> None:
     """The group imports a command's module only when the command runs: a command
     missing from COMMAND_MODULES would vanish from ``--help`` and from the shell."""

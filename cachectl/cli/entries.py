@@ -21,9 +21,9 @@ from cachectl.cli.options import (
 )
 from cachectl.codec.limits import using_limits
 from cachectl.codec.operator_input import VALUE_TYPES, parse_input_value
+from cachectl.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.importing import lazy_module
-from cachectl.settings import MAX_TIMEOUT
 
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend

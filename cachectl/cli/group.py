@@ -16,8 +16,6 @@ from cachectl import __version__
 from cachectl.cli.command_index import COMMAND_MODULES
 from cachectl.cli.options import json_option
 from cachectl.cli.session import Session
-from cachectl.config import ConfigRequest
-from cachectl.config_sources import parse_setting_value
 from cachectl.errors import (
     EXIT_CODES_HELP,
     EXIT_INTERNAL,
@@ -28,7 +26,6 @@ from cachectl.errors import (
     UsageError,
 )
 from cachectl.output import Output
-from cachectl.secrets import is_secret, mask_url, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,6 +198,8 @@ def _report(
     hint: str | None = None,
     secrets: frozenset[str] = frozenset(),
 ) -> None:
+    from cachectl.secrets import scrub  # with the settings, not for --help
+
     message = scrub(message, secrets)
     output.error(message)
     if hint is not None and not output.quiet:
@@ -217,6 +216,8 @@ def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, 
     known = session.known_secrets() if session is not None else frozenset()
     if session is not None and session.debug:
         import traceback
+
+        from cachectl.secrets import scrub
 
         sys.stderr.write(scrub(traceback.format_exc(), known))
     if session is not None:
@@ -250,6 +251,8 @@ def _finite(value: float) -> float:
 def _warn_about_passwords(output: Output, overrides: list[tuple[str, Any, str]]) -> None:
     """A password in argv is visible to every user of the host (ps, /proc); say so
     once, as redis-cli -a does, and where it belongs instead."""
+    from cachectl.secrets import is_secret, mask_url, scrub
+
     for name, value, label in overrides:
         shown_in_argv = is_secret(name) or (
             isinstance(value, str) and (scrub(value) != value or mask_url(value) != value)
@@ -267,6 +270,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="-o/--option")
+    from cachectl.config_sources import parse_setting_value
+
     return name.strip(), parse_setting_value(value)
 
 
@@ -420,6 +425,8 @@ def cli(
         if value is not None
     ]
     overrides += [(*_parse_option(text), f"-o {text.partition('=')[0]}") for text in options]
+    from cachectl.config import ConfigRequest  # resolved when a command runs, not for --help
+
     request = ConfigRequest(
         config_file=config_file,
         app_import=app_import,

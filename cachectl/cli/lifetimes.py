@@ -8,9 +8,9 @@ import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option
+from cachectl.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND
 from cachectl.importing import lazy_module
-from cachectl.settings import MAX_TIMEOUT
 
 if TYPE_CHECKING:
     from cachectl.operations import lifetimes

@@ -13,7 +13,6 @@ from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, hash_method_option
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.importing import lazy_module
-from cachectl.settings import resolve_hash_method
 
 if TYPE_CHECKING:
     from cachectl import functions
@@ -113,6 +112,13 @@ _CALL_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 
 
+def _hash_method(name: str | None) -> Any:
+    """The hashlib constructor --hash-method names, or None for the settings' own."""
+    from cachectl.settings import resolve_hash_method
+
+    return resolve_hash_method("--hash-method", name) if name else None
+
+
 def build_call(
     session: Session,
     function: str,
@@ -147,7 +153,7 @@ def build_call(
         instance_id=instance,
         make_name=make_name,
         ignore=ignore,
-        hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
+        hash_method=_hash_method(hash_method),
         source_check=settings.source_check if source_check is None else source_check,
     )
     if call.has_call:

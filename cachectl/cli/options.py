@@ -10,7 +10,7 @@ import click
 if TYPE_CHECKING:
     from cachectl.codec.limits import DecodeLimits
 
-from cachectl.settings import HASH_METHOD_NAMES
+from cachectl.constants import HASH_METHOD_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cachectl.secrets import display_value
-
 if TYPE_CHECKING:
     from cachectl.app_loader import AppCache
     from cachectl.backends import CacheBackend
@@ -54,6 +52,8 @@ def settings_document(resolved: ResolvedConfig) -> dict[str, Any]:
 
 
 def settings_table(session: Session, resolved: ResolvedConfig) -> None:
+    from cachectl.secrets import display_value
+
     rows = [
         (name, display_value(name, value), resolved.source(name))
         for name, value in resolved.masked().items()
@@ -86,6 +86,8 @@ def cache_list(session: Session, caches: list[tuple[AppCache, ResolvedConfig]]) 
             }
         )
         return
+    from cachectl.secrets import display_value
+
     session.output.result(f"{len(caches)} caches; pick one with --cache (index or any name):")
     rows = [
         (

@@ -8,13 +8,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cachectl.cli.audit_record import AuditRecord
-from cachectl.config import ConfigRequest, ResolvedConfig, resolve_config
 from cachectl.output import Output
-from cachectl.secrets import secret_values
 
 if TYPE_CHECKING:
     from cachectl.app_loader import AppCache, LoadedApp
     from cachectl.backends import CacheBackend
+    from cachectl.config import ConfigRequest, ResolvedConfig
     from cachectl.settings import CacheSettings
 
 
@@ -85,6 +84,8 @@ class Session:
         return self._settings
 
     def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
+        from cachectl.config import resolve_config
+
         resolved = resolve_config(request, self.app_cache(request.cache_name))
         for warning in resolved.warnings:
             self.output.warn(warning)
@@ -101,7 +102,11 @@ class Session:
 
     def known_secrets(self) -> frozenset[str]:
         """The credentials resolved so far, so no message or traceback shows them."""
-        return secret_values(self._config.values) if self._config is not None else frozenset()
+        if self._config is None:
+            return frozenset()
+        from cachectl.secrets import secret_values
+
+        return secret_values(self._config.values)
 
     def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
         """Each cache of the loaded app with its resolved settings (overrides applied)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cachectl import keys
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import (
@@ -15,9 +14,9 @@ from cachectl.cli.options import (
     merge_renamed,
     renamed_option,
 )
+from cachectl.constants import DEFAULT_VIEW_PREFIX
 from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
-from cachectl.settings import resolve_hash_method
 
 if TYPE_CHECKING:
     from cachectl.operations import fragments as fragment_ops
@@ -41,7 +40,7 @@ else:
     "--view-prefix",
     metavar="TEMPLATE",
     help="The decorator's key_prefix: a template with %s, or a constant key. "
-    f"Default: {keys.DEFAULT_VIEW_PREFIX}",
+    f"Default: {DEFAULT_VIEW_PREFIX}",
 )
 @renamed_option("--key-prefix", "--view-prefix", "view_prefix", metavar="TEMPLATE")
 @click.option(
@@ -105,8 +104,8 @@ def delete_view(
             url_values=dict(text.partition("=")[::2] for text in url_args),
             query=query,
             all_queries=all_queries,
-            view_prefix=view_prefix or keys.DEFAULT_VIEW_PREFIX,
-            hash_method=resolve_hash_method("--hash-method", hash_method) if hash_method else None,
+            view_prefix=view_prefix or DEFAULT_VIEW_PREFIX,
+            hash_method=_hash_method(hash_method),
             app=app,
             dry_run=dry_run,
             on_progress=on_progress,
@@ -192,3 +191,10 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
         session.output.notice("no {% cache %} blocks found in " + ", ".join(directories))
         return
     session.output.table(("template", "timeout", "name", "vary_on", "key"), rows)
+
+
+def _hash_method(name: str | None) -> Any:
+    """The hashlib constructor --hash-method names, or None for the settings' own."""
+    from cachectl.settings import resolve_hash_method
+
+    return resolve_hash_method("--hash-method", name) if name else None
