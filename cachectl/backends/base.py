@@ -159,9 +159,9 @@ class CacheBackend:
             )
 
     def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
-        """How many of the app's keys match ``pattern`` (after the prefix)."""
-        self.require_key_listing()
-        return 0
+        """How many of the app's keys match ``pattern`` (after the prefix): a dry run of
+        ``delete_matching``, which refuses where keys cannot be listed."""
+        return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
 
     def scan_keys(self, pattern: str) -> Iterator[str]:
         """Keys under the prefix whose rest matches the glob ``pattern`` (prefix

@@ -121,9 +121,6 @@ class CrawledKeys:
         for _server, rest, _item in self._walk(matches):
             yield rest.decode("utf-8", "surrogateescape")
 
-    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
-        return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
-
     def delete_matching(
         self,
         pattern: str,

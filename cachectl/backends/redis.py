@@ -296,9 +296,6 @@ class RedisBackend(CacheBackend):
             raise UsageError(_NO_PREFIX_REFUSAL.format(target=self.describe()))
         return self.delete_matching("*", dry_run, on_progress, exclusions)
 
-    def count(self, pattern: str = "*", on_progress: ProgressCallback | None = None) -> int:
-        return self.delete_matching(pattern, dry_run=True, on_progress=on_progress)
-
     def delete_matching(
         self,
         pattern: str,

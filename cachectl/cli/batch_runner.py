@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -146,32 +147,43 @@ def check_line(group_ctx: click.Context, line: BatchLine, dry_run: bool, stdin_t
         raise _refuse(line, f"{name} has no dry run, so batch --dry-run does not run it")
 
 
-def _run_line(group_ctx: click.Context, line: BatchLine, dry_run: bool) -> int:
-    """The exit status the line's command ends with, reported as the group reports it."""
-    name, args = line.argv[0], list(line.argv[1:])
-    command = _command(group_ctx, line)
+def exit_status_of(run: Callable[[], object], report_ctx: click.Context, output: Output) -> int:
+    """The exit status of a command run inside another (a batch's line, one cache of
+    --cache all), its failure reported as the group reports one, without ending the
+    process: the one mapping from how a command ends to its exit code."""
     try:
-        with command.make_context(name, args, parent=group_ctx) as ctx:
-            if dry_run and _dry_run_kind(name, ctx.params) == "dry-run":
-                ctx.params["dry_run"] = True
-            command.invoke(ctx)
+        run()
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        session = group_ctx.find_object(Session)
-        assert session is not None
-        report_usage_error(exc, session.output)
+        report_usage_error(exc, output)
         return exc.exit_code
-    except click.Abort:  # end of input at a prompt; a line never asks, but all the same
-        report_failure(group_ctx, "interrupted", EXIT_INTERRUPTED, {})
+    except click.Abort:  # end of input at a prompt
+        report_failure(report_ctx, "interrupted", EXIT_INTERRUPTED, {})
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise
     except (Exception, KeyboardInterrupt) as exc:
         message, code, done = failure_of(exc)
-        report_failure(group_ctx, message, code, done)
+        report_failure(report_ctx, message, code, done)
         return code
+
+
+def _run_line(group_ctx: click.Context, line: BatchLine, dry_run: bool) -> int:
+    """The exit status the line's command ends with, reported as the group reports it."""
+    name, args = line.argv[0], list(line.argv[1:])
+    command = _command(group_ctx, line)
+    session = group_ctx.find_object(Session)
+    assert session is not None
+
+    def run() -> None:
+        with command.make_context(name, args, parent=group_ctx) as ctx:
+            if dry_run and _dry_run_kind(name, ctx.params) == "dry-run":
+                ctx.params["dry_run"] = True
+            command.invoke(ctx)
+
+    return exit_status_of(run, group_ctx, session.output)
 
 
 def run_batch(

@@ -136,28 +136,18 @@ def _same_target(a: CacheBackend, b: CacheBackend) -> bool:
 def _invoke(ctx: click.Context, sub: Session, params: dict[str, Any]) -> int:
     """Run the command of ``ctx`` on one cache; its exit status, failures reported
     under it as the group reports them."""
-    from cachectl.cli.group import failure_of, report_failure, report_usage_error
+    from cachectl.cli.batch_runner import exit_status_of
 
     command = ctx.command
-    assert command.callback is not None
+    callback = command.callback
+    assert callback is not None
     sub_ctx = click.Context(command, parent=ctx.parent, info_name=ctx.info_name, obj=sub)
-    try:
+
+    def run() -> None:
         with sub_ctx:
-            sub_ctx.invoke(command.callback, **params)
-        return 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        report_usage_error(exc, sub.output)
-        return exc.exit_code
-    except click.Abort:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        raise
-    except (Exception, KeyboardInterrupt) as exc:
-        message, code, done = failure_of(exc)
-        report_failure(sub_ctx, message, code, done)
-        return code
+            sub_ctx.invoke(callback, **params)
+
+    return exit_status_of(run, sub_ctx, sub.output)
 
 
 def run(session: Session, *, destructive: bool = False) -> None:
