@@ -111,6 +111,11 @@ def exercise(config: dict, raw: redis.Redis | redis.RedisCluster) -> None:
     # item:2, item:20-29 and item:200-299, less the deleted item:2 and item:200
     assert len(cachectl(config, "keys", "item:2*")["keys"]) == 1 + 10 + 100 - 2
     assert cachectl(config, "stats")["kinds"]["memoize entries"] == 50
+    by_function = cachectl(config, "stats", "--by-function")
+    assert [(row["function"], row["entries"]) for row in by_function["functions"]] == [
+        ("tests.test_sentinel_and_cluster.price", 50)
+    ]
+    assert by_function["views"][0]["path"] == "/p" and by_function["views"][0]["entries"] == 5
     assert cachectl(config, "delete", "--pattern", "item:1??", "--yes")["removed"] == 100
 
     assert (

@@ -22,7 +22,7 @@ from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
-    from cachectl.backends.statistics import CacheStats
+    from cachectl.backends.statistics import CacheStats, Census
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -208,6 +208,24 @@ class CacheBackend:
         memory; with ``sample``, only that many entries are examined and the rest
         extrapolated. Needs a backend that can walk its entries."""
         raise UsageError(f"{self.kind} cannot list its keys, so it has no statistics by key")
+
+    def census(
+        self,
+        pattern: str = "*",
+        sample: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
+        detail: bool = True,
+    ) -> Census:
+        """Totals by label (``statistics.census_label``) of the keys under the prefix
+        matching ``pattern``, and the version keys' values: what ``stats
+        --by-function`` and ``show-memoized`` read (plain ``stats``, by kind only,
+        passes ``detail=False``). Needs the key names, which a
+        backend that stores a hash of each key (FileSystemCache) does not have."""
+        raise UsageError(
+            f"{self.kind} cannot list its keys, so it cannot tell which function, view "
+            "or fragment an entry belongs to"
+        )
 
     def stats_except(
         self,

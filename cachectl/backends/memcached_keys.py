@@ -27,7 +27,7 @@ from cachectl.errors import UsageError
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
-    from cachectl.backends.statistics import CacheStats
+    from cachectl.backends.statistics import CacheStats, Census
 
 #: A chunk of a spread value other than the first (``.1`` to ``.31``).
 _LATER_CHUNK = re.compile(rb"\.[1-9][0-9]*\Z")
@@ -63,6 +63,7 @@ class CrawledKeys:
     _client_errors: Callable[[], AbstractContextManager[None]]
     _ensure_alive: Callable[[Any], None]
     _server_clients: dict[str, Any]
+    get: Callable[..., Any]  # the backend's: a value read safely
     #: Set once every server said it can list its keys.
     _listing_checked = False
 
@@ -185,29 +186,55 @@ class CrawledKeys:
             self._server_clients[server] = single
         return self._server_clients[server]
 
-    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
-        """Kinds, lifetimes and memory (the item sizes the crawler reports, so exact)
-        of the keys under the prefix, in one pass over every server's dump; with
-        ``sample``, the first ``sample`` are examined and the rest only counted."""
-        from cachectl.backends.statistics import CacheStats, classify, ttl_bucket
+    def census(
+        self,
+        pattern: str = "*",
+        sample: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
+        detail: bool = True,
+    ) -> Census:
+        """Totals by label (``statistics.census_label``) of the keys under the prefix
+        matching ``pattern``, in one pass over every server's dump; memory is each
+        item's size there, so exact. With ``sample``, the first ``sample`` keys are
+        examined and the rest only counted. Version keys are read afterwards (few)."""
+        from cachectl.backends.statistics import Census
 
+        matches = key_matcher(pattern)
         self.require_key_listing()
-        stats = CacheStats(total=0, examined=0)
+        census = Census()
+        total = 0
         tally = Tally(on_progress)
         now = time.time()
+        versions: list[tuple[bytes, float | None]] = []
         with partial_work(tally, "examined"), self._client_errors():
-            for _server, rest, item in self._walk(key_matcher("*")):
-                stats.total += 1
-                if sample is None or stats.examined < sample:
-                    stats.examined += 1
-                    stats.kinds[classify(rest.decode("utf-8", "surrogateescape"))] += 1
+            for _server, rest, item in self._walk(matches):
+                if exclusions is not None and exclusions.keeps(rest):
+                    continue
+                total += 1
+                if sample is None or census.examined < sample:
                     left = None if item.expires is None else max(item.expires - now, 0)
-                    stats.ttls[ttl_bucket(left)] += 1
-                    stats.memory_sampled += 1
-                    stats.memory_bytes += item.size
-                if stats.total % 1000 == 0:
+                    if census.add_key(rest, left, item.size, detail) == b"v" and detail:
+                        versions.append((rest, left))
+                if total % 1000 == 0:
                     tally.add(1000)
-        return stats
+            for name, left in versions:
+                stored = self.get(name.decode("utf-8", "surrogateescape"))
+                text = stored.value if stored is not None else None
+                census.add_version(name, text if isinstance(text, str) else None, left)
+        census.total = total
+        return census
+
+    def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
+        return self.census("*", sample, on_progress, detail=False).stats()
+
+    def stats_except(
+        self,
+        exclusions: Exclusions,
+        sample: int | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> CacheStats:
+        return self.census("*", sample, on_progress, exclusions, detail=False).stats()
 
     def refuse_without_prefix(self) -> str | None:
         """Why a clear must not run: without a prefix every key on the servers looks

@@ -28,7 +28,7 @@ from cachectl.secrets import mask_url
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
-    from cachectl.backends.statistics import CacheStats
+    from cachectl.backends.statistics import CacheStats, Census
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
 _NO_PREFIX_REFUSAL = (
@@ -320,6 +320,39 @@ class RedisBackend(CacheBackend):
                 self.client.flushdb(asynchronous=True)
         return int(size)
 
+    def census(
+        self,
+        pattern: str = "*",
+        sample: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        exclusions: Exclusions | None = None,
+        detail: bool = True,
+    ) -> Census:
+        """Totals by label of the keys under the prefix matching ``pattern``, counted
+        inside the server (see redis_census); version keys read and decoded safely."""
+        from cachectl.backends.redis_census import CensusRequest, memory_every, take_census
+
+        tally = Tally(on_progress)
+        walked = exclusions.fresh() if exclusions is not None else None
+        with partial_work(tally, "examined"), self.server_errors():
+            request = CensusRequest(
+                escape_glob(self.key_prefix) + pattern,
+                len(self.key_prefix.encode()),
+                memory_every(int(self.client.dbsize()), sample),
+                sample,
+                detail,
+                walked,
+            )
+            census = take_census(self.client, request, tally)
+        for name, seen in census.versions.items():
+            stored = decode_redis_value(seen.raw, self.serializer) if seen.raw else None
+            text = stored.value if stored is not None else None
+            census.versions[name] = seen._replace(raw=text if isinstance(text, str) else None)
+        whole = sample is None or census.examined < sample
+        if exclusions is not None and walked is not None and whole:
+            exclusions.absorb(walked)  # the walk saw every key: its counts are whole
+        return census
+
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
         return self.stats_except(None, sample, on_progress)
 
@@ -329,57 +362,10 @@ class RedisBackend(CacheBackend):
         sample: int | None,
         on_progress: ProgressCallback | None = None,
     ) -> CacheStats:
-        """Walk the keys under the prefix: kinds and TTLs a batch per round trip, memory
-        of the first keys with MEMORY USAGE. With ``sample``, only that many keys are
-        examined and the total comes from a counting sweep, which is much cheaper
-        than fetching TTLs. Keys ``exclusions`` keep are left out, counted there."""
-        from cachectl.backends.statistics import (
-            DEFAULT_MEMORY_SAMPLE,
-            CacheStats,
-            classify,
-            ttl_bucket,
-        )
-
-        prefix = self.key_prefix
-        memory_budget = sample if sample is not None else DEFAULT_MEMORY_SAMPLE
-        tally = Tally(on_progress)
-        stats = CacheStats(total=0, examined=0)
-        names: Iterator[str] = self.scan_keys("*")
-        walked = exclusions.fresh() if exclusions is not None else None
-        if walked is not None:
-            names = (n for n in names if not walked.keeps(n.encode("utf-8", "surrogateescape")))
-        with partial_work(tally, "examined"), self.server_errors():
-            for batch in batched(names):
-                if sample is not None:
-                    batch = batch[: max(0, sample - stats.examined)]
-                    if not batch:
-                        break
-                pipe = self.client.pipeline(transaction=False)
-                for name in batch:
-                    pipe.ttl(prefix + name)
-                measured = batch[: max(0, memory_budget - stats.memory_sampled)]
-                for name in measured:
-                    pipe.memory_usage(prefix + name, samples=0)
-                replies = pipe.execute(raise_on_error=False)
-                for reply in replies[len(batch) :]:
-                    if is_refused_permission(reply):  # a user without MEMORY: counts only
-                        stats.memory_unavailable = str(reply)
-                        memory_budget = 0
-                errors = [r for r in replies if isinstance(r, Exception)]
-                if errors and not stats.memory_unavailable:
-                    raise errors[0]
-                replies = [None if isinstance(r, Exception) else r for r in replies]
-                for name, ttl in zip(batch, replies):
-                    stats.kinds[classify(name)] += 1
-                    stats.ttls[ttl_bucket(ttl if ttl is not None and ttl >= 0 else None)] += 1
-                usage = [value for value in replies[len(batch) :] if value is not None]
-                stats.memory_sampled += len(usage)
-                stats.memory_bytes += sum(usage)
-                stats.examined += len(batch)
-                tally.add(len(batch))
-        stats.total = stats.examined
+        """Kinds, TTLs and memory from one census. With ``sample``, only that many
+        keys are examined and the total comes from a counting sweep. Keys
+        ``exclusions`` keep are left out, counted there."""
+        stats = self.census("*", sample, on_progress, exclusions, detail=False).stats()
         if sample is not None and stats.examined >= sample:
             stats.total = self.delete_matching("*", True, None, exclusions)
-        elif exclusions is not None and walked is not None:
-            exclusions.absorb(walked)  # the walk saw every key: its counts are whole
         return stats

@@ -269,13 +269,16 @@ def show_memoized(
     unsafe: bool,
 ) -> None:
     """Show what @cache.memoize holds for FUNCTION: its version key, that key's value and
-    TTL, and how many results the current version holds (Redis); with ARGs, the key of
-    that call, whether a result is stored, its TTL and its value (decoded safely).
+    TTL, and (Redis, memcached) how many results the current version holds, their
+    memory and TTLs, and a method's results under former instance versions; with ARGs,
+    the key of that call, whether a result is stored, its TTL and its value (decoded
+    safely).
 
     FUNCTION, ARGs and the options naming a call read as in delete-memoized. Exits 1
     when nothing is cached (no version key; with ARGs, no result for that call), as
-    get does. Results stored under a former version cannot be told from other
-    functions' by their key, so they are not counted here.
+    get does. Results stored under a former version of the function cannot be told
+    from other functions' by their key, so they are not counted here (stats
+    --by-function counts them together as "unknown function").
 
     \b
       cachectl show-memoized myapp.models.get_user

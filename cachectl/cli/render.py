@@ -116,7 +116,16 @@ def memoized_shown(output: Output, shown: MemoizedShown, import_problem: str | N
         held = "missing" if version.version is None else repr(version.version)
         output.result(f"{version.key}: {held} (ttl: {_ttl_text(version.ttl)})")
     if shown.current_entries is not None:
-        output.result(f"results under the current version: {shown.current_entries}")
+        lifetimes = _lifetimes_text(shown.current_ttl)
+        output.result(
+            f"results under the current version: {shown.current_entries} "
+            f"({bytes_text(shown.current_memory)}{', TTLs ' + lifetimes if lifetimes else ''})"
+        )
+    if shown.old_entries:
+        output.result(
+            f"results under former instance versions: {shown.old_entries} "
+            f"({bytes_text(shown.old_memory)})"
+        )
     if shown.not_counted:
         output.notice(f"results not counted: {shown.not_counted}")
     for note in shown.notes:
@@ -135,3 +144,88 @@ def memoized_shown(output: Output, shown: MemoizedShown, import_problem: str | N
         output.warn(f"{shown.call_key}: {stored.error}")
     else:
         output.value(stored.value)
+
+
+_SHORT_BUCKETS = {
+    "no expiry": "none",
+    "< 1 minute": "<1m",
+    "< 1 hour": "<1h",
+    "< 1 day": "<1d",
+    ">= 1 day": ">=1d",
+}
+
+
+def bytes_text(size: int | None) -> str:
+    """A size for people: 512 B, 3.4 KiB, 12.0 MiB ("?" where it is not known)."""
+    if size is None:
+        return "?"
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def _lifetimes_text(lifetimes: dict[str, int]) -> str:
+    return " ".join(f"{_SHORT_BUCKETS.get(bucket, bucket)}:{n}" for bucket, n in lifetimes.items())
+
+
+def function_statistics(output: Output, document: dict[str, Any]) -> None:
+    """stats --by-function: a table of memoized functions, then of view paths and of
+    fragment names, each as the document lists them (largest memory first)."""
+    functions = document["functions"]
+    output.table(
+        ("memoized function", "version", "version TTL", "entries", "memory", "TTLs", "old"),
+        [
+            (
+                row["function"],
+                row["version"] or "?",
+                _ttl_text(row["version_ttl"]),
+                str(row["entries"]),
+                bytes_text(row["memory_bytes"]),
+                _lifetimes_text(row["ttl"]),
+                f"{row['old_entries']} ({bytes_text(row['old_memory_bytes'])})"
+                if row["old_entries"]
+                else "0",
+            )
+            for row in functions
+        ],
+    )
+    if document["functions_listed"] < document["functions_found"]:
+        output.result(
+            f"(the {document['functions_listed']} largest of {document['functions_found']} "
+            "functions; --top 0 lists all)"
+        )
+    unknown = document["unknown_function"]
+    if unknown["entries"]:
+        size = bytes_text(unknown["memory_bytes"])
+        output.result(
+            f"unknown function: {unknown['entries']} results ({size})"
+            " under versions no version key names (replaced by delete-memoized, or their "
+            "version key gone); they stay until they expire or a clear"
+        )
+    for title, what, rows in (
+        ("view path", "path", document["views"]),
+        ("fragment", "name", document["fragments"]),
+    ):
+        if rows:
+            output.table(
+                (title, "entries", "memory", "TTLs"),
+                [
+                    (
+                        row[what],
+                        str(row["entries"]),
+                        bytes_text(row["memory_bytes"]),
+                        _lifetimes_text(row["ttl"]),
+                    )
+                    for row in rows
+                ],
+            )
+    other = document["other"]
+    output.result(
+        f"version keys: {document['version_keys']}; other keys: {other['entries']} "
+        f"({bytes_text(other['memory_bytes'])})"
+    )
+    if document["memory"]["unavailable"]:
+        output.notice(f"memory not measured: {document['memory']['unavailable']}")

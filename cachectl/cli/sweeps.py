@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,10 +18,12 @@ from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
 
 if TYPE_CHECKING:
-    from cachectl.cli import every_cache
+    from cachectl.backends import CacheBackend
+    from cachectl.cli import every_cache, render
     from cachectl.operations import clearing, inspection, nesting
 else:
     every_cache = lazy_module("cachectl.cli.every_cache")
+    render = lazy_module("cachectl.cli.render")
     clearing = lazy_module("cachectl.operations.clearing")
     inspection = lazy_module("cachectl.operations.inspection")
     nesting = lazy_module("cachectl.operations.nesting")
@@ -212,34 +214,69 @@ def _say_left_out(session: Session, nested: nesting.NestedKept) -> None:
 @click.option(
     "--sample", type=click.IntRange(min=1), metavar="N", help="Examine only N keys and extrapolate."
 )
+@click.option(
+    "--by-function",
+    is_flag=True,
+    help="Redis, memcached: entries, memory and TTLs per memoized function (current and "
+    "old versions), per view path and per fragment name.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --by-function: list the N largest of each (default 20; 0 lists all).",
+)
 @include_nested_option
 @pass_session
-def stats(session: Session, sample: int | None, include_nested: bool) -> None:
+def stats(
+    session: Session, sample: int | None, by_function: bool, top: int | None, include_nested: bool
+) -> None:
     """What is in the cache: entries by kind, by time to live, and memory.
 
     \b
     Redis: every key under the prefix (or --sample N of them), recognised by the
       shapes Flask-Caching gives its keys: memoized results, memoize version keys,
-      cached views (view/...), template fragments and other keys; their TTLs; the
-      memory of a sample (MEMORY USAGE) and an estimate of the total.
+      cached views (view/...), template fragments and other keys; their TTLs; memory
+      with MEMORY USAGE (every key of a cache up to 100,000 keys, an even sample of a
+      larger one, extrapolated). Counted inside the server, a few milliseconds at a time.
     memcached: the same, from the LRU crawler's dump of every server; memory is
       each item's size there, for every key examined.
     FileSystemCache: the cache files, their expiry and size on disk.
 
     \b
+    --by-function, one pass over the same keys (Redis and memcached):
+      each memoized function with its current version and the TTL of its version
+      key (when it expires, every result goes at once); the results under that
+      version, their memory and TTLs; a method's results under a former instance
+      version (old). Results under a version no version key names any more (after
+      delete-memoized) cannot be told apart by key: they are counted together as
+      "unknown function", and go when they expire or with clear. Views are grouped
+      by the first segment of their path, fragments by name (the text before the
+      first "_" followed by a digit, where vary_on values usually begin). Largest
+      memory first; --top N of each.
+
+    \b
       cachectl stats
       cachectl stats --sample 10000 --json
+      cachectl stats --by-function --top 10
       cachectl --cache all stats
 
     The keys of the app's caches nested under this one are left out and counted
     per cache; --include-nested counts them in.
     """
+    if top is not None and not by_function:
+        raise UsageError("--top applies to --by-function")
+    if sample is not None and by_function:
+        raise UsageError("--by-function counts every key: --sample applies to plain stats")
     if every_cache.is_every_cache(session):
         every_cache.run(session)
         return
     backend = session.backend()
     siblings = every_cache.siblings_of(session, include_nested)
     exclusions = nesting.exclusions_for((), siblings)
+    if by_function:
+        _stats_by_function(session, backend, 20 if top is None else top or None, siblings)
+        return
     with session.output.progress("examining") as on_progress:
         found = inspection.statistics(backend, sample, on_progress, exclusions)
     document = {**found.document(), **nesting.NestedKept(siblings, exclusions).document()}
@@ -264,3 +301,23 @@ def stats(session: Session, sample: int | None, include_nested: bool) -> None:
             ("memory, all keys (estimate)", f"{memory['estimated_total_bytes']:,} bytes"),
         ]
     session.output.table(("entries" + estimated, "count"), rows)
+
+
+def _stats_by_function(
+    session: Session, backend: CacheBackend, top: int | None, siblings: list[Any]
+) -> None:
+    exclusions = nesting.exclusions_for((), siblings)
+    with session.output.progress("examining") as on_progress:
+        found = inspection.statistics_by_function(backend, on_progress, exclusions)
+    nested = nesting.NestedKept(siblings, exclusions)
+    document = found.document(top)
+    if session.output.as_json:
+        session.output.document(
+            {"ok": True, "target": backend.describe(), **document, **nested.document()}
+        )
+        return
+    session.output.result(
+        f"{found.examined} keys under the prefix {backend.key_prefix!r} in "
+        f"{backend.describe()}{nested.summary()}"
+    )
+    render.function_statistics(session.output, document)

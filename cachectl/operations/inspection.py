@@ -13,6 +13,7 @@ from itertools import islice
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.backends.exclusions import Exclusions
 from cachectl.backends.statistics import CacheStats
+from cachectl.operations.function_stats import FunctionStatistics, by_function
 
 
 def count_keys(
@@ -59,3 +60,13 @@ def statistics(
     if exclusions is None:
         return backend.stats(sample, on_progress)
     return backend.stats_except(exclusions, sample, on_progress)
+
+
+def statistics_by_function(
+    backend: CacheBackend,
+    on_progress: ProgressCallback | None = None,
+    exclusions: Exclusions | None = None,
+) -> FunctionStatistics:
+    """Entries, memory and TTLs per memoized function, view path and fragment name,
+    from one pass over the keys, but those ``exclusions`` keep."""
+    return by_function(backend.census("*", None, on_progress, exclusions))

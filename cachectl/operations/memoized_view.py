@@ -5,10 +5,13 @@ Read only: nothing is written, not even the version key a missing one would need
 library creates it on the first call; here its absence means nothing is cached). The
 keys come from the same rules as ``delete-memoized`` (``operations.memoized``).
 
-Results stored under a version the function no longer has cannot be told apart from
-other functions' by their key (a hash of the name and the arguments, then the version),
-so they are not counted per function; ``delete-memoized --purge`` removes the ones under
-the version it replaces.
+The counts come from one census of the app's keys (``operations.function_stats``, as
+``stats --by-function`` takes it): the results under the current version(s), their
+memory and TTLs, and a method's results under a former instance version. Results under
+a version the *function* no longer has cannot be told apart from other functions' by
+their key (a hash of the name and the arguments, then the version), so they are not
+counted per function; ``delete-memoized --purge`` removes the ones under the version it
+replaces.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 from cachectl import keys
 from cachectl.backends.base import CacheBackend
+from cachectl.backends.statistics import Census, GroupTally
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
+from cachectl.operations.function_stats import by_function
 from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
 from cachectl.settings import CacheSettings
 
@@ -47,6 +52,12 @@ class MemoizedShown:
     versions: list[VersionKey]
     #: Results stored under the current version(s); None where they cannot be counted.
     current_entries: int | None = None
+    #: Their memory (bytes, sampled and extrapolated on a large Redis) and TTL buckets.
+    current_memory: int | None = None
+    current_ttl: dict[str, int] = field(default_factory=dict)
+    #: A method's results under a former instance version (None: not counted).
+    old_entries: int | None = None
+    old_memory: int | None = None
     #: Why ``current_entries`` is None (a backend that cannot list its keys).
     not_counted: str | None = None
     #: For one call: its entry key, and what is stored there (None: not there).
@@ -71,6 +82,10 @@ class MemoizedShown:
             "function": self.function,
             "version_keys": [version.document() for version in self.versions],
             "current_entries": self.current_entries,
+            "current_memory_bytes": self.current_memory,
+            "current_ttl": self.current_ttl,
+            "old_entries": self.old_entries,
+            "old_memory_bytes": self.old_memory,
             "not_counted": self.not_counted,
             "notes": self.notes,
         }
@@ -123,9 +138,7 @@ def show_memoized(
         missing = next(v.key for v in shown.versions if v.version is None)
         shown.notes.append(f"nothing is cached: no version under {missing}")
     elif backend.can_list_keys:
-        current = shown.versions[-1].version
-        assert current is not None
-        shown.current_entries = sum(1 for _ in invalidator.entries_under(fname, instance, current))
+        _count_entries(shown, backend.census(), fname, instance)
     else:
         shown.not_counted = f"{backend.kind} cannot list its keys, so they are not counted"
     if call.has_call:
@@ -136,3 +149,23 @@ def show_memoized(
             if shown.call_stored is not None:
                 shown.call_ttl = _ttl(backend, shown.call_key)
     return shown
+
+
+def _count_entries(shown: MemoizedShown, census: Census, fname: str, instance: str | None) -> None:
+    """The function's row of ``stats --by-function`` (or, for one instance, the results
+    under its function's and its own current versions)."""
+    found = by_function(census)
+    current, old = GroupTally(), None
+    if instance is None:
+        row = next((row for row in found.functions if row.function == fname), None)
+        if row is not None:
+            current, old = row.current, row.old
+    else:
+        versions = "".join(version.version or "" for version in shown.versions)
+        current = census.groups.get(b"e" + versions.encode(), current)
+    shown.current_entries = current.count
+    shown.current_memory = found.memory(current)
+    shown.current_ttl = current.lifetime_document()
+    if old is not None:
+        shown.old_entries = old.count
+        shown.old_memory = found.memory(old) if old.count else 0
