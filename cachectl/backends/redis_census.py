@@ -319,9 +319,9 @@ def _census_from_client(client: Any, request: CensusRequest, census: Census, tal
 
 
 def _census_node(client: Any, request: CensusRequest, census: Census, tally: Tally) -> None:
-    # A cluster node's script would touch keys of many slots; the nested caches'
-    # globs are matched on the client (few apps nest caches).
-    if request.exclusions is None and not isinstance(client, redis.RedisCluster):
+    """One server (a cluster's primary: its script reads only the keys SCAN found on
+    it). The nested caches' globs are matched on the client (few apps nest caches)."""
+    if request.exclusions is None:
         try:
             _census_with_script(client, request, census, tally)
             return
@@ -343,7 +343,7 @@ def take_census(client: Any, request: CensusRequest, tally: Tally) -> Census:
         request = request._replace(limit=-(-request.limit // len(parts)))
     with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="census") as pool:
         futures = [
-            pool.submit(_census_from_client, client.get_redis_connection(n), request, part, tally)
+            pool.submit(_census_node, client.get_redis_connection(n), request, part, tally)
             for n, part in zip(primaries, parts)
         ]
         try:
