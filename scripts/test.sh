@@ -89,14 +89,14 @@ run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_i
 # A fast subset under each Python from 3.9 to 3.13 on the machine (pyenv's, else python3.X
 # on PATH): the CLI end to end on Redis and the filesystem, the config readers (tomli below
 # 3.11), the codec and its safety checks, the generation rules, and the key oracle against the Flask-Caching that Python can run (2.3 on
-# 3.9, 2.4 on 3.10: the legacy generation; 2.5 from 3.11), and the lifetime, clear --exclude
-# and show-memoized commands. The slow app-mode, console, fuzz
+# 3.9, 2.4 on 3.10: the legacy generation; 2.5 from 3.11), and the lifetime, clear --exclude,
+# show-memoized and stats --by-function commands. The slow app-mode, console, fuzz
 # and topology files run in the main lane only. uv builds the environments: pip takes minutes.
 UV=.venv/bin/uv
 SUBSET=(tests/oracle tests/test_config.py tests/test_cli_layout.py tests/test_backend_interface.py
   tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py tests/test_safety.py
   tests/test_filesystem_safety.py tests/test_generation_choice.py tests/test_lifetimes.py
-  tests/test_clear_exclude.py tests/test_show_memoized.py)
+  tests/test_clear_exclude.py tests/test_show_memoized.py tests/test_stats_by_function.py)
 # Tests that assume the 2.5 generation is installed (sha256 names, 2.5 namespaces), and one
 # whose oracle app cannot reach TLS Redis on Flask-Caching < 2.5 (it drops CACHE_OPTIONS).
 LEGACY_DESELECT=(
@@ -171,5 +171,5 @@ SECONDS=0
 run_pytest .venv-floor/bin/python -q -p no:cacheprovider tests/oracle tests/test_config.py \
   tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py \
   tests/test_invalidation.py tests/test_clear_exclude.py tests/test_show_memoized.py \
-  tests/test_install_pins.py "${LEGACY_DESELECT[@]}"
+  tests/test_stats_by_function.py tests/test_install_pins.py "${LEGACY_DESELECT[@]}"
 echo "== floor: ${SECONDS}s" >&2

@@ -122,6 +122,15 @@ def memcached_address(memcached_server: ServerProcess) -> str:
     return address
 
 
+@pytest.fixture(params=["pylibmc", "python-memcached"])
+def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The memcached client library, each in turn: cachelib (the app) and cachectl pick
+    pylibmc first, python-memcached without it."""
+    if request.param == "python-memcached":
+        monkeypatch.setitem(sys.modules, "pylibmc", None)
+    return request.param
+
+
 SASL_USER, SASL_PASSWORD = "ops", "s3cret-pw"
 
 

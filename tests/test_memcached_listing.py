@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,16 +15,6 @@ import pytest
 
 from tests.conftest import SASL_PASSWORD, SASL_USER, RedisTarget, oracle_app, run
 from tests.servers import ServerProcess, start_memcached
-
-LIBRARIES = ["pylibmc", "python-memcached"]
-
-
-@pytest.fixture(params=LIBRARIES)
-def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """cachelib (the app) and cachectl pick pylibmc first, python-memcached without it."""
-    if request.param == "python-memcached":
-        monkeypatch.setitem(sys.modules, "pylibmc", None)
-    return request.param
 
 
 def _flushed(server: ServerProcess) -> str:

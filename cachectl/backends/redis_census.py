@@ -97,8 +97,7 @@ local function tally_of(kind, name)
   return tally
 end
 
-local function view_segment(name)
-  local path = sub(name, start + 5)
+local function view_segment(path)
   local segment = string.match(path, '^/[^/]*') or path
   if #segment == #path then
     local digest = string.match(segment, '%x+$')
@@ -138,7 +137,10 @@ repeat
         end
       elseif first == 118 and find(name, 'view/', start, true) == start then
         kind = 'w'
-        if detail then label = view_segment(name) end
+        if detail then label = view_segment(sub(name, start + 5)) end
+      elseif first == 47 and #(string.match(name, '%x*$')) >= 32 then
+        kind = 'w'  -- before 2.5, a query_string=True view: the path, then the digest
+        if detail then label = view_segment(sub(name, start)) end
       elseif (n == 22 or n == 28) and not find(name, '[^%w%+/=]', start) then
         kind = 'e'
         if detail then label = sub(name, start + 16) end

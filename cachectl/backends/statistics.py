@@ -25,19 +25,6 @@ LIFETIME_BUCKET_LIMITS = (60, 3600, 86400)
 DEFAULT_MEMORY_SAMPLE = 1000
 
 
-def classify(rest: str) -> str:
-    """The kind of entry a key (prefix removed) is, by the shape Flask-Caching gives it."""
-    if rest.endswith(keys.VERSION_SUFFIX):
-        return "memoize versions"
-    if rest.startswith(keys.FRAGMENT_PREFIX):
-        return "fragments"
-    if rest.startswith("view/"):
-        return "views"
-    if keys.looks_like_memoize_entry(rest):
-        return "memoize entries"
-    return "other"
-
-
 def ttl_bucket(seconds: float | None) -> str:
     """The bucket of a remaining lifetime (None: the entry never expires)."""
     if seconds is None:
@@ -124,8 +111,9 @@ MAX_NAMES_PER_KIND = 10_000
 def census_label(rest: bytes) -> bytes:
     """What a key (prefix removed) is counted under: ``v`` a version key; ``e`` and its
     version(s) a memoized result; ``w`` and its first path segment a cached view (a
-    query string's digest taken off); ``f`` and its name a template fragment (the name
-    ends where ``_`` and a digit begin the vary_on values); ``o`` anything else.
+    query string's digest taken off; before 2.5 such a key is the path and the digest,
+    without ``view/``); ``f`` and its name a template fragment (the name ends where
+    ``_`` and a digit begin the vary_on values); ``o`` anything else.
 
     ``redis_census.CENSUS_SCRIPT`` labels keys inside Redis by the same rules; a test
     holds the two to the same labels."""
@@ -135,8 +123,9 @@ def census_label(rest: bytes) -> bytes:
         name = rest[len(_FRAGMENT_PREFIX) :]
         vary = _FRAGMENT_VARY.search(name)
         return b"f" + (name[: vary.start()] if vary else name)
-    if rest.startswith(b"view/"):
-        path = rest[5:]
+    legacy_query = rest.startswith(b"/") and _is_digested(rest)
+    if rest.startswith(b"view/") or legacy_query:
+        path = rest if legacy_query else rest[5:]
         first = _FIRST_SEGMENT.match(path)
         segment = first.group() if first else path
         if len(segment) == len(path):
@@ -151,6 +140,12 @@ def census_label(rest: bytes) -> bytes:
 
 
 _FRAGMENT_PREFIX = keys.FRAGMENT_PREFIX.encode()
+
+
+def _is_digested(name: bytes) -> bool:
+    """Whether ``name`` ends with a hex digest as long as an md5 one or longer."""
+    digest = _TRAILING_HEX.search(name)
+    return digest is not None and len(digest.group()) >= _DIGEST_LENGTHS[0]
 
 
 def lifetime_index(seconds: float | None) -> int:

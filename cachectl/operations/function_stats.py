@@ -17,13 +17,16 @@ old entries.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl import keys
-from cachectl.backends.statistics import Census, GroupTally
+from cachectl.backends.statistics import LIFETIME_BUCKET_LIMITS, Census, GroupTally
 
 _SUFFIX = keys.VERSION_SUFFIX.encode()
+#: The shortest remaining lifetime in each TTL bucket (no expiry first).
+_BUCKET_FLOORS = (math.inf, 0, *LIFETIME_BUCKET_LIMITS)
 
 
 @dataclass
@@ -40,6 +43,19 @@ class FunctionRow:
     instances: int = 0
     current: GroupTally = field(default_factory=GroupTally)
     old: GroupTally = field(default_factory=GroupTally)
+
+    @property
+    def outliving_version(self) -> int:
+        """How many current results surely live longer than the version key: when it
+        expires (Flask-Caching before 2.5 gives it the default timeout), they become
+        unreachable at once and stay stored until they expire themselves."""
+        if self.version_ttl is None:
+            return 0
+        return sum(
+            count
+            for count, shortest in zip(self.current.lifetimes, _BUCKET_FLOORS)
+            if shortest >= self.version_ttl
+        )
 
 
 @dataclass
@@ -101,6 +117,7 @@ class FunctionStatistics:
                     **self._tally_document(row.current),
                     "old_entries": row.old.count,
                     "old_memory_bytes": self.memory(row.old) if row.old.count else 0,
+                    "outliving_version_key": row.outliving_version,
                 }
                 for row in rows[:top]
             ],
