@@ -239,6 +239,7 @@ EDGE_NAMES = [
     b"/" + b"f" * 32, b"_template_fragment_cache_", b"_template_fragment_cache_sidebar",
     b"_template_fragment_cache_sidebar_42_en", b"_template_fragment_cache_user_menu",
     b"_template_fragment_cache_index.html12", b"\xff\xfe_memver", b"view//\xff/a", b"",
+    b"view//" + b"p" * 70_000, b"_template_fragment_cache_" + b"n" * 70_000 + b"_1",
 ]  # fmt: skip
 
 

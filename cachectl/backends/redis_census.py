@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 import redis.exceptions
 
-from cachectl.backends.redis_sweep import SCAN_COUNT, is_refused_permission, log
+from cachectl.backends.redis_sweep import SCAN_COUNT, ScriptsRefused, is_refused_permission, log
 from cachectl.backends.statistics import (
     LIFETIME_BUCKET_LIMITS,
+    MAX_NAME_BYTES,
     Census,
     census_label,
 )
@@ -48,7 +49,8 @@ VERSION_VALUE_LIMIT = 256
 #: stays even across calls), the TTL bucket limits in milliseconds, the version
 #: value limit, the time budget in microseconds, the most keys to walk (0: all),
 #: '1' for labels in detail (by function version, view path, fragment name; and the
-#: version keys' values) or '0' for kinds only (plain ``stats``: cheaper).
+#: version keys' values) or '0' for kinds only (plain ``stats``: cheaper), and the
+#: longest view path or fragment name kept (``statistics.MAX_NAME_BYTES``).
 #: Returns: cursor, keys walked, whether MEMORY was refused, the totals as two strings
 #: (per label, packed little-endian: eight 8-byte counts (keys, one per TTL bucket with
 #: no expiry first, keys sampled, bytes sampled); and each label after its length in
@@ -64,6 +66,7 @@ local value_limit = tonumber(ARGV[10])
 local budget = tonumber(ARGV[11])
 local most = tonumber(ARGV[12])
 local detail = ARGV[13] == '1'
+local longest = tonumber(ARGV[14])
 local byte, find, sub, call = string.byte, string.find, string.sub, redis.call
 -- Tallies by kind, then by name (no label string is made per key): entries by their
 -- version(s), views by first path segment, fragments by name; version keys, others.
@@ -134,13 +137,14 @@ repeat
           label = sub(name, start + 25)
           local vary = find(label, '_%d')
           if vary then label = sub(label, 1, vary - 1) end
+          label = sub(label, 1, longest)
         end
       elseif first == 118 and find(name, 'view/', start, true) == start then
         kind = 'w'
-        if detail then label = view_segment(sub(name, start + 5)) end
+        if detail then label = sub(view_segment(sub(name, start + 5)), 1, longest) end
       elseif first == 47 and #(string.match(name, '%x*$')) >= 32 then
         kind = 'w'  -- before 2.5, a query_string=True view: the path, then the digest
-        if detail then label = view_segment(sub(name, start)) end
+        if detail then label = sub(view_segment(sub(name, start)), 1, longest) end
       elseif (n == 22 or n == 28) and not find(name, '[^%w%+/=]', start) then
         kind = 'e'
         if detail then label = sub(name, start + 16) end
@@ -197,10 +201,6 @@ return reply
 _COUNTS = struct.Struct("<8q")
 
 
-class ScriptsRefused(Exception):
-    """The server does not run the census script."""
-
-
 def _read_reply(reply: list[Any], census: Census) -> None:
     """Add one script call's totals to ``census``."""
     memory_refused, counts, labels = reply[2], reply[3], reply[4]
@@ -244,7 +244,7 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
     limits = [str(seconds * 1000) for seconds in LIFETIME_BUCKET_LIMITS]
     head = [request.match, SCAN_COUNT, request.cut, request.every]
     tail = [*limits, VERSION_VALUE_LIMIT, STEP_BUDGET_MICROSECONDS, request.limit or 0]
-    tail.append("1" if request.detail else "0")
+    tail += ["1" if request.detail else "0", MAX_NAME_BYTES]
     cursor: Any = 0
     walked = 0
     first = True

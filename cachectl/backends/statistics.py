@@ -106,6 +106,9 @@ LABEL_KINDS = {
 #: (under the label's kind byte and ``*``), so a site whose every page is its own
 #: first path segment cannot make the census grow with its keys.
 MAX_NAMES_PER_KIND = 10_000
+#: A view path or fragment name is cut to this many bytes (a label's length travels
+#: in two bytes, and a name this long is already past reading in a table).
+MAX_NAME_BYTES = 200
 
 
 def census_label(rest: bytes) -> bytes:
@@ -122,7 +125,7 @@ def census_label(rest: bytes) -> bytes:
     if rest.startswith(_FRAGMENT_PREFIX):
         name = rest[len(_FRAGMENT_PREFIX) :]
         vary = _FRAGMENT_VARY.search(name)
-        return b"f" + (name[: vary.start()] if vary else name)
+        return b"f" + (name[: vary.start()] if vary else name)[:MAX_NAME_BYTES]
     legacy_query = rest.startswith(b"/") and _is_digested(rest)
     if rest.startswith(b"view/") or legacy_query:
         path = rest if legacy_query else rest[5:]
@@ -133,7 +136,7 @@ def census_label(rest: bytes) -> bytes:
             if digest:
                 strip = max((n for n in _DIGEST_LENGTHS if len(digest.group()) >= n), default=0)
                 segment = segment[: len(segment) - strip]
-        return b"w" + segment
+        return b"w" + segment[:MAX_NAME_BYTES]
     if len(rest) in _ENTRY_LENGTHS and _ENTRY_CHARACTERS.match(rest):
         return b"e" + rest[keys.ENTRY_HASH_LENGTH :]
     return b"o"
