@@ -2,7 +2,7 @@
 
 Asking for each key's TTL and memory from the client costs a reply per key and
 the client's time to parse it: on a million keys that was five times what a plain
-count costs. Here a Lua script runs SCAN steps until about two milliseconds have
+count costs. Here a Lua script runs SCAN steps until about four milliseconds have
 passed (so other clients wait no longer than that), labels each key by the shape
 Flask-Caching gives it (``statistics.census_label``, which this script mirrors),
 and returns, per label, how many keys there were, how many in each TTL bucket and
@@ -36,8 +36,15 @@ if TYPE_CHECKING:
     from cachectl.backends.base import Tally
     from cachectl.backends.exclusions import Exclusions
 
-#: How long one script call may hold the server, in microseconds.
-STEP_BUDGET_MICROSECONDS = 2000
+#: How long one script call may hold the server, in microseconds. Each call also costs
+#: a fixed share (a round trip, and totals per label to build and read: a few hundred
+#: labels on a busy cache), about a tenth of a call this long; at two milliseconds it
+#: was a fifth. Another client waits at most this and one SCAN step.
+STEP_BUDGET_MICROSECONDS = 4000
+#: Keys one SCAN step inside the script looks at: small enough that the step the
+#: budget runs out in ends soon after (a step of 500 keys takes about half a
+#: millisecond with the census's work on each key).
+CENSUS_SCAN_COUNT = 500
 
 #: A version key's value longer than this is not returned (Flask-Caching writes 6
 #: characters, pickled in about 20 bytes): a foreign key named ``*_memver`` could be
@@ -242,7 +249,7 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
     time hides behind the server's."""
     script = client.register_script(CENSUS_SCRIPT)
     limits = [str(seconds * 1000) for seconds in LIFETIME_BUCKET_LIMITS]
-    head = [request.match, SCAN_COUNT, request.cut, request.every]
+    head = [request.match, CENSUS_SCAN_COUNT, request.cut, request.every]
     tail = [*limits, VERSION_VALUE_LIMIT, STEP_BUDGET_MICROSECONDS, request.limit or 0]
     tail += ["1" if request.detail else "0", MAX_NAME_BYTES]
     cursor: Any = 0
