@@ -52,8 +52,8 @@ TIMEOUT = "1"
 #: With --timeout 1, no case may take longer than this (start-up included).
 WALL_CLOCK_BOUND = 15.0
 PREFIX = "flask_cache_"
-#: Enough keys for a clear to take several sweep steps (each runs for about two
-#: milliseconds on the server), so a fault at the second or third lands in the
+#: Enough keys for a clear to take several sweep steps (each runs for about a
+#: millisecond on the server), so a fault at the second or third lands in the
 #: middle with steps done before it and steps left after it.
 APP_KEYS = 20_000
 #: A memcached delete is two round trips a key through cachelib (delete, then a
@@ -174,7 +174,7 @@ class RedisCase:
 OLD_ENTRIES = PREFIX + "?" * 16 + OLD_VERSION
 
 REDIS_CASES = [
-    # Each sweep step is one call of the Lua step, about two milliseconds of the
+    # Each sweep step is one call of the Lua step, about a millisecond of the
     # server's time: the first goes as EVAL (with the script's text), the others as
     # EVALSHA, in two lanes (two connections, one call of each in flight).
     # clear: the second EVALSHA (the third step) runs on the server and the reply

@@ -9,7 +9,7 @@ holds more than a step's names.
 Two ways to run a step, chosen automatically:
 
 - a short Lua script, inside the server (redis_scripts): SCAN and UNLINK of the
-  matches, again and again for about two milliseconds (the server's clock
+  matches, again and again for about a millisecond (the server's clock
   decides), then the cursor goes back. One round trip per step and no key names
   on the wire; the time budget rather than a fixed key count makes each step as
   long as other clients can wait and no longer. A removal runs two lanes, one per
@@ -172,9 +172,9 @@ def _sweep_with_script(
     walks the hash table's first half, the second the other half, and a call of one
     lane is always queued at the server while the other's reply travels back and its
     next call is sent. The server goes from one step to the next without waiting for
-    a round trip, which a single lane costs it at every step (a tenth of the time,
-    at two-millisecond steps); other clients still wait at most about two steps
-    (the one running and the one queued). Counting (a dry run, kept keys) takes one
+    a round trip, which a single lane costs it at every step (a round trip takes a
+    tenth to a fifth of a one-millisecond step); other clients still wait at most
+    about two steps (the one running and the one queued). Counting (a dry run, kept keys) takes one
     lane: the lanes may overlap a little, see below.
 
     The first call runs alone: a refusal there (scripting off, a command the
