@@ -186,9 +186,9 @@ def header() -> str:
 
 def summary_row(name: str, runs: list[dict]) -> str:
     walls = [run["wall"] for run in runs]
+    wall = f"{statistics.median(walls):.2f} s ({min(walls):.2f}-{max(walls):.2f})"
     return (
-        f"{name:<34}{statistics.median(walls):>8.2f} s ({min(walls):.2f}-{max(walls):.2f})"
-        f"{max(run['worst'] for run in runs):>9.1f} ms"
+        f"{name:<34}{wall:>22}{max(run['worst'] for run in runs):>9.1f} ms"
         f"{statistics.median(run['p99'] for run in runs):>8.1f} ms"
         f"{max(run['rss_mb'] for run in runs):>9.0f} MB"
     )
@@ -264,8 +264,9 @@ def main() -> None:
                 runs[name].append(result)
                 print(row(result), flush=True)
 
-        print(f"\nmedians of {options.rounds} rounds (spread); worst PING and RSS: the largest")
-        print(header())
+        print(f"\nover {options.rounds} rounds: median wall (spread), the worst PING of any run,")
+        print("the median p99 PING, the largest peak RSS")
+        print(f"{'method':<34}{'median wall':>22}{'worst PING':>12}{'p99':>11}{'peak RSS':>12}")
         for name in names:
             print(summary_row(name, runs[name]))
         print(f"cachectl / floor:              {ratio(runs, CACHECTL_CLEAR, FLOOR)}  target <= 1.2")
