@@ -75,7 +75,8 @@ class ScriptsRefused(Exception):
 
 
 class _Lane:
-    """A connection walking one half of the keyspace, one call in flight at a time."""
+    """A walk over half of the keyspace (or all of it), on one connection, with one call
+    of the Lua step in flight at a time."""
 
     def __init__(self, cursor: Any, half: bool) -> None:
         self.cursor = cursor
@@ -101,7 +102,6 @@ class _Steps:
         import hashlib  # here, not at import: `get` and the other light commands need none
 
         encoder = client.connection_pool.get_encoder()
-        self.script = script
         self._sha = self._bulk(hashlib.sha1(script.encode()).hexdigest().encode())
         self._text = self._bulk(script.encode())
         #: EVALSHA, the script, the number of keys (0), the cursor, then ARGV's rest.
