@@ -157,3 +157,24 @@ def test_a_user_who_may_not_read_the_clock_is_cleared_client_side(
     assert "removed 5000 keys" in done.stdout
     assert "the server runs no script" in done.stderr  # refused at the first step
     assert client.dbsize() == 1_000
+
+
+@pytest.mark.parametrize("pool_class", [redis.ConnectionPool, redis.BlockingConnectionPool])
+def test_a_pool_of_one_connection_takes_the_lanes_in_turn(
+    own_redis: tuple[ServerProcess, redis.Redis], pool_class: type
+) -> None:
+    """An app's client may allow one connection: the second lane then waits for the
+    first (a blocking pool would otherwise wait for a connection that never frees)."""
+    from cachectl.backends.redis import RedisBackend
+
+    server, client = own_redis
+    fill(client, "app_{}", 20_000)
+    fill(client, "other_{}", 1_000)
+    waits = {"timeout": 2} if pool_class is redis.BlockingConnectionPool else {}
+    pool = pool_class(port=server.port, max_connections=1, **waits)
+    backend = RedisBackend.for_client(redis.Redis(connection_pool=pool), "app_", 300)
+
+    started = time.monotonic()
+    assert backend.clear(dry_run=False) == 20_000
+    assert time.monotonic() - started < 2
+    assert client.dbsize() == 1_000
