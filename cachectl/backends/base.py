@@ -321,13 +321,16 @@ class Tally:
         self._on_progress = on_progress
         self._lock = threading.Lock()  # cluster sweeps count from one thread per primary
 
-    def add(self, amount: int) -> None:
+    def add(self, amount: int, stop: bool = True) -> None:
+        """Count ``amount`` more; with ``stop``, honour a requested stop here. A caller
+        with work still in flight (a Redis sweep's other lane) passes False and stops
+        once the replies it waits for are counted, so the count stays exact."""
         with self._lock:
             self.count += amount
             count = self.count
         if self._on_progress is not None and threading.current_thread() is threading.main_thread():
             self._on_progress(count)
-        if self.stop_requested:
+        if stop and self.stop_requested:
             raise KeyboardInterrupt
 
 

@@ -2,19 +2,26 @@
 
 ``KEYS`` blocks the server while it walks the whole keyspace, and collecting
 the names first costs memory in proportion to the key count. A sweep walks the
-keyspace with ``SCAN`` in steps of about a thousand keys and unlinks each
-step's matches before taking the next, so the server is never held for more
-than a step and the client never holds more than a step's names.
+keyspace with ``SCAN`` in steps and unlinks each step's matches before taking
+the next, so the server is never held for more than a step and the client never
+holds more than a step's names.
 
 Two ways to run a step, chosen automatically:
 
-- a short Lua script (one SCAN step plus UNLINK of its matches, inside the
-  server): one round trip per step and no key names on the wire. The fastest.
+- a short Lua script, inside the server (redis_scripts): SCAN and UNLINK of the
+  matches, again and again for about a millisecond (the server's clock
+  decides), then the cursor goes back. One round trip per step and no key names
+  on the wire; the time budget rather than a fixed key count makes each step as
+  long as other clients can wait and no longer. A removal runs two lanes, one per
+  half of the hash table, so that one lane's next step is always queued at the
+  server while the other's reply travels: the server goes from step to step
+  without waiting, about as fast as one script doing the whole job while
+  blocking everyone. The fastest.
 - client-side: SCAN, then UNLINK of the matches, pipelined so that each round
   trip carries the next SCAN together with the previous step's UNLINK. For
-  servers that refuse scripts (managed services often do) and for Redis
-  Cluster, where each primary is swept on its own, concurrently, with one
-  UNLINK per key so no command spans two hash slots.
+  servers that refuse scripts (managed services often do), or a command the
+  script needs, and for Redis Cluster, where each primary is swept on its own,
+  concurrently, with one UNLINK per key so no command spans two hash slots.
 
 Keys matching an ``--exclude`` glob stay (``exclusions``): each way of running a
 step tells them apart from the same parsed globs with the same algorithm, so
@@ -27,6 +34,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -35,6 +43,12 @@ import redis
 import redis.exceptions
 
 from cachectl.backends.base import Tally
+from cachectl.backends.redis_scripts import (
+    EXCLUDE_STEP_SCRIPT,
+    SCRIPT_SCAN_COUNT,
+    STEP_BUDGET_US,
+    STEP_SCRIPT,
+)
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
@@ -46,118 +60,189 @@ log = logging.getLogger("cachectl")
 #: pauses for other clients; a thousand keeps a step around a millisecond.
 SCAN_COUNT = 1000
 
-_STEP_SCRIPT = """
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', tonumber(ARGV[3]))
-local found = step[2]
-local removed = 0
-if ARGV[4] == '1' then
-  removed = #found
-else
-  for i = 1, #found, 500 do
-    removed = removed + redis.call('UNLINK', unpack(found, i, math.min(i + 499, #found)))
-  end
-end
-return {step[1], removed}
-"""
-
-#: The step with exclusions: ARGV[5] is the prefix's length in bytes, ARGV[6] how
-#: many of the globs are the operator's (the others keep nested caches' keys),
-#: then each glob as exclusions.py hands it over (its number of segments, then
-#: each segment's length and Lua pattern). Returns the cursor, the keys removed
-#: (or that would be), the keys kept, those kept by an operator's glob, then how
-#: many keys each glob matched.
-_EXCLUDE_STEP_SCRIPT = """
-local cut = tonumber(ARGV[5])
-local own = tonumber(ARGV[6])
-local globs, a = {}, 7
-while a <= #ARGV do
-  local lengths, anchored, floating = {}, {}, {}
-  for s = 1, tonumber(ARGV[a]) do
-    lengths[s] = tonumber(ARGV[a + 2 * s - 1])
-    floating[s] = ARGV[a + 2 * s]
-    anchored[s] = '^' .. floating[s]
-  end
-  a = a + 1 + 2 * #lengths
-  globs[#globs + 1] = {lengths, anchored, floating}
-end
-
-local function matches(glob, name)
-  local lengths, anchored, floating = glob[1], glob[2], glob[3]
-  local k, n, at = #lengths, #name, cut + 1
-  if k == 0 then return false end
-  if k == 1 then
-    return n - cut == lengths[1] and string.find(name, anchored[1], at) ~= nil
-  end
-  if lengths[1] > 0 then
-    if string.find(name, anchored[1], at) == nil then return false end
-    at = at + lengths[1]
-  end
-  for s = 2, k - 1 do
-    if lengths[s] > 0 then
-      local _, stop = string.find(name, floating[s], at)
-      if stop == nil then return false end
-      at = stop + 1
-    end
-  end
-  if lengths[k] > 0 then
-    local start = n - lengths[k] + 1
-    return start >= at and string.find(name, anchored[k], start) ~= nil
-  end
-  return true
-end
-
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', tonumber(ARGV[3]))
-local doomed, kept, kept_own, matched = {}, 0, 0, {}
-for g = 1, #globs do matched[g] = 0 end
-for _, name in ipairs(step[2]) do
-  local found, by_own = false, false
-  for g = 1, #globs do
-    if matches(globs[g], name) then
-      matched[g] = matched[g] + 1
-      found = true
-      if g <= own then by_own = true end
-    end
-  end
-  if found then kept = kept + 1 else doomed[#doomed + 1] = name end
-  if by_own then kept_own = kept_own + 1 end
-end
-local removed = 0
-if ARGV[4] == '1' then
-  removed = #doomed
-else
-  for i = 1, #doomed, 500 do
-    removed = removed + redis.call('UNLINK', unpack(doomed, i, math.min(i + 499, #doomed)))
-  end
-end
-return {step[1], removed, kept, kept_own, unpack(matched)}
-"""
-
 
 class ScriptsRefused(Exception):
-    """The server does not run our script (scripting disabled, ACL, old Redis)."""
+    """The server does not run our script (scripting disabled, ACL, old Redis), or
+    the script may not run a command it needs. ``left`` holds what the sweep has
+    still to walk, client-side: each a cursor to start from and whether to stop at
+    the table's second half (where another lane started). A refused step began at
+    its cursor (a script stops at its first refused command) and SCAN returns
+    every key still there when a walk goes on from a cursor it handed out."""
+
+    def __init__(self, message: str, left: list[tuple[Any, bool]]) -> None:
+        super().__init__(message)
+        self.left = left
+
+
+class _Lane:
+    """A walk over half of the keyspace (or all of it), on one connection, with one call
+    of the Lua step in flight at a time."""
+
+    def __init__(self, cursor: Any, half: bool) -> None:
+        self.cursor = cursor
+        #: Whether this lane stops where the table's second half starts.
+        self.half = half
+        self.connection: Any = None
+        #: No reply of this lane has come back yet: any refusal means no scripts.
+        self.first = True
+
+    @property
+    def finished(self) -> bool:
+        cursor = int(self.cursor)
+        return cursor == 0 or (self.half and cursor % 2 == 1)
+
+
+class _Steps:
+    """Calls of the Lua step as bytes ready to send: only the cursor changes between
+    calls, so the rest is encoded once, and each call is one write on a connection
+    of the client's pool and one read, without the per-command work of redis-py's
+    ``execute_command`` (argument encoding, retry and observability wrappers)."""
+
+    def __init__(self, client: Any, script: str, args: list[Any]) -> None:
+        import hashlib  # here, not at import: `get` and the other light commands need none
+
+        encoder = client.connection_pool.get_encoder()
+        self._sha = self._bulk(hashlib.sha1(script.encode()).hexdigest().encode())
+        self._text = self._bulk(script.encode())
+        #: EVALSHA, the script, the number of keys (0), the cursor, then ARGV's rest.
+        self._head = b"*%d\r\n" % (4 + len(args) + 1)
+        self._rests = {
+            half: b"".join(self._bulk(encoder.encode(arg)) for arg in self._with_half(args, half))
+            for half in (False, True)
+        }
+
+    @staticmethod
+    def _with_half(args: list[Any], half: bool) -> list[Any]:
+        return [*args[:4], "1" if half else "0", *args[4:]]
+
+    @staticmethod
+    def _bulk(value: bytes) -> bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+
+    def send(self, lane: _Lane, full: bool = False) -> None:
+        """Send the lane's next step: as EVAL with the script's text when ``full`` (which
+        also caches the script), else as EVALSHA."""
+        cursor = lane.cursor if isinstance(lane.cursor, bytes) else str(lane.cursor).encode()
+        command = b"EVAL" if full else b"EVALSHA"
+        packed = (
+            self._head
+            + self._bulk(command)
+            + (self._text if full else self._sha)
+            + b"$1\r\n0\r\n"
+            + self._bulk(cursor)
+            + self._rests[lane.half]
+        )
+        lane.connection.send_packed_command([packed], check_health=False)
+
+    def receive(self, lane: _Lane) -> list[Any]:
+        """The reply of the lane's step in flight; a script cache emptied meanwhile
+        (SCRIPT FLUSH, a failover) is met by sending the step again with the text."""
+        try:
+            reply = lane.connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self.send(lane, full=True)
+            reply = lane.connection.read_response()
+        lane.first = False
+        lane.cursor = reply[0]
+        return list(reply)
+
+
+def _connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py before 5.3 names the command it is for
+        return pool.get_connection("EVALSHA")
+
+
+def _second_connection(pool: Any) -> Any:
+    """Another connection for the second lane, or None where the pool has no more
+    to give at once (a pool of one): the lanes then take turns on one."""
+    if isinstance(pool, redis.BlockingConnectionPool):  # would wait for the first one
+        return None
+    try:
+        return _connection(pool)
+    except redis.exceptions.ConnectionError:
+        return None
 
 
 def _sweep_with_script(
     client: Any, match: str, dry_run: bool, tally: Tally, exclusions: Exclusions | None, cut: int
 ) -> None:
-    step = client.register_script(_EXCLUDE_STEP_SCRIPT if exclusions is not None else _STEP_SCRIPT)
-    extra = [cut, *exclusions.script_args()] if exclusions is not None else []
-    cursor: Any = 0
-    first = True
-    while True:
-        try:
-            reply = step(args=[cursor, match, SCAN_COUNT, "1" if dry_run else "0", *extra])
-        except redis.exceptions.ResponseError as exc:
-            if first:
-                raise ScriptsRefused(str(exc)) from exc
-            raise
-        first = False
-        cursor, removed = reply[0], reply[1]
-        if exclusions is not None:
-            exclusions.add(int(reply[2]), [int(h) for h in reply[4:]], int(reply[3]))
-        tally.add(int(removed))
-        if int(cursor) == 0:
-            return
+    """A removal walks the keyspace in two lanes, each on its own connection: the first
+    walks the hash table's first half, the second the other half, and a call of one
+    lane is always queued at the server while the other's reply travels back and its
+    next call is sent. The server goes from one step to the next without waiting for
+    a round trip, which a single lane costs it at every step (a round trip takes a
+    tenth to a fifth of a one-millisecond step); other clients still wait at most
+    about two steps (the one running and the one queued). Counting (a dry run, kept keys) takes one
+    lane: the lanes may overlap a little, see below.
+
+    The first call runs alone: a refusal there (scripting off, a command the
+    script needs not allowed) means a client-side sweep of the whole keyspace."""
+    args: list[Any] = [match, SCRIPT_SCAN_COUNT, "1" if dry_run else "0", STEP_BUDGET_US]
+    if exclusions is not None:
+        args += [cut, *exclusions.script_args()]
+    steps = _Steps(client, EXCLUDE_STEP_SCRIPT if exclusions is not None else STEP_SCRIPT, args)
+    pool = client.connection_pool
+    # The SCAN that crosses into the second half goes on past it, so the first lane
+    # may see a few keys the second sees too: harmless where only removals are
+    # counted (UNLINK counts what it removed), not where keys are merely counted.
+    lanes = [_Lane(0, True), _Lane(1, False)]
+    if dry_run or exclusions is not None:
+        lanes = [_Lane(0, False)]
+    in_flight: deque[_Lane] = deque()
+    held: list[Any] = []
+    clean = False
+    try:
+        lanes[0].connection = _connection(pool)
+        held.append(lanes[0].connection)
+        waiting = lanes[1:]  # started once the first reply shows that scripts run
+        if waiting:
+            second = _second_connection(pool)
+            if second is not None:
+                held.append(second)
+            waiting[0].connection = second or lanes[0].connection
+        steps.send(lanes[0], full=True)
+        in_flight.append(lanes[0])
+        refused: BaseException | None = None
+        while in_flight:
+            lane = in_flight.popleft()
+            try:
+                reply = steps.receive(lane)
+            except redis.exceptions.ResponseError as exc:
+                # The first step meets any refusal (scripting off, TIME or SCAN not
+                # allowed, an old server's rules); a later one only UNLINK's, when
+                # the first steps had nothing to remove.
+                if not (lane.first or is_refused_permission(exc)):
+                    raise
+                refused = refused or exc
+                continue
+            if exclusions is not None:
+                exclusions.add(reply[2], reply[4:], reply[3])
+            going = refused is None and not tally.stop_requested
+            if going and not lane.finished:
+                steps.send(lane)
+                in_flight.append(lane)
+            busy = {id(other.connection) for other in in_flight}
+            if going and waiting and id(waiting[0].connection) not in busy:
+                steps.send(waiting[0])
+                in_flight.append(waiting.pop(0))
+            # Counted without stopping: a Ctrl-C stops the sweep once the replies
+            # in flight are in, below, so the count it reports is exact.
+            tally.add(reply[1], stop=False)
+        clean = True
+        if refused is not None:
+            left = [(lane.cursor, lane.half) for lane in lanes if not lane.finished]
+            if lanes[0].first:  # the very first step: nothing done, the whole keyspace
+                left = [(0, False)]
+            raise ScriptsRefused(str(refused), left) from refused
+        if tally.stop_requested:
+            raise KeyboardInterrupt
+    finally:
+        for connection in held:
+            if not clean:  # a reply may still be on its way: never hand that back
+                connection.disconnect()
+            pool.release(connection)
 
 
 def is_refused_permission(reply: Any) -> bool:
@@ -177,8 +262,12 @@ def _sweep_pipelined(
     per_key: bool,
     exclusions: Exclusions | None,
     cut: int,
+    cursor: Any = 0,
+    half: bool = False,
 ) -> None:
-    cursor: Any = 0  # None once SCAN has come full circle
+    """SCAN from ``cursor`` (0: the whole keyspace) and UNLINK from the client; with
+    ``half``, stop where the table's second half starts (at an odd cursor)."""
+    # cursor is None once SCAN has come full circle (or reached the second half)
     pending: list[Any] = []  # the previous step's matches, unlinked with the next SCAN
     remove = "unlink"  # DEL once the user turns out not to be allowed UNLINK
     while cursor is not None or pending:
@@ -211,7 +300,8 @@ def _sweep_pipelined(
         if cursor is not None and exclusions is not None:
             found = exclusions.split(found, cut)
         pending = found if cursor is not None else []
-        cursor = next_cursor if cursor is not None and int(next_cursor) != 0 else None
+        going = cursor is not None and int(next_cursor) != 0
+        cursor = next_cursor if going and not (half and int(next_cursor) % 2) else None
 
 
 def _sweep_node(
@@ -223,14 +313,20 @@ def _sweep_node(
     exclusions: Exclusions | None,
     cut: int,
 ) -> None:
+    left: list[tuple[Any, bool]] = [(0, False)]
     if not per_key:
         try:
             _sweep_with_script(client, match, dry_run, tally, exclusions, cut)
             return
         except ScriptsRefused as refused:
-            # The client-side path needs no scripting.
-            log.debug("the server runs no script (%s): sweeping from the client", refused)
-    _sweep_pipelined(client, match, dry_run, tally, per_key, exclusions, cut)
+            # The client-side path needs no scripting, and falls back to DEL itself.
+            if left == refused.left:
+                log.debug("the server runs no script (%s): sweeping from the client", refused)
+            else:
+                log.debug("a step of the script was refused (%s): going on client-side", refused)
+            left = refused.left
+    for cursor, half in left:
+        _sweep_pipelined(client, match, dry_run, tally, per_key, exclusions, cut, cursor, half)
 
 
 def sweep(
