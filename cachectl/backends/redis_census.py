@@ -261,8 +261,8 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
             try:
                 reply = script(args=[cursor, *head, walked, *tail])
             except redis.exceptions.ResponseError as exc:
-                if first:
-                    raise ScriptsRefused(str(exc)) from exc
+                if first:  # nothing counted yet: the client walks the whole keyspace
+                    raise ScriptsRefused(str(exc), [(0, False)]) from exc
                 raise
             first = False
             before = walked
