@@ -329,3 +329,30 @@ def test_the_script_and_the_client_label_any_name_alike(
 ) -> None:
     by_script, by_client, expected = both_censuses(census_server, names)
     assert tallies(by_script) == tallies(by_client) == tallies(expected)
+
+
+def test_a_user_who_may_not_run_scripts_gets_the_same_figures(
+    census_server: ServerProcess,
+) -> None:
+    """Managed services often refuse EVAL: the census then runs from the client, and
+    must say exactly what the server-side census says."""
+    admin = redis.Redis(port=census_server.port)
+    admin.flushall()
+    admin.execute_command(
+        "ACL", "SETUSER", "noscript", "on", ">noscript-pw", "~*", "+@all", "-@scripting"
+    )
+    url = f"redis://127.0.0.1:{census_server.port}/0"
+    populate({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": "shop_"})
+    by_script = by_function("--url", url, "--key-prefix", "shop_")
+    limited = f"redis://noscript:noscript-pw@127.0.0.1:{census_server.port}/0"
+    from_client = by_function("--url", limited, "--key-prefix", "shop_")
+    assert by_script.pop("target") != from_client.pop("target")
+    assert from_client == by_script
+    check_attribution(from_client)
+    debug = run("--url", limited, "--key-prefix", "shop_", "--debug", "stats", "--by-function")
+    assert "counting from the client" in debug.stderr  # the path this test is about
+    plain = run("--url", limited, "--key-prefix", "shop_", "--json", "stats")
+    assert (
+        json.loads(plain.stdout)["kinds"]
+        == json.loads(run("--url", url, "--key-prefix", "shop_", "--json", "stats").stdout)["kinds"]
+    )
