@@ -21,7 +21,7 @@ from typing import Any
 
 from cachectl import keys
 from cachectl.backends.base import CacheBackend
-from cachectl.backends.statistics import Census, GroupTally
+from cachectl.backends.statistics import GroupTally
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import UsageError
@@ -55,7 +55,8 @@ class MemoizedShown:
     #: Their memory (bytes, sampled and extrapolated on a large Redis) and TTL buckets.
     current_memory: int | None = None
     current_ttl: dict[str, int] = field(default_factory=dict)
-    #: A method's results under a former instance version (None: not counted).
+    #: A method's results under a former instance version (0 for a function without
+    #: self; None for one instance, whose former versions no key names).
     old_entries: int | None = None
     old_memory: int | None = None
     #: Why ``current_entries`` is None (a backend that cannot list its keys).
@@ -138,7 +139,7 @@ def show_memoized(
         missing = next(v.key for v in shown.versions if v.version is None)
         shown.notes.append(f"nothing is cached: no version under {missing}")
     elif backend.can_list_keys:
-        _count_entries(shown, backend.census(), fname, instance)
+        _count_entries(shown, backend, call, fname, instance)
     else:
         shown.not_counted = f"{backend.kind} cannot list its keys, so they are not counted"
     if call.has_call:
@@ -151,18 +152,36 @@ def show_memoized(
     return shown
 
 
-def _count_entries(shown: MemoizedShown, census: Census, fname: str, instance: str | None) -> None:
-    """The function's row of ``stats --by-function`` (or, for one instance, the results
-    under its function's and its own current versions)."""
+def _count_entries(
+    shown: MemoizedShown,
+    backend: CacheBackend,
+    call: MemoizedCall,
+    fname: str,
+    instance: str | None,
+) -> None:
+    """The results under the current version(s), their memory and TTLs. For one instance,
+    or a function that takes no ``self``, a census of the keys ending with those versions
+    (the server matches them, as ``--purge`` does); for a method as a whole, the
+    function's row of ``stats --by-function`` (its former instance versions need every
+    version key)."""
+    versions = "".join(version.version or "" for version in shown.versions)
+    function = call.function
+    narrow = instance is not None or (function.signature is not None and not function.is_method)
+    if narrow:
+        hash_part = "?" * keys.ENTRY_HASH_LENGTH
+        census = backend.census(hash_part + backend.literal_pattern(versions) + "*")
+    else:
+        census = backend.census()
     found = by_function(census)
     current, old = GroupTally(), None
-    if instance is None:
+    if narrow:
+        current = census.groups.get(b"e" + versions.encode(), current)
+        if instance is None:
+            old = GroupTally()  # a function without self has no instance versions
+    else:
         row = next((row for row in found.functions if row.function == fname), None)
         if row is not None:
             current, old = row.current, row.old
-    else:
-        versions = "".join(version.version or "" for version in shown.versions)
-        current = census.groups.get(b"e" + versions.encode(), current)
     shown.current_entries = current.count
     shown.current_memory = found.memory(current)
     shown.current_ttl = current.lifetime_document()
