@@ -103,6 +103,24 @@ def redis_target(redis_server: ServerProcess) -> RedisTarget:
     return RedisTarget(redis_server.port, db, client)
 
 
+@pytest.fixture
+def own_redis() -> Iterator[tuple[ServerProcess, redis.Redis]]:
+    """A redis-server of this test's own, for tests that count its commands or stop it."""
+    server = start_redis()
+    yield server, redis.Redis(port=server.port)
+    server.stop()
+
+
+def fill_keys(client: redis.Redis, pattern: str, count: int) -> None:
+    """``count`` keys named by ``pattern`` (``{}`` takes the number), a pipeline of
+    10,000 at a time."""
+    for start in range(0, count, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, min(start + 10_000, count)):
+            pipe.set(pattern.format(n), b"1")
+        pipe.execute()
+
+
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[ServerProcess]:
     server = start_memcached()

@@ -8,29 +8,11 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.conftest import CONSOLE_SCRIPT, RedisTarget, oracle_app, run, run_console
-from tests.servers import ServerProcess, start_redis
-
-
-@pytest.fixture
-def own_redis() -> Iterator[tuple[ServerProcess, redis.Redis]]:
-    server = start_redis()
-    yield server, redis.Redis(port=server.port)
-    server.stop()
-
-
-def fill(client: redis.Redis, pattern: str, count: int) -> None:
-    for start in range(0, count, 10_000):
-        pipe = client.pipeline(transaction=False)
-        for n in range(start, min(start + 10_000, count)):
-            pipe.set(pattern.format(n), b"1")
-        pipe.execute()
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, fill_keys, oracle_app, run, run_console
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -39,8 +21,8 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 
 def test_clear_runs_server_side_and_never_sends_keys(own_redis) -> None:
     server, client = own_redis
-    fill(client, "app_{}", 20_000)
-    fill(client, "other_{}", 5_000)
+    fill_keys(client, "app_{}", 20_000)
+    fill_keys(client, "other_{}", 5_000)
 
     result = run(
         "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_", "clear", "--yes"
@@ -58,8 +40,8 @@ def test_clear_runs_server_side_and_never_sends_keys(own_redis) -> None:
 def test_clear_falls_back_when_the_server_refuses_scripts(own_redis) -> None:
     server, client = own_redis
     client.execute_command("ACL", "SETUSER", "default", "-@scripting")
-    fill(client, "app_{}", 20_000)
-    fill(client, "other_{}", 5_000)
+    fill_keys(client, "app_{}", 20_000)
+    fill_keys(client, "other_{}", 5_000)
 
     dry = run(
         "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_", "clear", "--dry-run"
@@ -78,10 +60,10 @@ def test_clear_falls_back_when_the_server_refuses_scripts(own_redis) -> None:
 
 def test_pattern_delete_matches_after_the_prefix_only(redis_target: RedisTarget) -> None:
     client = redis_target.client
-    fill(client, "shop[1]_view//p/{}", 1500)
-    fill(client, "shop[1]_report:{}", 10)
-    fill(client, "shop1_view//p/{}", 10)  # would match if the prefix's [1] were a class
-    fill(client, "view//p/{}", 10)  # unprefixed
+    fill_keys(client, "shop[1]_view//p/{}", 1500)
+    fill_keys(client, "shop[1]_report:{}", 10)
+    fill_keys(client, "shop1_view//p/{}", 10)  # would match if the prefix's [1] were a class
+    fill_keys(client, "view//p/{}", 10)  # unprefixed
     args = ["--url", redis_target.url, "--key-prefix", "shop[1]_"]
 
     counted = run(*args, "--json", "delete", "--pattern", "view//p/*", "--dry-run")
@@ -96,17 +78,17 @@ def test_pattern_delete_matches_after_the_prefix_only(redis_target: RedisTarget)
 
 
 def test_clear_pattern_is_the_same_operation(redis_target: RedisTarget) -> None:
-    fill(redis_target.client, "flask_cache_view//{}", 30)
-    fill(redis_target.client, "flask_cache_other{}", 5)
+    fill_keys(redis_target.client, "flask_cache_view//{}", 30)
+    fill_keys(redis_target.client, "flask_cache_other{}", 5)
     result = run("--url", redis_target.url, "--json", "clear", "--pattern", "view//*", "--yes")
     assert json.loads(result.stdout)["removed"] == 30
     assert redis_target.client.dbsize() == 5
 
 
 def test_keys_streams_names_without_the_prefix(redis_target: RedisTarget) -> None:
-    fill(redis_target.client, "flask_cache_view//{}", 50)
-    fill(redis_target.client, "flask_cache_x{}", 5)
-    fill(redis_target.client, "not_ours{}", 5)
+    fill_keys(redis_target.client, "flask_cache_view//{}", 50)
+    fill_keys(redis_target.client, "flask_cache_x{}", 5)
+    fill_keys(redis_target.client, "not_ours{}", 5)
     url = ["--url", redis_target.url]
 
     listed = run(*url, "keys", "view//*").stdout.split()
@@ -177,7 +159,7 @@ def test_stats_recognises_what_flask_caching_stored(redis_target: RedisTarget, t
 
 def test_lost_connection_mid_clear_exits_3_with_the_count(own_redis) -> None:
     server, client = own_redis
-    fill(client, "big_{}", 400_000)
+    fill_keys(client, "big_{}", 400_000)
     process = subprocess.Popen(
         [str(CONSOLE_SCRIPT), "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "big_",
          "clear", "--yes"],

@@ -18,29 +18,17 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 
 from cachectl.backends.redis_scripts import STEP_BUDGET_US
-from tests.conftest import CONSOLE_SCRIPT, run
+from tests.conftest import CONSOLE_SCRIPT, fill_keys, run
 from tests.servers import ServerProcess, start_redis
 
 APP_KEYS = 150_000
 OTHER_KEYS = 50_000
-
-
-@pytest.fixture
-def own_redis() -> Iterator[tuple[ServerProcess, redis.Redis]]:
-    server = start_redis()
-    yield server, redis.Redis(port=server.port)
-    server.stop()
-
-
-def fill(client: redis.Redis, pattern: str, count: int) -> None:
-    for start in range(0, count, 1000):
-        client.mset({pattern.format(n): b"1" for n in range(start, min(start + 1000, count))})
 
 
 class Pinger(threading.Thread):
@@ -66,9 +54,9 @@ def test_a_large_clear_takes_long_steps_and_other_clients_barely_wait(
     own_redis: tuple[ServerProcess, redis.Redis], excluding: bool
 ) -> None:
     server, client = own_redis
-    fill(client, "app_{}", APP_KEYS)
-    fill(client, "app_keep:{}", 500)
-    fill(client, "other_{}", OTHER_KEYS)
+    fill_keys(client, "app_{}", APP_KEYS)
+    fill_keys(client, "app_keep:{}", 500)
+    fill_keys(client, "other_{}", OTHER_KEYS)
     client.config_set("slowlog-log-slower-than", 0)  # every command, with its duration
     client.config_set("slowlog-max-len", 100_000)
     client.slowlog_reset()
@@ -126,8 +114,8 @@ def test_the_steps_reach_a_replica(own_redis: tuple[ServerProcess, redis.Redis])
     replica_server = start_redis("--replicaof", "127.0.0.1", str(server.port))
     try:
         replica = redis.Redis(port=replica_server.port)
-        fill(client, "app_{}", 30_000)
-        fill(client, "other_{}", 5_000)
+        fill_keys(client, "app_{}", 30_000)
+        fill_keys(client, "other_{}", 5_000)
         _wait_for(lambda: replica.dbsize() == 35_000, "the replica's first sync")
 
         done = run("--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_",
@@ -146,8 +134,8 @@ def test_a_user_who_may_not_read_the_clock_is_cleared_client_side(
 ) -> None:
     server, client = own_redis
     client.execute_command("ACL", "SETUSER", "noclock", "on", ">pw", "~*", "+@all", "-time")
-    fill(client, "app_{}", 5_000)
-    fill(client, "other_{}", 1_000)
+    fill_keys(client, "app_{}", 5_000)
+    fill_keys(client, "other_{}", 1_000)
     url = f"redis://noclock:pw@127.0.0.1:{server.port}/0"
 
     counted = run("--url", url, "--key-prefix", "app_", "--json", "clear", "--dry-run")
@@ -168,8 +156,8 @@ def test_a_pool_of_one_connection_takes_the_lanes_in_turn(
     from cachectl.backends.redis import RedisBackend
 
     server, client = own_redis
-    fill(client, "app_{}", 20_000)
-    fill(client, "other_{}", 1_000)
+    fill_keys(client, "app_{}", 20_000)
+    fill_keys(client, "other_{}", 1_000)
     waits = {"timeout": 2} if pool_class is redis.BlockingConnectionPool else {}
     pool = pool_class(port=server.port, max_connections=1, **waits)
     backend = RedisBackend.for_client(redis.Redis(connection_pool=pool), "app_", 300)
