@@ -142,10 +142,14 @@ def check_attribution(document: dict[str, Any]) -> None:
         assert functions["price"]["version_ttl"] <= 300
         assert functions["catalogue"]["version_ttl"] <= 300
         assert functions["catalogue"]["outliving_version_key"] == 3
+        assert [row["function"] for row in document["versions_expiring_first"]] == [
+            f"{MODULE}.catalogue"
+        ]
     else:
         assert 3500 < functions["price"]["version_ttl"] <= 3600
         assert functions["catalogue"]["version_ttl"] is None
         assert functions["catalogue"]["outliving_version_key"] == 0
+        assert document["versions_expiring_first"] == []
 
 
 def test_redis_results_are_counted_by_function_view_and_fragment(

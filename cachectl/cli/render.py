@@ -192,13 +192,12 @@ def function_statistics(output: Output, document: dict[str, Any]) -> None:
             for row in functions
         ],
     )
-    for row in functions:
-        if row["outliving_version_key"]:
-            output.warn(
-                f"{row['function']}: its version key expires in {row['version_ttl']} s, "
-                f"before at least {row['outliving_version_key']} of its results: they "
-                "become unreachable then (and stay stored until they expire)"
-            )
+    for row in document["versions_expiring_first"]:
+        output.warn(
+            f"{row['function']}: its version key expires in {row['version_ttl']} s, "
+            f"before at least {row['outliving_version_key']} of its results: they "
+            "become unreachable then (and stay stored until they expire)"
+        )
     if document["functions_listed"] < document["functions_found"]:
         output.result(
             f"(the {document['functions_listed']} largest of {document['functions_found']} "

@@ -123,6 +123,16 @@ class FunctionStatistics:
             ],
             "functions_listed": min(len(rows), top if top is not None else len(rows)),
             "functions_found": len(rows),
+            # every function, listed or not: a risk is worth saying whatever the size
+            "versions_expiring_first": [
+                {
+                    "function": row.function,
+                    "version_ttl": _seconds(row.version_ttl),
+                    "outliving_version_key": row.outliving_version,
+                }
+                for row in rows
+                if row.outliving_version
+            ],
             "unknown_function": self._tally_document(self.unknown_function),
             "views": named(self.views, "path"),
             "fragments": named(self.fragments, "name"),
