@@ -237,7 +237,7 @@ def stats(
     Redis: every key under the prefix (or --sample N of them), recognised by the
       shapes Flask-Caching gives its keys: memoized results, memoize version keys,
       cached views (view/...), template fragments and other keys; their TTLs; memory
-      with MEMORY USAGE (every key of a cache up to 100,000 keys, an even sample of a
+      with MEMORY USAGE (every key of a cache up to 20,000 keys, an even sample of a
       larger one, extrapolated). Counted inside the server, a few milliseconds at a time.
     memcached: the same, from the LRU crawler's dump of every server; memory is
       each item's size there, for every key examined.
