@@ -345,9 +345,9 @@ class RedisBackend(CacheBackend):
             )
             census = take_census(self.client, request, tally)
         for name, seen in census.versions.items():
-            stored = decode_redis_value(seen.raw, self.serializer) if seen.raw else None
+            stored = decode_redis_value(seen.value, self.serializer) if seen.value else None
             text = stored.value if stored is not None else None
-            census.versions[name] = seen._replace(raw=text if isinstance(text, str) else None)
+            census.versions[name] = seen._replace(value=text if isinstance(text, str) else None)
         whole = sample is None or census.examined < sample
         if exclusions is not None and walked is not None and whole:
             exclusions.absorb(walked)  # the walk saw every key: its counts are whole

@@ -21,8 +21,6 @@ KINDS = ("memoize entries", "memoize versions", "views", "fragments", "other")
 TTL_BUCKETS = ("no expiry", "< 1 minute", "< 1 hour", "< 1 day", ">= 1 day", "expired")
 #: Where one TTL bucket ends and the next begins, in seconds.
 LIFETIME_BUCKET_LIMITS = (60, 3600, 86400)
-#: Keys whose memory is measured (Redis: MEMORY USAGE) when no sample size is given.
-DEFAULT_MEMORY_SAMPLE = 1000
 
 
 def ttl_bucket(seconds: float | None) -> str:
@@ -196,8 +194,9 @@ class GroupTally:
 class VersionSeen(NamedTuple):
     """A version key as the walk found it."""
 
-    #: What it holds, as stored (None when it is not a short string value).
-    raw: Any
+    #: What it holds: the stored bytes as the walk read them, then the version text
+    #: once the backend has decoded them (None when it is not a short string).
+    value: Any
     #: Seconds left, None for no expiry.
     ttl: float | None
 
@@ -263,8 +262,8 @@ class Census:
         tally.memory_bytes += used
         self.examined += count
 
-    def add_version(self, name: bytes, raw: Any, ttl: float | None) -> None:
-        self.versions[name] = VersionSeen(raw, ttl)
+    def add_version(self, name: bytes, value: Any, ttl: float | None) -> None:
+        self.versions[name] = VersionSeen(value, ttl)
 
     def merge(self, other: Census) -> None:
         for label, tally in other.groups.items():

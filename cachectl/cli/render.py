@@ -159,12 +159,14 @@ def bytes_text(size: int | None) -> str:
     """A size for people: 512 B, 3.4 KiB, 12.0 MiB ("?" where it is not known)."""
     if size is None:
         return "?"
-    amount = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+    if size < 1024:
+        return f"{size} B"
+    amount = size / 1024
+    for unit in ("KiB", "MiB"):
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
         amount /= 1024
-    raise AssertionError("unreachable")
+    return f"{amount:.1f} GiB"
 
 
 def _lifetimes_text(lifetimes: dict[str, int]) -> str:

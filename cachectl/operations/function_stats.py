@@ -179,8 +179,8 @@ def by_function(census: Census) -> FunctionStatistics:
     }
     owner_of: dict[str, str] = {}  # version -> the namespace whose version key holds it
     for namespace, seen in namespaces.items():
-        if isinstance(seen.raw, str) and keys.is_flask_caching_version(seen.raw):
-            owner_of.setdefault(seen.raw, namespace)
+        if isinstance(seen.value, str) and keys.is_flask_caching_version(seen.value):
+            owner_of.setdefault(seen.value, namespace)
 
     # Which namespaces are an instance's: shown by a result stored under a function's
     # version then theirs, else by the name (function namespace, a dot, the id).
@@ -199,7 +199,7 @@ def by_function(census: Census) -> FunctionStatistics:
     rows = {
         namespace: FunctionRow(
             namespace,
-            seen.raw if isinstance(seen.raw, str) else None,
+            seen.value if isinstance(seen.value, str) else None,
             seen.ttl,
         )
         for namespace, seen in namespaces.items()
