@@ -68,6 +68,10 @@ class Case:
     absent: tuple[str, ...] = ()
     #: Index of the subcommand's name in argv, where its own args start.
     sub_index: int | None = None
+    #: Symbolic links made before the run: path inside ``{tmp}`` -> target (``{tmp}`` allowed).
+    symlinks: Mapping[str, str] = field(default_factory=dict)
+    #: Named pipes (FIFOs) made before the run, as paths inside ``{tmp}``.
+    fifos: tuple[str, ...] = ()
 
     @property
     def is_error(self) -> bool:
@@ -184,6 +188,8 @@ class Corpus:
             tuple(sorted(files.items())),  # type: ignore[attr-defined]
             extra.get("stdin"),
             tuple(sorted((extra.get("env") or {}).items())),  # type: ignore[attr-defined]
+            tuple(sorted((extra.get("symlinks") or {}).items())),  # type: ignore[attr-defined]
+            extra.get("fifos"),
         )
         if key in self._inputs:
             raise ValueError(f"case {id} repeats an input")
@@ -1314,6 +1320,16 @@ def build_corpus() -> list[Case]:
         _lifetimes_and_exclusions,
     ):
         part(c)
+    # Each class of hostile input may live in a module of its own, tests/fuzz/cases_*.py,
+    # with an ``add_cases(corpus)`` function: found here, so adding one needs no edit above.
+    import importlib
+    import pkgutil
+
+    import tests.fuzz
+
+    for module in sorted(info.name for info in pkgutil.iter_modules(tests.fuzz.__path__)):
+        if module.startswith("cases_"):
+            importlib.import_module(f"tests.fuzz.{module}").add_cases(c)
     return c.cases
 
 
@@ -1465,6 +1481,13 @@ def run_case(case: Case, targets: Targets, mode: Mode, base: Path) -> Outcome:
         data = targets.substitute(content, tmp)
         assert isinstance(data, bytes)
         path.write_bytes(data)
+    for name, target in case.symlinks.items():
+        link = tmp / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(str(targets.substitute(target, tmp)), link)
+    for name in case.fifos:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(tmp / name)
     argv = [targets.substitute(arg, tmp) for arg in argv_for(case, mode)]
     env = {name: str(targets.substitute(value, tmp)) for name, value in case.env.items()}
     guard_log = base / f"{tmp.name}.guard"
