@@ -13,7 +13,6 @@ from (``DATA_CACHE_CONFIG``, or ``data`` for short).
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -21,9 +20,11 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachectl import static_lookup as static
 from cachectl.backends.live import LiveReading, read_live_backend
 from cachectl.config_sources import did_you_mean, short_name
 from cachectl.errors import ConfigError
+from cachectl.static_lookup import is_module
 
 
 @dataclass
@@ -94,29 +95,68 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@dataclass
+class StartupRecord:
+    """What cachectl saw while the app started: each ``init_app`` call, and the
+    modules that created or initialised a ``Cache`` (where its names are found)."""
+
+    calls: list[InitAppCall] = field(default_factory=list)
+    modules: set[str] = field(default_factory=set)
+
+    def note_caller(self) -> None:
+        """The module of the code that called into Flask-Caching (two frames up:
+        past the recording wrapper), read from the frame's globals."""
+        frame = sys._getframe(2)
+        name = frame.f_globals.get("__name__")
+        if isinstance(name, str) and not name.startswith(("flask_caching", "cachectl")):
+            self.modules.add(name)
+
+
 @contextmanager
-def _watching_init_app() -> Iterator[list[InitAppCall]]:
-    """Record every ``Cache.init_app`` made while the app starts."""
-    calls: list[InitAppCall] = []
+def _watching_caches() -> Iterator[StartupRecord]:
+    """Record every ``Cache`` created and every ``Cache.init_app`` made while the app
+    starts. The wrappers only record, then call Flask-Caching's own methods."""
+    record = StartupRecord()
     try:
         from flask_caching import Cache
     except ImportError:  # the app cannot have registered a cache either
-        yield calls
+        yield record
         return
-    original = Cache.init_app
+    original_init, original_init_app = Cache.__init__, Cache.init_app
+
+    def recording_init(self: Any, *args: Any, **kw: Any) -> None:
+        record.note_caller()
+        original_init(self, *args, **kw)
 
     def recording_init_app(self: Any, app: Any, config: Any = None, *args: Any, **kw: Any) -> Any:
+        record.note_caller()
         merged = dict(app.config)
-        merged.update(getattr(self, "config", None) or {})
+        merged.update(static.read(self, "config") or {})
         merged.update(config if isinstance(config, dict) else {})
-        calls.append(InitAppCall(self, app, config if isinstance(config, dict) else None, merged))
-        return original(self, app, config, *args, **kw)
+        given = config if isinstance(config, dict) else None
+        record.calls.append(InitAppCall(self, app, given, merged))
+        return original_init_app(self, app, config, *args, **kw)
 
+    Cache.__init__ = recording_init  # type: ignore[method-assign]
     Cache.init_app = recording_init_app  # type: ignore[method-assign]
     try:
-        yield calls
+        yield record
     finally:
-        Cache.init_app = original  # type: ignore[method-assign]
+        Cache.__init__ = original_init  # type: ignore[method-assign]
+        Cache.init_app = original_init_app  # type: ignore[method-assign]
+
+
+def _app_packages(import_path: str, app: Any, record: StartupRecord) -> set[str]:
+    """The top-level packages that are the app's own: the import path's, the app's
+    ``import_name``'s, and those of the modules that created or initialised a cache."""
+    modules = set(record.modules)
+    module_part = import_path.partition(":")[0]
+    if all(part.isidentifier() for part in module_part.split(".")):
+        modules.add(module_part)
+    import_name = static.read(app, "import_name")
+    if isinstance(import_name, str):
+        modules.add(import_name)
+    return {name.partition(".")[0] for name in modules} - {"__main__", ""}
 
 
 def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
@@ -131,7 +171,7 @@ def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
             "(pip install 'flask-cachectl[app]', or use --config)"
         ) from exc
     info = script_info or ScriptInfo(app_import_path=import_path, set_debug_flag=False)
-    with _stdout_to_stderr(), _watching_init_app() as calls:
+    with _stdout_to_stderr(), _watching_caches() as record:
         try:
             app = info.load_app()
         except NoAppException as exc:
@@ -144,7 +184,9 @@ def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
             raise ConfigError(
                 f"loading the app {import_path!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
-    return LoadedApp(import_path, app, app_caches(app, calls))
+    return LoadedApp(
+        import_path, app, app_caches(app, record.calls, _app_packages(import_path, app, record))
+    )
 
 
 def _summary(exc: BaseException) -> str:
@@ -156,52 +198,54 @@ def _summary(exc: BaseException) -> str:
     return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
-def _module_namespaces() -> Iterator[tuple[str, dict[str, Any]]]:
+def _modules_under(roots: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The namespaces of the loaded modules inside the app's own packages (``roots``
+    and their submodules), never cachectl's or Flask-Caching's: the only modules
+    whose names an operator would use for the app's caches."""
     for module_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if namespace and not module_name.startswith(("flask_caching", "cachectl")):
-            yield module_name, namespace
-
-
-def _public_attributes(holder: Any, properties: dict[type, list[str]]) -> Iterator[tuple[str, Any]]:
-    """Attributes of a manager object that may hold a Cache: its properties first
-    (``cache_manager.data_cache``), then what its instance dict holds."""
-    kind = type(holder)
-    if kind.__module__ in ("builtins", "types") or isinstance(holder, type):
-        return
-    if kind not in properties:
-        properties[kind] = [
-            name
-            for name in dir(kind)
-            if not name.startswith("_") and isinstance(getattr(kind, name, None), property)
-        ]
-    for name in properties[kind]:
-        try:
-            yield name, getattr(holder, name)
-        except Exception:  # a property that needs a context: not a cache holder
+        if module_name.startswith(("flask_caching", "cachectl")) or not is_module(module):
             continue
-    instance_dict = getattr(holder, "__dict__", None)
-    if isinstance(instance_dict, dict):
-        yield from list(instance_dict.items())
+        if module_name.partition(".")[0] in roots or module_name in roots:
+            yield module_name, static.namespace(module)
 
 
-def _find_names(caches: list[Any]) -> dict[int, tuple[str | None, str | None]]:
-    """Where the app's modules refer to each cache, in one pass over them: a module
-    attribute, or an attribute of a module-level object (a manager of several caches)."""
+def _held_attributes(holder: Any) -> Iterator[tuple[str, Any]]:
+    """What a module-level object (a manager of several caches) holds, read without
+    running its code: its instance dictionary, and its properties whose getter only
+    returns one of those entries (``data_cache`` for ``return self._data_cache``)."""
+    if is_module(holder) or static.is_class(holder):
+        return
+    stored = static.namespace(holder)
+    if not stored:
+        return
+    for name in static.class_attribute_names(type(holder)):
+        if name.startswith("_"):
+            continue
+        alias = static.property_alias(holder, name)
+        if alias is not None and alias in stored:
+            yield name, stored[alias]
+    yield from list(stored.items())
+
+
+def _find_names(caches: list[Any], roots: set[str]) -> dict[int, tuple[str | None, str | None]]:
+    """Where the app's own modules refer to each cache, in one pass over them: a
+    module attribute, or an attribute of a module-level object (a manager of several
+    caches). Only stored values are read (``static_lookup``)."""
     wanted = {id(cache) for cache in caches}
     direct: dict[int, list[str]] = {key: [] for key in wanted}
     nested: dict[int, list[str]] = {key: [] for key in wanted}
-    properties: dict[type, list[str]] = {}
-    for module_name, namespace in _module_namespaces():
+    for module_name, namespace in _modules_under(roots):
         for attribute, value in list(namespace.items()):
+            if not isinstance(attribute, str):
+                continue
             if id(value) in wanted:
                 direct[id(value)].append(f"{module_name}:{attribute}")
             elif not attribute.startswith("__") and not callable(value):
-                for name, held in _public_attributes(value, properties):
+                for name, held in _held_attributes(value):
                     if id(held) in wanted:
                         # A manager is most often created where its class is defined:
                         # that module comes before those that merely import it.
-                        home = type(value).__module__ == module_name
+                        home = static.read(type(value), "__module__") == module_name
                         nested[id(held)].append(
                             f"{'' if home else '~'}{module_name}:{attribute}.{name}"
                         )
@@ -217,17 +261,21 @@ def _find_names(caches: list[Any]) -> dict[int, tuple[str | None, str | None]]:
 
 def _config_name(app: Any, call: InitAppCall | None, cache: Any) -> str | None:
     """The app.config name of the settings dict the cache was configured from,
-    found by identity first, then by equal content."""
-    candidates = [call.given if call else None, getattr(cache, "config", None)]
-    dicts = [(name, value) for name, value in app.config.items() if isinstance(value, dict)]
+    found by identity first, then by equal plain content."""
+    candidates = [call.given if call else None, static.read(cache, "config")]
+    dicts = [
+        (name, value)
+        for name, value in dict.items(app.config)
+        if issubclass(type(value), dict) and isinstance(name, str)
+    ]
     for candidate in candidates:
-        if not candidate:
+        if not candidate or not issubclass(type(candidate), dict):
             continue
         for name, value in dicts:
             if value is candidate:
                 return str(name)
         for name, value in dicts:
-            if value == candidate:
+            if static.same_plain_content(value, candidate):
                 return str(name)
     return None
 
@@ -236,32 +284,52 @@ def _read_live(cache: Any, backend: Any) -> LiveReading:
     """What the backend shows, and what the Cache object itself settled on at
     init_app (its key hash and source check, used by its decorators)."""
     reading = read_live_backend(backend)
-    if getattr(cache, "hash_method", None) is not None:  # Flask-Caching 2.5+
-        reading.values["CACHE_HASH_METHOD"] = cache.hash_method
-    if getattr(cache, "source_check", None) is not None:
-        reading.values["CACHE_SOURCE_CHECK"] = bool(cache.source_check)
+    hash_method = static.read(cache, "hash_method")
+    if hash_method is not None:  # Flask-Caching 2.5+
+        reading.values["CACHE_HASH_METHOD"] = hash_method
+    source_check = static.read(cache, "source_check")
+    if source_check is not None:
+        reading.values["CACHE_SOURCE_CHECK"] = bool(source_check)
     return reading
 
 
-def app_caches(app: Any, calls: list[InitAppCall] | None = None) -> list[AppCache]:
-    """Every Flask-Caching ``Cache`` registered on ``app``, in start-up order."""
-    registered = getattr(app, "extensions", {}).get("cache") or {}
+def _names_or_none(caches: list[Any], roots: set[str]) -> dict[int, tuple[str | None, str | None]]:
+    """Naming is a courtesy: whatever an object of the app does when looked at, the
+    worst outcome is a cache known by its index alone."""
+    try:
+        return _find_names(caches, roots)
+    except Exception:
+        return {id(cache): (None, None) for cache in caches}
+
+
+def app_caches(
+    app: Any, calls: list[InitAppCall] | None = None, roots: set[str] | None = None
+) -> list[AppCache]:
+    """Every Flask-Caching ``Cache`` registered on ``app``, in start-up order, named
+    from the modules of ``roots`` (the app's own packages)."""
+    extensions = static.read(app, "extensions")
+    registered = (extensions.get("cache") if isinstance(extensions, dict) else None) or {}
     last_call = {id(call.cache): call for call in calls or () if call.app is app}
-    names = _find_names(list(registered))
+    names = _names_or_none(list(registered), roots or set())
     caches = []
     for index, (cache, backend) in enumerate(registered.items()):
         call = last_call.get(id(cache))
+        own_config = static.read(cache, "config")
         if call is not None:
             configured = dict(call.merged)
         else:  # registered without init_app: what app.config and the Cache hold
-            configured = {**app.config, **(getattr(cache, "config", None) or {})}
+            configured = {**app.config, **(own_config if isinstance(own_config, dict) else {})}
         import_name, attribute_path = names[id(cache)]
+        try:
+            config_name = _config_name(app, call, cache)
+        except Exception:  # a courtesy name, as above
+            config_name = None
         caches.append(
             AppCache(
                 index=index,
                 import_name=import_name,
                 attribute_path=attribute_path,
-                config_name=_config_name(app, call, cache),
+                config_name=config_name,
                 configured={k: v for k, v in configured.items() if str(k).startswith("CACHE_")},
                 live=_read_live(cache, backend),
                 cache=cache,
@@ -272,16 +340,13 @@ def app_caches(app: Any, calls: list[InitAppCall] | None = None) -> list[AppCach
     return caches
 
 
-def _resolve_attribute_path(path: str) -> Any:
-    """The object ``module:attr.attr`` names, or None when it does not import."""
-    module_name, _, attributes = path.partition(":")
+def _evaluate_cache_path(path: str) -> Any:
+    """The object the operator named by ``module:attr.attr`` (its properties run: it
+    was named), or exit 2 with one line naming the path."""
     try:
-        target: Any = importlib.import_module(module_name)
-        for attribute in attributes.split("."):
-            target = getattr(target, attribute)
-    except Exception:
-        return None
-    return target
+        return static.evaluate_named_path(path)
+    except static.NamedPathError as exc:
+        raise ConfigError(f"--cache {path}: {exc}") from exc
 
 
 def describe_choices(caches: list[AppCache]) -> str:
@@ -317,10 +382,13 @@ def select_app_cache(caches: list[AppCache], wanted: str | None, app_name: str) 
             f"{wanted!r} could be any of {describe_choices(by_short_name)}; use the full name"
         )
     if ":" in wanted:
-        target = _resolve_attribute_path(wanted)
+        target = _evaluate_cache_path(wanted)
         for cache in caches:
-            if target is not None and target is cache.cache:
+            if target is cache.cache:
                 return cache
+        raise ConfigError(
+            f"--cache {wanted}: that object is not one of the app's caches ({choices})"
+        )
     known = [name for cache in caches for name in cache.names]
     raise ConfigError(
         f"no cache {wanted!r} in the app; it has: {choices} ('all': each in turn)"

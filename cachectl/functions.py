@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cachectl import static_lookup as static
 from cachectl.errors import UsageError
 from cachectl.importing import on_sys_path
 from cachectl.keys import CallSignature, class_id
@@ -44,7 +45,7 @@ class MemoizedFunction:
     @property
     def memoized(self) -> bool:
         """Whether an imported function carries @cache.memoize's marks."""
-        return self.decorated is not None and hasattr(self.decorated, "uncached")
+        return self.decorated is not None and static.read(self.decorated, "uncached") is not None
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse arguments that cannot be a call of the function (too many, an
@@ -121,8 +122,10 @@ def split_path(path: str) -> tuple[str | None, str]:
 
 
 def _missing(owner: Any, name: str, where: str) -> UsageError:
-    """The error for a name that is not there, with the close matches as a hint."""
-    close = difflib.get_close_matches(name, [n for n in dir(owner) if not n.startswith("__")])
+    """The error for a name that is not there, with the close matches as a hint
+    (from what the object stores: ``dir()`` would run its ``__dir__``)."""
+    offered = [n for n in static.class_attribute_names(owner) if not n.startswith("__")]
+    close = difflib.get_close_matches(name, offered)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return UsageError(f"{where} has no attribute {name!r}{hint}")
 
@@ -136,30 +139,45 @@ def _import_longest_prefix(dotted: str) -> tuple[Any, str, str]:
         except ModuleNotFoundError as exc:
             if exc.name is not None and not module_name.startswith(exc.name):
                 raise  # the module exists but one of its own imports is missing
-    raise ModuleNotFoundError(f"no importable module in {dotted!r}")
+    raise ModuleNotFoundError(f"no importable module in {dotted!r}", name=parts[0])
 
 
 def _resolve(owner: Any, qualname: str) -> tuple[Any, Any]:
-    """The attribute at ``qualname`` and the object it was found on; class
-    attributes are read raw so classmethod/staticmethod wrappers stay visible."""
+    """The attribute at ``qualname`` and the object it was found on. Each step is
+    read as stored (``static_lookup``): a class attribute stays raw, so classmethod
+    and staticmethod wrappers stay visible. Only where the stored object is a
+    descriptor of the app's or a library's own (a property on a path the operator
+    typed) is it evaluated, since the operator named exactly that attribute."""
     parent = None
     current = owner
-    where = getattr(owner, "__name__", repr(owner))
+    where = static.read(owner, "__name__") or "the module"
     for part in qualname.split("."):
         parent = current
-        if inspect.isclass(current) and part in vars(current):
-            current = vars(current)[part]
-        elif hasattr(current, part):
-            current = getattr(current, part)
-        else:
+        found = static.read(current, part, static.MISSING)
+        if found is static.MISSING:
             raise _missing(current, part, f"module {where}" if parent is owner else where)
+        if static.is_descriptor(found) and not static.is_module(current):
+            try:
+                found = getattr(current, part)
+            except Exception as exc:
+                raise UsageError(
+                    f"{where}.{part} failed when read: {type(exc).__name__}: {exc}"
+                ) from None
+        current = found
         where = f"{where}.{part}"
     return current, parent
 
 
 def _undecorated(decorated: Any) -> Any:
-    uncached = getattr(decorated, "uncached", None)
-    return uncached if uncached is not None else inspect.unwrap(decorated)
+    """What the memoize decorator wrapped (its ``uncached``), else the innermost
+    function of the ``__wrapped__`` chain, read statically."""
+    uncached = static.read(decorated, "uncached")
+    if uncached is not None:
+        return uncached
+    innermost = decorated
+    for innermost in static.unwrap_static(decorated):  # noqa: B007
+        pass
+    return innermost
 
 
 def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFunction:
@@ -179,15 +197,26 @@ def locate_function(path: str, search_paths: tuple[str, ...] = ()) -> MemoizedFu
     # The module imports: the function must be in it (a typo must not pass as a
     # function that is merely not importable here).
     found, owner = _resolve(module, qualname)
-    decorated = found.__func__ if isinstance(found, (classmethod, staticmethod)) else found
+    wrapper = issubclass(type(found), (classmethod, staticmethod))
+    decorated = static.read(found, "__func__") if wrapper else found
     if not callable(decorated):
         raise UsageError(f"{path} is not a function")
     undecorated = _undecorated(decorated)
+    module_of, qualname_of = (
+        static.read(undecorated, "__module__"),
+        static.read(undecorated, "__qualname__"),
+    )
+    if not isinstance(module_of, str) or not isinstance(qualname_of, str):
+        raise UsageError(f"{path} is not a function (it has no module and qualified name)")
+    try:
+        signature = inspect.signature(undecorated)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the signature of {path} cannot be read: {exc}") from None
     return MemoizedFunction(
-        module=undecorated.__module__,
-        qualname=undecorated.__qualname__,
-        signature=CallSignature.from_signature(inspect.signature(undecorated)),
-        decorated=decorated if hasattr(decorated, "make_cache_key") else None,
+        module=module_of,
+        qualname=qualname_of,
+        signature=CallSignature.from_signature(signature),
+        decorated=decorated if static.read(decorated, "make_cache_key") is not None else None,
         undecorated=undecorated,
         owner=owner,
         imported=True,

@@ -19,6 +19,8 @@ from typing import Any
 
 import cachelib
 
+from cachectl import static_lookup as static
+
 # --- the Redis family (RedisCache, and Flask-Caching's Sentinel and Cluster caches) ---
 
 _RedisFamily: type
@@ -37,7 +39,7 @@ def is_redis_cache(cache: Any) -> bool:
     ``cachelib.redis_base`` exists from 0.15 on only; before, RedisCache was the
     one class of the family. Checked: 0.9.0 to 0.17.0.
     """
-    return isinstance(cache, _RedisFamily)
+    return issubclass(type(cache), _RedisFamily)
 
 
 def has_redis_client(cache: Any) -> bool:
@@ -47,7 +49,7 @@ def has_redis_client(cache: Any) -> bool:
     ``_write_client``: a class attribute of RedisCache (0.9.0-0.13.0) and of
     BaseRedisCache (0.15.0-0.17.0).
     """
-    return hasattr(cache, "_write_client")
+    return static.read(cache, "_write_client", static.MISSING) is not static.MISSING
 
 
 def redis_client(cache: Any) -> Any:
@@ -58,7 +60,7 @@ def redis_client(cache: Any) -> Any:
     client is the one that is surely the primary, which an administrator must
     read from rather than a lagging replica.
     """
-    return cache._write_client
+    return static.read(cache, "_write_client")
 
 
 def redis_key_prefix(cache: Any) -> str:

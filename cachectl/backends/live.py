@@ -16,6 +16,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachectl import static_lookup as static
 from cachectl.backends import cachelib_access as access
 
 #: What redis-py keeps of a TLS connection, as ``redis.Redis`` takes it back.
@@ -167,20 +168,25 @@ def read_live_backend(backend: Any) -> LiveReading:
     import cachelib
 
     reading = LiveReading()
-    if hasattr(backend, "default_timeout"):
-        reading.values["CACHE_DEFAULT_TIMEOUT"] = backend.default_timeout
-    if hasattr(backend, "key_prefix") and not callable(backend.key_prefix):
-        reading.values["CACHE_KEY_PREFIX"] = backend.key_prefix or ""
-    serializer = getattr(backend, "serializer", None)
-    class_serializer = getattr(type(backend), "serializer", None)
+    # A custom backend is the app's own class: its attributes are read as stored, so
+    # none of its properties runs (static_lookup).
+    kind = type(backend)
+    default_timeout = static.read(backend, "default_timeout", static.MISSING)
+    if default_timeout is not static.MISSING and not static.is_descriptor(default_timeout):
+        reading.values["CACHE_DEFAULT_TIMEOUT"] = default_timeout
+    key_prefix = static.read(backend, "key_prefix", static.MISSING)
+    if key_prefix is not static.MISSING and not callable(key_prefix):
+        reading.values["CACHE_KEY_PREFIX"] = key_prefix or ""
+    serializer = static.read(backend, "serializer")
+    class_serializer = static.read(kind, "serializer")
     if serializer is not None and type(serializer) is not type(class_serializer):
         reading.values["CACHE_SERIALIZER"] = serializer
     if access.has_redis_client(backend):  # every cachelib RedisCache, Sentinel and Cluster
         _read_redis_client(access.redis_client(backend), reading)
-    elif isinstance(backend, cachelib.FileSystemCache):
+    elif issubclass(kind, cachelib.FileSystemCache):
         _read_filesystem(backend, reading)
-    elif isinstance(backend, cachelib.MemcachedCache):
+    elif issubclass(kind, cachelib.MemcachedCache):
         _read_memcached(backend, reading)
-    elif not isinstance(backend, (cachelib.SimpleCache, cachelib.NullCache)):
+    elif not issubclass(kind, (cachelib.SimpleCache, cachelib.NullCache)):
         reading.opaque = True
     return reading

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl import keys
+from cachectl import static_lookup as static
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.errors import CachectlError, UsageError
 from cachectl.functions import MemoizedFunction
@@ -52,19 +53,24 @@ def app_view_rules(app: Any) -> AppRules:
     for rule in app.url_map.iter_rules():
         if rule.methods is not None and "GET" not in rule.methods:
             continue
-        function, seen = app.view_functions.get(rule.endpoint), set()
-        view_class = getattr(function, "view_class", None)
+        function = app.view_functions.get(rule.endpoint)
+        view_class = static.read(function, "view_class")
         if view_class is not None:  # a class-based view: its GET handlers
             for method in ("get", "dispatch_request"):
-                name = (view_class.__module__, f"{view_class.__qualname__}.{method}")
+                name = (
+                    str(static.read(view_class, "__module__", "")),
+                    f"{static.read(view_class, '__qualname__', '')}.{method}",
+                )
                 by_function.setdefault(name, []).append(rule.rule)
-        while function is not None and id(function) not in seen:
-            seen.add(id(function))
-            name = (getattr(function, "__module__", ""), getattr(function, "__qualname__", ""))
+        # Read as stored (static_lookup): a view may be any callable of a library's.
+        for layer in static.unwrap_static(function):
+            name = (
+                str(static.read(layer, "__module__", "")),
+                str(static.read(layer, "__qualname__", "")),
+            )
             rules = by_function.setdefault(name, [])
             if rule.rule not in rules:
                 rules.append(rule.rule)
-            function = getattr(function, "__wrapped__", None)
     return lambda module, qualname: by_function.get((module, qualname))
 
 

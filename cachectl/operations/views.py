@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachectl import keys
+from cachectl import static_lookup as static
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.errors import UsageError
 from cachectl.operations.entries import checked_key
@@ -146,11 +147,11 @@ def _cached_get_handler(endpoint: str, view: Callable[..., Any]) -> tuple[Any, t
     cached = _carrying_key_maker(view)
     if cached is not None:
         return cached, ()
-    view_class = getattr(view, "view_class", None)
+    view_class = static.read(view, "view_class")
     if view_class is None:
         raise UsageError(f"the view of {endpoint!r} is not decorated with @cache.cached")
     for name in ("dispatch_request", "get"):
-        cached = _carrying_key_maker(getattr(view_class, name, None))
+        cached = _carrying_key_maker(static.read(view_class, name))
         if cached is not None:
             # The method is called bound; an instance made without __init__
             # stands for the one Flask makes per request, with no side effects.
@@ -158,7 +159,7 @@ def _cached_get_handler(endpoint: str, view: Callable[..., Any]) -> tuple[Any, t
     from flask.views import MethodView
 
     where = f"the view of {endpoint!r} (class {view_class.__name__}"
-    if callable(getattr(view_class, "get", None)):
+    if callable(static.read(view_class, "get")):
         raise UsageError(f"{where}, method get) is not decorated with @cache.cached")
     if issubclass(view_class, MethodView):
         raise UsageError(f"{where}) has no get method: it serves no GET to cache")
@@ -176,15 +177,12 @@ def _carrying_key_maker(function: Any) -> Any:
     outermost holder for a library version that does not keep ``uncached``.
     """
     first = None
-    seen: set[int] = set()
-    while function is not None and id(function) not in seen:
-        seen.add(id(function))
-        if hasattr(function, "make_cache_key"):
-            wrapped = getattr(function, "__wrapped__", None)
-            if wrapped is not None and getattr(function, "uncached", None) is wrapped:
-                return function
-            first = first or function
-        function = getattr(function, "__wrapped__", None)
+    for layer in static.unwrap_static(function):
+        if static.read(layer, "make_cache_key") is not None:
+            wrapped = static.read(layer, "__wrapped__")
+            if wrapped is not None and static.read(layer, "uncached") is wrapped:
+                return layer
+            first = first or layer
     return first
 
 
@@ -192,8 +190,8 @@ def _key_function_given_to_the_decorator(cached: Any) -> Callable[..., str] | No
     """``@cache.cached(make_cache_key=f)``: the decorator calls ``f`` instead of its
     ``make_cache_key`` attribute (which stays the default one), and keeps ``f``
     nowhere but in the closure of the function it returned, so it is read there."""
-    code = getattr(cached, "__code__", None)
-    cells = getattr(cached, "__closure__", None) or ()
+    code = static.read(cached, "__code__")
+    cells = static.read(cached, "__closure__") or ()
     if code is None:
         return None
     for name, cell in zip(code.co_freevars, cells):
