@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,14 +329,38 @@ def parse_keyword(text: str) -> tuple[str, Any]:
     return name.strip(), parse_argument(value)
 
 
-def find_memoized(path: str, signature_text: str | None) -> tuple[MemoizedFunction, str | None]:
+def _missing_module_hint(path: str, missing: str) -> str:
+    """" (did you mean shop.price?)" for a path whose module ``missing`` does not
+    exist, from the modules the loaded app has."""
+    depth = missing.count(".")
+    loaded = [name for name in sys.modules if name.count(".") == depth]
+    close = difflib.get_close_matches(missing, loaded, n=3)
+    if not close:
+        return ""
+    return f" (did you mean {', '.join(path.replace(missing, name, 1) for name in close)}?)"
+
+
+def find_memoized(
+    path: str, signature_text: str | None, app_loaded: bool = False
+) -> tuple[MemoizedFunction, str | None]:
     """The function at ``path``: imported when possible, else known by its path and
-    the ``--signature`` text. Returns it with the reason it could not be imported."""
+    the ``--signature`` text. Returns it with the reason it could not be imported.
+
+    With the app loaded, a module of the path that does not exist is a misspelling
+    (exit 2 with the closest modules the app has), never a name to use alone."""
     if signature_text:
         return function_from_path(path, signature_text), None
     try:
         return locate_function(path), None
     except LookupError as exc:
+        cause = exc.__cause__
+        missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+        module_part = path.partition(":")[0] if ":" in path else path
+        if app_loaded and missing and f"{module_part}.".startswith(f"{missing}."):
+            raise UsageError(
+                f"{path}: the app has no module {missing!r}"
+                + _missing_module_hint(module_part, missing)
+            ) from None
         found = function_from_path(path, None)
         found.import_problem = str(exc)
         return found, f"cannot import {path}: {exc}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cachectl import keys
+from cachectl import static_lookup as static
 from cachectl.errors import UsageError
 
 
@@ -122,7 +123,7 @@ def app_template_directories(app: Any) -> list[str]:
     directories = []
     loaders = [app.jinja_loader, *(bp.jinja_loader for bp in app.iter_blueprints())]
     for loader in loaders:
-        for path in getattr(loader, "searchpath", []) or []:
+        for path in static.read(loader, "searchpath") or []:
             if os.path.isdir(path) and path not in directories:
                 directories.append(path)
     return directories

@@ -156,3 +156,34 @@ def test_app_problems_exit_2_with_one_line(
     assert result.returncode == 2
     assert message in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_a_misspelled_module_with_the_app_loaded_is_exit_2_with_the_right_name(
+    tmp_path: Path, shop: dict[str, str], redis_target: RedisTarget
+) -> None:
+    """With the app loaded, a module the app does not have is a typo, never a name to
+    invalidate blindly (which would print "nothing is cached" and exit 0)."""
+    (tmp_path / "shopapp" / "pricing.py").write_text(
+        "from shopapp import cache\n\n@cache.memoize()\ndef price(item):\n    return 1\n"
+    )
+    in_app(tmp_path, shop, "from shopapp.pricing import price\nprice('tea')\n")
+    before = sorted(redis_target.client.scan_iter("*"))
+    for command in ("delete-memoized", "show-memoized"):
+        typo = cachectl(
+            tmp_path, shop, "--app", "shopapp:create_app()", command, "shopap.pricing.price"
+        )
+        assert typo.returncode == 2, typo.stderr
+        stderr = typo.stderr.decode()
+        assert "the app has no module 'shopap'" in stderr
+        assert "did you mean shopapp.pricing.price?" in stderr
+        assert "Traceback" not in stderr and len(stderr.splitlines()) == 1
+    wrong_function = cachectl(
+        tmp_path, shop, "--app", "shopapp:create_app()", "delete-memoized", "shopapp.pricing.prise"
+    )
+    assert wrong_function.returncode == 2 and b"did you mean price?" in wrong_function.stderr
+    assert sorted(redis_target.client.scan_iter("*")) == before
+    right = cachectl(
+        tmp_path, shop, "--app", "shopapp:create_app()", "delete-memoized", "shopapp.pricing.price"
+    )
+    assert right.returncode == 0, right.stderr
+    assert sorted(redis_target.client.scan_iter("*")) != before  # a new version was written

@@ -43,13 +43,18 @@ def test_delete_memoized_dry_run_names_the_version_key(redis_target: RedisTarget
 
 
 def test_delete_memoized_never_creates_a_version_key(redis_target: RedisTarget) -> None:
-    result = run(
-        "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models:get_usr",
-    )  # fmt: skip
-    document = json.loads(result.stdout)
-    assert result.exit_code == 0
-    assert document["written"] == {} and document["version_key_existed"] is False
-    assert "misspelled, or nothing cached yet" in result.stderr
+    # Config-only, the name cannot be checked by importing it: nothing stored under it
+    # is how a misspelling looks, so a deploy script sees exit 1 ("nothing matched").
+    for extra in ((), ("--dry-run",), ("42",)):
+        result = run(
+            "--url", redis_target.url, "--json", "delete-memoized", "nowhere.models:get_usr",
+            *extra, "--signature", "(user_id)",
+        )  # fmt: skip
+        document = json.loads(result.stdout)
+        assert result.exit_code == 1, (extra, result.stderr)
+        assert document["written"] == {} and document["nothing_matched"] is True
+        assert "nothing matched nowhere.models.get_usr" in result.stderr
+        assert "misspelled, or nothing cached yet" in result.stderr
     assert redis_target.client.dbsize() == 0
 
 

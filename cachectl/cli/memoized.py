@@ -143,7 +143,9 @@ def build_call(
         [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
     )
     settings = session.settings
-    found, import_problem = functions.find_memoized(function, signature)
+    found, import_problem = functions.find_memoized(
+        function, signature, app_loaded=session.request.app_import is not None
+    )
     if import_problem and session.output.interactive:
         session.output.notice(f"note: {import_problem}; using the name alone")
     call = memoized_ops.MemoizedCall(
@@ -198,6 +200,8 @@ def delete_memoized(
     Without ARGs: every stored result of the function becomes unreachable (a new
       version is written to its version key), or of one instance's method with
       --instance. The old entries stay until they expire; --purge (Redis) removes them.
+      Nothing is written where no version key exists; if the function was not
+      imported here either, that is how a misspelled name looks: exit 1.
     With ARGs: exactly the stored result of that call is deleted. ARGs and --kw
       values are Python literals (42, '42', None, [1, 2]); a bare word is a string;
       an object argument is given by its repr() with --repr, where it stands.
@@ -242,6 +246,14 @@ def delete_memoized(
         )
     extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
     render.report(session, done, backend, extra)
+    if done.nothing_matched and not found.imported:
+        # The name was not confirmed by importing it: nothing stored under it is how a
+        # misspelled name looks, which a deploy script must notice.
+        session.output.notice(
+            f"nothing matched {found.dotted}: no version key, so nothing is cached under "
+            "that name (misspelled, or nothing cached yet)"
+        )
+        click.get_current_context().exit(EXIT_NOT_FOUND)
 
 
 @cli.command("show-memoized", cls=ReprPositionsCommand)

@@ -85,6 +85,7 @@ class MemoizedInvalidator:
         report = Report("new-version", dry_run)
         old = self.read_version(target)
         report.version_key_existed = old is not None
+        report.nothing_matched = old is None
         if old is None:
             # Nothing can be stored without a version: writing one would only
             # leave a key behind for a name that may well be misspelled.
@@ -239,6 +240,7 @@ class MemoizedInvalidator:
         key = self.entry_key(call)
         report = Report("delete-entry", dry_run)
         if key is None:
+            report.nothing_matched = True
             report.notes.append("no version is stored for this function: nothing is cached")
             report.removed = 0
             return report

@@ -27,6 +27,9 @@ class Report:
     #: For a new version: whether a version key was there to replace (when not,
     #: nothing can be cached under that name, and none is created).
     version_key_existed: bool | None = None
+    #: Nothing at all is stored under the function's name (no version key): the name
+    #: may be misspelled, which an unverified name turns into exit 1.
+    nothing_matched: bool = False
 
     def document(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class Report:
             "purged": self.purged,
             "notes": self.notes,
             "version_key_existed": self.version_key_existed,
+            "nothing_matched": self.nothing_matched,
         }
 
 

@@ -1217,11 +1217,12 @@ def _controls(c: Corpus) -> None:
             f"control-delete-memoized-nothing-cached-{backend}",
             "delete-memoized",
             backend,
-            OK,
-            "nothing cached: exit 0, say so; --json version_key_existed false",
+            NOT_FOUND,
+            "nothing cached under a name that cannot be imported here: exit 1 (nothing "
+            "matched: perhaps misspelled), say so; --json version_key_existed false",
             args=("delete-memoized", "shop.models.get_user"),
-            must_match=(r"(?i)nothing\s+(was\s+)?cached",),
-            json_fields={"ok": True, "version_key_existed": False},
+            must_match=(r"(?i)nothing\s+matched",),
+            json_fields={"ok": True, "version_key_existed": False, "nothing_matched": True},
         )
     c.add(
         "control-get-dash-after-double-dash",
