@@ -340,13 +340,13 @@ def app_caches(
     return caches
 
 
-def _evaluate_cache_path(path: str) -> Any:
+def _evaluate_cache_path(path: str, known: list[str]) -> Any:
     """The object the operator named by ``module:attr.attr`` (its properties run: it
-    was named), or exit 2 with one line naming the path."""
+    was named), or exit 2 with one line naming the path and the closest names."""
     try:
         return static.evaluate_named_path(path)
     except static.NamedPathError as exc:
-        raise ConfigError(f"--cache {path}: {exc}") from exc
+        raise ConfigError(f"--cache {path}: {exc}" + did_you_mean(path, known)) from exc
 
 
 def describe_choices(caches: list[AppCache]) -> str:
@@ -381,15 +381,15 @@ def select_app_cache(caches: list[AppCache], wanted: str | None, app_name: str) 
         raise ConfigError(
             f"{wanted!r} could be any of {describe_choices(by_short_name)}; use the full name"
         )
+    known = [name for cache in caches for name in cache.names]
     if ":" in wanted:
-        target = _evaluate_cache_path(wanted)
+        target = _evaluate_cache_path(wanted, known)
         for cache in caches:
             if target is cache.cache:
                 return cache
         raise ConfigError(
             f"--cache {wanted}: that object is not one of the app's caches ({choices})"
         )
-    known = [name for cache in caches for name in cache.names]
     raise ConfigError(
         f"no cache {wanted!r} in the app; it has: {choices} ('all': each in turn)"
         + did_you_mean(wanted, known)

@@ -86,8 +86,9 @@ def test_delete_memoized_with_nothing_cached_deletes_nothing_and_writes_nothing(
         "--signature", "(user_id)",
     )  # fmt: skip
     document = json.loads(result.stdout)
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # nothing matched a name known by its path alone
     assert document["removed"] == 0 and document["deleted"] == []
+    assert document["nothing_matched"] is True
     assert redis_target.client.dbsize() == 0
 
 
