@@ -140,10 +140,10 @@ def memcached_client(cache: Any) -> Any:
     it was given, or that it built; from 0.15.0 on, for pylibmc and libmc, a pool of
     clients rather than a client (see ``memcached_client_context``). None when absent.
     """
-    return getattr(cache, "_client", None)
+    return static.read(cache, "_client")
 
 
 def memcached_client_context(cache: Any) -> Callable[[], AbstractContextManager[Any]] | None:
     """The callable that lends one client of the pool for a ``with`` block
     (``_client_context``, added in 0.15.0; absent 0.9.0-0.14.0, hence None)."""
-    return getattr(cache, "_client_context", None)
+    return static.read(cache, "_client_context")
