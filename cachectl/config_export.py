@@ -126,13 +126,22 @@ def render_toml(caches: list[ExportedCache], compat: str, header: list[str]) -> 
 
 
 def write_file(path: str, text: str, overwrite: bool) -> None:
-    """Write ``text``, never over an existing file unless asked; readable by the owner
-    only, like any file that says where a production cache lives."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Write ``text`` whole or not at all (``cachectl.safe_files``: written beside, flushed,
+    renamed), never over an existing file unless asked, never through a link or into a
+    FIFO even when asked; readable by the owner only, like any file that says where a
+    production cache lives (a replaced file gets 0600 too: it is a new file)."""
+    from cachectl.safe_files import UnsafeFile, write_atomically
+
+    if not path:
+        raise UsageError("config --write needs a file name (or - for standard output)")
     try:
-        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8") as stream:
-            stream.write(text)
+        write_atomically(path, text.encode("utf-8"), overwrite=overwrite)
     except FileExistsError:
         raise UsageError(f"{path} exists already: add --force to replace it") from None
+    except UnsafeFile as exc:
+        raise UsageError(f"cannot write {path}: it {exc.strerror}; nothing was written") from None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        parent = os.path.dirname(path) or "."
+        if isinstance(exc, FileNotFoundError) and not os.path.isdir(parent):
+            raise UsageError(f"cannot write {path}: no directory {parent}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror}; nothing was written") from None

@@ -5,6 +5,12 @@ precedence and remembers which source said what. A .py file is read as Flask's
 ``config.from_pyfile`` reads it, ``FLASK_CACHE_*`` variables as
 ``config.from_prefixed_env()`` reads them, so the same file or environment means
 the same thing to the app and to cachectl.
+
+A file found by walking up from the current directory was not named by the operator, and
+the directory may be ``/tmp``: it is used only when its owner is the current user or
+root and no one else may write to it, it is read through no link, and it may not name
+code to import (a custom ``CACHE_TYPE`` or ``CACHE_SERIALIZER``): that takes ``--config``.
+A .py file is only ever run when named.
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ from __future__ import annotations
 import json
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cachectl.errors import ConfigError
+from cachectl.safe_files import UnsafeFile, read_regular, read_trusted
 
 DEFAULT_CACHE_NAME = "default"
+#: Config files discovery returned in this process: whoever reads one (the settings, the
+#: groups, ``--cache all``) reads it with the trust check again, on the descriptor, and
+#: refuses code it names. A set rather than a flag passed along, so that every reader of
+#: a path discovery chose gets the same rules without having to be told.
+_FOUND: set[Path] = set()
+#: Skipped files already explained: discovery runs more than once in a run.
+_EXPLAINED: set[Path] = set()
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
@@ -77,10 +91,12 @@ def _read_python_file(path: Path) -> dict[str, Any]:
     module = types.ModuleType("config")
     module.__file__ = str(path)
     try:
-        source = path.read_bytes()
+        source = _read_bytes(path)
         exec(compile(source, str(path), "exec"), module.__dict__)
     except SyntaxError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from exc
+    except UnsafeFile as exc:
+        raise ConfigError(f"config file {exc}: not read") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except SystemExit as exc:
@@ -92,9 +108,19 @@ def _read_python_file(path: Path) -> dict[str, Any]:
     return {name: value for name, value in vars(module).items() if name.isupper()}
 
 
+def _read_bytes(path: Path) -> bytes:
+    """A named file through a link if need be (the operator chose it), a found one
+    through none and only if trusted; a FIFO or a directory is refused, not waited on."""
+    if path in _FOUND:
+        return read_trusted(path)
+    return read_regular(path, follow_symlinks=True)
+
+
 def _read_data_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bytes(path).decode("utf-8")
+    except UnsafeFile as exc:
+        raise ConfigError(f"config file {exc}: not read") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -145,7 +171,8 @@ def read_config_file(path: Path) -> ConfigFile:
     """
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    if path.suffix == ".py":
+    found = path in _FOUND
+    if path.suffix == ".py" and not found:
         data = _read_python_file(path)
         named = data.pop("CACHECTL_CACHES", {})
         compat = data.pop("CACHECTL_COMPAT", None)
@@ -177,25 +204,103 @@ def read_config_file(path: Path) -> ConfigFile:
         caches[DEFAULT_CACHE_NAME] = top
     for name, settings in named.items():
         caches[str(name)] = {**top, **settings}
+    if found:
+        _refuse_code(path, caches)
     return ConfigFile(caches, compat, groups, audit_log)
 
 
-def discover_config_file(start: Path) -> Path | None:
-    """``cachectl.toml``, else a ``pyproject.toml`` with ``[tool.cachectl]``, from ``start`` up."""
-    for directory in (start, *start.parents):
-        candidate = directory / "cachectl.toml"
-        if candidate.is_file():
-            return candidate
-        pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
-            try:
-                text = pyproject.read_text(encoding="utf-8")
-                # Most projects' pyproject.toml has no cachectl table: not parsed at all.
-                if "cachectl" in text and _toml_loads(text).get("tool", {}).get("cachectl"):
-                    return pyproject
-            except (OSError, UnicodeDecodeError, _InvalidToml):
-                continue
+def _code_named(settings: Mapping[str, Any]) -> str | None:
+    """The setting of ``settings`` that makes cachectl import code by name, if any: a
+    ``CACHE_TYPE`` that is a dotted path to a class (beyond cachelib's and Flask-Caching's
+    own), a ``CACHE_SERIALIZER`` given as one (cachelib's are already loaded)."""
+    from cachectl.settings import canonical_cache_type
+
+    cache_type = settings.get("CACHE_TYPE")
+    if isinstance(cache_type, str):
+        canonical = canonical_cache_type(cache_type)
+        if "." in canonical and not canonical.startswith("cachelib."):
+            return f"CACHE_TYPE {cache_type!r}"
+    serializer = settings.get("CACHE_SERIALIZER")
+    if isinstance(serializer, str) and not serializer.startswith("cachelib."):
+        return f"CACHE_SERIALIZER {serializer!r}"
     return None
+
+
+def _refuse_code(path: Path, caches: Mapping[str, Mapping[str, Any]]) -> None:
+    """A found file names no code: importing a class by name puts the current directory
+    first on ``sys.path``, and a module planted there would run as whoever runs
+    cachectl. The operator who names the file takes that on (exit 2 until then)."""
+    for name, settings in caches.items():
+        code = _code_named(settings)
+        if code is not None:
+            where = "" if name == DEFAULT_CACHE_NAME else f" (cache {name})"
+            raise ConfigError(
+                f"{path} was found from the current directory, not named, and its {code}"
+                f"{where} would import code: name the file with --config {path} (or "
+                "CACHECTL_CONFIG) to use it"
+            )
+
+
+def discover_config_file(start: Path) -> Path | None:
+    """``cachectl.toml``, else a ``pyproject.toml`` with ``[tool.cachectl]``, from ``start``
+    up: the first one that may be trusted (``cachectl.safe_files.read_trusted``); each
+    skipped file that would have been used is explained in one line on standard error."""
+    for directory in (start, *start.parents):
+        for name, is_config in (("cachectl.toml", None), ("pyproject.toml", _has_our_table)):
+            candidate = directory / name
+            if _found_file(candidate, is_config):
+                _FOUND.add(candidate)
+                return candidate
+    return None
+
+
+def _has_our_table(data: bytes) -> bool:
+    """Whether a pyproject.toml holds ``[tool.cachectl]`` (most have none: not parsed)."""
+    if b"cachectl" not in data:
+        return False
+    try:
+        return bool(_toml_loads(data.decode("utf-8")).get("tool", {}).get("cachectl"))
+    except (UnicodeDecodeError, _InvalidToml, RecursionError):
+        return False
+
+
+def _found_file(path: Path, is_config: Callable[[bytes], bool] | None) -> bool:
+    """Whether discovery may use the file at ``path``: a trusted regular file that is a
+    config file (``is_config`` of its bytes; None: its name says so). An unreadable
+    cachectl.toml is used, so that the read reports why."""
+    try:
+        data = read_trusted(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except UnsafeFile as exc:
+        if is_config is None or _peek(path, is_config):
+            _explain_skipped(path, str(exc.strerror))
+        return False
+    except OSError:
+        return is_config is None
+    return is_config is None or is_config(data)
+
+
+def _peek(path: Path, is_config: Callable[[bytes], bool]) -> bool:
+    """Whether a file discovery skips would have been a config file, so that a project's
+    pyproject.toml without our table, owned by another user, goes unmentioned. Reading
+    it runs nothing; a FIFO or a device is still not opened."""
+    try:
+        return is_config(read_regular(path, follow_symlinks=True))
+    except OSError:
+        return False
+
+
+def _explain_skipped(path: Path, why: str) -> None:
+    """One line on standard error, once a run: written directly, since discovery runs
+    before any output is set up, and even with -q, since an operator must learn why the
+    file next door was not used."""
+    if path not in _EXPLAINED:
+        _EXPLAINED.add(path)
+        sys.stderr.write(
+            f"warning: skipped {path} (found from the current directory): it {why}; "
+            "name it with --config to use it anyway\n"
+        )
 
 
 def short_name(settings_name: str) -> str:

@@ -219,7 +219,12 @@ def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeo
 
 def _import_custom(path: str, setting: str = "CACHE_TYPE") -> Any:
     """The object a dotted CACHE_TYPE (or CACHE_SERIALIZER) names, imported as
-    Flask-Caching would (the current directory first on sys.path, as ``flask --app``)."""
+    Flask-Caching would (the current directory first on sys.path, as ``flask --app``).
+
+    Only ever for a name the operator gave: ``--config``, ``-o``, ``--type``, ``--env``
+    or the app itself. A config file found by walking up from the current directory may
+    not name code (``config_sources`` refuses it, exit 2), or a module planted in the
+    current directory would run as whoever runs cachectl."""
     from cachectl.importing import on_sys_path
 
     module_name, _, attribute = path.rpartition(".")

@@ -1,5 +1,10 @@
 """FileSystemCache: one file per key in CACHE_DIR, named by the hash of the key.
 
+CACHE_DIR belongs to the app's user, and cachectl is often run as root: every entry is
+opened through ``cachectl.safe_files`` (no link followed, no FIFO waited on, a regular
+file of one name checked on the descriptor), and the mode of a file written is set on
+its descriptor before it is renamed into place, never on a path someone could swap.
+
 cachectl writes cache files itself rather than through cachelib's ``set``: cachelib prunes
 every file in CACHE_DIR once the item count passes CACHE_THRESHOLD, a ``.bashrc`` or a
 ``data.csv`` included, and writes only its own format, where an app on Flask-Caching 1.10
@@ -45,6 +50,7 @@ from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec.stored import StoredValue, decode_custom, decode_pickle
 from cachectl.errors import BackendError, ConfigError, UsageError
 from cachectl.generations import HEADER, PICKLED, Generation
+from cachectl.safe_files import UnsafeFile, existing_regular, open_regular, read_regular
 
 log = logging.getLogger("cachectl")
 #: How many cache files are read to learn the directory's file format.
@@ -114,6 +120,11 @@ class FileSystemBackend(CacheBackend):
     def _os_errors(self) -> Iterator[None]:
         try:
             yield
+        except UnsafeFile as exc:  # planted by whoever can write to CACHE_DIR
+            raise ConfigError(
+                f"{exc.filename} {exc.strerror}: refused, nothing was read or written "
+                "(cachectl uses only regular files in CACHE_DIR)"
+            ) from exc
         except PermissionError as exc:
             raise BackendError(f"{self.describe()}: permission denied: {exc.filename}") from exc
         except OSError as exc:
@@ -127,8 +138,8 @@ class FileSystemBackend(CacheBackend):
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
         path = self._file_name(key)
         try:
-            with self._os_errors(), open(path, "rb") as handle:
-                raw = handle.read()
+            with self._os_errors():
+                raw = read_regular(path, single_link=True)
         except BackendError as exc:
             if isinstance(exc.__cause__, FileNotFoundError):
                 return None
@@ -155,7 +166,7 @@ class FileSystemBackend(CacheBackend):
             timeout = int(self.cache.default_timeout)
         expires = 0 if timeout == 0 else int(time.time()) + timeout
         with self._os_errors():
-            is_new = not os.path.exists(path)
+            is_new = not existing_regular(path, single_link=True)
             self._write(path, file_format, expires, value)
             if is_new:
                 count = self._adjust_count(1)
@@ -174,13 +185,13 @@ class FileSystemBackend(CacheBackend):
         handle, temporary = tempfile.mkstemp(suffix=_IN_FLIGHT, dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as stream:
+                os.fchmod(stream.fileno(), access.filesystem_mode(self.cache))
                 stream.write(head_bytes(file_format, expires))
                 if file_format == PICKLED:
                     pickle.dump(value, stream, PICKLED_FORMAT_PROTOCOL)
                 else:
                     access.filesystem_serializer(self.cache).dump(value, stream)
             os.replace(temporary, path)
-            os.chmod(path, access.filesystem_mode(self.cache))
         except BaseException:
             with suppress(FileNotFoundError):
                 os.remove(temporary)
@@ -192,8 +203,8 @@ class FileSystemBackend(CacheBackend):
         found = set()
         with self._os_errors():
             for path in islice(self._cache_files(with_count=True), _FORMAT_SAMPLE):
-                with suppress(OSError), open(path, "rb") as handle:
-                    head = read_head(handle.read(HEAD_SIZE))
+                with suppress(OSError):  # gone meanwhile, or not a regular file
+                    head = read_head(read_regular(path, HEAD_SIZE, single_link=True))
                     if head is not None:
                         found.add(head.file_format)
         if len(found) == 1:
@@ -225,10 +236,15 @@ class FileSystemBackend(CacheBackend):
         return count
 
     def _read_count(self, path: str) -> tuple[int, str | None]:
+        """The item count and its file's format; (0, None) where there is no count file,
+        or something other than a regular file has its name (left alone, with a warning:
+        the entries a command removed stay removed)."""
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read(1024)
+            raw = read_regular(path, 1024, single_link=True)
         except FileNotFoundError:
+            return 0, None
+        except UnsafeFile as exc:
+            log.warning("the item count %s %s: not read or updated", path, exc.strerror)
             return 0, None
         head = read_head(raw)
         if head is None:
@@ -316,9 +332,11 @@ class FileSystemBackend(CacheBackend):
                     except FileNotFoundError:
                         continue  # expired and pruned by the app meanwhile
                 tally.add(1)
-            if not dry_run and os.path.exists(self._count_path()):
+            if not dry_run:
                 # Reset in place; a count file that was not there is not created.
-                self._adjust_count(-self._read_count(self._count_path())[0])
+                count, count_format = self._read_count(self._count_path())
+                if count_format is not None:
+                    self._adjust_count(-count)
         return tally.count
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
@@ -336,11 +354,11 @@ class FileSystemBackend(CacheBackend):
                 if sample is not None and stats.examined >= sample:
                     continue
                 try:
-                    with open(path, "rb") as handle:
+                    with os.fdopen(open_regular(path, single_link=True), "rb") as handle:
                         head = read_head(handle.read(HEAD_SIZE))
-                    size = os.path.getsize(path)
+                        size = os.fstat(handle.fileno()).st_size
                 except OSError:
-                    continue  # expired and pruned by the app meanwhile
+                    continue  # pruned by the app meanwhile, or replaced by a non-file
                 if head is None:
                     continue  # truncated
                 stats.examined += 1
@@ -359,8 +377,8 @@ class FileSystemBackend(CacheBackend):
         for key in keys:
             path = self._file_name(key)
             try:
-                with self._os_errors(), open(path, "rb") as handle:
-                    head = read_head(handle.read(HEAD_SIZE))
+                with self._os_errors():
+                    head = read_head(read_regular(path, HEAD_SIZE, single_link=True))
             except BackendError as exc:
                 if not isinstance(exc.__cause__, FileNotFoundError):
                     raise
@@ -376,7 +394,8 @@ class FileSystemBackend(CacheBackend):
         expires = 0 if seconds is None else int(time.time()) + seconds
         with self._os_errors():
             try:
-                with open(path, "r+b") as handle:
+                descriptor = open_regular(path, os.O_RDWR, single_link=True)
+                with os.fdopen(descriptor, "r+b") as handle:
                     head = read_head(handle.read(HEAD_SIZE))
                     if head is None or not _lifetime(head, time.time()).found:
                         return False  # expired (or truncated): the app reads it as missing
@@ -401,10 +420,10 @@ class FileSystemBackend(CacheBackend):
         handle, temporary = tempfile.mkstemp(suffix=_IN_FLIGHT, dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as stream:
+                os.fchmod(stream.fileno(), before.st_mode & 0o7777)
                 stream.write(new_head)
                 stream.write(memoryview(raw)[head.payload_offset :])
-            os.chmod(temporary, before.st_mode & 0o7777)
-            now = os.stat(path)
+            now = os.lstat(path)
             if (now.st_ino, now.st_mtime_ns, now.st_size) != (
                 before.st_ino,
                 before.st_mtime_ns,
@@ -437,17 +456,19 @@ class FileSystemBackend(CacheBackend):
 
     def _prune_one(self, path: str, now: float, dry_run: bool) -> bool:
         try:
-            with open(path, "rb") as handle:
+            with os.fdopen(open_regular(path, single_link=True), "rb") as handle:
                 head = read_head(handle.read(HEAD_SIZE))
                 read = os.fstat(handle.fileno())
             if head is None or _lifetime(head, now).found:
                 return False  # alive, or truncated (left as the app's own prune leaves it)
             if not dry_run:
-                if os.stat(path).st_ino != read.st_ino:
+                if os.lstat(path).st_ino != read.st_ino:
                     return False  # written anew since it was read: a fresh entry
                 os.remove(path)
         except FileNotFoundError:
             return False  # removed meanwhile (the app pruned it)
+        except UnsafeFile:
+            return False  # replaced by a link or a FIFO since the listing: not an entry
         return True
 
 
