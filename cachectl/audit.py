@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cachectl import __version__
-from cachectl.secrets import mask_url, scrub
+from cachectl.errors import EXIT_STOPPED
+from cachectl.secrets import masked_arg, scrub, secret_texts
 
 #: Commands that change a cache, and so are logged (unless run as a dry run).
 DESTRUCTIVE = frozenset(
@@ -57,12 +58,20 @@ def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
 def masked_argv(
     argv: Sequence[str], secrets: frozenset[str] = frozenset(), hidden: str | None = None
 ) -> list[str]:
-    """The command line as logged: credentials masked (URLs, known passwords), and the
-    ``hidden`` argument (the VALUE of ``set``) replaced by ``<value>``."""
+    """The command line as logged: credentials masked from the command line alone (a
+    secret setting's ``-o NAME=VALUE``, URL userinfo: ``secrets.masked_arg``), then the
+    known passwords, and the ``hidden`` argument (the VALUE of ``set``) replaced by
+    ``<value>``."""
     shown = []
     for arg in argv:
         shown.append("<value>" if hidden is not None and arg == hidden else arg)
-    return [scrub(mask_url(arg), secrets) for arg in shown]
+    return [scrub(masked_arg(arg), secrets) for arg in shown]
+
+
+def value_forms(value: str) -> set[str]:
+    """How an error may quote ``set``'s VALUE (``invalid literal for int(): 'sk_...'``),
+    to be masked in the log's ``error``: quoted even when too short to mask bare."""
+    return secret_texts(value) | {repr(value)}
 
 
 #: The options of ``set`` that take a value of their own (``--create-dir`` is a flag).
@@ -74,9 +83,11 @@ def masked_line(command: str) -> str:
     replaced by ``<value>`` (found as ``set`` parses its arguments)."""
     import shlex
 
+    from cachectl.command_line import LineSyntaxError, split_line
+
     try:
-        tokens = shlex.split(command)
-    except ValueError:
+        tokens = split_line(command)
+    except LineSyntaxError:
         return "<unreadable line>"
     if tokens[:1] == ["set"]:
         positionals, at, options_end = 0, 1, False
@@ -95,10 +106,15 @@ def masked_line(command: str) -> str:
     return shlex.join(masked_argv(tokens))
 
 
-def batch_summary(document: Mapping[str, Any]) -> dict[str, Any]:
+def batch_summary(
+    document: Mapping[str, Any], stopped_done: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A batch's (or invalidate's) result without the lines' own documents, which may
-    hold values (a ``get`` line): each line's command (masked) and exit status."""
+    hold values (a ``get`` line): each line's command (masked) and exit status; the line
+    a signal stopped also says what it had done (``stopped_done``: keys removed)."""
     summary = {key: value for key, value in document.items() if key != "lines"}
+    if isinstance(summary.get("command"), str):  # a line the batch refused before running
+        summary["command"] = masked_line(summary["command"])
     summary["lines"] = [
         {
             "line": line.get("line"),
@@ -107,13 +123,32 @@ def batch_summary(document: Mapping[str, Any]) -> dict[str, Any]:
         }
         for line in document.get("lines", [])
     ]
+    stopped = [line for line in summary["lines"] if line["exit_code"] in EXIT_STOPPED]
+    if stopped and stopped_done:  # the last line run: a stop ends the batch
+        stopped[-1]["done"] = dict(stopped_done)
     return summary
 
 
+def _lines_masked_in(text: str, document: Mapping[str, Any]) -> str:
+    """``text`` (a batch's error, which quotes a line as written) with each of the batch's
+    lines as logged (``masked_line``: the VALUE of ``set`` hidden)."""
+    lines = document.get("lines")
+    written = [document.get("command")]
+    if isinstance(lines, list):
+        written += [line.get("command") for line in lines if isinstance(line, Mapping)]
+    for raw in written:
+        if isinstance(raw, str) and raw and raw in text:
+            text = text.replace(raw, masked_line(raw))
+    return text
+
+
 def open_log(path: str) -> int:
-    """The log opened for appending (created, owner and group only, if new): OSError
-    when it cannot be."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    """The log opened for appending (created 0600 if new): OSError when it cannot be,
+    ``UnsafeFile`` (an OSError) when it is a link, a FIFO (which would block the run
+    forever) or anything but a regular file (``cachectl.safe_files``)."""
+    from cachectl.safe_files import open_append
+
+    return open_append(path)
 
 
 def append(descriptor: int, entry: Mapping[str, Any]) -> None:
@@ -147,13 +182,18 @@ def entry(
     done: Mapping[str, Any] | None,
     exit_code: int,
     error: str | None,
+    stopped_line_done: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The line for one run."""
+    """The line for one run. Its ``error`` passes the run's secrets filter, with the
+    ``hidden`` VALUE of ``set`` among the secrets: the log never holds a value."""
     import datetime
 
     now = datetime.datetime.now(datetime.timezone.utc)
     if done is not None and command in ("batch", "invalidate"):
-        done = batch_summary(done)
+        if error is not None:
+            error = _lines_masked_in(error, done)
+        done = batch_summary(done, stopped_line_done)
+    error_secrets = secrets | value_forms(hidden) if hidden is not None else secrets
     return {
         "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         **who_and_where(),
@@ -163,5 +203,5 @@ def entry(
         "target": dict(target) if target is not None else None,
         "done": dict(done) if done is not None else None,
         "exit_code": exit_code,
-        "error": scrub(error, secrets) if error is not None else None,
+        "error": scrub(error, error_secrets) if error is not None else None,
     }

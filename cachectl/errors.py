@@ -13,18 +13,26 @@ EXIT_USAGE = 2
 EXIT_BACKEND = 3
 #: A bug in cachectl itself (anything not foreseen).
 EXIT_INTERNAL = 4
+#: A run a signal stopped exits 128 + its number, as a shell reports a process killed by
+#: it (cachectl.interrupts): SIGHUP, SIGINT (Ctrl-C), SIGTERM.
+EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_STOPPED = frozenset({EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED})
 
 #: The contract scripts rely on, as ``--help`` prints it (README's table says the same).
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    done
-  1    not found (get, ttl, expire, persist, show-memoized), or a clear declined
-       at the prompt
+  1    not found (get, ttl, expire, persist, show-memoized; delete-memoized of a
+       name not imported here with nothing cached under it), or a clear
+       declined at the prompt
   2    usage or configuration error
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)
-  130  interrupted (what was done so far is reported)
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP (what was
+       done so far is reported, and written to the audit log)
+  141  standard output closed by its reader (| head)
   batch, invalidate: the code of their first failing line"""
 
 
@@ -60,6 +68,17 @@ class BackendError(CachectlError):
 
 
 class Interrupted(CachectlError):
-    """The operator pressed Ctrl-C; ``done`` says how far the work got (exit 130)."""
+    """A signal stopped the run (Ctrl-C, SIGTERM, SIGHUP: ``cachectl.interrupts``);
+    ``done`` says how far the work got; exit 128 + the signal's number."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        done: dict[str, object] | None = None,
+        exit_code: int = EXIT_INTERRUPTED,
+    ) -> None:
+        super().__init__(message, done=done)
+        self.exit_code = exit_code

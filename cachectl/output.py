@@ -54,8 +54,13 @@ class Output:
         return self._consoles[stderr]
 
     def _line(self, text: str, stderr: bool) -> None:
-        """One line, through rich on a terminal, as it is elsewhere."""
+        """One line, through rich on a terminal, as it is elsewhere. What goes to standard
+        error is a message (an error, a warning, a notice): it passes the secrets filter."""
         stream = sys.stderr if stderr else sys.stdout
+        if stderr:
+            from cachectl.secrets import filtered
+
+            text = filtered(text)
         if _on_terminal(stream):
             self._console(stderr).print(visible(text), markup=False)
         else:
@@ -71,6 +76,7 @@ class Output:
         """The one JSON document a command prints with ``--json``."""
         from cachectl.codec.rendering import stack_room
 
+        payload = _filtered_messages(payload)
         with stack_room(2 * 1000 + 10):  # values nest up to twice max_depth (<= 1000)
             text = json.dumps(payload, ensure_ascii=False, indent=2, default=str)
         sys.stdout.write(text)  # not text + "\n": it may be megabytes
@@ -133,7 +139,9 @@ class Output:
         widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
         for row in rows:
             cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
-            sys.stdout.write("  ".join([*cells, str(row[-1])]) + "\n")
+            line = "  ".join([*cells, str(row[-1])])
+            # No padding after an empty last cell: a row of "" is a blank line, not spaces.
+            sys.stdout.write((line if str(row[-1]) else line.rstrip(" ")) + "\n")
 
     @contextmanager
     def progress(self, description: str) -> Iterator[Callable[[int], None]]:
@@ -154,11 +162,49 @@ class Output:
             yield lambda count: bar.update(task, completed=count)
 
 
-def route_library_logging(output: Output, debug: bool) -> None:
+#: The fields of a document that carry a message rather than a result: they pass the
+#: secrets filter as every message does (a result, such as a cached value, is shown as
+#: it is). Looked for in the document and the documents it holds (a batch's lines, the
+#: caches of --cache all), down to a few levels: never inside a value, nor along a list
+#: of key names, which may be millions long.
+_MESSAGE_FIELDS = frozenset({"error", "reason", "warning", "warnings", "message", "notes"})
+_MESSAGE_DEPTH = 6
+
+
+def _filtered_messages(payload: Any, depth: int = 0) -> Any:
+    """``payload`` with its message fields through the secrets filter."""
+    if depth > _MESSAGE_DEPTH:
+        return payload
+    if isinstance(payload, list):
+        if not payload or not isinstance(payload[0], dict):
+            return payload
+        return [_filtered_messages(item, depth + 1) for item in payload]
+    if not isinstance(payload, dict):
+        return payload
+    from cachectl.secrets import filtered
+
+    shown = {}
+    for name, item in payload.items():
+        if name in _MESSAGE_FIELDS and isinstance(item, str):
+            item = filtered(item)
+        elif name in _MESSAGE_FIELDS and isinstance(item, list):
+            item = [filtered(text) if isinstance(text, str) else text for text in item]
+        elif name != "value" and isinstance(item, (dict, list)):
+            item = _filtered_messages(item, depth + 1)
+        shown[name] = item
+    return shown
+
+
+def route_library_logging(output: Output, debug: bool, app_mode: bool = False) -> None:
     """Log records reach the operator as ``warning:`` lines, never as a library's traceback
     (cachelib logs one for every file it fails to read); cachectl's own debug records
     (``logging.getLogger("cachectl")``) are shown with ``--debug``. Set up when a backend
-    is first built: ``logging`` is too slow to import for ``--help``."""
+    is first built: ``logging`` is too slow to import for ``--help``.
+
+    In app mode the root logger is the app's: its start-up configures it (a handler
+    already there would make ``logging.basicConfig`` and many apps' set-up do nothing),
+    and its records, and its libraries', go where the app sends them. Only cachectl's
+    own logger is routed then."""
     import logging
 
     class ToOutput(logging.Handler):
@@ -171,10 +217,17 @@ def route_library_logging(output: Output, debug: bool) -> None:
             else:
                 output.notice(f"debug: {text}")
 
+    own = logging.getLogger("cachectl")
     root = logging.getLogger()
-    for earlier in [h for h in root.handlers if getattr(h, "for_cachectl", False)]:
-        root.removeHandler(earlier)  # an earlier invocation in this process (tests, batch)
+    for logger in (root, own):
+        for earlier in [h for h in logger.handlers if getattr(h, "for_cachectl", False)]:
+            logger.removeHandler(earlier)  # an earlier invocation in this process (tests)
     handler = ToOutput()
     handler.for_cachectl = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    logging.getLogger("cachectl").setLevel(logging.DEBUG if debug else logging.WARNING)
+    if app_mode:
+        own.addHandler(handler)
+        own.propagate = False
+    else:
+        own.propagate = True
+        root.addHandler(handler)
+    own.setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 from cachectl.constants import HASH_METHOD_NAMES, MAX_TIMEOUT
 from cachectl.errors import ConfigError
 from cachectl.generations import LEGACY, Generation
-from cachectl.secrets import mask_url
+from cachectl.secrets import (
+    display_value,
+    is_secret,
+    mask_url,
+    secret_text,
+    secret_type_problem,
+)
 
 # --- Flask-Caching's defaults, all of them ---------------------------------------------
 
@@ -63,6 +69,9 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "CACHE_NO_NULL_WARNING": (bool,),
     "CACHE_ENABLE_SIGNALS": (bool,),
 }
+#: The settings that hold a credential: a value of the wrong type is refused by a message
+#: that names the setting, never the value (``secrets.secret_type_problem``).
+SECRET_SETTINGS = frozenset(name for name in SETTING_TYPES if is_secret(name))
 #: Settings a live app may hand over as Python objects rather than plain data.
 _OBJECT_SETTINGS = {"CACHE_SERIALIZER", "CACHE_HASH_METHOD", "CACHE_FILE_HASH_METHOD"}
 
@@ -126,8 +135,8 @@ def resolve_hash_method(name: str, value: Any) -> Callable[..., Any]:
 
 
 def check_types(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
-    """Refuse a value of the wrong type (exit 2, naming its source); warn about
-    names cachectl does not read."""
+    """Refuse a value of the wrong type (exit 2, naming its source, never quoting a
+    credential); warn about names cachectl does not read."""
     warnings = []
     for name, value in values.items():
         expected = SETTING_TYPES.get(name)
@@ -136,6 +145,11 @@ def check_types(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[s
             continue
         if value is None or name in _OBJECT_SETTINGS:
             continue
+        if name in SECRET_SETTINGS:
+            problem = secret_type_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name} (from {sources.get(name)}) must be a string ({problem})")
+            continue
         if name == "CACHE_KEY_PREFIX" and callable(value):
             continue
         wrong_bool = isinstance(value, bool) and bool not in expected
@@ -143,7 +157,7 @@ def check_types(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[s
             wanted = " or ".join(t.__name__ for t in expected)
             raise ConfigError(
                 f"{name} (from {sources.get(name)}) must be {wanted}, "
-                f"not {type(value).__name__} {value!r}"
+                f"not {type(value).__name__} {display_value(name, value)}"
             )
         if (
             name in ("CACHE_DEFAULT_TIMEOUT", "CACHE_THRESHOLD")
@@ -355,7 +369,7 @@ def _location(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ConfigError(f"CACHE_OPTIONS {name} must be a number of seconds, not {value!r}")
     db = get("CACHE_REDIS_DB", DEFAULT_REDIS_DB)
-    password = get("CACHE_REDIS_PASSWORD") or None
+    password = secret_text(get("CACHE_REDIS_PASSWORD")) or None
     if cache_type == "RedisCache":
         host = get("CACHE_REDIS_HOST", DEFAULT_REDIS_HOST)
         port = get("CACHE_REDIS_PORT", DEFAULT_REDIS_PORT)
@@ -376,7 +390,7 @@ def _location(
             get("CACHE_REDIS_SENTINEL_MASTER", DEFAULT_SENTINEL_MASTER),
             db,
             password,
-            get("CACHE_REDIS_SENTINEL_PASSWORD") or None,
+            secret_text(get("CACHE_REDIS_SENTINEL_PASSWORD")) or None,
             options,
         )
     if cache_type == "RedisClusterCache":
@@ -391,7 +405,7 @@ def _location(
         return MemcachedLocation(
             servers,
             get("CACHE_MEMCACHED_USERNAME"),
-            get("CACHE_MEMCACHED_PASSWORD"),
+            secret_text(get("CACHE_MEMCACHED_PASSWORD")),
             sasl=cache_type != "MemcachedCache",
             chunked=cache_type == "SpreadSASLMemcachedCache",
         )

@@ -52,6 +52,31 @@ def test_a_failed_run_is_logged_with_its_status_and_no_password(tmp_path: Path) 
     assert "hunter22" not in log.read_text()
 
 
+def test_every_way_of_giving_a_secret_on_the_command_line_is_masked(tmp_path: Path) -> None:
+    """By the setting's name and the URL's userinfo, however the option is spelled."""
+    log = tmp_path / "audit.jsonl"
+    done = run_console(
+        "--audit-log", str(log),
+        "-oCACHE_REDIS_PASSWORD=hunter23",
+        "--option=CACHE_OPTIONS_TOKEN=hunter24",
+        "-o", "CACHE_REDIS_URL=redis://ops:hunter25@127.0.0.1:1/0",
+        "--option", "CACHE_API_SECRET=[1234567, 7654321]",
+        "delete", "k",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # port 1: refused
+    (line,) = _lines(log)
+    assert line["argv"][2:] == [
+        "-oCACHE_REDIS_PASSWORD=****",
+        "--option=CACHE_OPTIONS_TOKEN=****",
+        "-o", "CACHE_REDIS_URL=redis://ops:****@127.0.0.1:1/0",
+        "--option", "CACHE_API_SECRET=****",
+        "delete", "k",
+    ]  # fmt: skip
+    for secret in ("hunter23", "hunter24", "hunter25", "1234567", "7654321"):
+        assert secret not in log.read_text()
+        assert secret not in done.stderr.decode()
+
+
 def test_the_config_file_names_the_log_and_a_batch_is_one_line(
     tmp_path: Path, redis_target: RedisTarget
 ) -> None:

@@ -9,7 +9,6 @@ touches only the app's keys and streams instead of loading every key name at onc
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cachectl.codec.stored import StoredValue
-from cachectl.errors import BackendError, CachectlError, Interrupted, UsageError
+from cachectl.errors import BackendError, CachectlError, UsageError
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
@@ -103,6 +102,9 @@ class CacheBackend:
     #: can be written out unchanged (``get --raw``). Off unless a backend opts in:
     #: memcached clients hand back decoded values only.
     can_show_raw_bytes = False
+    #: Whether ``delete`` takes a key that is not UTF-8 (bytes kept as surrogates, as
+    #: ``scan_keys`` lists them), so ``keys | delete --from-file -`` removes it too.
+    deletes_any_key_bytes = False
 
     def __init__(self, cache: Any) -> None:
         #: The cachelib object the app would use; writes go through it (None for a
@@ -131,6 +133,13 @@ class CacheBackend:
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
         """The stored value of ``key`` (prefix applied), or None when absent."""
         raise NotImplementedError
+
+    def raw_chunks(self, key: str, stored: StoredValue) -> Iterator[bytes]:
+        """The stored bytes of ``key`` as ``get`` found them (``stored``), in pieces:
+        a backend that read only the head of a long value (``stored.size``) streams the
+        rest, never holding it whole (``get --raw``)."""
+        if stored.raw is not None:
+            yield stored.raw
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
         """Store as the app's ``cache.set`` would; ``None`` means the default timeout."""
@@ -308,11 +317,11 @@ class CacheBackend:
 
 
 class Tally:
-    """A running count that reports progress and stops cleanly on Ctrl-C.
+    """A running count that reports progress and stops cleanly on a signal.
 
-    Inside ``partial_work`` the first Ctrl-C only raises a flag; the operation
-    stops after the batch in flight, so the count it reports is exact and the
-    connection is left in a clean state. A second Ctrl-C stops at once.
+    Inside ``partial_work`` the first signal (Ctrl-C, SIGTERM, SIGHUP) only raises a
+    flag; the operation stops after the batch in flight, so the count it reports is
+    exact and the connection is left in a clean state. A second one stops at once.
     """
 
     def __init__(self, on_progress: ProgressCallback | None = None) -> None:
@@ -336,23 +345,29 @@ class Tally:
 
 @contextmanager
 def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
-    """Attach how far a long operation got to whatever stops it, so Ctrl-C or a
-    lost connection still reports the count (and a second run can finish)."""
+    """Attach how far a long operation got to whatever stops it, so a signal (Ctrl-C,
+    SIGTERM, SIGHUP: ``cachectl.interrupts``) or a lost connection still reports the
+    count (and a second run can finish). The first signal stops it after the batch in
+    flight (an exact count); a second stops it at once (a lower bound)."""
+    from cachectl import interrupts
 
-    def request_stop(signum: int, frame: object) -> None:
-        if tally.stop_requested:
-            raise KeyboardInterrupt
+    def request_stop() -> None:
         tally.stop_requested = True
 
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted: {tally.count} keys {done_as} before the stop; "
-            "run the command again to finish",
+        with interrupts.stop_at_safe_points(request_stop):
+            yield
+    except KeyboardInterrupt as exc:
+        if interrupts.stopped_at_once(exc):
+            raise interrupts.as_error(
+                exc,
+                f"at least {tally.count} keys {done_as} before the stop; "
+                "run the command again to finish",
+                done={f"{done_as}_at_least": tally.count},
+            ) from None
+        raise interrupts.as_error(
+            exc,
+            f"{tally.count} keys {done_as} before the stop; run the command again to finish",
             done={done_as: tally.count},
         ) from None
     except BackendError as exc:
@@ -364,6 +379,3 @@ def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
         exc.done.setdefault(done_as, tally.count)
         exc.message = f"{exc.message} ({tally.count} keys {done_as} before the failure)"
         raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)

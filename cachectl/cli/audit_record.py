@@ -26,6 +26,9 @@ class AuditRecord:
         self.params: dict[str, Any] = {}
         self.done: dict[str, Any] | None = None
         self.failure: str | None = None
+        #: What the batch line a signal stopped had done (its keys removed): the batch's
+        #: own document, logged as ``done``, has each line's exit status only.
+        self.stopped_line_done: dict[str, Any] | None = None
         self._depth = 0
         self._descriptor: int | None = None
 
@@ -58,6 +61,16 @@ class AuditRecord:
     def finished(self) -> None:
         self._depth -= 1
 
+    def failed(self, message: str, done: Mapping[str, Any]) -> None:
+        """The run failed: its error line, and what it had done (a count reached before a
+        signal or a lost connection) when it says. A batch's line fails inside the batch,
+        whose own document follows: the line's ``done`` is kept apart."""
+        self.failure = message
+        if self._depth > 0:  # the last line's failure is the one a stop ends the batch with
+            self.stopped_line_done = dict(done) if done else None
+        elif done:
+            self.done = dict(done)
+
     def record_done(self, document: Mapping[str, Any]) -> None:
         """What the command reports it did (its JSON document): kept for the logged
         command only, not for each line of a batch."""
@@ -82,7 +95,14 @@ class AuditRecord:
 
     def write(self, session: Session, exit_code: int) -> str | None:
         """The run's line, if the run may have changed a cache and a log is set; why it
-        could not be written, if it could not."""
+        could not be written, if it could not. No signal interrupts the writing
+        (``interrupts.shielded``): a run stopped by one gets its line whole."""
+        from cachectl import interrupts
+
+        with interrupts.shielded():
+            return self._write(session, exit_code)
+
+    def _write(self, session: Session, exit_code: int) -> str | None:
         if self.command is None:
             return None
         try:
@@ -114,6 +134,7 @@ class AuditRecord:
             done=self.done,
             exit_code=exit_code,
             error=self.failure if exit_code else None,
+            stopped_line_done=self.stopped_line_done,
         )
         try:
             descriptor = self._descriptor

@@ -14,12 +14,12 @@ import click
 
 from cachectl import __version__
 from cachectl.cli.command_index import COMMAND_MODULES
-from cachectl.cli.options import json_option
+from cachectl.cli.options import COMPAT_HELP, json_option
 from cachectl.cli.session import Session
+from cachectl.cli.usage import UsageHints
 from cachectl.errors import (
     EXIT_CODES_HELP,
     EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     CachectlError,
     ConfigError,
@@ -37,9 +37,9 @@ GLOBAL_FLAGS = frozenset({"--json", "-q", "--quiet", "--debug"})
 EXIT_BROKEN_PIPE = 141
 
 
-class CachectlGroup(click.Group):
+class CachectlGroup(UsageHints):
     """Turns every failure, Click's usage errors included, into one ``error:`` line
-    (or one JSON document) and its documented exit code."""
+    (or one JSON document) and its documented exit code (``UsageHints``: which ones)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(COMMAND_MODULES))
@@ -84,16 +84,20 @@ class CachectlGroup(click.Group):
         self.invoked_with = arguments  # the command line, for the audit log
         as_json = "--json" in arguments[: arguments.index("--") if "--" in arguments else None]
         extra["standalone_mode"] = False
+        from cachectl import interrupts  # SIGINT, SIGTERM, SIGHUP: one way for every command
+
         try:
-            status = super().main(arguments, prog_name, **extra)
+            with interrupts.handled():
+                status = super().main(arguments, prog_name, **extra)
         except click.exceptions.Exit as exc:
             status = exc.exit_code
         except click.ClickException as exc:
             report_usage_error(exc, Output(as_json=as_json))
             status = exc.exit_code
-        except click.Abort:  # Ctrl-C (or end of input) at a prompt
-            _report(Output(as_json=as_json), "interrupted", EXIT_INTERRUPTED, {})
-            status = EXIT_INTERRUPTED
+        except click.Abort as exc:  # a signal outside a command, or at a prompt; end of input
+            stopped = interrupts.as_error(exc.__context__)
+            _report(Output(as_json=as_json), stopped.message, stopped.exit_code, {})
+            status = stopped.exit_code
         except BrokenPipeError:
             _silence_stdout()
             status = EXIT_BROKEN_PIPE
@@ -109,8 +113,11 @@ class CachectlGroup(click.Group):
         except click.ClickException as exc:
             status = exc.exit_code
             raise
-        except click.Abort:
-            status = EXIT_INTERRUPTED
+        except (click.Abort, KeyboardInterrupt) as exc:  # a signal (cachectl.interrupts)
+            from cachectl import interrupts
+
+            cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
+            status = interrupts.as_error(cause).exit_code
             raise
         finally:
             _write_audit(ctx, status)
@@ -152,10 +159,12 @@ def _write_audit(ctx: click.Context, status: int) -> None:
 def failure_of(exc: BaseException) -> tuple[str, int, dict[str, object]]:
     """The line, exit code and work done that a command's exception is reported with:
     one mapping for the group and for each line of a batch, which must not exit."""
+    if isinstance(exc, KeyboardInterrupt):  # a signal (cachectl.interrupts)
+        from cachectl import interrupts
+
+        exc = interrupts.as_error(exc)
     if isinstance(exc, CachectlError):
         return exc.message, exc.exit_code, exc.done
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", EXIT_INTERRUPTED, {}
     return (
         f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
         EXIT_INTERNAL,
@@ -181,7 +190,7 @@ def report_usage_error(exc: click.ClickException, output: Output) -> None:
     if type(exc).__name__ == "NoArgsIsHelpError" or message.startswith("Usage:"):
         message = "no command given"
     if isinstance(exc, click.NoSuchOption) and not exc.option_name.startswith("--"):
-        message += (
+        message = message.rstrip(".") + (
             "; a key or argument that starts with '-' goes after '--' "
             "(cachectl get -- -KEY), or use --from-file"
         )
@@ -221,7 +230,7 @@ def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, 
 
         sys.stderr.write(scrub(traceback.format_exc(), known))
     if session is not None:
-        session.audit.failure = message
+        session.audit.failed(message, done)
     _report(output, message, code, done, secrets=known)
 
 
@@ -347,10 +356,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="RELEASE",
     envvar="CACHECTL_COMPAT",
     callback=lambda ctx, param, value: _checked_compat(value),
-    help="The Flask-Caching the app runs, whose defaults apply: 2.5 (and later), legacy "
-    "(1.9-2.4), or its release (2.4, 1.10, ...: FileSystemCache's file format differs "
-    "before 1.11). Default: that of the Flask-Caching installed here, else 2.5. "
-    "Env: CACHECTL_COMPAT.",
+    help=COMPAT_HELP,
 )
 @click.option(
     "--timeout",
@@ -360,7 +366,10 @@ def _parse_option(text: str) -> tuple[str, Any]:
     default=5.0,
     show_default=True,
     metavar="SECONDS",
-    help="Connection and socket timeout for the cache server.",
+    help="How long to wait for the cache server: to connect, and for each whole reply (a "
+    "server that sends its answer a byte at a time fails too, exit 3). A command of many "
+    "replies, such as a long clear, is not bounded as a whole; pylibmc bounds each wait "
+    "on the socket only.",
 )
 @click.option(
     "--audit-log",
@@ -479,7 +488,7 @@ def main() -> None:
         # alone brings asyncio and its kin): tens of milliseconds, a quarter of a short
         # command. Frozen objects are skipped by it; atexit handlers, the flushing of output
         # and the closing of files still happen. Only here, where the process ends: a
-        # program that calls ``cli`` itself (tests, ``flask cache``) keeps its collector.
+        # program that calls ``cli`` itself (tests, ``flask cachectl``) keeps its collector.
         import gc
 
         gc.freeze()

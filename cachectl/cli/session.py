@@ -22,7 +22,17 @@ class Session:
     use (``config`` never connects, ``get`` does; an app is loaded at most once). The
     live app and its cache objects live here, not in the settings."""
 
-    def __init__(self, request: ConfigRequest, timeout: float, output: Output, debug: bool) -> None:
+    def __init__(
+        self,
+        request: ConfigRequest,
+        timeout: float,
+        output: Output,
+        debug: bool,
+        *,
+        new_run: bool = True,
+    ) -> None:
+        """``new_run``: the session of a new invocation, which forgets the secrets an
+        earlier one in this process met (``for_cache`` makes one of the same run)."""
         self.request = request
         self.timeout = timeout
         self.output = output
@@ -33,12 +43,18 @@ class Session:
         #: Backends built so far, by cache, and whether each was checked reachable: the
         #: lines of a batch share one connection per cache, as one command does.
         self._backends: dict[str | None, tuple[CacheBackend, bool]] = {}
-        #: Flask's ScriptInfo when running as ``flask cache``: Flask finds the app.
+        #: Flask's ScriptInfo when running as ``flask cachectl``: Flask finds the app.
         self.script_info: Any = None
         #: The audit log's view of the run (``cachectl.audit``): the command line, the
         #: command and its options once it starts (a batch's lines do not replace it),
         #: what it reported doing, why it failed.
         self.audit = AuditRecord()
+        from cachectl import secrets
+
+        if new_run:
+            secrets.forget()
+        for name, value, _ in request.overrides:  # masked even if the configuration fails
+            secrets.remember({name: value})
 
     @property
     def app_import(self) -> str | None:
@@ -85,8 +101,10 @@ class Session:
 
     def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
         from cachectl.config import resolve_config
+        from cachectl.secrets import remember
 
         resolved = resolve_config(request, self.app_cache(request.cache_name))
+        remember(resolved.values)  # before anything can fail and quote them
         for warning in resolved.warnings:
             self.output.warn(warning)
         return resolved
@@ -101,12 +119,11 @@ class Session:
         return [backend for backend, _ in self._backends.values()]
 
     def known_secrets(self) -> frozenset[str]:
-        """The credentials resolved so far, so no message or traceback shows them."""
-        if self._config is None:
-            return frozenset()
-        from cachectl.secrets import secret_values
+        """The credentials this run has met so far (the command line's, every cache's
+        resolved settings), so no message or traceback shows them."""
+        from cachectl.secrets import remembered
 
-        return secret_values(self._config.values)
+        return remembered()
 
     def every_app_cache(self) -> list[tuple[AppCache, ResolvedConfig]]:
         """Each cache of the loaded app with its resolved settings (overrides applied)."""
@@ -124,7 +141,11 @@ class Session:
         shared, as a batch's lines share them."""
         self.loaded_app()
         other = Session(
-            replace(self.request, cache_name=cache_name), self.timeout, self.output, self.debug
+            replace(self.request, cache_name=cache_name),
+            self.timeout,
+            self.output,
+            self.debug,
+            new_run=False,
         )
         other._loaded_app = self._loaded_app
         other._backends = self._backends
@@ -134,11 +155,15 @@ class Session:
     def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
         """The backend of the chosen cache; checked reachable unless ``connect`` is off.
         Built once per cache and reused (a batch's lines share its connection); a
-        ``create_dir`` request builds it again, since only building creates CACHE_DIR."""
+        ``create_dir`` request builds it again, since only building creates CACHE_DIR.
+        A command only checked (``cachectl.checking``) stops here: its checks passed."""
+        from cachectl.checking import stop_if_only_checking
+
+        stop_if_only_checking()
         from cachectl.backends import build_backend
         from cachectl.output import route_library_logging
 
-        route_library_logging(self.output, self.debug)
+        route_library_logging(self.output, self.debug, self.request.app_import is not None)
         wanted = self.request.cache_name
         backend, checked = self._backends.get(wanted, (None, False))
         if backend is None or create_dir:

@@ -29,8 +29,12 @@ def parse_input_value(data: bytes, as_type: str, from_stdin: bool = False) -> An
             return float(text.strip())
         if as_type == "json":
             return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:  # says where, never quotes the value
         raise UsageError(f"the value is not valid {as_type}: {exc}") from exc
+    except ValueError:
+        # int() and float() quote the value in their message: a value may be a secret
+        # (an API key), and the error line reaches the audit log.
+        raise UsageError(f"the value is not valid {as_type}") from None
     except RecursionError:
         raise UsageError(f"the value is nested too deeply to be read as {as_type}") from None
     raise UsageError(f"unknown value type {as_type!r} (use one of {', '.join(VALUE_TYPES)})")
