@@ -66,6 +66,11 @@ class Fault(enum.Enum):
     #: a client that ignores the junk still meets silence, never replies shifted
     #: by one. The client's commands keep flowing to the server, which runs them.
     GARBAGE = "garbage"
+    #: Pass the server's replies on one byte at a time, ``dribble_interval`` seconds
+    #: apart (0.4 s unless the proxy was given another): every read of the client
+    #: gets a byte well within a socket timeout of a second, while a whole reply
+    #: takes its length times the interval. Commands flow to the server as usual.
+    DRIBBLE = "dribble"
 
 
 # --- telling commands apart -----------------------------------------------------------
@@ -219,6 +224,9 @@ class _Pair:
     garbled: bool = False
     #: One side hung up; the pair closes once the other side's outbox is written.
     closing: bool = False
+    #: Reply bytes held back while dribbling, and when the next one may go.
+    held: bytearray = field(default_factory=bytearray)
+    next_drip: float = 0.0
 
 
 class FaultProxy:
@@ -235,10 +243,12 @@ class FaultProxy:
         target_host: str = "127.0.0.1",
         protocol: Protocol = "raw",
         junk: bytes = JUNK,
+        dribble_interval: float = 0.4,
     ) -> None:
         self.target = (target_host, target_port)
         self.protocol = protocol
         self.junk = junk
+        self.dribble_interval = dribble_interval
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._wake_reader: socket.socket | None = None
@@ -338,6 +348,10 @@ class FaultProxy:
         """Answer junk from now on (see ``Fault.GARBAGE``)."""
         self._control(lambda: self._fire(Fault.GARBAGE))
 
+    def dribble(self) -> None:
+        """Pass replies on a byte at a time from now on (see ``Fault.DRIBBLE``)."""
+        self._control(lambda: self._fire(Fault.DRIBBLE))
+
     def arm(
         self,
         fault: Fault,
@@ -402,8 +416,9 @@ class FaultProxy:
     def _run(self) -> None:
         try:
             while not self._stopping:
-                for key, mask in self._selector.select(timeout=0.5):
+                for key, mask in self._selector.select(timeout=self._next_wait()):
                     self._dispatch(key, mask)
+                self._drip()
         except Exception as exc:  # kept for the test to see; the sockets still close
             self.errors.append(f"proxy loop: {type(exc).__name__}: {exc}")
         finally:
@@ -493,14 +508,14 @@ class FaultProxy:
                     # The command goes through; the fault waits inside its reply.
                     self._trigger = Trigger(trigger.fault, after_server_bytes=trigger.reply_bytes)
                     self._bytes_at_arm = self.server_bytes
-                elif trigger.fault is not Fault.GARBAGE:
+                elif trigger.fault not in (Fault.GARBAGE, Fault.DRIBBLE):
                     # What was let through must reach the server before the fault:
                     # this command and the rest of the chunk never do.
                     _drain(pair.upstream)
                     self._fire(trigger.fault)
                     return
                 else:
-                    self._fire(trigger.fault)  # the server runs it; its reply is replaced
+                    self._fire(trigger.fault)  # the server runs it; its reply is changed
             elif counted:
                 self._matched += 1
             pair.upstream.outbox += raw
@@ -523,6 +538,9 @@ class FaultProxy:
                 if trigger.fault is Fault.GARBAGE:
                     self._fire(trigger.fault)
                     self._garble(pair)  # junk in place of the rest of this reply
+                elif trigger.fault is Fault.DRIBBLE:
+                    self._fire(trigger.fault)
+                    self._to_client(pair, data[room:])  # the rest a byte at a time
                 else:
                     _drain(pair.client)  # what was let through reaches the client first
                     self._fire(trigger.fault)
@@ -530,9 +548,29 @@ class FaultProxy:
         self._to_client(pair, data)
 
     def _to_client(self, pair: _Pair, data: bytes) -> None:
-        pair.client.outbox += data
         self.server_bytes += len(data)
+        if self._mode is Fault.DRIBBLE:
+            pair.held += data
+            return
+        pair.client.outbox += data
         self._update(pair)
+
+    def _next_wait(self) -> float:
+        """How long the loop may sleep: until the next byte of a dribble is due."""
+        dribbling = [pair.next_drip for pair in self._pairs if pair.held]
+        if not dribbling:
+            return 0.5
+        return min(0.5, max(0.0, min(dribbling) - time.monotonic()))
+
+    def _drip(self) -> None:
+        """Pass one held byte to each dribbling client whose next one is due."""
+        now = time.monotonic()
+        for pair in list(self._pairs):
+            if pair.held and now >= pair.next_drip:
+                pair.client.outbox += pair.held[:1]
+                del pair.held[:1]
+                pair.next_drip = now + self.dribble_interval
+                self._update(pair)
 
     def _garble(self, pair: _Pair) -> None:
         if not pair.garbled:

@@ -1,9 +1,16 @@
 """memcached caches (cachelib's ``MemcachedCache``, and Flask-Caching's SASL variants).
 
 memcached client libraries decode values themselves, unpickling whatever a
-value's flags say is a pickle. cachectl therefore builds its own client, of the
-library cachelib would pick for the app (pylibmc first, else python-memcached),
-with that one step replaced by the restricted unpickler.
+value's flags say is a pickle and inflating whatever they say is compressed, whole.
+cachectl therefore builds its own client, of the library cachelib would pick for the
+app (pylibmc first, else python-memcached), whose values are decoded by cachectl's
+codec within the decode limits (``decode_memcached_value``: the restricted unpickler,
+at most ``max_bytes`` inflated). pylibmc inflates in C before any Python code sees the
+value, so cachectl reads pylibmc's values itself, from the server pylibmc would ask,
+over the text protocol (SASL servers speak only the binary one: there pylibmc reads).
+
+``--timeout`` bounds each whole reply (``deadline``) on python-memcached's sockets and
+cachectl's own; pylibmc (libmemcached, in C) bounds each wait for the socket only.
 """
 
 from __future__ import annotations
@@ -27,17 +34,22 @@ from cachectl.backends.base import (
     partial_work,
 )
 from cachectl.backends.cachelib_access import memcached_client
-from cachectl.backends.memcached_crawler import socket_address
+from cachectl.backends.deadline import DeadlineSocket
+from cachectl.backends.memcached_crawler import check_answers, read_item, socket_address
 from cachectl.backends.memcached_keys import FLUSH_ALL_HINT, CrawledKeys
-from cachectl.codec.stored import StoredValue, decode_pickle
-from cachectl.codec.unpickler import RestrictedUnpickler, Undecodable, loads_or_undecodable
+from cachectl.codec.limits import current_limits
+from cachectl.codec.stored import (
+    MEMCACHED_ZLIB,
+    StoredValue,
+    decode_memcached_value,
+    decode_pickle,
+)
+from cachectl.codec.unpickler import RestrictedUnpickler
 from cachectl.errors import BackendError, UsageError
 
 #: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).
 SPREAD_CHUNK_SIZE = 1048448
 SPREAD_MAX_CHUNKS = 32
-#: pylibmc's flag for a pickled value.
-_PYLIBMC_PICKLE_FLAG = 1
 #: memcached reads an expiry up to 30 days as seconds from now, beyond as a Unix time.
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
 #: The last Unix time memcached can hold as an expiry (a signed 32-bit number).
@@ -48,9 +60,43 @@ def python_memcached_client(servers: list[str], timeout: float) -> Any:
     """A python-memcached client whose unpickler is the restricted one unless allowed."""
     import memcache
 
+    class BoundedHost(memcache._Host):
+        """A server whose every reply must arrive whole within the socket timeout."""
+
+        def _get_socket(self) -> Any:
+            sock = super()._get_socket()
+            if sock is not None and not isinstance(sock, DeadlineSocket):
+                sock = self.socket = DeadlineSocket(sock, self.socket_timeout)
+            return sock
+
+        def send_cmd(self, cmd: Any) -> None:
+            self._start_reply()  # every command is sent with one of these two
+            super().send_cmd(cmd)
+
+        def send_cmds(self, cmds: Any) -> None:
+            self._start_reply()
+            super().send_cmds(cmds)
+
+        def _start_reply(self) -> None:
+            if isinstance(self.socket, DeadlineSocket):  # else still connecting
+                self.socket.expect_reply()
+
     class SafeClient(memcache.Client):
+        unsafe = False
+
         def allow_unsafe(self, unsafe: bool) -> None:
-            self.unpickler = pickle.Unpickler if unsafe else RestrictedUnpickler
+            self.unsafe = unsafe
+
+        def set_servers(self, servers: Any) -> None:
+            super().set_servers(servers)
+            for host in self.servers:  # built by the library, the same but bounded
+                host.__class__ = BoundedHost
+
+        def _recv_value(self, server: Any, flags: int, rlen: int) -> Any:
+            # The bytes as stored (flags 0: the library's "bare bytes"), then cachectl's
+            # codec: bounded inflation, the restricted unpickler (a StoredValue).
+            data = super()._recv_value(server, 0, rlen)
+            return decode_memcached_value(data, flags, self.unsafe)
 
         def _expectvalue(self, server: Any, line: Any = None, raise_exception: bool = False) -> Any:
             # python-memcached takes any reply that is not VALUE for a miss: a garbled one
@@ -71,6 +117,7 @@ def python_memcached_client(servers: list[str], timeout: float) -> Any:
                 if reply != b"OK":
                     raise memcache._Error(f"{server}: flush_all answered {reply[:60]!r}, not OK")
 
+    # The restricted unpickler too, should a path of the library load a pickle itself.
     return SafeClient(servers, socket_timeout=timeout, unpickler=RestrictedUnpickler)
 
 
@@ -89,9 +136,8 @@ def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> An
             self.unsafe = unsafe
 
         def deserialize(self, data: bytes, flags: int) -> Any:
-            if flags & _PYLIBMC_PICKLE_FLAG and not self.unsafe:
-                return loads_or_undecodable(data)
-            return super().deserialize(data, flags)
+            # Inflated already, in C (only over SASL: cachectl reads the others itself).
+            return decode_memcached_value(data, flags & ~MEMCACHED_ZLIB, self.unsafe)
 
     milliseconds = int(timeout * 1000)
     # _poll_timeout bounds the wait for a stalled server (libmemcached's default: 5 s).
@@ -206,6 +252,13 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
             )
 
     def check(self) -> None:
+        """Every server answers ``stats``: over cachectl's own connections where they speak
+        the text protocol, the whole reply within the timeout (pylibmc's would wait on
+        each byte of a server sending them slowly, not on the reply)."""
+        if not self.sasl and all(socket_address(server) for server in self.servers):
+            for server in self.servers:
+                check_answers(server, self.timeout)
+            return
         with self._client_errors():
             answered = len(self.client.get_stats())
         if answered < len(self.servers):
@@ -219,19 +272,51 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         with self._client_errors():
             if self.chunked:
                 return self._get_chunked(key, unsafe)
-            value = self.cache.get(key)
-        self._ensure_alive()
-        if value is None:
-            # Flask-Caching cannot tell a stored None from a miss either.
+            server = self._server_read_here(key)
+            if server is not None:
+                value = self._read_here(server, key, unsafe)
+            else:
+                value = self.cache.get(key)
+                self._ensure_alive()
+        if value is not None and not isinstance(value, StoredValue):
+            value = StoredValue(None, value, "memcached")  # a client cachectl did not build
+        if value is None or (value.value is None and value.error is None):
+            return None  # Flask-Caching cannot tell a stored None from a miss either
+        return value
+
+    def _server_read_here(self, key: str) -> str | None:
+        """The server pylibmc would ask for ``key`` (its own hash and distribution), where
+        cachectl reads it itself: over the text protocol (not SASL), an address it reads."""
+        hash_key = getattr(self.client, "hash", None)
+        addresses = getattr(self.client, "addresses", None)
+        if self.sasl or not hasattr(self.client, "behaviors") or hash_key is None:
+            return None  # python-memcached: its reads are bounded inside (SafeClient)
+        if not isinstance(addresses, list) or len(addresses) != len(self.servers):
             return None
-        if isinstance(value, Undecodable):
-            return StoredValue(None, None, "undecodable", value.reason)
-        return StoredValue(None, value, "memcached")
+        server = str(addresses[hash_key(self.key_prefix + key)])
+        return server if socket_address(server) is not None else None
+
+    def _read_here(self, server: str, key: str, unsafe: bool) -> StoredValue | None:
+        """``key`` read from ``server`` over cachectl's own connection, decoded as pylibmc
+        would (the same flags), within the limits: no more of it than inflates past
+        ``max_bytes`` (deflate spends under two bytes on each byte it inflates to)."""
+        limits = current_limits()
+        name = (self.key_prefix + key).encode("utf-8")
+        found = read_item(server, name, self.timeout, 2 * limits.max_bytes + 65536)
+        if found is None:
+            return None
+        data, flags, size = found
+        if len(data) < size and not flags & MEMCACHED_ZLIB:
+            data = data[: limits.max_bytes]  # shown in part, below; a pickle is refused
+        stored = decode_memcached_value(data, flags, unsafe, limits)
+        if len(data) < size and stored.truncated is None and stored.error is None:
+            stored.truncated = f"{len(data):,} of {size:,} bytes read"
+        return stored
 
     def _get_chunked(self, key: str, unsafe: bool) -> StoredValue | None:
         # The chunks are plain bytes; only their concatenation is a pickle.
         parts = self.cache.get_many(*(f"{key}.{n}" for n in range(SPREAD_MAX_CHUNKS)))
-        raw = b"".join(part for part in parts if part is not None)
+        raw = b"".join(_chunk(part) for part in parts if part is not None)
         return decode_pickle(raw, raw, unsafe) if raw else None
 
     def _refuse_past_2038(self, seconds: int | None) -> None:
@@ -307,12 +392,14 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         family, address = target
         found = []
         try:
-            with socket.socket(family, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(address)
+            with socket.socket(family, socket.SOCK_STREAM) as plain:
+                plain.settimeout(self.timeout)
+                plain.connect(address)
+                sock = DeadlineSocket(plain, self.timeout)  # each whole reply in time
                 replies = sock.makefile("rb")
                 for key in keys:
                     sock.sendall(b"mg " + (self.key_prefix + key).encode("utf-8") + b" t\r\n")
+                    sock.expect_reply()
                     found.append(self._meta_lifetime(replies.readline(256)))
         except OSError as exc:
             raise BackendError(f"{self.describe()}: {exc}") from exc
@@ -381,3 +468,9 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
             with self._client_errors():
                 self.cache.clear()
             self._ensure_alive()
+
+
+def _chunk(part: Any) -> bytes:
+    """A chunk of a spread value, as the client decoded it (bytes: flags 0)."""
+    value = part.value if isinstance(part, StoredValue) else part
+    return value if isinstance(value, bytes) else b""

@@ -8,11 +8,15 @@ The server takes the snapshot with its LRU crawler while it keeps serving, and s
 expired and flushed items itself.
 
 Whatever the server sends is read within bounds: a line longer than any the server
-writes, a reply that is not a metadump, or silence past the timeout is a failure
+writes, a reply that is not a metadump, or a line that has not arrived whole within the
+timeout (silence, or a server sending a byte at a time: ``deadline``) is a failure
 (``BackendError``, exit 3) named in one line, never a hang. A server that cannot
 run the crawler (started with ``-o no_lru_crawler``, ``-X``, or older than 1.4.31)
 is told apart first, with ``stats settings``, before anything is removed anywhere
 (``CrawlerRefused``; the backend turns it into exit 2).
+
+The same bounded connection reads one item as stored (``read_item``): pylibmc inflates a
+compressed value in C, whole, before cachectl could bound it, so its values are read here.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Iterator
 from typing import IO, Any, NamedTuple, NoReturn
 from urllib.parse import unquote_to_bytes
 
+from cachectl.backends.deadline import DeadlineSocket
 from cachectl.errors import BackendError
 
 #: Longest line a metadump holds: a 250-byte key URL-encoded (750) and its fields.
@@ -81,13 +86,15 @@ class _Connection:
             raise CrawlerRefused(f"{server}: cachectl cannot read this server address")
         self.server = server
         family, address = target
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
         try:
-            self.sock.connect(address)
+            sock.connect(address)
         except OSError as exc:
-            self.sock.close()
+            sock.close()
             raise BackendError(f"memcached {server}: {exc}") from exc
+        #: Each line (or item) must arrive whole within the timeout.
+        self.sock = DeadlineSocket(sock, timeout)
         self.reader = self.sock.makefile("rb")
 
     def send(self, command: bytes) -> None:
@@ -96,8 +103,12 @@ class _Connection:
         except OSError as exc:
             raise BackendError(f"memcached {self.server}: {exc}") from exc
 
-    def line(self) -> bytes:
-        """The next line, without its end; a lost connection or an endless line fails."""
+    def line(self, same_reply: bool = False) -> bytes:
+        """The next line, without its end; a lost connection or an endless line fails.
+        Within the timeout, counted from this line, or with ``same_reply`` from the
+        first line of the reply it belongs to."""
+        if not same_reply:
+            self.sock.expect_reply()
         try:
             line = self.reader.readline(MAX_LINE)
         except OSError as exc:  # socket.timeout included
@@ -111,9 +122,55 @@ class _Connection:
             raise BackendError(f"memcached {self.server}: the connection was closed mid-reply")
         return line.rstrip(b"\r\n")
 
+    def block(self, size: int) -> bytes:
+        """The next ``size`` bytes (an item's data), within the timeout."""
+        self.sock.expect_reply()
+        try:
+            data = self.reader.read(size)
+        except OSError as exc:
+            raise BackendError(f"memcached {self.server}: {exc or 'timed out'}") from exc
+        if len(data) < size:
+            raise BackendError(f"memcached {self.server}: the connection was closed mid-reply")
+        return data
+
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+def check_answers(server: str, timeout: float) -> None:
+    """``server`` answers ``stats`` as memcached does, the whole reply within the timeout
+    (the check the client libraries make, bounded: see ``deadline``)."""
+    connection = _Connection(server, timeout)
+    try:
+        connection.send(b"stats\r\n")
+        line, read = connection.line(), 0
+        while line != b"END":
+            read += len(line)
+            if not line.startswith(b"STAT ") or read > MAX_SETTINGS:
+                raise BackendError(f"memcached {server}: unexpected reply to stats: {line[:60]!r}")
+            line = connection.line(same_reply=True)
+    finally:
+        connection.close()
+
+
+def read_item(server: str, key: bytes, timeout: float, most: int) -> tuple[bytes, int, int] | None:
+    """The stored bytes of ``key`` on ``server`` (``get``), at most the first ``most`` of
+    them, with its flags and its length; None when it is not there. The connection is
+    closed after it, so a value cut short leaves nothing behind to read."""
+    connection = _Connection(server, timeout)
+    try:
+        connection.send(b"get " + key + b"\r\n")
+        line = connection.line()
+        if line == b"END":
+            return None
+        words = line.split()
+        if len(words) < 4 or words[0] != b"VALUE" or not (words[2] + words[3]).isdigit():
+            raise BackendError(f"memcached {server}: unexpected reply to get: {line[:60]!r}")
+        flags, size = int(words[2]), int(words[3])
+        return connection.block(min(size, most)), flags, size
+    finally:
+        connection.close()
 
 
 def check_crawler(server: str, timeout: float) -> None:

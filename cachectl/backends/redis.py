@@ -21,8 +21,16 @@ from cachectl.backends.base import (
     escape_glob,
     partial_work,
 )
+from cachectl.backends.redis_deadline import bound_each_reply
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
-from cachectl.codec.stored import StoredValue, decode_redis_value, encode_redis_value
+from cachectl.codec.limits import current_limits
+from cachectl.codec.stored import (
+    StoredValue,
+    decode_redis_head,
+    decode_redis_value,
+    encode_redis_value,
+    shown_in_part,
+)
 from cachectl.errors import BackendError, ConfigError, UsageError
 from cachectl.secrets import mask_url
 
@@ -84,6 +92,7 @@ class RedisBackend(CacheBackend):
     can_list_keys = True
     cannot_exclude = None
     can_show_raw_bytes = True
+    deletes_any_key_bytes = True
     can_read_lifetimes = True
     can_set_lifetimes = True
 
@@ -97,6 +106,8 @@ class RedisBackend(CacheBackend):
     ) -> None:
         super().__init__(cache)
         self.client = client
+        # --timeout bounds each whole reply, not each read of the socket.
+        bound_each_reply(client)
         self._key_prefix = key_prefix
         self.default_timeout = default_timeout
         #: A non-default CACHE_SERIALIZER, or None for cachelib's own format.
@@ -167,6 +178,8 @@ class RedisBackend(CacheBackend):
                     f"{self.describe()}: the server is out of memory and evicts nothing "
                     f"(maxmemory with a noeviction policy), so it refuses writes: {exc}"
                 )
+            elif isinstance(exc, redis.exceptions.TimeoutError):
+                message += " (no whole reply within --timeout)"
             elif is_refused_permission(exc):
                 message = (
                     f"{self.describe()}: the server's user is not allowed this command "
@@ -185,11 +198,33 @@ class RedisBackend(CacheBackend):
             self.client.ping()
 
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
+        """The value within the decode limits: a value longer than ``max_bytes`` (and a
+        pickle's ``!``) is not read past that (``redis_values``); a cluster asks the
+        key's node."""
+        from cachectl.backends.redis_values import FIRST_READ, read_head
+
+        limits = current_limits()
+        limit = limits.max_bytes + 1  # a pickle's "!", then at most max_bytes of pickle
+        name = self.key_prefix + key
         with self.server_errors():
-            raw = self.client.get(self.key_prefix + key)
-        if raw is None:
-            return None
-        return decode_redis_value(raw, self.serializer, unsafe)
+            found = read_head(self.client, name, min(limit, FIRST_READ))
+            if found is None:
+                return None
+            head, size = found
+            if size > len(head) and (size <= limit or shown_in_part(head, self.serializer)):
+                found = read_head(self.client, name, limit)  # a long value: up to the limit
+                if found is None:
+                    return None
+                head, size = found
+        return decode_redis_head(head, size, self.serializer, unsafe, limits)
+
+    def raw_chunks(self, key: str, stored: StoredValue) -> Iterator[bytes]:
+        """The head ``get`` read, then the rest in chunks (``redis_values.stream_rest``)."""
+        from cachectl.backends.redis_values import stream_rest
+
+        head = stored.raw or b""
+        with self.server_errors():
+            yield from stream_rest(self.client, self.key_prefix + key, head, stored.size or 0)
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
         """As the app's ``cache.set``: None is the default timeout, 0 never expires. The
@@ -228,7 +263,10 @@ class RedisBackend(CacheBackend):
         tally = Tally(on_progress)
         with partial_work(tally, "removed"), self.server_errors():
             for batch in batched(keys):
-                tally.add(self._unlink([self.key_prefix + key for key in batch]))
+                # Bytes: a key that is not UTF-8 (listed with surrogates) is sent as stored.
+                prefix = self.key_prefix
+                names = [(prefix + key).encode("utf-8", "surrogateescape") for key in batch]
+                tally.add(self._unlink(names))
         return tally.count
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 import redis.exceptions
 
-from cachectl.backends.redis_sweep import SCAN_COUNT, ScriptsRefused, is_refused_permission, log
+from cachectl.backends.redis_sweep import (
+    SCAN_COUNT,
+    ScriptsRefused,
+    is_refused_permission,
+    log,
+    refuses_scripts,
+)
 from cachectl.backends.statistics import (
     LIFETIME_BUCKET_LIMITS,
     MAX_NAME_BYTES,
@@ -258,9 +264,11 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
             try:
                 reply = script(args=[cursor, *head, walked, *tail])
             except redis.exceptions.ResponseError as exc:
-                if first:  # nothing counted yet: the client walks the whole keyspace
-                    raise ScriptsRefused(str(exc), [(0, False)]) from exc
-                raise
+                if not refuses_scripts(exc, first):
+                    raise
+                # The client goes on from the cursor of the refused call (the whole
+                # keyspace when it was the first), the keys walked so far counted.
+                raise ScriptsRefused(str(exc), [(cursor, False)], walked) from exc
             first = False
             before = walked
             cursor, walked = reply[0], int(reply[1])
@@ -273,12 +281,18 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
                 return
 
 
-def _census_from_client(client: Any, request: CensusRequest, census: Census, tally: Tally) -> None:
+def _census_from_client(
+    client: Any,
+    request: CensusRequest,
+    census: Census,
+    tally: Tally,
+    cursor: Any = 0,
+    walked: int = 0,
+) -> None:
     """The same totals, labelled here: SCAN, then PTTL of each key and MEMORY USAGE of
-    every ``every``-th (and GET of version keys) in one pipelined round trip."""
+    every ``every``-th (and GET of version keys) in one pipelined round trip; from
+    ``cursor``, ``walked`` keys already counted (where a refused script left off)."""
     cut, limit, exclusions = request.cut, request.limit, request.exclusions
-    cursor: Any = 0
-    walked = 0
     measure = request.every > 0
     while True:
         cursor, found = client.scan(cursor, match=request.match, count=SCAN_COUNT)
@@ -327,13 +341,16 @@ def _census_from_client(client: Any, request: CensusRequest, census: Census, tal
 def _census_node(client: Any, request: CensusRequest, census: Census, tally: Tally) -> None:
     """One server (a cluster's primary: its script reads only the keys SCAN found on
     it). The nested caches' globs are matched on the client (few apps nest caches)."""
+    cursor: Any = 0
+    walked = 0
     if request.exclusions is None:
         try:
             _census_with_script(client, request, census, tally)
             return
         except ScriptsRefused as refused:
             log.debug("the server runs no script (%s): counting from the client", refused)
-    _census_from_client(client, request, census, tally)
+            ((cursor, _half),), walked = refused.left, refused.walked
+    _census_from_client(client, request, census, tally, cursor, walked)
 
 
 def take_census(client: Any, request: CensusRequest, tally: Tally) -> Census:

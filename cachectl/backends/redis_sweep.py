@@ -69,9 +69,11 @@ class ScriptsRefused(Exception):
     its cursor (a script stops at its first refused command) and SCAN returns
     every key still there when a walk goes on from a cursor it handed out."""
 
-    def __init__(self, message: str, left: list[tuple[Any, bool]]) -> None:
+    def __init__(self, message: str, left: list[tuple[Any, bool]], walked: int = 0) -> None:
         super().__init__(message)
         self.left = left
+        #: Keys a census's script calls walked before the refusal (counted already).
+        self.walked = walked
 
 
 class _Lane:
@@ -210,10 +212,7 @@ def _sweep_with_script(
             try:
                 reply = steps.receive(lane)
             except redis.exceptions.ResponseError as exc:
-                # The first step meets any refusal (scripting off, TIME or SCAN not
-                # allowed, an old server's rules); a later one only UNLINK's, when
-                # the first steps had nothing to remove.
-                if not (lane.first or is_refused_permission(exc)):
+                if not refuses_scripts(exc, lane.first):
                     raise
                 refused = refused or exc
                 continue
@@ -243,6 +242,24 @@ def _sweep_with_script(
             if not clean:  # a reply may still be on its way: never hand that back
                 connection.disconnect()
             pool.release(connection)
+
+
+#: What a server answers a script call when it may not run one, or not a command the
+#: script needs: a command renamed away (``rename-command EVALSHA ""``) or unknown (an old
+#: Redis), an ACL, scripting disabled (managed services), a script cache it cannot fill.
+_REFUSALS = ("unknown command", "noperm", "no permissions", "noscript", "not allowed", "disabled")
+
+
+def refuses_scripts(exc: BaseException, first: bool) -> bool:
+    """Whether the server's error ``exc`` to a call of a Lua step (sweep or census) means
+    the work must go on client-side, from where the script left it: any error to the
+    first call, which meets every refusal (scripting off, TIME or SCAN not allowed, an
+    old server's rules); to a later one, a refusal of a command (EVALSHA renamed while
+    EVAL ran the first step, UNLINK not allowed once the first steps removed nothing).
+    The one place that decides, for every scripted path."""
+    if not isinstance(exc, redis.exceptions.ResponseError):
+        return False
+    return first or any(word in str(exc).lower() for word in _REFUSALS)
 
 
 def is_refused_permission(reply: Any) -> bool:

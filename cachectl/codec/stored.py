@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import zlib
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cachectl.codec.limits import DecodeLimits, current_limits
@@ -26,6 +27,9 @@ class StoredValue:
     error: str | None = None
     #: The limit that stopped decoding early ("500,000 elements"): shown in part, marked.
     truncated: str | None = None
+    #: The stored length in bytes where ``raw`` holds only the first of them (a value
+    #: over ``max_bytes`` is not read whole: ``get --raw`` streams the rest); else None.
+    size: int | None = None
 
 
 def decode_pickle(
@@ -88,6 +92,33 @@ def decode_redis_value(
     return StoredValue(raw, raw, "raw")
 
 
+def shown_in_part(head: bytes, serializer: Any = None) -> bool:
+    """Whether the first bytes of a Redis value too long to decode are worth showing:
+    plain bytes are; a pickle (``!``) or a serializer's value is nothing without its end."""
+    return serializer is None and not head.startswith(b"!")
+
+
+def decode_redis_head(
+    head: bytes,
+    size: int,
+    serializer: Any = None,
+    unsafe: bool = False,
+    limits: DecodeLimits | None = None,
+) -> StoredValue:
+    """A Redis value of ``size`` bytes of which only ``head`` was read: whole (decoded as
+    ``decode_redis_value``) or over ``max_bytes``, which no format decodes: a pickle or a
+    serializer's value is reported as not decoded, plain bytes are shown in part, marked."""
+    if len(head) >= size:
+        return decode_redis_value(head, serializer, unsafe, limits)
+    limits = limits or current_limits()
+    why = f"not decoded: {size:,} bytes, over {limits.max_bytes:,} (see --max-bytes, --raw)"
+    if not shown_in_part(head, serializer):
+        return StoredValue(head, None, "undecodable", why, size=size)
+    shown = head[: limits.max_bytes]
+    cut = f"the first {len(shown):,} of {size:,} bytes"
+    return StoredValue(head, shown, "raw", truncated=cut, size=size)
+
+
 #: The pickle protocol of values cachectl writes: every Python from 3.4 reads 4, while 5
 #: (the default from 3.8) would leave an app on 3.7 or older unable to read the value.
 WRITE_PROTOCOL = 4
@@ -100,3 +131,52 @@ def encode_redis_value(value: Any) -> bytes:
     if type(value) is int:
         return str(value).encode("ascii")
     return b"!" + pickle.dumps(value, WRITE_PROTOCOL)
+
+
+#: The flags both memcached client libraries give a value (python-memcached 1.62 and
+#: pylibmc 1.6.3 agree, compression included): its type, and 8 for zlib-compressed.
+MEMCACHED_PICKLE, MEMCACHED_INT, MEMCACHED_LONG, MEMCACHED_ZLIB, MEMCACHED_TEXT = 1, 2, 4, 8, 16
+
+
+def inflate_within(data: bytes, limit: int) -> tuple[bytes, bool]:
+    """zlib ``data`` inflated to at most ``limit`` bytes, and whether there was more: a
+    value of a few hundred kilobytes can inflate to gigabytes, so never all at once."""
+    inflated = zlib.decompressobj().decompress(data, limit + 1)
+    return inflated[:limit], len(inflated) > limit
+
+
+def decode_memcached_value(
+    data: bytes, flags: int, unsafe: bool = False, limits: DecodeLimits | None = None
+) -> StoredValue:
+    """A memcached item's bytes read by its ``flags`` as the client libraries write them,
+    within ``limits``: inflated to ``max_bytes`` at most (bytes and text past it shown in
+    part, marked truncated; a pickle not decoded), a pickle loaded restrictedly unless
+    ``unsafe``. The stored bytes are not kept (``raw`` None: the clients hide them)."""
+    limits = limits or current_limits()
+    cut = None
+    if flags & MEMCACHED_ZLIB:
+        try:
+            data, more = inflate_within(data, limits.max_bytes)
+        except zlib.error as exc:
+            return StoredValue(None, None, "undecodable", f"cannot decompress: {exc}")
+        if more:
+            cut = f"the first {limits.max_bytes:,} bytes decompressed"
+    kind = flags & ~MEMCACHED_ZLIB
+    if kind & MEMCACHED_PICKLE and not kind & (MEMCACHED_TEXT | MEMCACHED_INT | MEMCACHED_LONG):
+        if cut is not None:
+            why = f"not decoded: over {limits.max_bytes:,} bytes once decompressed"
+            return StoredValue(None, None, "undecodable", why + " (see --max-bytes)")
+        return replace(decode_pickle(data, data, unsafe, limits), raw=None)
+    value: Any = data
+    try:
+        if kind & MEMCACHED_TEXT:
+            value = data.decode("utf-8", "replace" if cut else "strict")
+        elif kind & (MEMCACHED_INT | MEMCACHED_LONG):
+            if len(data) > _MAX_DIGITS:
+                return StoredValue(None, None, "undecodable", f"a number of {len(data):,} digits")
+            value = int(data)
+        elif kind:
+            return StoredValue(None, None, "undecodable", f"unknown memcached flags {flags}")
+    except ValueError as exc:
+        return StoredValue(None, None, "undecodable", f"cannot read as flags {flags} say: {exc}")
+    return StoredValue(None, value, "memcached", truncated=cut)

@@ -68,13 +68,14 @@ def read_entries(backend: CacheBackend, keys: Iterable[str], unsafe: bool = Fals
     return EntriesRead(found)
 
 
-def raw_bytes(backend: CacheBackend, stored: StoredValue) -> bytes:
-    """The bytes stored for an entry, where the backend's client shows them."""
+def raw_chunks(backend: CacheBackend, key: str, stored: StoredValue) -> Iterator[bytes]:
+    """The bytes stored for an entry, where the backend's client shows them, in pieces
+    (a long Redis value streams: ``get --raw`` never holds it whole)."""
     if not backend.can_show_raw_bytes or stored.raw is None:
         raise UsageError(
             f"{backend.kind} clients do not expose the stored bytes; --raw is not available"
         )
-    return stored.raw
+    return backend.raw_chunks(key, stored)
 
 
 class EntryStored(NamedTuple):
@@ -106,8 +107,9 @@ class _Counted:
         self.count = 0
 
     def __iter__(self) -> Iterator[str]:
+        any_bytes = self.backend.deletes_any_key_bytes
         for key in self.keys:
-            self.backend.check_key(checked_key(key))
+            self.backend.check_key(key if any_bytes else checked_key(key))
             self.count += 1
             yield key
 
