@@ -11,8 +11,9 @@ patterns = ["report:*"]
 ```
 
 (``"groups"`` in JSON, ``CACHECTL_GROUPS = {...}`` in a .py file.) Each entry is the
-arguments of one command, split as a shell would: ``delete-memoized``, ``delete-view``,
-``make-fragment-key --delete``; a pattern is one glob, taken as it is, for
+arguments of one command, split as bash would (``cachectl.command_line``, as a batch
+line is: a ``#`` starts a comment only at the start of a word): ``delete-memoized``,
+``delete-view``, ``make-fragment-key --delete``; a pattern is one glob, taken as it is, for
 ``delete --pattern``. The table is checked strictly when it is used (``groups``,
 ``invalidate``): a group that cachectl would misread must stop the deploy rather than
 invalidate less than it says. Other commands do not read it, so a mistake there does
@@ -25,6 +26,7 @@ import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cachectl.command_line import LineSyntaxError, split_line
 from cachectl.config import ConfigRequest
 from cachectl.config_sources import discover_config_file, read_config_file
 from cachectl.errors import ConfigError
@@ -47,9 +49,9 @@ class InvalidationGroup(NamedTuple):
         patterns). A pattern's deletion needs no question of its own: ``invalidate``
         asks once for all of them (or is given --yes)."""
         return [
-            *(("delete-memoized", *shlex.split(entry)) for entry in self.memoized),
-            *(("delete-view", *shlex.split(entry)) for entry in self.views),
-            *(("make-fragment-key", "--delete", *shlex.split(entry)) for entry in self.fragments),
+            *(("delete-memoized", *split_line(entry)) for entry in self.memoized),
+            *(("delete-view", *split_line(entry)) for entry in self.views),
+            *(("make-fragment-key", "--delete", *split_line(entry)) for entry in self.fragments),
             *(("delete", "--yes", "--pattern", glob) for glob in self.patterns),
         ]
 
@@ -70,9 +72,11 @@ def _entries(path: Path, name: str, key: str, value: Any) -> tuple[str, ...]:
             raise ConfigError(f"{where}: {key} holds an empty entry")
         if key != "patterns":
             try:
-                shlex.split(entry)
-            except ValueError as exc:
+                words = split_line(entry)
+            except LineSyntaxError as exc:
                 raise ConfigError(f"{where}: {key} entry {entry!r}: {exc}") from None
+            if not words:
+                raise ConfigError(f"{where}: {key} entry {entry!r} is only a comment")
     return tuple(value)
 
 

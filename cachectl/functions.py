@@ -330,8 +330,8 @@ def parse_keyword(text: str) -> tuple[str, Any]:
 
 
 def _missing_module_hint(path: str, missing: str) -> str:
-    """" (did you mean shop.price?)" for a path whose module ``missing`` does not
-    exist, from the modules the loaded app has."""
+    """The "(did you mean shop.price?)" hint for a path whose module ``missing`` does
+    not exist, from the modules the loaded app has."""
     depth = missing.count(".")
     loaded = [name for name in sys.modules if name.count(".") == depth]
     close = difflib.get_close_matches(missing, loaded, n=3)

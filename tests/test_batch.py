@@ -6,12 +6,13 @@ import json
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import RedisTarget, oracle_app, run, run_console
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, oracle_app, run, run_console
 
 
 def test_make_fragment_key_delete_has_a_dry_run(redis_target: RedisTarget) -> None:
@@ -143,7 +144,7 @@ def test_a_batch_stops_at_the_first_failing_line(redis_target: RedisTarget, tmp_
     result = run(*_target(redis_target), "batch", str(batch_file))
     assert result.exit_code == 1
     assert redis_target.client.exists("app_a") and not redis_target.client.exists("app_b")
-    assert "line 2 failed with exit 1: expire missing 10; not run after it: line(s) 3" in (
+    assert "line 2 failed with exit 1: expire missing 10; not run after it: line 3" in (
         result.stderr
     )
     assert result.stdout.splitlines()[0] == "line 1: set a 1"
@@ -206,16 +207,127 @@ def test_a_line_the_batch_refuses_stops_it_before_anything_runs(
     assert not redis_target.client.exists("app_first")
 
 
-def test_refused_under_dry_run_a_write_without_one(
+def test_a_dry_run_reviews_every_line_and_changes_nothing(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    """A dry run of a deploy file is how an operator reviews it: lines that write without
+    a dry run of their own say what they would do."""
+    seed(redis_target)
+    before = snapshot(redis_target)
+    (tmp_path / "stale.txt").write_text("user:1\n")
+    batch_file = tmp_path / "deploy.txt"
+    batch_file.write_text(
+        "set banner 'back at 10' --ttl 60\n"
+        "expire user:1 500\n"
+        "persist report:1\n"
+        "delete user:1 'odd#key'\n"
+        f"delete --from-file {tmp_path / 'stale.txt'}\n"
+        "delete-view /pricing\n"
+        "clear --yes\n"
+        f"config --write {tmp_path / 'written.toml'}\n"
+    )
+    text = run_console(*_target(redis_target), "batch", "--dry-run", str(batch_file))
+    assert text.returncode == 0, text.stderr
+    said = text.stdout.decode().splitlines()
+    for would in [
+        "would set banner (str, ttl 60 s)",
+        "would expire user:1 in 500 s",
+        "would persist report:1 (no expiry)",
+        "would delete user:1, odd#key",
+        f"would delete the keys listed in {tmp_path / 'stale.txt'}",
+        "would delete view//pricing (stored as app_view//pricing)",
+        f"would write {tmp_path / 'written.toml'}",
+    ]:
+        assert would in said, said
+    assert any(line.startswith("would remove ") for line in said)
+    assert snapshot(redis_target) == before
+    assert not (tmp_path / "written.toml").exists()
+    as_json = run(*_target(redis_target), "--json", "batch", "--dry-run", str(batch_file))
+    document = json.loads(as_json.stdout)
+    assert as_json.exit_code == 0 and document["ok"] is True
+    assert document["lines"][0]["document"] == {
+        "ok": True, "dry_run": True, "would": "would set banner (str, ttl 60 s)"
+    }  # fmt: skip
+    assert snapshot(redis_target) == before
+
+
+def test_a_dry_run_still_checks_the_lines_that_only_say_what_they_would_do(
     redis_target: RedisTarget, tmp_path: Path
 ) -> None:
     batch_file = tmp_path / "b.txt"
-    batch_file.write_text("delete-view /pricing\nset k v\n")
-    result = run(*_target(redis_target), "--json", "batch", "--dry-run", str(batch_file))
+    batch_file.write_text("delete-view /pricing\nset answer forty-two --as int\n")
+    result = run(*_target(redis_target), "batch", "--dry-run", str(batch_file))
     assert result.exit_code == 2
-    document = json.loads(result.stdout)
-    assert document["line"] == 2 and "set has no dry run" in document["error"]
-    assert redis_target.client.dbsize() == 0
+    assert "line 2 (set answer forty-two --as int)" in result.stderr
+    assert "nothing was run" in result.stderr and result.stdout == ""
+
+
+def test_a_hash_inside_a_word_is_part_of_the_key(redis_target: RedisTarget, tmp_path: Path) -> None:
+    for name in (b"app_user", b"app_user#42", b"app_LIMITER#1"):
+        redis_target.client.set(name, b"1")
+    (tmp_path / "b.txt").write_text(
+        "delete user#42   # user stays\nclear --exclude LIMITER#* --exclude user --yes\n"
+    )
+    done = run_console(*_target(redis_target), "batch", "b.txt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(redis_target.client.keys()) == [b"app_LIMITER#1", b"app_user"]
+    assert done.stdout.decode().splitlines()[0] == "line 1: delete 'user#42'"
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "delete-memoized shop.nowhere.get_thing 42",
+        "delete-memoized shop.pricing.price_list 1 --purge",
+        "delete-memoized shop.catalog.get_product 1 2 --signature '(product_id)'",
+        "delete-view --endpoint shop.pricing",
+        "delete-view /search --query a=1 --all-queries",
+        "delete-view /x --view-prefix 'v/%d'",
+        "make-fragment-key footer --dry-run",
+        "set n forty-two --as int",
+        "delete a; clear --yes",
+    ],
+)
+def test_every_line_is_checked_before_the_first_runs(
+    redis_target: RedisTarget, tmp_path: Path, failing: str
+) -> None:
+    """A line that would fail its own checks (not only its parsing) stops the batch before
+    the first line has deleted anything."""
+    seed(redis_target)
+    before = snapshot(redis_target)
+    batch_file = tmp_path / "b.txt"
+    batch_file.write_text(f"delete-view /pricing\ndelete user:1\n{failing}\nclear --yes\n")
+    result = run_console(*_target(redis_target), "batch", "--keep-going", str(batch_file))
+    assert result.returncode == 2, result.stderr
+    assert b"line 3" in result.stderr and b"nothing was run" in result.stderr
+    assert snapshot(redis_target) == before
+    assert redis_target.client.exists("app_view//pricing", "app_user:1") == 2
+
+
+def test_a_batch_cut_by_a_closed_pipe_logs_the_lines_it_completed(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    batch_file = tmp_path / "many.txt"
+    batch_file.write_text("".join(f"set k{n} v\n" for n in range(1, 3001)))
+    log = tmp_path / "audit.log"
+    cachectl = shlex.join(
+        [str(CONSOLE_SCRIPT), *_target(redis_target), "--audit-log", str(log), "batch"]
+    )
+    line = f"{cachectl} {shlex.quote(str(batch_file))} | head -n 1; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", line], capture_output=True, timeout=120)
+    assert done.returncode == 141, done.stderr
+    entry = json.loads(log.read_text())
+    assert entry["exit_code"] == 141
+    cut = entry["done"]
+    assert cut["cut_short"] == "standard output closed" and cut["ok"] is False
+    in_flight = cut["line_in_flight"]
+    assert cut["completed_lines"] == list(range(1, in_flight)) and in_flight < 3000
+    ran = [line["line"] for line in cut["lines"] if line["exit_code"] is not None]
+    assert ran == cut["completed_lines"]
+    for n in range(1, in_flight):
+        assert redis_target.client.exists(f"app_k{n}")
+    for n in range(in_flight + 1, 3001):
+        assert not redis_target.client.exists(f"app_k{n}")
 
 
 def test_lines_never_ask_and_never_read_the_batch_as_input(redis_target: RedisTarget) -> None:
@@ -271,7 +383,7 @@ def test_console_batch_with_app_loads_it_once_and_names_the_failing_line(
         "line 1: set banner 'back at 10'",
         "set banner (str, expires in 300 s)",
     ]
-    assert "line 4 failed with exit 1: expire gone 60; not run after it: line(s) 5" in err
+    assert "line 4 failed with exit 1: expire gone 60; not run after it: line 5" in err
     assert redis_target.client.exists("tiny_banner")
 
     kept = run_console(*app, "--json", "batch", "--keep-going", "-", cwd=tmp_path, env=env,
@@ -314,3 +426,42 @@ def _masked(text: str) -> str:
     """Text output with the random memoize version and ticking TTLs made equal."""
     text = re.sub(r"write version '[^']*'", "write version <v>", text)
     return re.sub(r"\b\d{3}\b", "<n>", text)
+
+
+def test_plan_apply_checks_every_action_before_the_first_runs(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    """plan --apply makes each action's server-free checks (the same the single commands
+    make) for every action before the first runs."""
+    from cachectl.backends.redis import RedisBackend
+    from cachectl.config import ConfigRequest, resolve_config
+    from cachectl.errors import UsageError
+    from cachectl.operations.plan import Target, apply_plan
+    from cachectl.plan_actions import KEY, VIEW, Action, Plan
+
+    seed(redis_target)
+    before = snapshot(redis_target)
+    request = ConfigRequest(
+        config_file=None,
+        overrides=[
+            ("CACHE_TYPE", "RedisCache", "--type"),
+            ("CACHE_REDIS_URL", redis_target.url, "--url"),
+            ("CACHE_KEY_PREFIX", PREFIX, "--key-prefix"),
+        ],
+        cwd=tmp_path,
+        environ={},
+    )
+    settings = resolve_config(request).settings()
+    backend = RedisBackend.for_client(redis_target.client, PREFIX, 300)
+    targets = {None: Target(backend, settings, None)}
+    plan = Plan("a" * 40, "b" * 40)
+    plan.add(Action(VIEW, "/pricing", "changed", "shop/views.py:1"))
+    plan.add(Action(VIEW, "/feed", "changed", "shop/views.py:9", view_prefix="feed/%d"))
+    with pytest.raises(UsageError) as refused:
+        apply_plan(targets, plan)
+    assert "feed/%d" in refused.value.message and "nothing was changed" in refused.value.message
+    assert snapshot(redis_target) == before
+    plan.actions[1] = Action(KEY, "report:\udcff", "changed", "shop/views.py:9")
+    with pytest.raises(UsageError, match="not valid UTF-8"):
+        apply_plan(targets, plan)
+    assert snapshot(redis_target) == before

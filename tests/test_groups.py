@@ -65,6 +65,7 @@ def seed(target: RedisTarget) -> None:
         {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": target.url, "CACHE_KEY_PREFIX": PREFIX}
     )
     cache.set("shop.pricing.price_list_memver", "AbCdEf", timeout=0)
+    cache.set("shop.catalog.get_product_memver", "XyZ123", timeout=0)
     cache.set("view//pricing", "<html>prices</html>")
     cache.set("view//catalog", "<html>catalog</html>")
     cache.set("view//about", "<html>about</html>")
@@ -134,7 +135,12 @@ def test_invalidate_is_the_batch_of_its_actions(redis_target: RedisTarget, tmp_p
     ]
     assert snapshot(redis_target) == after
     left = {key.decode() for key in after}
-    assert left == {"shop_shop.pricing.price_list_memver", "shop_view//about", "shop_session:abc"}
+    assert left == {
+        "shop_shop.pricing.price_list_memver",
+        "shop_shop.catalog.get_product_memver",
+        "shop_view//about",
+        "shop_session:abc",
+    }
 
 
 def test_invalidate_dry_run_changes_nothing_and_asks_nothing(
@@ -173,7 +179,7 @@ def test_console_invalidate_with_a_typo_and_a_failing_action(
     err = failed.stderr.decode()
     assert failed.returncode == 3, err
     assert "action 1 (group catalog) failed with exit 3: delete-view /pricing" in err
-    assert "not run after it: action(s) 2" in err
+    assert "not run after it: action 2" in err
     assert failed.stdout.decode().splitlines() == ["action 1 (group catalog): delete-view /pricing"]
     assert redis_target.client.exists("shop_view//catalog")
 
@@ -185,3 +191,61 @@ def test_groups_need_a_config_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
     listed = run_console("groups", cwd=tmp_path, env=env)
     assert listed.returncode == 2 and b"no config file to read invalidation groups" in listed.stderr
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        'memoized = ["shop.pricing.price_list", "shop.nowhere.get_thing 42"]',
+        'memoized = ["shop.pricing.price_list"]\nviews = ["--endpoint shop.catalog"]',
+        'memoized = ["shop.pricing.price_list"]\nviews = ["/feed --view-prefix v/%d"]',
+    ],
+    ids=["unknown-signature", "endpoint-without-app", "view-prefix"],
+)
+def test_invalidate_checks_every_action_before_the_first_runs(
+    redis_target: RedisTarget, tmp_path: Path, second: str
+) -> None:
+    """The first action (a new version for price_list) must not run when a later one
+    would fail its own checks."""
+    path = tmp_path / "cachectl.toml"
+    path.write_text(
+        f'CACHE_TYPE = "RedisCache"\nCACHE_REDIS_URL = "{redis_target.url}"\n'
+        f'CACHE_KEY_PREFIX = "{PREFIX}"\n[groups.release]\n{second}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
+    seed(redis_target)
+    before = snapshot(redis_target)
+    failed = run_console("invalidate", "release", "--yes", "--keep-going", cwd=tmp_path, env=env)
+    err = failed.stderr.decode()
+    assert failed.returncode == 2, err
+    assert "action 2 (group release)" in err and "nothing was run" in err
+    assert failed.stdout == b""
+    assert redis_target.client.get("shop_shop.pricing.price_list_memver") is not None
+    assert b"AbCdEf" in redis_target.client.get("shop_shop.pricing.price_list_memver")
+    assert snapshot(redis_target) == before
+
+
+def test_a_group_entry_splits_as_a_shell_would(redis_target: RedisTarget, tmp_path: Path) -> None:
+    path = tmp_path / "cachectl.toml"
+    path.write_text(
+        f'CACHE_TYPE = "RedisCache"\nCACHE_REDIS_URL = "{redis_target.url}"\n'
+        f'CACHE_KEY_PREFIX = "{PREFIX}"\n[groups.tags]\n'
+        'views = ["/tag/c#", "/tag/go # the Go tag", "\'/tag/a b\'"]\n'
+    )
+    listed = run("--config", str(path), "--json", "groups")
+    assert json.loads(listed.stdout)["groups"][0]["commands"] == [
+        "delete-view '/tag/c#'",
+        "delete-view /tag/go",
+        "delete-view '/tag/a b'",
+    ]
+    for name in ("view//tag/c#", "view//tag/go", "view//tag/a b", "view//tag/c"):
+        redis_target.client.set(PREFIX + name, b"1")
+    done = run("--config", str(path), "invalidate", "tags")
+    assert done.exit_code == 0, done.stderr
+    assert redis_target.client.keys() == [f"{PREFIX}view//tag/c".encode()]
+    only_comment = tmp_path / "comment.toml"
+    only_comment.write_text(
+        f'CACHE_REDIS_URL = "{redis_target.url}"\n[groups.tags]\nviews = ["# nothing"]\n'
+    )
+    refused = run("--config", str(only_comment), "groups")
+    assert refused.exit_code == 2 and "is only a comment" in refused.stderr

@@ -25,22 +25,30 @@ def _read(source: str) -> str:
 @click.argument("file", metavar="FILE")
 @dry_run_option(
     "Run every line that has a dry run as one; lines that change nothing run as they are; "
-    "a line that would write without a dry run stops the batch before anything runs."
+    "a line that would write without a dry run (set, expire, persist, delete KEY...) says "
+    "what it would do. Nothing is changed."
 )
 @keep_going_option
 @pass_session
 def batch(session: Session, file: str, dry_run: bool, keep_going: bool) -> None:
     """Run the cachectl commands in FILE ('-': standard input), one a line, in one process.
 
-    Each line is a command without the leading 'cachectl', split as a shell would
-    split it; '#' starts a comment, blank lines are skipped. Every line runs with
+    Each line is a command without the leading 'cachectl', split into words as
+    bash would split it: quotes and backslashes as in bash, and '#' starts a
+    comment only at the start of a word (delete user#42 deletes user#42). Nothing
+    is expanded (no $VARIABLES, no globbing), and what a shell would not read as
+    words (an unquoted ; & | < > ( ), a $ or a backtick outside single quotes) is
+    refused. Blank lines are skipped. Every line runs with
     the global options given before 'batch' (one configuration, one app load, one
     connection per cache), exactly as it would run on its own; a line carries no
     global options of its own (--app, --cache, --json, ...), and never asks: a
     line that would ask on a terminal behaves as without one (clear needs --yes).
 
-    Every line is parsed before the first runs: a line that does not parse stops
-    the batch with nothing done (exit 2). Then the lines run in order, each one's
+    Every line is checked before the first runs: parsed, then run as far as it
+    can go without the server (its options, the function it names and how its
+    arguments bind, a view's endpoint, a fragment's arguments, the configuration).
+    A line that fails its checks stops the batch with nothing done (exit 2, or
+    the line's own status). Then the lines run in order, each one's
     output after a 'line N: COMMAND' header (with --json: one document, a result
     per line with its own document and exit code). The batch stops at the first
     failing line and names it; --keep-going runs the rest. Exit status: the first

@@ -3,18 +3,24 @@ run on its own: the same command, parsed by Click, in the invocation's Session (
 configuration, one app load, one connection per cache), its failure reported and
 mapped to its exit code exactly as the group does, without ending the process.
 
-Every line is parsed before the first runs, so a mistyped line or one a batch refuses
-stops the batch with nothing done. What a batch refuses, and why:
+Every line is checked before the first runs (``check_lines``), so a mistyped line, or
+one that would fail its own checks, stops the batch with nothing done: each line is
+parsed, then run as far as its cache (``cachectl.checking``: options, the function a
+line names and how its arguments bind, a view's endpoint, a fragment's arguments, the
+configuration and the app), nothing of it shown but its warnings. What a batch refuses,
+and why:
 
 - global options in a line (``--app``, ``--cache``, ``--url``, ``--json``...): a batch
   runs every line against the one target and in the one output mode given before
   ``batch``; a line that changed them would no longer share them;
 - ``batch`` and ``invalidate`` in a line (no nesting), ``--help``, and ``get --raw``
   (bytes that one batch output cannot frame);
-- a line that reads standard input when the batch itself is read from it;
-- under ``--dry-run``, a line that would write and has no dry run (``set``, ``expire``,
-  ``persist``, ``delete`` of listed keys, ``config --write``): it is refused rather
-  than run.
+- a line that reads standard input when the batch itself is read from it.
+
+Under ``--dry-run`` a line with a dry run runs as one, a line that changes nothing runs
+as it is, and a line that would write without a dry run (``set``, ``expire``,
+``persist``, ``delete`` of listed keys, ``config --write``) is checked, then only says
+what it would do (``would set KEY``): an operator reviews a deploy file so.
 
 A line never asks: a command that would ask on a terminal (``clear`` or
 ``delete --pattern`` without ``--yes``) behaves as it does without a terminal.
@@ -23,23 +29,26 @@ A line never asks: a command that would ask on a terminal (``clear`` or
 from __future__ import annotations
 
 import difflib
+import io
 import json
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from typing import Any
 
 import click
 
+from cachectl.checking import ServerNeeded, only_checking
 from cachectl.cli.group import (
-    EXIT_INTERRUPTED,
     GLOBAL_FLAGS,
     failure_of,
     report_failure,
     report_usage_error,
 )
 from cachectl.cli.session import Session
-from cachectl.errors import UsageError
+from cachectl.errors import EXIT_STOPPED, UsageError
 from cachectl.operations.batch import BatchLine, BatchReport, LineResult
 from cachectl.output import Output
+from cachectl.wording import counted, noun
 
 #: Commands that change nothing, run as they are under --dry-run.
 _READ_ONLY = frozenset({"get", "keys", "stats", "ttl", "fragments", "completion", "groups"})
@@ -52,13 +61,21 @@ class LineOutput(Output):
     document is kept for the batch's one document instead of printed; kept as printed
     (through JSON), so it is the document the line alone would print."""
 
-    def __init__(self, as_json: bool, quiet: bool) -> None:
+    def __init__(
+        self, as_json: bool, quiet: bool, already_warned: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__(as_json=as_json, quiet=quiet)
         self.documents: list[Any] = []
+        #: Warnings the line gave when it was checked (shown then, not again).
+        self.already_warned = already_warned
 
     @property
     def interactive(self) -> bool:
         return False
+
+    def warn(self, text: str) -> None:
+        if text not in self.already_warned:
+            super().warn(text)
 
     def document(self, payload: dict[str, Any]) -> None:
         from cachectl.codec.rendering import stack_room
@@ -67,11 +84,41 @@ class LineOutput(Output):
             self.documents.append(json.loads(json.dumps(payload, default=str)))
 
 
-def _refuse(line: BatchLine, reason: str) -> UsageError:
-    return UsageError(
+class CheckOutput(LineOutput):
+    """A line's output while it is only checked: nothing is shown but its warnings
+    (shown once, before any line runs), and its errors are kept for the refusal."""
+
+    def __init__(self, shown: Output) -> None:
+        super().__init__(as_json=shown.as_json, quiet=True)
+        self.shown = shown
+        self.warned: list[str] = []
+        self.errors: list[str] = []
+
+    def warn(self, text: str) -> None:
+        self.warned.append(text)
+        self.shown.warn(text)
+
+    def error(self, text: str) -> None:
+        self.errors.append(text)
+
+    def document(self, payload: dict[str, Any]) -> None:
+        pass
+
+    def raw(self, data: bytes) -> None:
+        pass
+
+    def value(self, value: Any, label: str | None = None, limits: Any = None) -> None:
+        pass
+
+
+def _refuse(line: BatchLine, reason: str, exit_code: int | None = None) -> UsageError:
+    refusal = UsageError(
         f"{line.label} ({line.shown}): {reason}; nothing was run",
         done={"line": line.number, "command": line.shown},
     )
+    if exit_code is not None:  # a failure of the line's own checks keeps its exit status
+        refusal.exit_code = exit_code
+    return refusal
 
 
 def _options_part(args: tuple[str, ...]) -> tuple[str, ...]:
@@ -113,8 +160,11 @@ def _command(group_ctx: click.Context, line: BatchLine) -> click.Command:
     return command
 
 
-def check_line(group_ctx: click.Context, line: BatchLine, dry_run: bool, stdin_taken: bool) -> None:
-    """Refuse (UsageError) a line the batch cannot run as it would run on its own."""
+def check_line(
+    group_ctx: click.Context, line: BatchLine, stdin_taken: bool
+) -> tuple[dict[str, Any], bool]:
+    """Refuse (UsageError) a line the batch cannot run as it would run on its own; its
+    options as parsed, and whether it reads standard input."""
     command = _command(group_ctx, line)
     name, args = line.argv[0], line.argv[1:]
     for token in _options_part(args):
@@ -143,8 +193,68 @@ def check_line(group_ctx: click.Context, line: BatchLine, dry_run: bool, stdin_t
     )
     if stdin_taken and reads_stdin:
         raise _refuse(line, "it reads standard input, which holds the batch itself")
-    if dry_run and _dry_run_kind(name, params) == "writes":
-        raise _refuse(line, f"{name} has no dry run, so batch --dry-run does not run it")
+    return params, reads_stdin
+
+
+def _checked_by_running(name: str, params: dict[str, Any], reads_stdin: bool) -> bool:
+    """Whether a line is run as far as its cache to check it: a line that changes a cache
+    (or would, but for --dry-run) or changes nothing. Not a line that reads standard
+    input (its input would be gone), nor one that writes elsewhere before it needs a
+    server (``config --write`` writes its file): those are only parsed."""
+    from cachectl.audit import DESTRUCTIVE
+
+    return not reads_stdin and (name in DESTRUCTIVE or _dry_run_kind(name, params) == "reads")
+
+
+def _run_as_far_as_its_cache(
+    group_ctx: click.Context, line: BatchLine, dry_run: bool
+) -> frozenset[str]:
+    """Run a line within ``only_checking``: every check it makes before it needs its
+    cache, nothing sent; a failure refuses it (with the line's own exit status). The
+    warnings it gave, shown now."""
+    session = group_ctx.find_object(Session)
+    assert session is not None
+    name, args = line.argv[0], list(line.argv[1:])
+    command = _command(group_ctx, line)
+    shown = session.output
+    checking = CheckOutput(shown)
+    session.output = checking
+    try:
+        # What a command prints itself (click.echo) is its result: not shown either.
+        unseen = redirect_stdout(io.StringIO())
+        with only_checking(), unseen, command.make_context(name, args, parent=group_ctx) as ctx:
+            if dry_run and _dry_run_kind(name, ctx.params) == "dry-run":
+                ctx.params["dry_run"] = True
+            command.invoke(ctx)
+    except ServerNeeded:
+        pass  # every check that needs no server has passed
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            said = checking.errors[-1] if checking.errors else "it failed"
+            raise _refuse(line, said.removeprefix("error: "), exc.exit_code) from None
+    except click.ClickException as exc:
+        raise _refuse(line, " ".join(exc.format_message().split()).rstrip(".")) from None
+    except Exception as exc:
+        message, code, _ = failure_of(exc)
+        raise _refuse(line, message, code) from None
+    finally:
+        session.output = shown
+    return frozenset(checking.warned)
+
+
+def check_lines(
+    group_ctx: click.Context, lines: list[BatchLine], dry_run: bool, stdin_taken: bool
+) -> list[frozenset[str]]:
+    """The batch's one check phase (``batch``, ``invalidate``): every line parsed and
+    refused if the batch cannot run it, then each run as far as its cache; the first
+    line that fails stops the batch, nothing run. The warnings each line gave."""
+    parsed = [check_line(group_ctx, line, stdin_taken) for line in lines]
+    return [
+        _run_as_far_as_its_cache(group_ctx, line, dry_run)
+        if _checked_by_running(line.argv[0], params, reads_stdin)
+        else frozenset()
+        for line, (params, reads_stdin) in zip(lines, parsed)
+    ]
 
 
 def exit_status_of(run: Callable[[], object], report_ctx: click.Context, output: Output) -> int:
@@ -159,9 +269,10 @@ def exit_status_of(run: Callable[[], object], report_ctx: click.Context, output:
     except click.ClickException as exc:
         report_usage_error(exc, output)
         return exc.exit_code
-    except click.Abort:  # end of input at a prompt
-        report_failure(report_ctx, "interrupted", EXIT_INTERRUPTED, {})
-        return EXIT_INTERRUPTED
+    except click.Abort:  # a signal, or end of input, at a prompt
+        message, code, done = failure_of(KeyboardInterrupt())
+        report_failure(report_ctx, message, code, done)
+        return code
     except BrokenPipeError:
         raise
     except (Exception, KeyboardInterrupt) as exc:
@@ -170,8 +281,33 @@ def exit_status_of(run: Callable[[], object], report_ctx: click.Context, output:
         return code
 
 
+def _would(name: str, params: dict[str, Any], shown: str) -> str:
+    """What a line that writes without a dry run would do (``batch --dry-run``)."""
+    from cachectl.codec.key_names import escape_key
+
+    key = escape_key(str(params.get("key", "")))
+    if name == "set":
+        ttl = params.get("ttl", params.get("ttl_old_spelling"))
+        lifetime = "" if ttl is None else f", ttl {ttl} s"
+        return f"would set {key} ({params.get('as_type', 'str')}{lifetime})"
+    if name == "expire":
+        return f"would expire {key} in {params.get('seconds')} s"
+    if name == "persist":
+        return f"would persist {key} (no expiry)"
+    if name == "delete":
+        listed = [escape_key(str(given)) for given in params.get("keys", ())]
+        from_file = params.get("from_file")
+        if from_file is not None:
+            listed.append(f"the keys listed in {getattr(from_file, 'name', from_file)}")
+        return "would delete " + ", ".join(listed)
+    if name == "config" and params.get("target"):
+        return f"would write {params['target']}"
+    return f"would run {shown}"
+
+
 def _run_line(group_ctx: click.Context, line: BatchLine, dry_run: bool) -> int:
-    """The exit status the line's command ends with, reported as the group reports it."""
+    """The exit status the line's command ends with, reported as the group reports it.
+    Under --dry-run a line that writes without a dry run only says what it would do."""
     name, args = line.argv[0], list(line.argv[1:])
     command = _command(group_ctx, line)
     session = group_ctx.find_object(Session)
@@ -179,7 +315,13 @@ def _run_line(group_ctx: click.Context, line: BatchLine, dry_run: bool) -> int:
 
     def run() -> None:
         with command.make_context(name, args, parent=group_ctx) as ctx:
-            if dry_run and _dry_run_kind(name, ctx.params) == "dry-run":
+            kind = _dry_run_kind(name, ctx.params) if dry_run else None
+            if kind == "writes":
+                would = _would(name, ctx.params, line.shown)
+                session.output.document({"ok": True, "dry_run": True, "would": would})
+                session.output.result(would)
+                return
+            if kind == "dry-run":
                 ctx.params["dry_run"] = True
             command.invoke(ctx)
 
@@ -193,35 +335,58 @@ def run_batch(
     dry_run: bool,
     keep_going: bool,
     stdin_taken: bool = False,
+    before_running: Callable[[], None] | None = None,
 ) -> BatchReport:
-    """Check every line, then run them in order in the group's Session: by default up to
-    the first that fails, with ``keep_going`` all of them; an interrupted line (Ctrl-C)
-    always ends the batch. Each line's output is printed as it runs (text), or kept for
-    the batch's one document (--json)."""
+    """Check every line (``check_lines``), then (after ``before_running``: a question
+    asked once every line is known good) run them in order in the group's Session: by
+    default up to the first that fails, with ``keep_going`` all of them; an interrupted
+    line (Ctrl-C) always ends the batch. Each line's output is printed as it runs
+    (text), or kept for the batch's one document (--json). A batch cut short (its
+    standard output closed, a signal) tells the audit log which lines had run."""
     session = group_ctx.find_object(Session)
     assert session is not None
-    for line in lines:
-        check_line(group_ctx, line, dry_run, stdin_taken)
+    warned = check_lines(group_ctx, lines, dry_run, stdin_taken)
+    if before_running is not None:
+        before_running()
     report = BatchReport(dry_run=dry_run, keep_going=keep_going)
+    report.results = [LineResult(line) for line in lines]
     batch_output = session.output
     stopped = False
-    for line in lines:
-        result = LineResult(line)
-        report.results.append(result)
-        if stopped:
-            continue
-        batch_output.result(f"{line.label}: {line.shown}")
-        line_output = LineOutput(batch_output.as_json, batch_output.quiet)
-        session.output = line_output
-        try:
-            result.exit_code = _run_line(group_ctx, line, dry_run)
-        finally:
-            session.output = batch_output
-        if line_output.documents:
-            result.document = line_output.documents[-1]
-        if result.exit_code == EXIT_INTERRUPTED or (result.exit_code and not keep_going):
-            stopped = True
+    try:
+        for result, already_warned in zip(report.results, warned):
+            if stopped:
+                continue
+            line = result.line
+            batch_output.result(f"{line.label}: {line.shown}")
+            line_output = LineOutput(batch_output.as_json, batch_output.quiet, already_warned)
+            session.output = line_output
+            try:
+                result.exit_code = _run_line(group_ctx, line, dry_run)
+            finally:
+                session.output = batch_output
+            if line_output.documents:
+                result.document = line_output.documents[-1]
+            if result.exit_code in EXIT_STOPPED or (result.exit_code and not keep_going):
+                stopped = True
+    except BaseException as exc:
+        session.audit.record_done(cut_short(report, exc))
+        raise
     return report
+
+
+def cut_short(report: BatchReport, exc: BaseException) -> dict[str, Any]:
+    """What a batch that did not finish had done, for its audit line: the lines that
+    ran to their end, and the one in flight."""
+    completed = [result.line.number for result in report.results if result.exit_code is not None]
+    in_flight = next((r.line.number for r in report.results if r.exit_code is None), None)
+    why = "standard output closed" if isinstance(exc, BrokenPipeError) else type(exc).__name__
+    return {
+        **report.document(),
+        "ok": False,
+        "cut_short": why,
+        "completed_lines": completed,
+        "line_in_flight": in_flight,
+    }
 
 
 def summarize(output: Output, report: BatchReport) -> None:
@@ -230,7 +395,8 @@ def summarize(output: Output, report: BatchReport) -> None:
     failures, not_run = report.failures, report.not_run
     if not failures:
         output.notice(
-            f"{len(report.results)} lines done" + (" (dry run)" if report.dry_run else "")
+            f"{counted(len(report.results), 'line')} done"
+            + (" (dry run)" if report.dry_run else "")
         )
         return
     first = failures[0]
@@ -238,7 +404,7 @@ def summarize(output: Output, report: BatchReport) -> None:
     if not_run:
         word = "action" if first.line.group is not None else "line"
         numbers = ", ".join(str(result.line.number) for result in not_run)
-        output.error(f"{said}; not run after it: {word}(s) {numbers}")
+        output.error(f"{said}; not run after it: {noun(len(not_run), word)} {numbers}")
     else:
         output.error(f"{said} ({len(failures)} of {len(report.results)} failed)")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from itertools import chain
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from cachectl.codec.operator_input import VALUE_TYPES, parse_input_value
 from cachectl.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.importing import lazy_module
+from cachectl.wording import counted, counted_phrase, removal_text
 
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend
@@ -88,7 +89,8 @@ def _get(session: Session, keys: tuple[str, ...], raw: bool, unsafe_unpickle: bo
     if raw:
         stored = read.found[0][1]
         if stored is not None:
-            output.raw(entries.raw_bytes(backend, stored))
+            for chunk in entries.raw_chunks(backend, keys[0], stored):
+                output.raw(chunk)
     elif output.as_json:
         output.document(read.document())
     else:
@@ -166,13 +168,39 @@ def set_(
     session.output.result(f"set {key} ({stored.value_type}, {expiry})")
 
 
-def _lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Keys one a line; bytes that are not UTF-8 are kept (surrogate-escaped) so the
-    key that carries them is refused by name rather than the whole file."""
-    for line in stream:
-        key = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-        if key:
-            yield key
+def _listed_keys(stream: IO[bytes], null: bool) -> Iterator[str]:
+    """The keys of ``delete --from-file``: one a line as ``keys`` prints them (escapes
+    undone by the one function that reads them, ``key_names.unescape_key``), or with
+    ``null`` raw names each ended by a NUL byte. Empty entries are skipped."""
+    from cachectl.codec.key_names import key_from_bytes, unescape_key
+
+    if null:
+        for entry in _null_ended(stream):
+            if entry:
+                yield key_from_bytes(entry)
+        return
+    for number, line in enumerate(stream, start=1):
+        text = key_from_bytes(line.rstrip(b"\r\n"))
+        if not text:
+            continue
+        try:
+            yield unescape_key(text)
+        except ValueError as exc:
+            raise UsageError(f"--from-file, line {number}: {exc}") from None
+
+
+def _null_ended(stream: IO[bytes], chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The NUL-ended entries of ``stream``, read a chunk at a time (the last entry may
+    lack its NUL)."""
+    pending = b""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        *entries, pending = (pending + chunk).split(b"\0")
+        yield from entries
+    if pending:
+        yield pending
 
 
 def confirm(session: Session, what: str, yes: bool) -> None:
@@ -240,7 +268,8 @@ def sweep(
         session.output.document(done.document())
     verb = "would remove" if dry_run else "removed"
     summary = done.kept.summary()
-    session.output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}{summary}")
+    removed = counted_phrase(done.removed, plan.scope)
+    session.output.result(f"{verb} {removed} from {plan.target}{summary}")
 
 
 @cli.command()
@@ -249,7 +278,17 @@ def sweep(
     "--from-file",
     type=click.File("rb"),
     metavar="FILE",
-    help="Also delete the keys listed in FILE, one a line ('-' for standard input).",
+    help="Also delete the keys listed in FILE ('-' for standard input), one a line as "
+    "keys prints them (a backslash written \\\\, control characters and bytes that are "
+    "not UTF-8 as \\n, \\t, \\r, \\xHH).",
+)
+@click.option(
+    "-0",
+    "--null",
+    "null",
+    is_flag=True,
+    help="With --from-file: names as raw bytes, each ended by a NUL byte, nothing "
+    "escaped (keys -0 prints them so).",
 )
 @pattern_option(
     "Redis, memcached: delete every key of the app matching GLOB (after the prefix), as clear does."
@@ -262,6 +301,7 @@ def delete(
     session: Session,
     keys: tuple[str, ...],
     from_file: IO[bytes] | None,
+    null: bool,
     pattern: str | None,
     dry_run: bool,
     yes: bool,
@@ -280,6 +320,8 @@ def delete(
     \b
       cachectl delete view//about view//pricing
       cachectl delete --from-file stale-keys.txt
+      cachectl keys 'report:*' | cachectl delete --from-file -
+      cachectl keys -0 'report:*' | cachectl delete --null --from-file -
       cachectl delete --pattern 'view//products/*' --dry-run
       cachectl delete --pattern 'report:*' --yes
       cachectl --cache all delete --pattern 'report:*' --yes
@@ -289,6 +331,8 @@ def delete(
     says how many; --include-nested takes them too. --cache all runs it on every
     cache of the app (one question, or --yes).
     """
+    if null and from_file is None:
+        raise UsageError("--null applies to --from-file")
     if pattern is not None:
         if keys or from_file is not None:
             raise UsageError("give keys or --pattern, not both")
@@ -307,7 +351,7 @@ def delete(
         )
     if not keys and from_file is None:
         raise UsageError("give the keys to delete, --from-file FILE or --pattern GLOB")
-    listed = chain(keys, _lines(from_file) if from_file is not None else ())
+    listed = chain(keys, _listed_keys(from_file, null) if from_file is not None else ())
     backend = session.backend()
     with session.output.progress("deleting") as on_progress:
         done = entries.delete_listed(backend, listed, on_progress)
@@ -316,11 +360,9 @@ def delete(
         session.output.document(done.document())
     if done.removed is None:
         session.output.result(
-            f"deleted {done.requested} keys ({backend.kind} does not say which existed)"
+            f"deleted {counted(done.requested, 'key')} ({backend.kind} does not say which existed)"
         )
     elif done.removed != done.requested:
-        session.output.result(
-            f"deleted {done.removed} of {done.requested} keys (the others did not exist)"
-        )
+        session.output.result(removal_text("deleted", done.removed, done.requested))
     else:
-        session.output.result(f"deleted {done.removed} keys")
+        session.output.result(removal_text("deleted", done.removed, done.requested))

@@ -8,6 +8,7 @@ import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option, yes_option
+from cachectl.wording import counted
 
 
 @cli.command("groups")
@@ -38,7 +39,7 @@ def groups_command(session: Session) -> None:
     output.notice(f"invalidation groups in {path}:")
     for group in groups.values():
         commands = group.commands()
-        output.result(f"{group.name} ({len(commands)} action{'s' if len(commands) > 1 else ''})")
+        output.result(f"{group.name} ({counted(len(commands), 'action')})")
         for command in commands:
             output.result("  " + shlex.join(command))
 
@@ -57,18 +58,22 @@ def invalidate(
     A group (a [groups.NAME] table in cachectl.toml) lists memoized functions
     (delete-memoized), view paths (delete-view), template fragments
     (make-fragment-key --delete) and key patterns (delete --pattern), each
-    entry the arguments of that command. The actions run in that order, group
-    after group (an action named twice runs once), with the output, --dry-run,
-    --keep-going and exit status of 'cachectl batch'. Groups with patterns ask
-    first on a terminal and need --yes without one. An unknown GROUP exits 2
-    and lists the groups there are.
+    entry the arguments of that command, split as a shell would ('#' starts a
+    comment only at the start of a word). Every action is checked before the
+    first runs, as far as it can be without the server (its options, the
+    function and how its arguments bind, the view's endpoint, the fragment's
+    arguments): one that fails stops the run with nothing done (exit 2). The
+    actions then run in that order, group after group (an action named twice
+    runs once), with the output, --dry-run, --keep-going and exit status of
+    'cachectl batch'. Groups with patterns ask first on a terminal and need
+    --yes without one. An unknown GROUP exits 2 and lists the groups there are.
 
     \b
       cachectl invalidate prices
       cachectl invalidate prices catalog --dry-run
       cachectl --app 'shop:create_app()' invalidate prices --yes
     """
-    from cachectl.cli.batch_runner import check_line, finish, run_batch
+    from cachectl.cli.batch_runner import finish, run_batch
     from cachectl.cli.entries import confirm
     from cachectl.config_groups import load_groups, pick_groups
     from cachectl.operations.batch import BatchLine
@@ -85,14 +90,15 @@ def invalidate(
     globs = [glob for group in chosen for glob in group.patterns]
     group_ctx = click.get_current_context().parent
     assert group_ctx is not None
-    if globs and not dry_run:
-        for line in lines:  # a mistyped entry stops the run before the question
-            check_line(group_ctx, line, dry_run, stdin_taken=False)
-        confirm(
-            session,
-            f"Run {len(lines)} invalidations, deleting the app's keys matching "
-            + ", ".join(repr(glob) for glob in globs),
-            yes,
-        )
-    report = run_batch(group_ctx, lines, dry_run=dry_run, keep_going=keep_going)
+
+    def ask() -> None:  # once every action has passed its checks, before the first runs
+        if globs and not dry_run:
+            confirm(
+                session,
+                f"Run {counted(len(lines), 'invalidation')}, deleting the app's keys matching "
+                + ", ".join(repr(glob) for glob in globs),
+                yes,
+            )
+
+    report = run_batch(group_ctx, lines, dry_run=dry_run, keep_going=keep_going, before_running=ask)
     finish(session, report, {"groups": [group.name for group in chosen], "file": str(path)})

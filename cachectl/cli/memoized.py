@@ -158,8 +158,9 @@ def build_call(
         hash_method=_hash_method(hash_method),
         source_check=settings.source_check if source_check is None else source_check,
     )
-    if call.has_call:
-        found.check_call(call.args, call.kwargs)  # a usage error before any connection
+    # Every check that needs no server, before any connection (and before the first
+    # line of a batch runs: cachectl.checking).
+    memoized_ops.check_call(call, settings, session.app)
     return call, import_problem
 
 
@@ -245,14 +246,16 @@ def delete_memoized(
             on_progress=on_progress,
         )
     extra = {"function": found.dotted, "instance": instance, "import_problem": import_problem}
+    # A name not confirmed by importing it, with nothing stored under it, is how a
+    # misspelling looks: exit 1, which a deploy script notices.
+    unconfirmed = done.nothing_matched and not found.imported
+    if unconfirmed:
+        done.notes = [
+            f"nothing matched {found.dotted}: no version key, so nothing is cached under that "
+            "name (misspelled, or nothing cached yet); nothing was written"
+        ]
     render.report(session, done, backend, extra)
-    if done.nothing_matched and not found.imported:
-        # The name was not confirmed by importing it: nothing stored under it is how a
-        # misspelled name looks, which a deploy script must notice.
-        session.output.notice(
-            f"nothing matched {found.dotted}: no version key, so nothing is cached under "
-            "that name (misspelled, or nothing cached yet)"
-        )
+    if unconfirmed:
         click.get_current_context().exit(EXIT_NOT_FOUND)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,12 +17,15 @@ from cachectl.cli.options import (
 )
 from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
+from cachectl.wording import counted, counted_phrase, number, size_text
 
 if TYPE_CHECKING:
     from cachectl.backends import CacheBackend
     from cachectl.cli import every_cache, render
+    from cachectl.codec import key_names
     from cachectl.operations import clearing, inspection, nesting
 else:
+    key_names = lazy_module("cachectl.codec.key_names")
     every_cache = lazy_module("cachectl.cli.every_cache")
     render = lazy_module("cachectl.cli.render")
     clearing = lazy_module("cachectl.operations.clearing")
@@ -148,17 +152,31 @@ def clear(
         counted = " (the server cannot count them)" if dry_run else ""
         output.result(f"{verb} {plan.scope} from {plan.target}{counted}")
     else:
-        output.result(f"{verb} {done.removed} {plan.scope} from {plan.target}{done.kept.summary()}")
+        counted_scope = counted_phrase(done.removed, plan.scope)
+        output.result(f"{verb} {counted_scope} from {plan.target}{done.kept.summary()}")
 
 
 @cli.command("keys")
 @click.argument("pattern", default="*", metavar="[GLOB]")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys.")
 @click.option("--count", "count_only", is_flag=True, help="Print only how many keys match.")
+@click.option(
+    "-0",
+    "--null",
+    "null",
+    is_flag=True,
+    help="End each name with a NUL byte instead of a newline, its bytes as stored, "
+    "nothing escaped (for delete --from-file - --null, as find -print0 | xargs -0).",
+)
 @include_nested_option
 @pass_session
 def keys_command(
-    session: Session, pattern: str, limit: int | None, count_only: bool, include_nested: bool
+    session: Session,
+    pattern: str,
+    limit: int | None,
+    count_only: bool,
+    null: bool,
+    include_nested: bool,
 ) -> None:
     """List the app's keys matching GLOB (default: all), without the prefix, as SCAN finds them.
 
@@ -171,13 +189,24 @@ def keys_command(
     The keys of the app's caches nested under this one are left out (standard
     error says how many, per cache); --include-nested lists them too.
 
+    One name a line, so that a name holding a line break cannot pass for two: a
+    backslash is printed \\\\, a control character \\n, \\t, \\r or \\xHH (each of
+    its bytes), a byte that is not UTF-8 \\xHH; other names print as they are.
+    delete --from-file reads this form back. -0/--null prints the names as
+    stored, each ended by a NUL byte (a name holding a NUL is left out, with a
+    warning); on a terminal the names stay escaped.
+
     \b
       cachectl keys 'view//*' --limit 20
       cachectl keys --count
+      cachectl keys 'report:*' | cachectl delete --from-file -
+      cachectl keys -0 'report:*' | cachectl delete --null --from-file -
       cachectl --cache all keys --count
     """
     output = session.output
     if every_cache.is_every_cache(session):
+        if null:  # one stream of names, and each cache's under its own prefix
+            raise UsageError("--null lists the keys of one cache: pick it with --cache NAME")
         every_cache.run(session)
         return
     backend = session.backend()
@@ -193,12 +222,18 @@ def keys_command(
             output.result(str(count))
         _say_left_out(session, nested)
         return
+    # Raw bytes are for a pipe: a terminal gets the escaped lines, as ls shows names.
+    null_ended = null and not sys.stdout.isatty()
     found: list[str] = []
     for name in inspection.list_keys(backend, pattern, limit, exclusions):
         if output.as_json:
             found.append(name)
+        elif null_ended and "\0" in name:
+            output.warn(f"left out: {key_names.escape_key(name)} holds a NUL byte (--null)")
+        elif null_ended:
+            output.raw(key_names.key_bytes(name) + b"\0")
         else:
-            output.result(name)  # control characters escaped on a terminal
+            output.result(key_names.escape_key(name))
     if output.as_json:
         output.document({"ok": True, "pattern": pattern, "keys": found, **nested.document()})
     _say_left_out(session, nested)
@@ -286,19 +321,22 @@ def stats(
     estimated = " (estimated from a sample)" if found.estimated else ""
     left_out = nesting.NestedKept(siblings, exclusions).summary()
     session.output.result(
-        f"{found.total} keys under the prefix {backend.key_prefix!r} in {backend.describe()}"
-        + left_out
+        f"{counted(found.total, 'key')} under the prefix {backend.key_prefix!r} in "
+        f"{backend.describe()}" + left_out
     )
-    rows = [(kind, str(n)) for kind, n in document["kinds"].items()]
-    rows += [("", "")] + [(f"TTL {bucket}", str(n)) for bucket, n in document["ttl"].items()]
+    rows = [(kind, number(n)) for kind, n in document["kinds"].items()]
+    rows += [("", "")] + [(f"TTL {bucket}", number(n)) for bucket, n in document["ttl"].items()]
     memory = document["memory"]
     if memory["unavailable"]:
         rows += [("", ""), ("memory", f"unavailable: {memory['unavailable']}")]
     if memory["estimated_total_bytes"] is not None:
         rows += [
             ("", ""),
-            (f"memory of {memory['sampled_keys']} keys", f"{memory['sampled_bytes']:,} bytes"),
-            ("memory, all keys (estimate)", f"{memory['estimated_total_bytes']:,} bytes"),
+            (
+                f"memory of {counted(memory['sampled_keys'], 'key')}",
+                size_text(memory["sampled_bytes"]),
+            ),
+            ("memory, all keys (estimate)", size_text(memory["estimated_total_bytes"])),
         ]
     session.output.table(("entries" + estimated, "count"), rows)
 
@@ -317,7 +355,7 @@ def _stats_by_function(
         )
         return
     session.output.result(
-        f"{found.examined} keys under the prefix {backend.key_prefix!r} in "
+        f"{counted(found.examined, 'key')} under the prefix {backend.key_prefix!r} in "
         f"{backend.describe()}{nested.summary()}"
     )
     render.function_statistics(session.output, document)

@@ -17,6 +17,7 @@ from cachectl.cli.options import (
 from cachectl.constants import DEFAULT_VIEW_PREFIX
 from cachectl.errors import UsageError
 from cachectl.importing import lazy_module
+from cachectl.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.operations import fragments as fragment_ops
@@ -94,21 +95,23 @@ def delete_view(
         )
     app = session.app if endpoint is not None else None
     settings = session.settings
+    target: dict[str, Any] = {
+        "path": path,
+        "endpoint": endpoint,
+        "url_values": dict(text.partition("=")[::2] for text in url_args),
+        "query": query,
+        "all_queries": all_queries,
+        "view_prefix": view_prefix or DEFAULT_VIEW_PREFIX,
+        "hash_method": _hash_method(hash_method),
+        "app": app,
+    }
+    # Every check that needs no server, before any connection (and before the first
+    # line of a batch runs: cachectl.checking).
+    views.view_target(settings, **target)
     backend = session.backend()
     with session.output.progress("deleting") as on_progress:
         done = views.delete_view(
-            backend,
-            settings,
-            path=path,
-            endpoint=endpoint,
-            url_values=dict(text.partition("=")[::2] for text in url_args),
-            query=query,
-            all_queries=all_queries,
-            view_prefix=view_prefix or DEFAULT_VIEW_PREFIX,
-            hash_method=_hash_method(hash_method),
-            app=app,
-            dry_run=dry_run,
-            on_progress=on_progress,
+            backend, settings, **target, dry_run=dry_run, on_progress=on_progress
         )
     render.report(session, done, backend, {"path": path, "endpoint": endpoint})
 
@@ -135,6 +138,7 @@ def make_fragment_key(
     """
     if dry_run and not delete:
         raise UsageError("--dry-run goes with --delete (without it nothing is changed)")
+    fragment_ops.checked_fragment_key(name, list(vary_on))  # before any connection
     backend = session.backend(connect=delete and not dry_run)
     found = fragment_ops.fragment_key(backend, name, list(vary_on), delete, dry_run)
     session.audit.record_done(found.document())
@@ -146,7 +150,12 @@ def make_fragment_key(
     if found.deleted and dry_run:
         session.output.result("would delete it")
     elif found.deleted:
-        session.output.result(f"removed {found.removed} keys")
+        removed = found.removed  # None: the server does not say
+        session.output.result(
+            "deleted it (the server does not say whether it existed)"
+            if removed is None
+            else f"removed {counted(removed, 'key')}"
+        )
 
 
 @cli.command()

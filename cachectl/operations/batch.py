@@ -39,14 +39,19 @@ class BatchLine:
 
 
 def parse_batch(text: str, source: str) -> list[BatchLine]:
-    """The commands of a batch file: one a line, split with shell quoting; ``#``
-    starts a comment and blank lines are skipped. A line that cannot be split (an
-    unclosed quote) stops the whole batch before anything runs."""
+    """The commands of a batch file: one a line, split into words as bash would
+    (``cachectl.command_line``: a ``#`` starts a comment only at the start of a word);
+    blank lines and comments are skipped. A line that cannot be split (an unclosed
+    quote, an unquoted ``;``) stops the whole batch before anything runs."""
+    from cachectl.command_line import LineSyntaxError, split_line
+
     lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at a line feed only, as for a shell (str.splitlines would also cut at a
+    # form feed or U+2028 in a quoted word); a CRLF file's carriage returns go.
+    for number, line in enumerate(text.split("\n"), start=1):
         try:
-            argv = shlex.split(line, comments=True)
-        except ValueError as exc:
+            argv = split_line(line.removesuffix("\r"))
+        except LineSyntaxError as exc:
             raise UsageError(
                 f"{source}, line {number}: cannot split it as a shell would ({exc}); "
                 "nothing was run",

@@ -46,13 +46,19 @@ def fragment_key(
 ) -> FragmentKey:
     """The key ``make_template_fragment_key(name, vary_on)`` gives; deleted if asked
     (with ``dry_run``, only marked as one that would be)."""
-    key = checked_key(keys.fragment_key(name, vary_on))
+    key = checked_fragment_key(name, vary_on)
     backend.check_key(key)
     found = FragmentKey(key, backend.storage_name(key), dry_run=dry_run)
     if delete:
         found.removed = delete_keys(backend, [key], "delete-fragment", dry_run=dry_run).removed
         found.deleted = True
     return found
+
+
+def checked_fragment_key(name: str, vary_on: list[str]) -> str:
+    """The fragment's key, refused when no cache client could send it: checked before
+    any connection (and before the first command of a batch runs)."""
+    return checked_key(keys.fragment_key(name, vary_on))
 
 
 def template_directories(given: list[str], app: Any = None, cwd: str = ".") -> list[str]:

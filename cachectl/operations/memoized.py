@@ -58,8 +58,7 @@ class MemoizedInvalidator:
         fname = keys.function_namespace(function.module, function.qualname, self.generation)
         if call.instance_id is None or "self" in call.ignore:
             return fname, None
-        if not function.is_method and function.signature is not None:
-            raise UsageError(f"--instance applies to methods; {function.dotted} takes no self")
+        _check_instance(call)
         instance = keys.instance_namespace(
             function.module, function.qualname, call.instance_id, self.generation
         )
@@ -169,24 +168,8 @@ class MemoizedInvalidator:
         """The key of one call's stored result, or None when no version is stored
         (then no result can be stored either)."""
         function = call.function
-        if function.is_method and call.instance_id is None:
-            raise UsageError(
-                f"{function.dotted} is a method: name the instance with --instance ID "
-                "(its repr() or __caching_id__())"
-            )
+        check_call(call, self.settings, self.app)
         from_the_app = self.app is not None and function.decorated is not None
-        if function.signature is None and not from_the_app:
-            # Checked before the server is asked: without a signature no key can be
-            # formed, whatever is cached.
-            why = f" ({function.import_problem})" if function.import_problem else ""
-            raise UsageError(
-                f"cannot import {function.dotted} here{why}, so its signature is unknown: "
-                "pass --signature '(arg, other=default, ...)'"
-            )
-        if not from_the_app:
-            self.settings.generation.require_decided(
-                "the key of one call (its hash, and how defaults enter it)"
-            )
         fname, instance = self.namespaces(call)
         versions = [self.read_version(keys.version_key(fname))]
         if instance is not None:
@@ -198,11 +181,6 @@ class MemoizedInvalidator:
         assert function.signature is not None
         first_id = function.class_id() if function.is_classmethod else call.instance_id
         keeps = self.settings.generation.keeps_ignored_keywords
-        if keeps is None and set(call.kwargs) & set(call.ignore):
-            raise UsageError(
-                "an ignored argument given by keyword stays in the key in Flask-Caching "
-                "1.9-2.1, not in 2.2-2.4: name the app's release with --compat (2.1, 2.4, ...)"
-            )
         arguments = keys.memoize_key_arguments(
             function.signature,
             call.args,
@@ -248,6 +226,46 @@ class MemoizedInvalidator:
         if not dry_run:
             report.removed = self.backend.delete([key])
         return report
+
+
+def _check_instance(call: MemoizedCall) -> None:
+    if call.instance_id is None or "self" in call.ignore:
+        return
+    function = call.function
+    if not function.is_method and function.signature is not None:
+        raise UsageError(f"--instance applies to methods; {function.dotted} takes no self")
+
+
+def check_call(call: MemoizedCall, settings: CacheSettings, app: Any = None) -> None:
+    """Every check of a memoized call that needs no server, made before the first
+    command of a batch runs (``cachectl.checking``) and again where a key is formed:
+    --instance only for a method; for one call, the instance of a method, a known
+    signature the arguments bind to, and a generation that decides the key."""
+    _check_instance(call)
+    if not call.has_call:
+        return
+    function = call.function
+    if function.is_method and call.instance_id is None:
+        raise UsageError(
+            f"{function.dotted} is a method: name the instance with --instance ID "
+            "(its repr() or __caching_id__())"
+        )
+    function.check_call(call.args, call.kwargs)  # the arguments bind to its signature
+    if app is not None and function.decorated is not None:
+        return  # the app's own decorator forms the key
+    if function.signature is None:
+        # Without a signature no key can be formed, whatever is cached.
+        why = f" ({function.import_problem})" if function.import_problem else ""
+        raise UsageError(
+            f"cannot import {function.dotted} here{why}, so its signature is unknown: "
+            "pass --signature '(arg, other=default, ...)'"
+        )
+    settings.generation.require_decided("the key of one call (its hash, and how defaults enter it)")
+    if settings.generation.keeps_ignored_keywords is None and set(call.kwargs) & set(call.ignore):
+        raise UsageError(
+            "an ignored argument given by keyword stays in the key in Flask-Caching "
+            "1.9-2.1, not in 2.2-2.4: name the app's release with --compat (2.1, 2.4, ...)"
+        )
 
 
 def check_options(has_call: bool, purge: bool, verhash: bool) -> None:

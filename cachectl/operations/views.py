@@ -58,26 +58,56 @@ def delete_view(
     on_progress: ProgressCallback | None = None,
 ) -> Report:
     """The entry of one view for ``path`` (or ``endpoint``), or all its query variants."""
+    method = hash_method or settings.hash_method
+    key = view_target(
+        settings,
+        path=path,
+        endpoint=endpoint,
+        url_values=url_values,
+        query=query,
+        all_queries=all_queries,
+        view_prefix=view_prefix,
+        hash_method=method,
+        app=app,
+    )
+    if key is not None:
+        return delete_keys(backend, [key], "delete-view", dry_run)
+    assert path is not None
+    return delete_query_variants(backend, settings, path, view_prefix, method, dry_run, on_progress)
+
+
+def view_target(
+    settings: CacheSettings,
+    *,
+    path: str | None = None,
+    endpoint: str | None = None,
+    url_values: dict[str, str] | None = None,
+    query: str | None = None,
+    all_queries: bool = False,
+    view_prefix: str = keys.DEFAULT_VIEW_PREFIX,
+    hash_method: Callable[..., Any] | None = None,
+    app: Any = None,
+) -> str | None:
+    """Every check of a view's invalidation that needs no server (the request, the
+    endpoint and its view's own key function, the key prefix, the generation), made
+    before the first command of a batch runs (``cachectl.checking``) and again by
+    ``delete_view``: the view's key, or None for all its query variants."""
     check_request(path, endpoint, query, all_queries)
     for text in (path, endpoint, query):
         if text is not None:
             checked_key(text)
-    method = hash_method or settings.hash_method
     if endpoint is not None:
         if app is None:
             raise UsageError("--endpoint needs the app: add --app IMPORT")
-        key = view_key_from_the_app(app, endpoint, url_values or {}, query)
-        return delete_keys(backend, [key], "delete-view", dry_run)
+        return view_key_from_the_app(app, endpoint, url_values or {}, query)
     assert path is not None
     if all_queries or query is not None:
         settings.generation.require_decided("the key of a view with a query string")
+    checked_view_prefix(view_prefix)
     if all_queries:
-        return delete_query_variants(
-            backend, settings, path, view_prefix, method, dry_run, on_progress
-        )
-    request = keys.ViewKeyRequest(path, checked_view_prefix(view_prefix), query)
-    key = keys.view_key(request, settings.generation.name, method)
-    return delete_keys(backend, [key], "delete-view", dry_run)
+        return None
+    request = keys.ViewKeyRequest(path, view_prefix, query)
+    return keys.view_key(request, settings.generation.name, hash_method or settings.hash_method)
 
 
 def delete_query_variants(
