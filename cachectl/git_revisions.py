@@ -94,15 +94,17 @@ class Checkout:
             index += 2
         return changes
 
-    def read(self, revision: str, path: str) -> str | None:
-        """The text of ``path`` at ``revision`` (None where it is not text or not there)."""
+    def read_bytes(self, revision: str, path: str) -> bytes | None:
+        """What ``path`` holds at ``revision`` (None where it is not there): Python
+        source is decoded by its own coding line (``python_source.decode_source``)."""
         done = _git(self.top, "show", "--no-textconv", "--no-color", f"{revision}:{path}")
-        if done.returncode != 0:
-            return None
-        try:
-            return done.stdout.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        return done.stdout if done.returncode == 0 else None
+
+    def read(self, revision: str, path: str) -> str | None:
+        """The UTF-8 text of ``path`` at ``revision`` (a template, as Jinja2 reads it);
+        None where it is not there; UnicodeDecodeError where it is not UTF-8."""
+        data = self.read_bytes(revision, path)
+        return None if data is None else data.decode("utf-8")
 
     def files(self, revision: str) -> frozenset[str]:
         """Every file path at ``revision`` (read once per revision)."""

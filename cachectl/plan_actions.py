@@ -78,6 +78,22 @@ class Action(NamedTuple):
     vary_on: tuple[str, ...] = ()
     #: A memoized function's module (the rest of ``target`` is its qualname).
     module: str = ""
+    #: For a memoized function no import finds by its name (nested in a function, or
+    #: gone from the release): its parameters, so ``delete-memoized --signature``
+    #: takes it by the name alone instead of importing the module and missing it.
+    signature: str | None = None
+    #: The cache the source says the decorator stores in: ``module:name`` of its
+    #: ``Cache(...)`` (None when not found), and every name it is known by.
+    cache_canonical: str | None = None
+    cache_names: tuple[str, ...] = ()
+    #: The ``--cache`` name the action runs on (None: the only cache), and what
+    #: ``--cache`` takes for it when applied (``plan_caches``).
+    cache: str | None = None
+    cache_selector: str | None = None
+
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two actions the same deletion (reasons and sources aside)."""
+        return (self.what, self.target, *self[4:8], self.cache_canonical, self.cache)
 
     def glob(self, generation: str = CURRENT) -> str | None:
         """The glob of a pattern action (None for the others)."""
@@ -92,13 +108,17 @@ class Action(NamedTuple):
         prefix = []
         if self.what in (VIEW, VIEW_QUERIES) and self.view_prefix != keys.DEFAULT_VIEW_PREFIX:
             prefix = ["--view-prefix", self.view_prefix]
+        by_name = ["--signature", self.signature] if self.signature is not None else []
         words: list[str] = {
-            MEMOIZED: ["delete-memoized", self.target],
+            MEMOIZED: ["delete-memoized", self.target, *by_name],
             VIEW: ["delete-view", self.target, *prefix],
             VIEW_QUERIES: ["delete-view", self.target, "--all-queries", *prefix],
             KEY: ["delete", "--", self.target],
             FRAGMENT: ["make-fragment-key", self.target, *self.vary_on, "--delete"],
-        }.get(self.what, ["delete", "--pattern", str(self.glob(generation))])
+            # The plan is the confirmation: without --yes, and no terminal, it would not run.
+        }.get(self.what, ["delete", "--pattern", str(self.glob(generation)), "--yes"])
+        if self.cache is not None:  # --cache is cachectl's own option, before the command
+            words = ["--cache", self.cache, *words]
         return " ".join(shlex.quote(word) for word in words)
 
     def document(self, generation: str = CURRENT) -> dict[str, Any]:
@@ -110,6 +130,7 @@ class Action(NamedTuple):
             "source": self.source,
             **({"pattern": self.glob(generation)} if self.what in NEEDS_KEY_LISTING else {}),
             **({"vary_on": list(self.vary_on)} if self.what == FRAGMENT else {}),
+            "cache": self.cache,
         }
 
 
@@ -135,11 +156,14 @@ class Plan:
 
     def add(self, action: Action) -> None:
         """Add ``action`` once (two routes or two reasons may name the same keys)."""
-        if not any(a[:2] == action[:2] and a[4:] == action[4:] for a in self.actions):
+        if not any(a.identity() == action.identity() for a in self.actions):
             self.actions.append(action)
 
     def look(self, subject: str, reason: str, source: str) -> None:
-        self.needs_look.append(NeedsLook(subject, reason, source))
+        """List what the plan cannot settle alone (once: two paths may reach it)."""
+        item = NeedsLook(subject, reason, source)
+        if item not in self.needs_look:
+            self.needs_look.append(item)
 
     def document(self, generation: str = CURRENT) -> dict[str, Any]:
         return {

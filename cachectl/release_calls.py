@@ -15,33 +15,16 @@ class) are not followed, which is why every action it adds says it is approximat
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
-from typing import Any
 
 from cachectl.git_revisions import FileChange
 from cachectl.plan_actions import Plan
-from cachectl.release_python import AppRules, PythonSources, plan_cached_function
-from cachectl.source_scan import module_name, without_docstrings
+from cachectl.release_python import AppRules, plan_cached_function
+from cachectl.release_sources import PythonSources
+from cachectl.source_scan import function_nodes, module_name, without_docstrings
 
 #: How many calls deep a chain is followed (a helper of a helper of ...).
 MAX_DEPTH = 4
 Name = tuple[str, str]  # (module, qualname)
-
-
-def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
-    """Every function and method with its qualname (``<locals>`` for nested ones)."""
-
-    def walk(node: ast.AST, scope: list[str]) -> Iterator[tuple[str, Any]]:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                yield ".".join([*scope, child.name]), child
-                yield from walk(child, [*scope, child.name, "<locals>"])
-            elif isinstance(child, ast.ClassDef):
-                yield from walk(child, [*scope, child.name])
-            else:
-                yield from walk(child, scope)
-
-    yield from walk(tree, [])
 
 
 def _imports(tree: ast.Module, module: str, is_package: bool) -> dict[str, str]:
@@ -94,14 +77,24 @@ def _callees(
     return found
 
 
-def _trees(sources: PythonSources, commit: str, path: str) -> ast.Module | None:
-    source = sources.checkout.read(commit, path)
-    if source is None:
-        return None
+def _trees(plan: Plan, sources: PythonSources, commit: str, path: str) -> ast.Module | None:
+    """The module's tree (None when it is not there, or cannot be read: listed to look
+    at, since the calls in it are not known)."""
     try:
-        return ast.parse(source, filename=path)
-    except SyntaxError:
+        return sources.tree(commit, path)
+    except SyntaxError as exc:
+        reason = f"its calls are not followed (--follow-calls): it does not parse: {exc.msg}"
+        plan.look(path, reason, f"{path}:{exc.lineno}")
         return None
+
+
+def _dump(node: ast.FunctionDef | ast.AsyncFunctionDef) -> object:
+    """The function's tree without docstrings, to compare; one too deeply nested to
+    dump compares unequal to everything (counted as changed: its callers are planned)."""
+    try:
+        return ast.dump(without_docstrings(node))
+    except (RecursionError, MemoryError):
+        return object()
 
 
 def changed_functions(
@@ -114,15 +107,15 @@ def changed_functions(
         if change.old_path is None or change.status in "AC" or not change.old_path.endswith(".py"):
             continue
         module = module_name(change.old_path, files)
-        old = _trees(sources, plan.since, change.old_path)
+        old = _trees(plan, sources, plan.since, change.old_path)
         if module is None or old is None:
             continue
-        new = _trees(sources, plan.until, change.new_path) if change.new_path else None
+        new = _trees(plan, sources, plan.until, change.new_path) if change.new_path else None
         new_dumps = {}
         if new is not None:
-            new_dumps = {name: ast.dump(without_docstrings(n)) for name, n in _functions(new)}
-        for name, node in _functions(old):
-            if new_dumps.get(name) != ast.dump(without_docstrings(node)):
+            new_dumps = {name: _dump(n) for name, n in function_nodes(new)}
+        for name, node in function_nodes(old):
+            if new_dumps.get(name) != _dump(node):
                 changed[module, name] = f"{module}.{name}"
     return changed
 
@@ -142,13 +135,13 @@ def plan_callers(
         found: dict[Name, str] = {}
         for path in sources.checkout.files_naming(plan.since, words):
             module = module_name(path, files)
-            tree = _trees(sources, plan.since, path)
+            tree = _trees(plan, sources, plan.since, path)
             if module is None or tree is None:
                 continue
             imports = _imports(tree, module, path.endswith("__init__.py"))
-            local = {name for name, _ in _functions(tree) if "." not in name}
+            local = {name for name, _ in function_nodes(tree) if "." not in name}
             local |= {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
-            for qualname, node in _functions(tree):
+            for qualname, node in function_nodes(tree):
                 if (module, qualname) in reached:
                     continue
                 callees = _callees(node, qualname, module, imports, local)

@@ -11,10 +11,9 @@ decorator reached by a name no ``Cache(...)`` is bound to), the plan says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from cachectl import keys
-from cachectl.git_revisions import Checkout, FileChange
+from cachectl.git_revisions import FileChange
 from cachectl.plan_actions import (
     KEY,
     MEMOIZED,
@@ -25,72 +24,20 @@ from cachectl.plan_actions import (
     Plan,
     is_dynamic,
 )
+from cachectl.python_source import CacheUse
+from cachectl.release_sources import CacheRef, PythonSources, Revision
 from cachectl.source_scan import (
     UNKNOWN,
-    Blueprint,
     CachedFunction,
     ModuleScan,
     Registration,
     join_rule,
     module_name,
-    scan_module,
 )
 
 #: The app's GET rules of a view, by the view's module and qualname (``--app``);
 #: None when no app is loaded or the view is not in its URL map.
 AppRules = Callable[[str, str], "list[str] | None"]
-
-
-@dataclass
-class Revision:
-    """What ``plan`` reads once from a whole revision: the names ``Cache(...)`` is
-    bound to, the blueprints and how they are registered."""
-
-    commit: str
-    cache_names: set[str] = field(default_factory=set)
-    app_names: set[str] = field(default_factory=set)
-    blueprints: dict[str, list[Blueprint]] = field(default_factory=dict)
-    registrations: list[Registration] = field(default_factory=list)
-
-
-class PythonSources:
-    """Parsed modules of the checkout, each parsed once per revision."""
-
-    def __init__(self, checkout: Checkout) -> None:
-        self.checkout = checkout
-        self._scans: dict[tuple[str, str], ModuleScan | None] = {}
-        self._revisions: dict[str, Revision] = {}
-
-    def scan(self, commit: str, path: str) -> ModuleScan | None:
-        """The module at ``path`` (None when it is not there); SyntaxError when it
-        does not parse."""
-        if (commit, path) not in self._scans:
-            source = self.checkout.read(commit, path)
-            self._scans[commit, path] = None if source is None else scan_module(source, path)
-        return self._scans[commit, path]
-
-    def revision(self, commit: str) -> Revision:
-        if commit not in self._revisions:
-            found = Revision(commit)
-            for word in ("Cache", "Flask", "Blueprint", "register_blueprint"):
-                for path in self.checkout.files_containing(commit, word):
-                    try:
-                        scan = self.scan(commit, path)
-                    except SyntaxError:
-                        continue  # said where it matters, when the file itself changed
-                    if scan is None:
-                        continue
-                    if word == "Cache":
-                        found.cache_names |= scan.cache_names
-                    elif word == "Flask":
-                        found.app_names |= scan.app_names
-                    elif word == "Blueprint":
-                        for name, blueprint in scan.blueprints.items():
-                            found.blueprints.setdefault(name, []).append(blueprint)
-                    else:
-                        found.registrations += scan.registrations
-            self._revisions[commit] = found
-        return self._revisions[commit]
 
 
 def _reason(old: CachedFunction, new: CachedFunction) -> str:
@@ -101,10 +48,53 @@ def _reason(old: CachedFunction, new: CachedFunction) -> str:
     return " and ".join(changed or ["code"]) + " changed"
 
 
-def _is_cache(function: CachedFunction, scan: ModuleScan, names: set[str]) -> bool:
+def _is_cache(function: CachedFunction, scan: ModuleScan, names: set[str], ref: CacheRef) -> bool:
     """Whether the decorator is reached through a name a ``Cache(...)`` is bound to."""
     last = function.cache_name.rsplit(".", 1)[-1]
-    return last in names or scan.aliases.get(last) in names
+    return ref.canonical is not None or last in names or scan.aliases.get(last) in names
+
+
+def _planned(
+    plan: Plan,
+    sources: PythonSources,
+    at: tuple[str, str],
+    versions: tuple[CachedFunction, CachedFunction | None],
+    scans: tuple[ModuleScan, ModuleScan | None],
+    why: tuple[str, str],
+    app_rules: AppRules | None,
+    approximate: bool = False,
+) -> None:
+    """Plan one cached function of the older revision (``at``: its commit and module),
+    for ``why`` (the reason and ``path:line``): a memoized function by its name, a
+    view at its routes; listed to look at when its decorator is on no known cache."""
+    (commit, module), old, (reason, where) = at, versions[0], why
+    use = CacheUse(old.decorator, old.cache_name, old.cache_module)
+    ref = sources.cache_of(commit, module, use)
+    names = sources.revision(plan.since).cache_names | sources.revision(plan.until).cache_names
+    if not _is_cache(old, scans[0], names, ref):
+        if not approximate:  # a guess on a guess is not listed: said when its code changes
+            plan.look(
+                f"{module}.{old.qualname}",
+                f"{reason}; @{old.cache_name}.{old.decorator} is not bound to Cache(...) "
+                "anywhere in the repository, so whether it is a cache is not known",
+                where,
+            )
+        return
+    if old.decorator == "memoize":
+        dotted = f"{module}.{old.qualname}"
+        # A name no import finds (nested, or gone from the release) is given with its
+        # parameters, so delete-memoized takes it by name instead of importing it.
+        by_name = "<locals>" in old.qualname or not sources.defines(plan.until, dotted)
+        signature = old.parameters if by_name else None
+        action = Action(MEMOIZED, dotted, reason, where, module=module, signature=signature)
+        plan.add(_stored_in(action, ref))
+    else:
+        _plan_view(plan, sources, versions, scans, module, (reason, where, ref), app_rules)
+
+
+def _stored_in(action: Action, ref: CacheRef) -> Action:
+    """``action`` with the cache its decorator stores in, as the source says it."""
+    return action._replace(cache_canonical=ref.canonical, cache_names=ref.names)
 
 
 def plan_python_change(
@@ -120,9 +110,18 @@ def plan_python_change(
     try:
         old_scan = sources.scan(since, change.old_path)
     except SyntaxError as exc:
-        plan.look(change.old_path, f"does not parse at {since[:12]}: {exc.msg}", change.old_path)
+        where = f"{change.old_path}:{exc.lineno}"
+        plan.look(change.old_path, f"does not parse at {since[:12]}: {exc.msg}", where)
         return
-    if old_scan is None or not old_scan.functions:
+    if old_scan is None:
+        return
+    old_module = module_name(change.old_path, sources.checkout.files(since))
+    for wrap in old_scan.foreign_wraps:
+        if wrap.target is None:  # a lambda, or a function reached through an object
+            subject = f"{old_module or change.old_path}: line {wrap.line}"
+            why = f"@{wrap.use.expr}.{wrap.use.kind} wraps a function the source cannot name"
+            plan.look(subject, why, f"{change.old_path}:{wrap.line}")
+    if not old_scan.functions:
         return
     try:
         new_scan = sources.scan(until, change.new_path) if change.new_path else None
@@ -130,10 +129,8 @@ def plan_python_change(
         where = f"{change.new_path}:{exc.lineno}"
         plan.look(change.new_path or "", f"does not parse at {until[:12]}: {exc.msg}", where)
         return
-    old_module = module_name(change.old_path, sources.checkout.files(since))
     new_path = change.new_path
     new_module = module_name(new_path, sources.checkout.files(until)) if new_path else None
-    names = sources.revision(since).cache_names | sources.revision(until).cache_names
     for qualname, old in old_scan.functions.items():
         where = f"{change.old_path}:{old.line}"
         new = new_scan.functions.get(qualname) if new_scan and new_module == old_module else None
@@ -146,19 +143,9 @@ def plan_python_change(
         if old_module is None:
             unimportable = f"{change.old_path} is not an importable module"
             plan.look(qualname, f"{reason}, but {unimportable}", where)
-        elif not _is_cache(old, old_scan, names):
-            plan.look(
-                f"{old_module}.{qualname}",
-                f"{reason}; @{old.cache_name}.{old.decorator} is not bound to Cache(...) "
-                "anywhere in the repository, so whether it is a cache is not known",
-                where,
-            )
-        elif old.decorator == "memoize":
-            dotted = f"{old_module}.{qualname}"
-            plan.add(Action(MEMOIZED, dotted, reason, where, module=old_module))
-        else:
-            scans = (old_scan, new_scan)
-            _plan_view(plan, sources, (old, new), scans, old_module, reason, where, app_rules)
+            continue
+        scans = (old_scan, new_scan)
+        _planned(plan, sources, (since, old_module), (old, new), scans, (reason, where), app_rules)
 
 
 def plan_rendering_views(
@@ -168,23 +155,25 @@ def plan_rendering_views(
     name: their stored pages hold what the old template made."""
     if not templates:
         return
-    names = sources.revision(plan.since).cache_names
     for path in sources.checkout.files_containing(plan.since, "render_template"):
+        module = module_name(path, sources.checkout.files(plan.since))
         try:
             scan = sources.scan(plan.since, path)
-        except SyntaxError:
-            continue  # said where the file itself changed
-        module = module_name(path, sources.checkout.files(plan.since))
+        except SyntaxError as exc:
+            # Whether it renders a changed template is not known: never dropped.
+            reason = f"may render a changed template, but does not parse: {exc.msg}"
+            plan.look(path, reason, f"{path}:{exc.lineno}")
+            continue
         if scan is None or module is None:
             continue
         for function in scan.functions.values():
             used = [templates[name] for name in function.renders if name in templates]
-            if function.decorator != "cached" or not used or not _is_cache(function, scan, names):
+            if function.decorator != "cached" or not used:
                 continue
             reason = f"renders {', '.join(used)}, changed by the release"
-            where = f"{path}:{function.line}"
-            versions = (function, None)
-            _plan_view(plan, sources, versions, (scan, None), module, reason, where, app_rules)
+            why = (reason, f"{path}:{function.line}")
+            at, versions = (plan.since, module), (function, None)
+            _planned(plan, sources, at, versions, (scan, None), why, app_rules, approximate=True)
 
 
 def plan_cached_function(
@@ -201,19 +190,14 @@ def plan_cached_function(
     try:
         scan = sources.scan(plan.since, path)
     except SyntaxError:
-        return
+        return  # said by the caller, which reads the same file
     function = scan.functions.get(qualname) if scan is not None else None
     if scan is None or function is None:
         return
-    names = sources.revision(plan.since).cache_names
     reason = f"calls {via}, which changed (followed with --follow-calls: approximate)"
-    where = f"{path}:{function.line}"
-    if not _is_cache(function, scan, names):
-        return  # said when its own code changes; a guess on a guess is not listed
-    if function.decorator == "memoize":
-        plan.add(Action(MEMOIZED, f"{module}.{qualname}", reason, where, module=module))
-    else:
-        _plan_view(plan, sources, (function, None), (scan, None), module, reason, where, app_rules)
+    why = (reason, f"{path}:{function.line}")
+    at, versions = (plan.since, module), (function, None)
+    _planned(plan, sources, at, versions, (scan, None), why, app_rules, approximate=True)
 
 
 def _gone(
@@ -237,17 +221,19 @@ def _plan_view(
     versions: tuple[CachedFunction, CachedFunction | None],
     scans: tuple[ModuleScan, ModuleScan | None],
     module: str,
-    reason: str,
-    where: str,
+    why: tuple[str, str, CacheRef],
     app_rules: AppRules | None,
 ) -> None:
     """The deletions of a changed ``@cache.cached`` view, at each of its routes (those
-    of the old revision, where the stale entries were stored, and of the new one)."""
+    of the old revision, where the stale entries were stored, and of the new one);
+    ``why`` is the reason, ``path:line`` and the cache fields of its actions."""
     old, new = versions
+    reason, where, ref = why
     dotted = f"{module}.{old.qualname}"
     options = old.options
-    for name, why in (
-        ("**", "its decorator takes **options"),
+    for name, why_not in (
+        ("**", "its decorator's arguments are not all readable (**options, or made elsewhere)"),
+        ("*", "its decorator takes positional arguments past key_prefix"),
         ("make_cache_key", "its decorator forms keys with make_cache_key"),
         ("key_prefix", "its key_prefix is computed (a callable or a variable)"),
         ("query_string", "its query_string is not a literal"),
@@ -257,7 +243,7 @@ def _plan_view(
             # Only the view's own decorator can form such a key: delete-view
             # --endpoint lets it, with the app loaded.
             hint = "the view forms its key itself (cachectl --app ... delete-view --endpoint)"
-            plan.look(dotted, f"view {reason}; {why}: {hint}", where)
+            plan.look(dotted, f"view {reason}; {why_not}: {hint}", where)
             return
     if options.get("source_check") is True:
         plan.look(
@@ -272,11 +258,12 @@ def _plan_view(
     if not isinstance(view_prefix, str):
         plan.look(dotted, f"view {reason}; its key_prefix is not a string", where)
         return
-    why = f"view {dotted}: {reason}"
+    said = f"view {dotted}: {reason}"
     if "%s" not in view_prefix and not query_string:
         # One key whatever the request: also for a function that is not a view
         # (@cache.cached(key_prefix="all_comments") on a helper, as the docs show).
-        plan.add(Action(KEY, view_prefix, f"{why} (its constant key_prefix)", where))
+        action = Action(KEY, view_prefix, f"{said} (its constant key_prefix)", where)
+        plan.add(_stored_in(action, ref))
         return
     rules = app_rules(module, old.qualname) if app_rules is not None else None
     if rules is None:
@@ -295,29 +282,14 @@ def _plan_view(
             )
     for rule in rules:
         if is_dynamic(rule):
-            plan.add(
-                Action(
-                    VIEW_PATTERN,
-                    rule,
-                    f"{why} (every value of {rule})",
-                    where,
-                    view_prefix,
-                    query_string,
-                )
-            )
+            said_here = f"{said} (every value of {rule})"
+            action = Action(VIEW_PATTERN, rule, said_here, where, view_prefix, query_string)
         elif query_string:
-            plan.add(
-                Action(
-                    VIEW_QUERIES,
-                    rule,
-                    f"{why} (query_string=True: every query)",
-                    where,
-                    view_prefix,
-                    True,
-                )
-            )
+            said_here = f"{said} (query_string=True: every query)"
+            action = Action(VIEW_QUERIES, rule, said_here, where, view_prefix, True)
         else:
-            plan.add(Action(VIEW, rule, why, where, view_prefix))
+            action = Action(VIEW, rule, said, where, view_prefix)
+        plan.add(_stored_in(action, ref))
 
 
 def static_rules(

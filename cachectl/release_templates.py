@@ -64,15 +64,22 @@ def plan_template_change(
     if change.old_path is None or change.status in "AC":
         return  # a new template: nothing of it can be in the cache yet
     place = template_place(change.old_path, directories)
-    old_source = checkout.read(plan.since, change.old_path) if place else None
-    if place is None or old_source is None or "cache" not in old_source:
+    if place is None:
+        return  # not a template
+    try:
+        old_source = checkout.read(plan.since, change.old_path)
+        new_source = checkout.read(plan.until, change.new_path) if change.new_path else None
+    except UnicodeDecodeError as exc:  # Jinja2 reads templates as UTF-8: so would the app
+        if b"cache" in (checkout.read_bytes(plan.since, change.old_path) or b""):
+            plan.look(change.old_path, f"not UTF-8 text at one revision: {exc}", change.old_path)
+        return  # else an image or such beside the templates: no {% cache %} in it
+    if old_source is None or "cache" not in old_source:
         return
     directory, name = place
     # The implicit name of a block holds the file name as the app's loader forms it:
     # the template folder joined with the name, here the folder in this checkout.
     filename = _filename(checkout, directories, directory, name)
     new_place = template_place(change.new_path, directories) if change.new_path else None
-    new_source = checkout.read(plan.until, change.new_path) if change.new_path else None
     try:
         old_blocks = blocks_in_source(old_source, name, filename, app)
         new_blocks = []
@@ -132,7 +139,10 @@ def changed_templates(
     paths = tuple(f"{folder}/" if folder else "." for folder in sorted(folders))
     for path in checkout.files_containing(plan.since, _USES_TEMPLATE, paths, regex=True):
         place = template_place(path, directories)
-        source = checkout.read(plan.since, path) if place else None
+        try:
+            source = checkout.read(plan.since, path) if place else None
+        except UnicodeDecodeError:
+            continue  # a template that does not decode uses nothing we know
         if place is None or source is None:
             continue
         try:

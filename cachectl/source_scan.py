@@ -7,21 +7,41 @@ attributes differs only where its code does (decorator arguments and signature
 included), never for formatting, comments or docstrings. Routes and blueprint prefixes are
 read where they are literals; anything else is reported as not known
 (``UNKNOWN``), so the plan can list it for a person rather than guess.
+
+What a decorator is, when it is not written ``@<object>.memoize``/``.cached``
+(``@memo(300)`` after ``memo = cache.memoize``, a name imported from another
+module), only the whole repository says: the scanner asks a ``Classify``
+callback (``release_sources``). A function cached by a call rather than a
+decorator (``price = cache.memoize(60)(price_of)``) is a cached function too.
 """
 
 from __future__ import annotations
 
 import ast
 import copy as copy_module
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The value of a decorator or constructor argument that is not a literal.
-UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN"})()
-#: The decorator methods of a Flask-Caching ``Cache`` that ``plan`` acts on.
-CACHE_DECORATORS = frozenset({"memoize", "cached"})
+from cachectl.python_source import (
+    CACHE_DECORATORS,
+    UNKNOWN,
+    CacheUse,
+    Classify,
+    SourceProblem,
+    dotted,
+    last_name,
+    literal,
+    too_deep,
+)
+
+__all__ = ["CACHE_DECORATORS", "UNKNOWN", "SourceProblem", "last_name", "literal"]
+
 #: Route decorators whose rule serves GET (the only requests ``@cache.cached`` stores).
 _ROUTE_DECORATORS = frozenset({"route", "get"})
+#: The positional parameters of the decorators that are the same in every generation
+#: (later ones moved when Flask-Caching 2.5 added ``is_stale``).
+_POSITIONAL = {"cached": ("timeout", "key_prefix"), "memoize": ("timeout", "make_name")}
 
 
 def module_name(path: str, files: frozenset[str]) -> str | None:
@@ -41,25 +61,6 @@ def module_name(path: str, files: frozenset[str]) -> str | None:
     return ".".join(name)
 
 
-def literal(node: ast.AST | None) -> Any:
-    """A literal argument's value, or ``UNKNOWN`` for anything computed."""
-    if node is None:
-        return None
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return UNKNOWN
-
-
-def last_name(node: ast.AST) -> str | None:
-    """``cache`` for ``cache``, ``ext.cache`` and ``app.ext.cache``."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return None
-
-
 @dataclass
 class Route:
     """One route decorator: on what (``app``, ``bp``), and its rule when a literal."""
@@ -71,7 +72,8 @@ class Route:
 
 @dataclass
 class CachedFunction:
-    """A function decorated with ``@<something>.memoize`` or ``@<something>.cached``."""
+    """A function decorated with ``@<something>.memoize`` or ``@<something>.cached``
+    (or wrapped by one: ``price = cache.memoize(60)(price_of)``)."""
 
     qualname: str
     line: int
@@ -90,6 +92,11 @@ class CachedFunction:
     routes: list[Route] = field(default_factory=list)
     #: The templates it renders by a literal name (``render_template("page.html")``).
     renders: list[str] = field(default_factory=list)
+    #: The module ``cache_name`` is read in, when not this one (a decorator made there).
+    cache_module: str | None = None
+    #: Its parameters, names only (``(x, *args, key)``): what ``delete-memoized
+    #: --signature`` takes for a name no import finds.
+    parameters: str = "()"
 
 
 @dataclass
@@ -113,6 +120,19 @@ class Registration:
 
 
 @dataclass
+class Wrap:
+    """``cache.memoize(60)(target)``: a function cached by a call, not a decorator."""
+
+    use: CacheUse
+    options: dict[str, Any]
+    #: The wrapped function's dotted name here (None for a lambda or a computed one).
+    target: str | None
+    line: int
+    #: The decorator expression's tree (``cache.memoize(60)``) without positions.
+    dump: str
+
+
+@dataclass
 class ModuleScan:
     """What ``plan`` needs from one module's source at one revision."""
 
@@ -124,19 +144,37 @@ class ModuleScan:
     aliases: dict[str, str] = field(default_factory=dict)
     blueprints: dict[str, Blueprint] = field(default_factory=dict)
     registrations: list[Registration] = field(default_factory=list)
+    #: Functions cached by a call whose target is not a function of this module.
+    foreign_wraps: list[Wrap] = field(default_factory=list)
+    #: The module-level functions, by name (a function cached by another module's call).
+    defs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+
+    def add_wrapped(self, name: str, wrap: Wrap) -> None:
+        """Mark the module-level function ``name`` as cached by ``wrap``."""
+        node = self.defs.get(name)
+        if node is not None and name not in self.functions:
+            self.functions[name] = _cached(name, node, wrap.use, wrap.options, [wrap.dump])
 
 
 def _called(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Call) and last_name(node.func) == name
 
 
-def _cache_decorator(decorator: ast.expr) -> tuple[str, ast.expr, list[ast.keyword]] | None:
-    """``(memoize|cached, the object it is called on, keywords)`` for a cache decorator."""
-    target = decorator.func if isinstance(decorator, ast.Call) else decorator
-    keywords = decorator.keywords if isinstance(decorator, ast.Call) else []
-    if isinstance(target, ast.Attribute) and target.attr in CACHE_DECORATORS:
-        return target.attr, target.value, keywords
-    return None
+def _options(kind: str, call: ast.expr | None) -> dict[str, Any]:
+    """The decorator call's arguments by name (positional ones too, where their place
+    is the same in every generation); ``**`` or ``*`` as ``UNKNOWN`` when not readable."""
+    if not isinstance(call, ast.Call):
+        return {}
+    options = {k.arg: literal(k.value) for k in call.keywords if k.arg is not None}
+    if any(k.arg is None for k in call.keywords):
+        options["**"] = UNKNOWN
+    names = _POSITIONAL.get(kind, ())
+    for index, argument in enumerate(call.args):
+        if isinstance(argument, ast.Starred) or index >= len(names):
+            options["*"] = UNKNOWN
+            break
+        options.setdefault(names[index], literal(argument))
+    return options
 
 
 def _routes(decorators: list[ast.expr]) -> list[Route]:
@@ -173,13 +211,16 @@ def without_docstrings(node: ast.FunctionDef | ast.AsyncFunctionDef) -> Any:
     return copy
 
 
-def _function_dumps(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, str]:
-    """The dump of the function, and the same without its name."""
+def _function_dumps(
+    node: ast.FunctionDef | ast.AsyncFunctionDef, extra: list[str]
+) -> tuple[str, str]:
+    """The dump of the function (with ``extra``, the dumps of a wrapping call), and
+    the same without its name."""
     full = ast.dump(node, include_attributes=False)
     original = node.name
     node.name = ""
     try:
-        return full, ast.dump(node, include_attributes=False)
+        return full + "".join(extra), ast.dump(node, include_attributes=False) + "".join(extra)
     finally:
         node.name = original
 
@@ -198,45 +239,85 @@ def _rendered(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return names
 
 
-def _parts(node: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, str]:
+def _parts(node: ast.FunctionDef | ast.AsyncFunctionDef, extra: list[str]) -> dict[str, str]:
     def dump(nodes: list[Any]) -> str:
         return str([ast.dump(n, include_attributes=False) for n in nodes if n is not None])
 
     return {
-        "decorator arguments": dump(node.decorator_list),
+        "decorator arguments": dump(node.decorator_list) + "".join(extra),
         "signature": dump([node.args, node.returns]),
         "code": dump(node.body),
     }
 
 
+def parameter_names(arguments: ast.arguments) -> str:
+    """``(a, b, *args, c, **kw)``: the parameters without defaults or annotations."""
+    names = [a.arg for a in (*arguments.posonlyargs, *arguments.args)]
+    if arguments.vararg is not None:
+        names.append(f"*{arguments.vararg.arg}")
+    elif arguments.kwonlyargs:
+        names.append("*")
+    names += [a.arg for a in arguments.kwonlyargs]
+    if arguments.kwarg is not None:
+        names.append(f"**{arguments.kwarg.arg}")
+    return f"({', '.join(names)})"
+
+
+def _cached(
+    qualname: str,
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    use: CacheUse,
+    options: dict[str, Any],
+    extra: list[str],
+) -> CachedFunction:
+    code = without_docstrings(node)
+    full, body = _function_dumps(code, extra)
+    return CachedFunction(
+        qualname=qualname,
+        line=node.lineno,
+        decorator=use.kind,
+        cache_name=use.expr,
+        dump=full,
+        body_dump=body,
+        parts=_parts(code, extra),
+        options=options,
+        routes=_routes(node.decorator_list),
+        renders=_rendered(node),
+        cache_module=use.module,
+        parameters=parameter_names(node.args),
+    )
+
+
 class _Scanner(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, classify: Classify) -> None:
         self.scan = ModuleScan()
         self._scope: list[str] = []
+        self._classify = classify
+        self._wraps: list[Wrap] = []
+
+    def _use(self, decorator: ast.expr) -> CacheUse | None:
+        """The cache decorator ``decorator`` is (``@cache.memoize``, ``@memo(300)``)."""
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = dotted(target)
+        if name is None:
+            return None
+        head, _, method = name.rpartition(".")
+        if head and method in CACHE_DECORATORS:
+            return CacheUse(method, head)
+        return self._classify(name)
 
     def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         qualname = ".".join([*self._scope, node.name])
+        if not self._scope:
+            self.scan.defs[node.name] = node
         for decorator in node.decorator_list:
-            found = _cache_decorator(decorator)
-            if found is None:
+            use = self._use(decorator)
+            if use is None:
                 continue
-            kind, target, keywords = found
-            code = without_docstrings(node)
-            full, body = _function_dumps(code)
-            self.scan.functions[qualname] = CachedFunction(
-                qualname=qualname,
-                line=node.lineno,
-                decorator=kind,
-                cache_name=ast.unparse(target),
-                dump=full,
-                body_dump=body,
-                parts=_parts(code),
-                options={k.arg: literal(k.value) for k in keywords if k.arg is not None},
-                routes=_routes(node.decorator_list),
-                renders=_rendered(node),
-            )
-            if any(k.arg is None for k in keywords):  # **options: not readable
-                self.scan.functions[qualname].options["**"] = UNKNOWN
+            options = _options(use.kind, decorator)
+            if use.called and not isinstance(decorator, ast.Call):
+                options["**"] = UNKNOWN  # its arguments were given where it was made
+            self.scan.functions[qualname] = _cached(qualname, node, use, options, [])
             break
         self._scope += [node.name, "<locals>"]
         self.generic_visit(node)
@@ -277,6 +358,23 @@ class _Scanner(ast.NodeVisitor):
         self._assigned([node.target], node.value, node.lineno)
         self.generic_visit(node)
 
+    def _wrap(self, node: ast.Call) -> None:
+        """``cache.memoize(60)(target)`` or ``memo(target)`` (``memo = cache.memoize(60)``)."""
+        if len(node.args) != 1 or node.keywords or isinstance(node.args[0], ast.Starred):
+            return
+        maker = node.func
+        if not isinstance(maker, (ast.Call, ast.Name, ast.Attribute)):
+            return
+        use = self._use(maker)
+        # A decorator made by a call takes the function; a bare method takes a timeout.
+        if use is None or use.called == isinstance(maker, ast.Call):
+            return
+        options = _options(use.kind, maker)
+        if use.called:
+            options["**"] = UNKNOWN
+        dump = ast.dump(maker, include_attributes=False)
+        self._wraps.append(Wrap(use, options, dotted(node.args[0]), node.lineno, dump))
+
     def visit_Call(self, node: ast.Call) -> None:
         if isinstance(node.func, ast.Attribute) and node.func.attr == "register_blueprint":
             prefix = next((k for k in node.keywords if k.arg == "url_prefix"), None)
@@ -287,15 +385,27 @@ class _Scanner(ast.NodeVisitor):
                     prefix is not None,
                 )
             )
+        self._wrap(node)
         self.generic_visit(node)
 
+    def finish(self) -> ModuleScan:
+        for wrap in self._wraps:
+            if wrap.target is not None and wrap.target in self.scan.defs:
+                self.scan.add_wrapped(wrap.target, wrap)
+            else:
+                self.scan.foreign_wraps.append(wrap)
+        return self.scan
 
-def scan_module(source: str, filename: str) -> ModuleScan:
-    """The cached functions, cache names, blueprints and registrations in ``source``.
-    A module that does not parse raises SyntaxError (the caller says so)."""
-    scanner = _Scanner()
-    scanner.visit(ast.parse(source, filename=filename))
-    return scanner.scan
+
+def scan_module(tree: ast.Module, filename: str, classify: Classify) -> ModuleScan:
+    """The cached functions, cache names, blueprints and registrations in ``tree``;
+    ``SourceProblem`` when it is too deeply nested to walk or compare."""
+    scanner = _Scanner(classify)
+    try:
+        scanner.visit(tree)
+        return scanner.finish()
+    except (RecursionError, MemoryError):
+        raise too_deep(filename) from None
 
 
 def join_rule(url_prefix: str | None, rule: str) -> str:
@@ -303,3 +413,21 @@ def join_rule(url_prefix: str | None, rule: str) -> str:
     if url_prefix is None:
         return rule
     return "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
+
+
+def function_nodes(
+    tree: ast.Module,
+) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every function and method with its qualname (``<locals>`` for nested ones)."""
+
+    def walk(node: ast.AST, scope: list[str]) -> Iterator[tuple[str, Any]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield ".".join([*scope, child.name]), child
+                yield from walk(child, [*scope, child.name, "<locals>"])
+            elif isinstance(child, ast.ClassDef):
+                yield from walk(child, [*scope, child.name])
+            else:
+                yield from walk(child, scope)
+
+    yield from walk(tree, [])

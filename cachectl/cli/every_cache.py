@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cachectl.errors import EXIT_INTERRUPTED, CachectlError, UsageError
+from cachectl.errors import EXIT_STOPPED, CachectlError, UsageError
+from cachectl.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend
@@ -41,8 +42,9 @@ if TYPE_CHECKING:
 #: The ``--cache`` value that means every cache of the app.
 ALL = "all"
 #: The commands ``--cache all`` runs, as the refusal names them.
-EVERY_CACHE_COMMANDS = ("clear", "stats", "keys", "config", "delete --pattern", "batch")
-_TAKES_ALL = frozenset({"clear", "stats", "keys", "config", "delete", "batch"})
+EVERY_CACHE_COMMANDS = ("clear", "stats", "keys", "config", "delete --pattern", "plan", "batch")
+#: ``plan`` runs each of its actions on the cache it belongs to (``cli/plan.py``).
+_TAKES_ALL = frozenset({"clear", "stats", "keys", "config", "delete", "plan", "batch"})
 
 
 def is_every_cache(session: Session) -> bool:
@@ -203,7 +205,7 @@ def run(session: Session, *, destructive: bool = False) -> None:
                 matching = f" matching {pattern!r}" if pattern is not None else ""
                 output.notice(f"  cache {label}: {plan.scope}{matching} in {plan.target}")
         runs = len(subs) - len(skipped) - len(unreachable)
-        if not click.confirm(f"Remove these keys from {runs} caches?", err=True):
+        if not click.confirm(f"Remove these keys from {counted(runs, 'cache')}?", err=True):
             output.notice("nothing removed")
             ctx.exit(1)
         params["yes"] = True
@@ -232,7 +234,7 @@ def run(session: Session, *, destructive: bool = False) -> None:
         )
         done_per_cache.append({"cache": label, "exit_code": code, "done": sub.audit.done})
         status = status or code
-        if code == EXIT_INTERRUPTED:
+        if code in EXIT_STOPPED:
             break
     session.audit.record_done({"ok": status == 0, "exit_code": status, "caches": done_per_cache})
     if output.as_json:

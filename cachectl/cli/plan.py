@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -11,12 +12,14 @@ from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option
 from cachectl.generations import CURRENT
 from cachectl.importing import lazy_module
+from cachectl.wording import counted
 
 if TYPE_CHECKING:
-    from cachectl import plan_actions
+    from cachectl import plan_actions, plan_caches
     from cachectl.operations import plan as plan_ops
 else:
     plan_actions = lazy_module("cachectl.plan_actions")
+    plan_caches = lazy_module("cachectl.plan_caches")
     plan_ops = lazy_module("cachectl.operations.plan")
 
 
@@ -64,7 +67,12 @@ def plan(
       with the chain of calls: approximate, and marked so.
 
     What cannot be read from the source is listed under "needs a look" with the
-    reason, and not applied. Pattern deletions need Redis.
+    reason, and not applied (the plan still exits 0). Pattern deletions need Redis.
+
+    With several caches, each action names its own (--cache NAME, as --app or the
+    config file names it) and --apply runs it there; --cache NAME keeps that
+    cache's actions alone, --cache all (or none) all of them. An action whose
+    cache the source does not settle needs a look.
 
     \b
       cachectl plan --since v1.4.0
@@ -75,35 +83,121 @@ def plan(
     # The app's code runs only when named with --app (or CACHECTL_APP), never
     # because FLASK_APP happens to be exported: the plan itself reads git alone.
     app = session.app if session.request.app_import is not None else None
-    made = plan_ops.make_plan(since, until, app=app, follow_calls=follow_calls)
+    known = _known_caches(session, apply_plan)
+    made = plan_ops.make_plan(since, until, app=app, follow_calls=follow_calls, caches=known)
+    _only_the_chosen_cache(session, made, known)
     if not apply_plan:
         # Shown with the current generation's key forms (they differ only for a
         # dynamic query_string view's pattern, which --apply forms as the app's).
         run = plan_ops.PlanRun(made, applied=False, dry_run=dry_run, generation=CURRENT)
     else:
-        settings = session.settings
-        backend = session.backend()
+        targets = _targets(session, made)  # every cache resolved before the first runs
         with session.output.progress("deleting") as on_progress:
             run = plan_ops.apply_plan(
-                backend, settings, made, app=app, dry_run=dry_run, on_progress=on_progress
+                targets, made, app=app, dry_run=dry_run, on_progress=on_progress
+            )
+    for done in run.results:
+        if plan_ops.found_nothing(done.report):
+            where = f" in cache {done.target.label}" if done.target.label else ""
+            session.output.warn(
+                f"{done.action.command(run.generation)} found nothing{where}: never cached "
+                "or expired, or the entries are in another cache"
             )
     if session.output.as_json:
         session.audit.record_done(run.document())
         session.output.document(run.document())
         return
     _show(session, run)
-    if apply_plan:
-        for action, report in run.results:
-            session.output.result(f"» {action.command(run.generation)}")
-            render.report(session, report, backend, {})
+    for done in run.results:
+        session.output.result(f"» {done.action.command(run.generation)}")
+        render.report(session, done.report, done.target.backend, {})
     session.audit.record_done(run.document())
+
+
+def _known_caches(session: Session, applying: bool) -> plan_caches.KnownCaches | None:
+    """The caches the invocation knows, by every name (the app's with --app, else the
+    config file's); one unnamed cache for --apply without either; None for a plan
+    only printed without either (the repository's own caches are named then)."""
+    from cachectl.config_sources import read_config_file
+    from cachectl.errors import CachectlError
+
+    request = session.request
+    if request.app_import is not None:
+        loaded = session.loaded_app()
+        assert loaded is not None
+        found = [
+            plan_caches.KnownCache(str(c.index), c.label, frozenset([*c.names, c.label]))
+            for c in loaded.caches
+        ]
+        return plan_caches.KnownCaches(found, f"the app {loaded.import_path}")
+    config_file = request.sources()[1]
+    if config_file is not None:
+        path = Path(config_file)
+        path = path if path.is_absolute() else request.cwd / path
+        try:
+            names = list(read_config_file(path).caches)
+        except CachectlError as exc:
+            if applying:
+                raise
+            session.output.warn(f"{exc.message}: the caches are named from the source")
+            names = []
+        if names:
+            found = [plan_caches.KnownCache(name, name, frozenset({name})) for name in names]
+            return plan_caches.KnownCaches(found, str(path))
+    if applying:
+        return plan_caches.KnownCaches([plan_caches.KnownCache(None, "")], "the command line")
+    return None
+
+
+def _only_the_chosen_cache(
+    session: Session, made: plan_actions.Plan, known: plan_caches.KnownCaches | None
+) -> None:
+    """``--cache NAME``: the actions of that cache alone, the others said to be left
+    out; ``--cache all`` (or none) keeps every action, each on its own cache."""
+    from cachectl.config_sources import select_named_cache
+    from cachectl.errors import UsageError
+
+    wanted = session.request.cache_name
+    named = [cache for cache in (known.caches if known else []) if cache.label]
+    if wanted in (None, "all") or len(named) < 2:
+        return
+    if session.request.app_import is not None:
+        chosen = session.app_cache(wanted)
+        label = chosen.label if chosen is not None else str(wanted)
+    elif known is not None and known.origin != "the repository":
+        label = select_named_cache({c.label: {} for c in named}, wanted, known.origin)[0]
+    else:
+        label = next((c.label for c in named if wanted in (c.label, *c.names)), "")
+        if not label:
+            raise UsageError(
+                f"--cache {wanted}: the caches are {', '.join(c.label for c in named)}"
+            )
+    left_out = plan_caches.only_cache(made, label)
+    if left_out:
+        session.output.warn(
+            f"{counted(len(left_out), 'action')} of other caches left out (--cache {label}); "
+            "without --cache, or with --cache all, each runs on its own cache"
+        )
+
+
+def _targets(session: Session, made: plan_actions.Plan) -> dict[str | None, plan_ops.Target]:
+    """The backend and settings of each cache the plan's actions run on."""
+    targets = {}
+    for action in made.actions:
+        selector = action.cache_selector
+        if selector not in targets:
+            sub = session if selector is None else session.for_cache(selector)
+            targets[selector] = plan_ops.Target(sub.backend(), sub.settings, action.cache)
+    if not targets:  # nothing to run: the configuration is still checked, as before
+        targets[None] = plan_ops.Target(session.backend(), session.settings, None)
+    return targets
 
 
 def _show(session: Session, run: plan_ops.PlanRun) -> None:
     """The plan, grouped, each action with its reason and source; then what needs a look."""
     output, made = session.output, run.plan
     output.result(
-        f"plan for {made.since[:12]}..{made.until[:12]}: {len(made.actions)} actions, "
+        f"plan for {made.since[:12]}..{made.until[:12]}: {counted(len(made.actions), 'action')}, "
         f"{len(made.needs_look)} to look at"
     )
     for title, kinds in plan_actions.GROUPS:

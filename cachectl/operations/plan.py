@@ -5,23 +5,28 @@ with the app loaded, its URL map gives a view's routes exactly and its template
 folders say which files are templates. Applying runs each action through the
 same operations as the single commands (``delete_memoized``, ``delete_view``,
 deletes of keys and by pattern), so ``plan --apply`` does what the printed
-commands would do one by one, with one configuration and one connection.
+commands would do one by one, with one configuration and one connection per cache;
+each action runs on the cache its decorator stores in (``plan_caches``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachectl import keys
 from cachectl import static_lookup as static
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.errors import CachectlError, UsageError
 from cachectl.functions import MemoizedFunction
+from cachectl.generations import CURRENT
 from cachectl.git_revisions import Checkout
 from cachectl.operations import memoized as memoized_ops
 from cachectl.operations import views as view_ops
+from cachectl.operations.entries import checked_key
+from cachectl.operations.fragments import checked_fragment_key
 from cachectl.operations.reports import Report, delete_keys
 from cachectl.plan_actions import (
     FRAGMENT,
@@ -36,12 +41,9 @@ from cachectl.plan_actions import (
     Action,
     Plan,
 )
-from cachectl.release_python import (
-    AppRules,
-    PythonSources,
-    plan_python_change,
-    plan_rendering_views,
-)
+from cachectl.plan_caches import KnownCaches, assign_caches, repository_caches
+from cachectl.release_python import AppRules, plan_python_change, plan_rendering_views
+from cachectl.release_sources import PythonSources
 from cachectl.release_templates import Folders, changed_templates, plan_template_change
 from cachectl.settings import CacheSettings
 
@@ -89,10 +91,17 @@ def _app_template_folders(app: Any, top: str) -> Folders:
 
 
 def make_plan(
-    since: str, until: str, cwd: str = ".", app: Any = None, follow_calls: bool = False
+    since: str,
+    until: str,
+    cwd: str = ".",
+    app: Any = None,
+    follow_calls: bool = False,
+    caches: KnownCaches | None = None,
 ) -> Plan:
     """What the release from ``since`` to ``until`` of the checkout at ``cwd`` made stale;
-    with ``follow_calls``, also the cached functions calling code that changed."""
+    with ``follow_calls``, also the cached functions calling code that changed. Each
+    action names its cache among ``caches`` (the invocation's; None: the repository's
+    own ``Cache(...)`` objects), or is listed to look at (``plan_caches``)."""
     checkout = Checkout.open(cwd)
     plan = Plan(checkout.resolve(since), checkout.resolve(until))
     sources = PythonSources(checkout)
@@ -111,10 +120,29 @@ def make_plan(
         from cachectl.release_calls import plan_callers
 
         plan_callers(plan, sources, changes, app_rules)
+    if caches is None:
+        caches = repository_caches(sources.caches(plan.since) | sources.caches(plan.until))
+    assign_caches(plan, caches)
     # Applied in the order shown: functions, views, fragments.
     group_of = {what: index for index, (_, group) in enumerate(GROUPS) for what in group}
     plan.actions.sort(key=lambda action: group_of[action.what])
     return plan
+
+
+class Target(NamedTuple):
+    """A cache the plan runs on: its backend and settings, and its name (None: the only one)."""
+
+    backend: CacheBackend
+    settings: CacheSettings
+    label: str | None
+
+
+class Applied(NamedTuple):
+    """One action run, on which cache, and what it did."""
+
+    action: Action
+    report: Report
+    target: Target
 
 
 @dataclass
@@ -125,7 +153,7 @@ class PlanRun:
     applied: bool
     dry_run: bool
     generation: str
-    results: list[tuple[Action, Report]] = field(default_factory=list)
+    results: list[Applied] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         document = self.plan.document(self.generation)
@@ -133,47 +161,100 @@ class PlanRun:
         if self.applied:
             document["dry_run"] = self.dry_run
             document["applied"] = [
-                {"command": action.command(self.generation), **report.document()}
-                for action, report in self.results
+                {
+                    "command": done.action.command(done.target.settings.generation.name),
+                    "cache": done.target.label,
+                    **done.report.document(),
+                }
+                for done in self.results
             ]
         return document
 
 
+def check_targets(plan: Plan, targets: Mapping[str | None, Target], generation: str) -> None:
+    """What a cache's backend or generation cannot do, refused before anything changes."""
+    for selector, target in targets.items():
+        mine = [a for a in plan.actions if a.cache_selector == selector]
+        by_pattern = [a.command(generation) for a in mine if a.what in NEEDS_KEY_LISTING]
+        if by_pattern:
+            try:
+                target.backend.require_key_listing()
+            except UsageError as exc:
+                raise UsageError(
+                    f"the plan finds keys by pattern ({'; '.join(by_pattern)}), but "
+                    f"{exc.message}; nothing was changed"
+                ) from None
+        if any(action.query_string for action in mine):
+            target.settings.generation.require_decided("the key of a view with a query string")
+
+
 def apply_plan(
-    backend: CacheBackend,
-    settings: CacheSettings,
+    targets: Mapping[str | None, Target],
     plan: Plan,
     *,
     app: Any = None,
     dry_run: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PlanRun:
-    """Run every action of ``plan`` on ``backend``; what needs a look is not run.
-    What a backend or the generation cannot do is refused before anything changes."""
-    run = PlanRun(plan, True, dry_run, settings.generation.name)
-    by_pattern = [a.command(run.generation) for a in plan.actions if a.what in NEEDS_KEY_LISTING]
-    if by_pattern:
-        try:
-            backend.require_key_listing()
-        except UsageError as exc:
-            raise UsageError(
-                f"the plan finds keys by pattern ({'; '.join(by_pattern)}), but {exc.message}; "
-                "nothing was changed"
-            ) from None
-    if any(action.query_string for action in plan.actions):
-        settings.generation.require_decided("the key of a view with a query string")
+    """Run every action of ``plan`` on its own cache (``targets``, by the action's
+    ``cache_selector``); what needs a look is not run. What a backend or the
+    generation cannot do is refused before anything changes."""
+    first = next(iter(targets.values()), None)
+    generation = first.settings.generation.name if first is not None else CURRENT
+    run = PlanRun(plan, True, dry_run, generation)
+    check_targets(plan, targets, generation)
+    for action in plan.actions:  # every action's own checks, before the first runs
+        checked = targets[action.cache_selector]
+        _check(checked.backend, checked.settings, action, app)
     for action in plan.actions:
+        target = targets[action.cache_selector]
         try:
-            report = _apply(backend, settings, action, app, dry_run, on_progress)
+            report = _apply(target.backend, target.settings, action, app, dry_run, on_progress)
         except CachectlError as exc:
             # Say how far the plan got: running it again finishes the job.
-            done = [a.command(run.generation) for a, _ in run.results]
+            done = [applied.action.command(run.generation) for applied in run.results]
             exc.message += f" (during: {action.command(run.generation)}; done before it: "
             exc.message += f"{len(done)} of {len(plan.actions)} actions)"
             exc.done = {**exc.done, "applied": done, "failed": action.command(run.generation)}
             raise
-        run.results.append((action, report))
+        run.results.append(Applied(action, report, target))
     return run
+
+
+def found_nothing(report: Report) -> bool:
+    """Whether an action found nothing to invalidate (a name never cached, or an entry
+    in another cache than the one it ran on)."""
+    if report.version_key_existed is False:
+        return True
+    if report.dry_run:
+        return report.purged == 0 and not report.deleted and not report.written
+    removed = (report.removed or 0) + (report.purged or 0)
+    return removed == 0 and not report.written
+
+
+def _check(backend: CacheBackend, settings: CacheSettings, action: Action, app: Any) -> None:
+    """The checks that need no server, the same the single commands make before they
+    connect (and a batch before its first line runs: ``cachectl.checking``): a usage
+    error here stops the plan with nothing changed."""
+    try:
+        if action.what == MEMOIZED:
+            qualname = action.target[len(action.module) + 1 :]
+            function = MemoizedFunction(action.module, qualname, None)
+            memoized_ops.check_call(memoized_ops.MemoizedCall(function), settings, app)
+        elif action.what in (VIEW, VIEW_QUERIES):
+            view_ops.view_target(
+                settings,
+                path=action.target,
+                all_queries=action.what == VIEW_QUERIES,
+                view_prefix=action.view_prefix,
+            )
+        elif action.what == KEY:
+            backend.check_key(checked_key(action.target))
+        elif action.what == FRAGMENT:
+            backend.check_key(checked_fragment_key(action.target, list(action.vary_on)))
+    except CachectlError as exc:
+        exc.message += f" (in: {action.command(settings.generation.name)}; nothing was changed)"
+        raise
 
 
 def _apply(
