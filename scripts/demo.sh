@@ -15,6 +15,9 @@ cachectl="$PWD/.venv/bin/cachectl"
 demo=$(mktemp -d)
 trap 'rm -rf "$demo"' EXIT
 cat > "$demo/cachectl.toml" <<TOML
+# The Flask-Caching the app runs (2.5, legacy for 1.9-2.4, or its release such as "2.4"):
+# it decides how keys and file names are formed, and cachectl never guesses it.
+compat = "2.5"
 # What an app with CACHE_TYPE = "FileSystemCache" would have in its config.
 CACHE_TYPE = "FileSystemCache"
 CACHE_DIR = "$demo/cache"
@@ -23,7 +26,15 @@ TOML
 mkdir "$demo/cache"
 cd "$demo"   # cachectl finds cachectl.toml here by itself
 
-step() { printf '\n$ cachectl %s\n' "$*"; "$cachectl" "$@"; }
+# Each step is shown as it would be typed: an argument with spaces or quotes in single quotes.
+shown() {
+  local arg out=""
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=-]+$ ]]; then out+=" $arg"; else out+=" '${arg//\'/\'\\\'\'}'"; fi
+  done
+  printf '%s' "$out"
+}
+step() { printf '\n$ cachectl%s\n' "$(shown "$@")"; "$cachectl" "$@"; }
 step config
 step set greeting "hello from cachectl"
 step set visits 41 --as int

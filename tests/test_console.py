@@ -95,7 +95,7 @@ def test_clear_on_a_terminal_asks_showing_target_and_prefix(redis_target: RedisT
 
     code, screen = _run_on_terminal(args, b"y\n")
     assert code == 0, screen
-    assert "removed 1 keys" in screen
+    assert "removed 1 key under" in screen
     assert not redis_target.client.exists("shop_k")
 
 

@@ -133,7 +133,7 @@ def test_clear_removes_only_the_apps_keys(memcached_address: str, library: str) 
     assert json.loads(dry.stdout)["removed"] == 2500, dry.output
     done = run(*args, "clear", "--yes")
     assert done.exit_code == 0, done.output
-    assert "removed 2500 keys under the prefix 'app_'" in done.stdout
+    assert "removed 2,500 keys under the prefix 'app_'" in done.stdout
     assert listed(*args) == []
     assert listed(*args_for(memcached_address, prefix="other_")) == ["k1", "session"]
     app, cache = app_for(memcached_address, prefix="other_")
@@ -236,7 +236,7 @@ def test_spread_values_count_once_and_go_with_every_chunk(memcached_address: str
     assert listed(*args) == ["big", "small"]
     assert run(*args, "keys", "--count").stdout == "2\n"
     done = run(*args, "delete", "--pattern", "b*", "--yes")
-    assert "removed 1 keys" in done.stdout, done.output
+    assert "removed 1 key under" in done.stdout, done.output
     assert listed(*plain) == ["small.0"]
 
 

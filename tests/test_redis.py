@@ -176,7 +176,7 @@ def test_delete_is_seen_by_the_app_and_counts_what_existed(redis_target: RedisTa
 def test_delete_of_nothing_that_exists_still_exits_0(redis_target: RedisTarget) -> None:
     result = run(*redis_args(redis_target), "delete", "ghost")
     assert result.exit_code == 0
-    assert "deleted 0 of 1 keys" in result.stdout
+    assert result.stdout == "deleted 0 of 1 key (1 did not exist)\n"
 
 
 def test_delete_from_file_handles_ten_thousand_keys(redis_target: RedisTarget, tmp_path) -> None:
@@ -232,11 +232,11 @@ def test_clear_touches_nothing_outside_the_prefix(redis_target: RedisTarget) -> 
     result = run(*redis_args(redis_target), "clear", "--yes")
 
     assert result.exit_code == 0
-    assert "removed 1500 keys under the prefix 'app_'" in result.stdout
+    assert "removed 1,500 keys under the prefix 'app_'" in result.stdout
     assert sorted(k.decode() for k in client.keys("*")) == sorted([*others, "app[1]_a", "app1_b"])
 
     result = run(*redis_args(redis_target, prefix="app[1]_"), "clear", "--yes")
-    assert "removed 1 keys" in result.stdout
+    assert "removed 1 key under" in result.stdout
     assert client.exists("app1_b")
 
 

@@ -28,7 +28,7 @@ def test_clear_runs_server_side_and_never_sends_keys(own_redis) -> None:
         "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_", "clear", "--yes"
     )
 
-    assert "removed 20000 keys" in result.stdout
+    assert "removed 20,000 keys" in result.stdout
     calls = command_calls(client)
     # The script's text goes once (EVAL), then its digest (EVALSHA); how many steps
     # the time budget makes is tests/test_sweep_budget.py's business.
@@ -46,11 +46,11 @@ def test_clear_falls_back_when_the_server_refuses_scripts(own_redis) -> None:
     dry = run(
         "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_", "clear", "--dry-run"
     )
-    assert "would remove 20000 keys" in dry.stdout
+    assert "would remove 20,000 keys" in dry.stdout
     done = run(
         "--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_", "clear", "--yes"
     )
-    assert "removed 20000 keys" in done.stdout, done.output
+    assert "removed 20,000 keys" in done.stdout, done.output
 
     calls = command_calls(client)
     assert calls.get("cmdstat_unlink", 0) >= 20
@@ -72,7 +72,7 @@ def test_pattern_delete_matches_after_the_prefix_only(redis_target: RedisTarget)
     assert refused.exit_code == 2 and "--yes" in refused.stderr
 
     done = run(*args, "delete", "--pattern", "view//p/*", "--yes")
-    assert "removed 1500 keys" in done.stdout
+    assert "removed 1,500 keys" in done.stdout
     assert client.dbsize() == 30
     assert len(client.keys("shop[[]1]_report:*")) == 10
 
@@ -216,7 +216,7 @@ def test_memcached_clears_of_100k_keys_never_wait_on_their_own_dump() -> None:
                 capture_output=True, timeout=120,
             )  # fmt: skip
             assert done.returncode == 0, done.stderr
-            assert done.stdout.startswith(b"removed 100000 keys"), done.stdout
+            assert done.stdout.startswith(b"removed 100,000 keys"), done.stdout
         writer.disconnect_all()
     finally:
         server.stop()

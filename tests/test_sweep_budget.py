@@ -120,7 +120,7 @@ def test_the_steps_reach_a_replica(own_redis: tuple[ServerProcess, redis.Redis])
 
         done = run("--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_",
                    "clear", "--yes")  # fmt: skip
-        assert "removed 30000 keys" in done.stdout, done.output
+        assert "removed 30,000 keys" in done.stdout, done.output
 
         _wait_for(lambda: replica.dbsize() == 5_000, "the replica to follow the clear")
         assert not list(replica.scan_iter(match="app_*", count=10_000))
@@ -142,7 +142,7 @@ def test_a_user_who_may_not_read_the_clock_is_cleared_client_side(
     assert json.loads(counted.stdout)["removed"] == 5_000, counted.output
     done = run("--url", url, "--key-prefix", "app_", "--debug", "clear", "--yes")
     assert done.exit_code == 0, done.output
-    assert "removed 5000 keys" in done.stdout
+    assert "removed 5,000 keys" in done.stdout
     assert "the server runs no script" in done.stderr  # refused at the first step
     assert client.dbsize() == 1_000
 

@@ -10,6 +10,7 @@ from cachectl import __version__
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.errors import UsageError
+from cachectl.wording import counted
 
 
 def _write_config(session: Session, target: str, force: bool) -> None:
@@ -28,6 +29,12 @@ def _write_config(session: Session, target: str, force: bool) -> None:
         resolved.settings()
         exported = [export_cache(resolved.cache_name, resolved)]
         generation, origin = resolved.generation, "the resolved configuration"
+    if not generation.decided:  # the file would record a guess as the app's generation
+        raise UsageError(
+            f"config --write records which Flask-Caching the app runs, and it is "
+            f"{generation.origin}: pass --compat 2.5, --compat legacy (1.9-2.4) or the app's "
+            "release"
+        )
     header = [
         f"Written by cachectl {__version__} from {origin}.",
         "Use it config-only (no app start-up): cachectl --config FILE --cache NAME COMMAND",
@@ -50,7 +57,7 @@ def _write_config(session: Session, target: str, force: bool) -> None:
         )
     else:
         session.output.result(
-            f"wrote {len(exported)} cache(s) to {target}: "
+            f"wrote {counted(len(exported), 'cache')} to {target}: "
             + ", ".join(cache.name for cache in exported)
         )
 
@@ -101,20 +108,19 @@ def config(session: Session, target: str | None, force: bool) -> None:
     resolved = session.config
     resolved.settings()  # what no command could use is an error here too (exit 2)
     if session.output.as_json:
+        decided = resolved.generation.decided
         session.output.document(
             {
                 "ok": True,
                 "cache": resolved.cache_name,
-                "generation": resolved.generation.name,
+                # None when nothing says which: what differs between generations exits 2.
+                "generation": resolved.generation.name if decided else None,
                 "generation_source": resolved.generation.origin,
                 "settings": render.settings_document(resolved),
             }
         )
         return
-    session.output.result(
-        f"cache {resolved.cache_name}; Flask-Caching generation {resolved.generation.name} "
-        f"({resolved.generation.origin})"
-    )
+    session.output.result(render.generation_text(resolved))
     render.settings_table(session, resolved)
 
 

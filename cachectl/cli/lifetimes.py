@@ -11,6 +11,7 @@ from cachectl.cli.options import dry_run_option
 from cachectl.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND
 from cachectl.importing import lazy_module
+from cachectl.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.operations import lifetimes
@@ -139,4 +140,4 @@ def prune(session: Session, dry_run: bool) -> None:
     if output.as_json:
         output.document(done.document())
     verb = "would remove" if dry_run else "removed"
-    output.result(f"{verb} {done.removed} expired cache files from {done.target}")
+    output.result(f"{verb} {counted(done.removed, 'expired cache file')} from {done.target}")

@@ -14,6 +14,17 @@ from cachectl.constants import HASH_METHOD_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: ``--compat``'s help: what decides the generation when it is not given, and that nothing
+#: guesses it (``cachectl.generations.resolve_generation`` is the order).
+COMPAT_HELP = (
+    "The Flask-Caching the app runs, whose defaults apply: 2.5 (and later), legacy "
+    "(1.9-2.4), or its release (2.4, 1.10, ...: FileSystemCache's file format differs "
+    "before 1.11). Default: compat in the config file, else the Flask-Caching installed "
+    "here (the app's, with --app), else what the settings or the cache show "
+    "(CACHE_FILE_HASH_METHOD, FileSystemCache file names). Never guessed: with none of "
+    "these, what differs between generations exits 2. Env: CACHECTL_COMPAT."
+)
+
 
 def json_option(function: F) -> F:
     """``--json``: one JSON document on standard output, errors too."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cachectl.codec.key_names import escape_key
+from cachectl.wording import counted, number, removal_text, size_text
+
 if TYPE_CHECKING:
     from cachectl.app_loader import AppCache
     from cachectl.backends import CacheBackend
@@ -29,18 +32,33 @@ def report(session: Session, done: Report, backend: CacheBackend, extra: dict[st
             f"{would}write version {value!r} to {key} (stored as {backend.storage_name(key)})"
         )
     for key in done.deleted:
-        output.result(f"{would}delete {key} (stored as {backend.storage_name(key)})")
+        stored_as = escape_key(backend.storage_name(key))
+        output.result(f"{would}delete {escape_key(key)} (stored as {stored_as})")
     if done.removed is not None:
-        output.result(
-            f"removed {done.removed} of {len(done.deleted)} keys (the others did not exist)"
-            if done.removed != len(done.deleted)
-            else f"removed {done.removed} keys"
-        )
+        output.result(removal_text("removed", done.removed, len(done.deleted)))
     if done.purged is not None:
         verb = "would remove" if done.dry_run else "removed"
-        output.result(f"{verb} {done.purged} stored entries")
+        output.result(f"{verb} {counted(done.purged, 'stored entry', 'stored entries')}")
     for note in done.notes:
         output.notice(note)
+
+
+def generation_text(resolved: ResolvedConfig) -> str:
+    """config's first line: the cache, and the Flask-Caching generation its keys are
+    formed for, or that none is known and what that means."""
+    generation = resolved.generation
+    if generation.decided:
+        return (
+            f"cache {resolved.cache_name}; Flask-Caching generation {generation.name} "
+            f"({generation.origin})"
+        )
+    return (
+        f"cache {resolved.cache_name}; Flask-Caching generation {generation.origin}: what "
+        "is the same in both generations runs; what differs (a memoized call's key, a view "
+        "key with a query string, a FileSystemCache file name) exits 2 until --compat 2.5, "
+        "--compat legacy or compat in cachectl.toml names it (the hash method defaults "
+        "below are 2.5's, used only then)"
+    )
 
 
 def settings_document(resolved: ResolvedConfig) -> dict[str, Any]:
@@ -88,7 +106,9 @@ def cache_list(session: Session, caches: list[tuple[AppCache, ResolvedConfig]]) 
         return
     from cachectl.secrets import display_value
 
-    session.output.result(f"{len(caches)} caches; pick one with --cache (index or any name):")
+    session.output.result(
+        f"{counted(len(caches), 'cache')}; pick one with --cache (index or any name):"
+    )
     rows = [
         (
             str(cache.index),
@@ -118,13 +138,13 @@ def memoized_shown(output: Output, shown: MemoizedShown, import_problem: str | N
     if shown.current_entries is not None:
         lifetimes = _lifetimes_text(shown.current_ttl)
         output.result(
-            f"results under the current version: {shown.current_entries} "
-            f"({bytes_text(shown.current_memory)}{', TTLs ' + lifetimes if lifetimes else ''})"
+            f"results under the current version: {number(shown.current_entries)} "
+            f"({size_text(shown.current_memory)}{', TTLs ' + lifetimes if lifetimes else ''})"
         )
     if shown.old_entries:
         output.result(
-            f"results under former instance versions: {shown.old_entries} "
-            f"({bytes_text(shown.old_memory)})"
+            f"results under former instance versions: {number(shown.old_entries)} "
+            f"({size_text(shown.old_memory)})"
         )
     if shown.not_counted:
         output.notice(f"results not counted: {shown.not_counted}")
@@ -155,20 +175,6 @@ _SHORT_BUCKETS = {
 }
 
 
-def bytes_text(size: int | None) -> str:
-    """A size for people: 512 B, 3.4 KiB, 12.0 MiB ("?" where it is not known)."""
-    if size is None:
-        return "?"
-    if size < 1024:
-        return f"{size} B"
-    amount = size / 1024
-    for unit in ("KiB", "MiB"):
-        if amount < 1024:
-            return f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} GiB"
-
-
 def _lifetimes_text(lifetimes: dict[str, int]) -> str:
     return " ".join(f"{_SHORT_BUCKETS.get(bucket, bucket)}:{n}" for bucket, n in lifetimes.items())
 
@@ -184,10 +190,10 @@ def function_statistics(output: Output, document: dict[str, Any]) -> None:
                 row["function"],
                 row["version"] or "?",
                 _ttl_text(row["version_ttl"]),
-                str(row["entries"]),
-                bytes_text(row["memory_bytes"]),
+                number(row["entries"]),
+                size_text(row["memory_bytes"]),
                 _lifetimes_text(row["ttl"]),
-                f"{row['old_entries']} ({bytes_text(row['old_memory_bytes'])})"
+                f"{number(row['old_entries'])} ({size_text(row['old_memory_bytes'])})"
                 if row["old_entries"]
                 else "0",
             )
@@ -202,14 +208,14 @@ def function_statistics(output: Output, document: dict[str, Any]) -> None:
         )
     if document["functions_listed"] < document["functions_found"]:
         output.result(
-            f"(the {document['functions_listed']} largest of {document['functions_found']} "
-            "functions; --top 0 lists all)"
+            f"(the {number(document['functions_listed'])} largest of "
+            f"{counted(document['functions_found'], 'function')}; --top 0 lists all)"
         )
     unknown = document["unknown_function"]
     if unknown["entries"]:
-        size = bytes_text(unknown["memory_bytes"])
+        size = size_text(unknown["memory_bytes"])
         output.result(
-            f"unknown function: {unknown['entries']} results ({size})"
+            f"unknown function: {counted(unknown['entries'], 'result')} ({size})"
             " under versions no version key names (replaced by delete-memoized, or their "
             "version key gone); they stay until they expire or a clear"
         )
@@ -222,9 +228,9 @@ def function_statistics(output: Output, document: dict[str, Any]) -> None:
                 (title, "entries", "memory", "TTLs"),
                 [
                     (
-                        row[what],
-                        str(row["entries"]),
-                        bytes_text(row["memory_bytes"]),
+                        escape_key(row[what]),  # a visitor's path may hold a line break
+                        number(row["entries"]),
+                        size_text(row["memory_bytes"]),
                         _lifetimes_text(row["ttl"]),
                     )
                     for row in rows
@@ -232,8 +238,8 @@ def function_statistics(output: Output, document: dict[str, Any]) -> None:
             )
     other = document["other"]
     output.result(
-        f"version keys: {document['version_keys']}; other keys: {other['entries']} "
-        f"({bytes_text(other['memory_bytes'])})"
+        f"version keys: {number(document['version_keys'])}; other keys: "
+        f"{number(other['entries'])} ({size_text(other['memory_bytes'])})"
     )
     if document["memory"]["unavailable"]:
         output.notice(f"memory not measured: {document['memory']['unavailable']}")

@@ -24,6 +24,7 @@ from typing import Any
 from cachectl.backends.base import CacheBackend, escape_glob
 from cachectl.backends.exclusions import Exclusions
 from cachectl.backends.targets import DIFFERENT, POSSIBLY, compare, location_of
+from cachectl.wording import counted
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class NestedKept:
             f"{s.name} {s.prefix!r} {n}" + (" (possibly the same server)" if s.uncertain else "")
             for s, n in zip(self.siblings, self.counts())
         )
-        return f"; {verb} {sum(self.counts())} keys of nested caches ({per})"
+        return f"; {verb} {counted(sum(self.counts()), 'key')} of nested caches ({per})"
 
     def document(self) -> dict[str, Any]:
         """``"nested"``: each sibling, its prefix and how many of its keys stayed out."""
