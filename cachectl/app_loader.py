@@ -161,7 +161,7 @@ def _app_packages(import_path: str, app: Any, record: StartupRecord) -> set[str]
 
 def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
     """Import the app as ``flask --app IMPORT`` would (cwd on sys.path, factories
-    called) and collect its caches; inside ``flask cache``, through Flask's own
+    called) and collect its caches; inside ``flask cachectl``, through Flask's own
     ``script_info`` (its ``--app``, ``FLASK_APP``, discovery or ``create_app``)."""
     try:
         from flask.cli import NoAppException, ScriptInfo

@@ -1,8 +1,8 @@
-"""``flask cache …``: every cachectl command inside Flask's own command line.
+"""``flask cachectl …``: every cachectl command inside Flask's own command line.
 
 Registered through the ``flask.commands`` entry point. Flask loads every plugin command
 whenever ``flask`` starts (``flask run`` and ``flask db upgrade`` too), so this module
-imports only Click: the real group (``flask_group``) is imported when ``flask cache``
+imports only Click: the real group (``flask_group``) is imported when ``flask cachectl``
 itself runs, and gets the arguments as they were typed.
 """
 
@@ -12,15 +12,15 @@ import click
 
 
 @click.command(
-    "cache",
+    "cachectl",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=False,
     short_help="Administer the app's Flask-Caching cache (cachectl).",
 )
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def cache(ctx: click.Context, arguments: tuple[str, ...]) -> None:
-    """Administer the app's Flask-Caching cache (cachectl): 'flask cache --help'."""
+def cachectl(ctx: click.Context, arguments: tuple[str, ...]) -> None:
+    """Administer the app's Flask-Caching cache (cachectl): 'flask cachectl --help'."""
     from flask.cli import ScriptInfo
 
     from cachectl.flask_group import cache as group

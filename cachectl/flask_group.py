@@ -1,10 +1,10 @@
-"""The group behind ``flask cache …``: cachectl's commands on the app Flask loads.
+"""The group behind ``flask cachectl …``: cachectl's commands on the app Flask loads.
 
 It is the same group as ``cachectl`` (same commands, options, output and exit codes)
 without ``--app``, since Flask has already been told which app it is; Flask's ScriptInfo
 finds the app (``--app``, ``FLASK_APP``, ``wsgi.py``/``app.py`` discovery, ``--env-file``,
 a custom ``FlaskGroup``'s ``create_app``). ``flask_command`` loads it only when
-``flask cache`` runs.
+``flask cachectl`` runs.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def _start(ctx: click.Context, **options: Any) -> None:
 
 
 cache = CachectlGroup(
-    name="cache",
+    name="cachectl",
     commands=dict(cli.commands),
     params=[param for param in cli.params if param.name != "app_import"],
     callback=_start,
     help=(
         "Administer the app's Flask-Caching cache (cachectl).\n\n"
         "The commands of cachectl, on the app Flask loads: the same options, output and "
-        "exit codes. 'flask cache COMMAND --help' describes each; the cachectl README has "
+        "exit codes. 'flask cachectl COMMAND --help' describes each; the cachectl README has "
         "the rest."
     ),
     short_help="Administer the app's Flask-Caching cache (cachectl).",

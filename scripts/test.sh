@@ -8,6 +8,8 @@
 #   (Flask and Flask-Caching are the oracle for key and value formats);
 # - ruff and mypy, then pytest (extra arguments go to it), then the key-derivation oracle and
 #   the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy);
+# - the real-app lane: scripts/real_apps.sh builds real apps' pinned environments, and
+#   tests/real_apps compares their own invalidations with cachectl's;
 # - the compatibility lanes: a fast subset under each Python 3.9-3.13 found, and once more
 #   in .venv-floor, pinned to the declared minimum versions, with the install-pins test.
 set -euo pipefail
@@ -84,6 +86,12 @@ fi
   'pylibmc>=1.6' 'flask-restx>=1.3' 'flask-smorest>=0.44'
 run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_invalidation.py \
   tests/test_app_caches.py tests/test_class_views.py
+
+# --- Real apps: Apache Superset and udata at pinned releases, each in its own environment
+# (.venv-realapp-*, rebuilt only when its pins change) with cachectl beside it; the tests
+# drive the app's own code and compare each of its invalidations with cachectl's.
+bash scripts/real_apps.sh
+CACHECTL_REAL_APPS=1 run_pytest .venv/bin/python -q -p no:cacheprovider tests/real_apps
 
 # --- Compatibility lanes -------------------------------------------------------------------
 # A fast subset under each Python from 3.9 to 3.13 on the machine (pyenv's, else python3.X

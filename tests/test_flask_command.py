@@ -1,4 +1,4 @@
-"""``flask cache …``: cachectl inside Flask's own CLI, with Flask loading the app.
+"""``flask cachectl …``: cachectl inside Flask's own CLI, with Flask loading the app.
 
 Run through the real ``flask`` command of the test environment, where installing
 cachectl registered the group through the ``flask.commands`` entry point.
@@ -72,7 +72,9 @@ def fill(shop: Path) -> None:
 def test_the_group_is_listed_in_flasks_help(shop: Path) -> None:
     result = flask(shop, "--app", "shop:create_app", "--help")
     assert result.returncode == 0, result.stderr
-    assert "cache" in result.stdout and "Administer the app's Flask-Caching cache" in result.stdout
+    assert (
+        "cachectl" in result.stdout and "Administer the app's Flask-Caching cache" in result.stdout
+    )
 
 
 def test_delete_memoized_in_flask_removes_what_the_app_cached(
@@ -82,39 +84,41 @@ def test_delete_memoized_in_flask_removes_what_the_app_cached(
     entries = {k for k in redis_target.client.scan_iter("shop_*") if not k.endswith(b"memver")}
     assert len(entries) == 2
 
-    result = flask(shop, "--app", "shop:create_app", "cache", "delete-memoized", "shop.price", "1")
+    result = flask(
+        shop, "--app", "shop:create_app", "cachectl", "delete-memoized", "shop.price", "1"
+    )
 
     assert result.returncode == 0, result.stderr
-    assert "removed 1 keys" in result.stdout
+    assert "removed 1 key\n" in result.stdout
     left = {k for k in redis_target.client.scan_iter("shop_*") if not k.endswith(b"memver")}
     assert len(left) == 1 and left < entries
 
 
 def test_the_same_json_and_exit_codes_as_cachectl(shop: Path) -> None:
     fill(shop)
-    keys = flask(shop, "--app", "shop:create_app", "cache", "keys", "--json")
+    keys = flask(shop, "--app", "shop:create_app", "cachectl", "keys", "--json")
     assert keys.returncode == 0, keys.stderr
     assert len(json.loads(keys.stdout)["keys"]) == 3
 
-    typo = flask(shop, "--app", "shop:create_app", "cache", "delete-memoized", "shop.pirce")
+    typo = flask(shop, "--app", "shop:create_app", "cachectl", "delete-memoized", "shop.pirce")
     assert typo.returncode == 2
     assert (
         typo.stderr.strip() == "error: module shop has no attribute 'pirce' (did you mean price?)"
     )
 
-    missing = flask(shop, "--app", "shop:create_app", "cache", "get", "nope")
+    missing = flask(shop, "--app", "shop:create_app", "cachectl", "get", "nope")
     assert missing.returncode == 1 and "not found: nope" in missing.stderr
 
 
 def test_flask_app_from_the_environment_and_discovery(shop: Path) -> None:
     fill(shop)
-    by_env = flask(shop, "cache", "--json", "stats", env={"FLASK_APP": "shop:create_app"})
+    by_env = flask(shop, "cachectl", "--json", "stats", env={"FLASK_APP": "shop:create_app"})
     assert by_env.returncode == 0, by_env.stderr
     assert json.loads(by_env.stdout)["total"] == 3
 
     # No --app and no FLASK_APP: Flask finds app.py in the working directory.
     (shop / "app.py").write_text("from shop import create_app\napp = create_app()\n")
-    found = flask(shop, "cache", "--json", "stats")
+    found = flask(shop, "cachectl", "--json", "stats")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["total"] == 3
 
@@ -129,7 +133,26 @@ def test_every_flask_command_pays_nothing_for_the_plugin() -> None:
 
 
 def test_a_usage_error_is_one_line_as_in_cachectl(shop: Path) -> None:
-    result = flask(shop, "--app", "shop:create_app", "cache", "get")
+    result = flask(shop, "--app", "shop:create_app", "cachectl", "get")
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == "error: Missing argument 'KEYS...'."
     assert "Traceback" not in result.stderr
+
+
+def test_an_apps_own_cache_command_keeps_working_beside_cachectl(shop: Path) -> None:
+    """Flask lets a plugin command replace the app's own command of the same name; apps
+    have their own ``cache`` groups (udata's ``cache flush``), so cachectl's is named
+    ``cachectl`` and installing it takes nothing away."""
+    source = (shop / "shop.py").read_text()
+    (shop / "shop.py").write_text(
+        source.replace("    return app\n", "")
+        + "\n    @app.cli.group('cache')\n    def own_cache():\n        pass\n\n"
+        + "    @own_cache.command('flush')\n    def flush():\n"
+        + "        print('flushed by the app')\n\n"
+        + "    return app\n"
+    )
+    own = flask(shop, "--app", "shop:create_app", "cache", "flush")
+    assert own.returncode == 0, own.stderr
+    assert own.stdout == "flushed by the app\n"
+    ours = flask(shop, "--app", "shop:create_app", "cachectl", "--json", "config")
+    assert ours.returncode == 0, ours.stderr

@@ -146,4 +146,5 @@ def memcached_client(cache: Any) -> Any:
 def memcached_client_context(cache: Any) -> Callable[[], AbstractContextManager[Any]] | None:
     """The callable that lends one client of the pool for a ``with`` block
     (``_client_context``, added in 0.15.0; absent 0.9.0-0.14.0, hence None)."""
-    return static.read(cache, "_client_context")
+    found: Callable[[], AbstractContextManager[Any]] | None = static.read(cache, "_client_context")
+    return found

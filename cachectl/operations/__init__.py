@@ -4,7 +4,7 @@ Each operation takes typed arguments (a backend, the typed settings, the loaded
 app when there is one) and returns a result whose ``document()`` is the JSON
 document ``--json`` prints. The CLI parses options, calls one operation and
 renders its result; anything else that drives cachectl (a batch of commands, a
-``flask cache`` command group) calls the same functions.
+``flask cachectl`` command group) calls the same functions.
 
 - ``entries``: get, set, delete listed keys, delete by pattern
 - ``clearing``: the rules of a clear, and the clear itself

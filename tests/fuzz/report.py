@@ -41,6 +41,31 @@ def table(title: str, rows: dict[str, Counter[str]]) -> list[str]:
     return lines
 
 
+#: The threat checklist's classes (shared/threat-checklist.md), by a case id's first word;
+#: any other case tries the names and arguments a command line brings.
+THREAT_CLASSES = {
+    "files": "the filesystem: links, FIFOs, owners, modes, full disk",
+    "cfgfile": "where settings come from: files, URLs, types, trust",
+    "setting": "where settings come from: files, URLs, types, trust",
+    "url": "where settings come from: files, URLs, types, trust",
+    "dir": "where settings come from: files, URLs, types, trust",
+    "config": "where settings come from: files, URLs, types, trust",
+    "audit": "where settings come from: files, URLs, types, trust",
+    "timeout": "where settings come from: files, URLs, types, trust",
+    "secret": "secrets of every type, never shown",
+    "app": "the app's process: imports, factories, exits",
+    "res": "values and servers: size, compression, slow replies, no scripts",
+    "usage": "usage errors: misspelled commands, misplaced options",
+    "parse": "lines of a batch or group, split as a shell splits them",
+    "control": "controls that must succeed",
+}
+OTHER_CLASS = "names and arguments from the outside world"
+
+
+def threat_class(case_id: str) -> str:
+    return THREAT_CLASSES.get(case_id.split("-")[0], OTHER_CLASS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--failures", action="store_true", help="list contract violations")
@@ -55,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         memcached_server.stop()
     by_command: dict[str, Counter[str]] = {}
     by_backend: dict[str, Counter[str]] = {}
+    by_class: dict[str, Counter[str]] = {}
     broken = []
     for outcome in outcomes:
         label = outcome_label(outcome)
         by_command.setdefault(outcome.case.command, Counter())[label] += 1
         by_backend.setdefault(outcome.case.backend, Counter())[label] += 1
+        by_class.setdefault(threat_class(outcome.case.id), Counter())[label] += 1
         if violations(outcome):
             broken.append(outcome)
     errors = sum(case.is_error for case in CASES)
@@ -68,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table("command", by_command)))
     print()
     print("\n".join(table("backend", by_backend)))
+    print()
+    print("\n".join(table("class of input", by_class)))
     print()
     print(f"{len(CASES) - len(broken)} of {len(CASES)} meet the contract; {len(broken)} do not")
     if options.failures:
