@@ -106,7 +106,7 @@ def test_a_signal_stops_a_clear_which_logs_what_it_removed(
     # The first signal stops after the step in flight: the count is exact.
     assert line["done"] == {"removed": removed}
     assert line["error"] == error.removeprefix("error: ")
-    assert f"{removed} keys removed" in error
+    assert f"{removed:,} keys removed" in error
 
     again = run_console(*args)
     assert again.returncode == 0, again.stderr
@@ -127,7 +127,7 @@ def test_a_second_signal_stops_at_once_and_the_count_is_a_lower_bound(
     done = line["done"]
     if "removed_at_least" in done:  # the second signal caught a step in flight
         assert done["removed_at_least"] <= removed
-        assert f"at least {done['removed_at_least']} keys removed" in stderr
+        assert f"at least {done['removed_at_least']:,} keys removed" in stderr
     else:  # the first had already stopped it: exact
         assert done == {"removed": removed}
     assert line["exit_code"] == 143
@@ -150,7 +150,7 @@ def test_a_signal_ends_a_batch_even_with_keep_going_and_logs_the_line(
     first, second = line["done"]["lines"]
     assert first["exit_code"] == 143 and first["done"] == {"removed": removed}
     assert second["exit_code"] is None
-    assert line["error"].startswith(f"stopped by SIGTERM: {removed} keys removed")
+    assert line["error"].startswith(f"stopped by SIGTERM: {removed:,} keys removed")
 
     again = run_console(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

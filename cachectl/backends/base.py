@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, UsageError
+from cachectl.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
@@ -361,21 +362,24 @@ def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
         if interrupts.stopped_at_once(exc):
             raise interrupts.as_error(
                 exc,
-                f"at least {tally.count} keys {done_as} before the stop; "
+                f"at least {counted(tally.count, 'key')} {done_as} before the stop; "
                 "run the command again to finish",
                 done={f"{done_as}_at_least": tally.count},
             ) from None
         raise interrupts.as_error(
             exc,
-            f"{tally.count} keys {done_as} before the stop; run the command again to finish",
+            f"{counted(tally.count, 'key')} {done_as} before the stop; "
+            "run the command again to finish",
             done={done_as: tally.count},
         ) from None
     except BackendError as exc:
         # The server may have run the step whose reply was lost: a lower bound.
         exc.done.setdefault(f"{done_as}_at_least", tally.count)
-        exc.message = f"{exc.message} (at least {tally.count} keys {done_as} before the failure)"
+        exc.message = (
+            f"{exc.message} (at least {counted(tally.count, 'key')} {done_as} before the failure)"
+        )
         raise
     except CachectlError as exc:
         exc.done.setdefault(done_as, tally.count)
-        exc.message = f"{exc.message} ({tally.count} keys {done_as} before the failure)"
+        exc.message = f"{exc.message} ({counted(tally.count, 'key')} {done_as} before the failure)"
         raise
