@@ -45,6 +45,23 @@ PATTERN = bytes(range(256)) * 4096
 LARGE_MIB = 100
 
 
+#: Starts the console script from a small process of its own and reports the script's peak
+#: memory. Measured from pytest directly, a forked child counts the RSS it shared with
+#: pytest until it ran exec (Linux keeps that high-water mark across exec): after a few
+#: hundred tests, pytest's own 300 MB would be the figure.
+MEASURE = """\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 @dataclass
 class Finished:
     returncode: int
@@ -74,26 +91,32 @@ def run_measured(
     with tempfile.TemporaryDirectory() as scratch:
         out_path = stdout_file or Path(scratch) / "stdout"
         err_path = Path(scratch) / "stderr"
+        peak_path = Path(scratch) / "peak"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             started = time.monotonic()
             process = subprocess.Popen(
-                [str(CONSOLE_SCRIPT), *args], stdout=out, stderr=err, env=env, preexec_fn=limit
+                [sys.executable, "-c", MEASURE, str(peak_path), str(CONSOLE_SCRIPT), *args],
+                stdout=out,
+                stderr=err,
+                env=env,
+                preexec_fn=limit,
+                start_new_session=True,
             )
-            watchdog = threading.Timer(120, process.kill)
+            watchdog = threading.Timer(120, lambda: os.killpg(process.pid, 9))
             watchdog.start()
             try:
-                _, status, usage = os.wait4(process.pid, 0)
+                process.wait()
             finally:
                 watchdog.cancel()
-            process.returncode = os.waitstatus_to_exitcode(status)
             seconds = time.monotonic() - started
         stdout = out_path.read_bytes() if read_stdout else b""
+        peak_kb = int(peak_path.read_text()) if peak_path.exists() else 0
         return Finished(
             process.returncode,
             stdout,
             err_path.read_text(errors="replace"),
             seconds,
-            usage.ru_maxrss / 1024,
+            peak_kb / 1024,
         )
 
 
