@@ -7,26 +7,17 @@ standard error, so ``cachectl get key > file`` and ``--json`` stay clean.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
+from cachectl.codec.terminal_text import visible
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from cachectl.codec.limits import DecodeLimits
-
-
-#: C0 and C1 control characters but newline and tab: on a terminal they can move the
-#: cursor, clear the screen or retitle the window, so a cached value shows them escaped.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``), for a terminal."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _on_terminal(stream: IO[str]) -> bool:

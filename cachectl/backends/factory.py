@@ -186,12 +186,12 @@ def _build_filesystem(
 def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeout: float) -> Any:
     import cachelib
 
-    from cachectl.backends import memcached
+    from cachectl.backends import memcached_clients
 
     servers = list(location.servers)
     if location.sasl:
         try:
-            client = memcached.pylibmc_client(
+            client = memcached_clients.pylibmc_client(
                 servers, timeout, username=location.username, password=location.password
             )
         except ImportError as exc:
@@ -204,14 +204,14 @@ def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeo
             import pylibmc  # noqa: F401  # cachelib prefers it, so the app does too
         except ImportError:
             try:
-                client = memcached.python_memcached_client(servers, timeout)
+                client = memcached_clients.python_memcached_client(servers, timeout)
             except ImportError as exc:
                 raise ConfigError(
                     "MemcachedCache needs a memcached client: "
                     "pip install 'flask-cachectl[memcached]'"
                 ) from exc
         else:
-            client = memcached.pylibmc_client(servers, timeout)
+            client = memcached_clients.pylibmc_client(servers, timeout)
     return cachelib.MemcachedCache(
         client, default_timeout=settings.default_timeout, key_prefix=settings.key_prefix or None
     )

@@ -2,12 +2,13 @@
 
 memcached client libraries decode values themselves, unpickling whatever a
 value's flags say is a pickle and inflating whatever they say is compressed, whole.
-cachectl therefore builds its own client, of the library cachelib would pick for the
-app (pylibmc first, else python-memcached), whose values are decoded by cachectl's
-codec within the decode limits (``decode_memcached_value``: the restricted unpickler,
-at most ``max_bytes`` inflated). pylibmc inflates in C before any Python code sees the
-value, so cachectl reads pylibmc's values itself, from the server pylibmc would ask,
-over the text protocol (SASL servers speak only the binary one: there pylibmc reads).
+cachectl therefore builds its own client (``memcached_clients``), of the library
+cachelib would pick for the app (pylibmc first, else python-memcached), whose values
+are decoded by cachectl's codec within the decode limits (``decode_memcached_value``:
+the restricted unpickler, at most ``max_bytes`` inflated). pylibmc inflates in C before
+any Python code sees the value, so cachectl reads pylibmc's values itself, from the
+server pylibmc would ask, over the text protocol (SASL servers speak only the binary
+one: there pylibmc reads).
 
 ``--timeout`` bounds each whole reply (``deadline``) on python-memcached's sockets and
 cachectl's own; pylibmc (libmemcached, in C) bounds each wait for the socket only.
@@ -44,7 +45,6 @@ from cachectl.codec.stored import (
     decode_memcached_value,
     decode_pickle,
 )
-from cachectl.codec.unpickler import RestrictedUnpickler
 from cachectl.errors import BackendError, UsageError
 
 #: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).
@@ -54,101 +54,6 @@ SPREAD_MAX_CHUNKS = 32
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
 #: The last Unix time memcached can hold as an expiry (a signed 32-bit number).
 _LAST_EXPIRY = 2**31 - 1
-
-
-def python_memcached_client(servers: list[str], timeout: float) -> Any:
-    """A python-memcached client whose unpickler is the restricted one unless allowed."""
-    import memcache
-
-    class BoundedHost(memcache._Host):
-        """A server whose every reply must arrive whole within the socket timeout."""
-
-        def _get_socket(self) -> Any:
-            sock = super()._get_socket()
-            if sock is not None and not isinstance(sock, DeadlineSocket):
-                sock = self.socket = DeadlineSocket(sock, self.socket_timeout)
-            return sock
-
-        def send_cmd(self, cmd: Any) -> None:
-            self._start_reply()  # every command is sent with one of these two
-            super().send_cmd(cmd)
-
-        def send_cmds(self, cmds: Any) -> None:
-            self._start_reply()
-            super().send_cmds(cmds)
-
-        def _start_reply(self) -> None:
-            if isinstance(self.socket, DeadlineSocket):  # else still connecting
-                self.socket.expect_reply()
-
-    class SafeClient(memcache.Client):
-        unsafe = False
-
-        def allow_unsafe(self, unsafe: bool) -> None:
-            self.unsafe = unsafe
-
-        def set_servers(self, servers: Any) -> None:
-            super().set_servers(servers)
-            for host in self.servers:  # built by the library, the same but bounded
-                host.__class__ = BoundedHost
-
-        def _recv_value(self, server: Any, flags: int, rlen: int) -> Any:
-            # The bytes as stored (flags 0: the library's "bare bytes"), then cachectl's
-            # codec: bounded inflation, the restricted unpickler (a StoredValue).
-            data = super()._recv_value(server, 0, rlen)
-            return decode_memcached_value(data, flags, self.unsafe)
-
-        def _expectvalue(self, server: Any, line: Any = None, raise_exception: bool = False) -> Any:
-            # python-memcached takes any reply that is not VALUE for a miss: a garbled one
-            # (or another service on the port) is a failed server, never "not found".
-            if not line:
-                line = server.readline(raise_exception)
-            if line and line[:5] != b"VALUE" and line != b"END":
-                raise memcache._Error(f"unexpected reply from the server: {line[:60]!r}")
-            return super()._expectvalue(server, line, raise_exception)
-
-        def flush_all(self) -> None:
-            # python-memcached ignores flush_all's reply; only OK means it was done.
-            for server in self.servers:
-                if not server.connect():
-                    continue  # marked dead: the backend reports it
-                server.send_cmd("flush_all")
-                reply = server.readline()
-                if reply != b"OK":
-                    raise memcache._Error(f"{server}: flush_all answered {reply[:60]!r}, not OK")
-
-    # The restricted unpickler too, should a path of the library load a pickle itself.
-    return SafeClient(servers, socket_timeout=timeout, unpickler=RestrictedUnpickler)
-
-
-def pylibmc_client(servers: list[str], timeout: float, **credentials: Any) -> Any:
-    """A pylibmc client whose pickled values load restrictedly unless allowed.
-
-    ``credentials`` (username, password) switch on SASL, which needs the binary
-    protocol, as Flask-Caching's SASL backends use it.
-    """
-    import pylibmc
-
-    class SafeClient(pylibmc.Client):
-        unsafe = False
-
-        def allow_unsafe(self, unsafe: bool) -> None:
-            self.unsafe = unsafe
-
-        def deserialize(self, data: bytes, flags: int) -> Any:
-            # Inflated already, in C (only over SASL: cachectl reads the others itself).
-            return decode_memcached_value(data, flags & ~MEMCACHED_ZLIB, self.unsafe)
-
-    milliseconds = int(timeout * 1000)
-    # _poll_timeout bounds the wait for a stalled server (libmemcached's default: 5 s).
-    behaviors = {
-        "connect_timeout": milliseconds,
-        "receive_timeout": int(timeout * 1e6),
-        "_poll_timeout": milliseconds,
-    }
-    if credentials.get("username"):
-        return SafeClient(servers, binary=True, behaviors=behaviors, **credentials)
-    return SafeClient(servers, behaviors=behaviors)
 
 
 class MemcachedBackend(CrawledKeys, CacheBackend):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import BATCH_SIZE, ProgressCallback, Tally, partial_work
 from cachectl.backends.exclusions import GlobError, parse_glob
+from cachectl.backends.memcached_clients import pylibmc_client, python_memcached_client
 from cachectl.backends.memcached_crawler import CrawlerRefused, Item, check_crawler, metadump
 from cachectl.errors import UsageError
 
@@ -177,12 +178,10 @@ class CrawledKeys:
     def _client_for(self, server: str) -> Any:
         """A client of the same library as the app's, for ``server`` alone."""
         if server not in self._server_clients:
-            from cachectl.backends import memcached
-
             if hasattr(self.client, "behaviors"):  # pylibmc
-                single = memcached.pylibmc_client([server], self.timeout)
+                single = pylibmc_client([server], self.timeout)
             else:
-                single = memcached.python_memcached_client([server], self.timeout)
+                single = python_memcached_client([server], self.timeout)
             self._server_clients[server] = single
         return self._server_clients[server]
 

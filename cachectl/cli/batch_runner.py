@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import json
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from typing import Any
@@ -38,12 +37,9 @@ from typing import Any
 import click
 
 from cachectl.checking import ServerNeeded, only_checking
-from cachectl.cli.group import (
-    GLOBAL_FLAGS,
-    failure_of,
-    report_failure,
-    report_usage_error,
-)
+from cachectl.cli.failures import exit_status_of, failure_of
+from cachectl.cli.group import GLOBAL_FLAGS
+from cachectl.cli.line_output import LineOutput
 from cachectl.cli.session import Session
 from cachectl.errors import EXIT_STOPPED, UsageError
 from cachectl.operations.batch import BatchLine, BatchReport, LineResult
@@ -54,34 +50,6 @@ from cachectl.wording import counted, noun
 _READ_ONLY = frozenset({"get", "keys", "stats", "ttl", "fragments", "completion", "groups"})
 #: Commands a batch line may not be (a batch inside a batch).
 _NESTED = frozenset({"batch", "invalidate"})
-
-
-class LineOutput(Output):
-    """A line's output: never interactive (a line never asks), and with --json its
-    document is kept for the batch's one document instead of printed; kept as printed
-    (through JSON), so it is the document the line alone would print."""
-
-    def __init__(
-        self, as_json: bool, quiet: bool, already_warned: frozenset[str] = frozenset()
-    ) -> None:
-        super().__init__(as_json=as_json, quiet=quiet)
-        self.documents: list[Any] = []
-        #: Warnings the line gave when it was checked (shown then, not again).
-        self.already_warned = already_warned
-
-    @property
-    def interactive(self) -> bool:
-        return False
-
-    def warn(self, text: str) -> None:
-        if text not in self.already_warned:
-            super().warn(text)
-
-    def document(self, payload: dict[str, Any]) -> None:
-        from cachectl.codec.rendering import stack_room
-
-        with stack_room(2 * 1000 + 10):
-            self.documents.append(json.loads(json.dumps(payload, default=str)))
 
 
 class CheckOutput(LineOutput):
@@ -255,30 +223,6 @@ def check_lines(
         else frozenset()
         for line, (params, reads_stdin) in zip(lines, parsed)
     ]
-
-
-def exit_status_of(run: Callable[[], object], report_ctx: click.Context, output: Output) -> int:
-    """The exit status of a command run inside another (a batch's line, one cache of
-    --cache all), its failure reported as the group reports one, without ending the
-    process: the one mapping from how a command ends to its exit code."""
-    try:
-        run()
-        return 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        report_usage_error(exc, output)
-        return exc.exit_code
-    except click.Abort:  # a signal, or end of input, at a prompt
-        message, code, done = failure_of(KeyboardInterrupt())
-        report_failure(report_ctx, message, code, done)
-        return code
-    except BrokenPipeError:
-        raise
-    except (Exception, KeyboardInterrupt) as exc:
-        message, code, done = failure_of(exc)
-        report_failure(report_ctx, message, code, done)
-        return code
 
 
 def _would(name: str, params: dict[str, Any], shown: str) -> str:

@@ -138,7 +138,7 @@ def _same_target(a: CacheBackend, b: CacheBackend) -> bool:
 def _invoke(ctx: click.Context, sub: Session, params: dict[str, Any]) -> int:
     """Run the command of ``ctx`` on one cache; its exit status, failures reported
     under it as the group reports them."""
-    from cachectl.cli.batch_runner import exit_status_of
+    from cachectl.cli.failures import exit_status_of
 
     command = ctx.command
     callback = command.callback
@@ -154,7 +154,7 @@ def _invoke(ctx: click.Context, sub: Session, params: dict[str, Any]) -> int:
 
 def run(session: Session, *, destructive: bool = False) -> None:
     """Run the current command on every cache in turn (see the module's rules)."""
-    from cachectl.cli.batch_runner import LineOutput
+    from cachectl.cli.line_output import LineOutput
 
     ctx = click.get_current_context()
     reason = refusal(ctx.command.name, ctx.params)

@@ -1,6 +1,7 @@
 """The ``cachectl`` group: global options, the Session they make (cli/session.py), and
-the one place that turns failures into a line (or a JSON document) and an exit code.
-Commands live in the modules beside this one, grouped by what they act on."""
+where every failure is caught and turned, by cli/failures.py, into a line (or a JSON
+document) and an exit code. Commands live in the modules beside this one, grouped by
+what they act on."""
 
 from __future__ import annotations
 
@@ -14,17 +15,11 @@ import click
 
 from cachectl import __version__
 from cachectl.cli.command_index import COMMAND_MODULES
+from cachectl.cli.failures import failure_of, report, report_failure, report_usage_error
 from cachectl.cli.options import COMPAT_HELP, json_option
 from cachectl.cli.session import Session
 from cachectl.cli.usage import UsageHints
-from cachectl.errors import (
-    EXIT_CODES_HELP,
-    EXIT_INTERNAL,
-    EXIT_USAGE,
-    CachectlError,
-    ConfigError,
-    UsageError,
-)
+from cachectl.errors import EXIT_CODES_HELP, EXIT_USAGE, ConfigError, UsageError
 from cachectl.output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,7 +91,7 @@ class CachectlGroup(UsageHints):
             status = exc.exit_code
         except click.Abort as exc:  # a signal outside a command, or at a prompt; end of input
             stopped = interrupts.as_error(exc.__context__)
-            _report(Output(as_json=as_json), stopped.message, stopped.exit_code, {})
+            report(Output(as_json=as_json), stopped.message, stopped.exit_code, {})
             status = stopped.exit_code
         except BrokenPipeError:
             _silence_stdout()
@@ -156,22 +151,6 @@ def _write_audit(ctx: click.Context, status: int) -> None:
         raise click.exceptions.Exit(EXIT_USAGE)
 
 
-def failure_of(exc: BaseException) -> tuple[str, int, dict[str, object]]:
-    """The line, exit code and work done that a command's exception is reported with:
-    one mapping for the group and for each line of a batch, which must not exit."""
-    if isinstance(exc, KeyboardInterrupt):  # a signal (cachectl.interrupts)
-        from cachectl import interrupts
-
-        exc = interrupts.as_error(exc)
-    if isinstance(exc, CachectlError):
-        return exc.message, exc.exit_code, exc.done
-    return (
-        f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-        EXIT_INTERNAL,
-        {},
-    )
-
-
 def _silence_stdout() -> None:
     """After a closed pipe, point stdout at /dev/null so the interpreter's final
     flush cannot fail again and print a traceback."""
@@ -182,56 +161,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # not a real stream (tests)
         pass
-
-
-def report_usage_error(exc: click.ClickException, output: Output) -> None:
-    """Click's own usage errors, in cachectl's form: one line, a hint, the document."""
-    message = " ".join(exc.format_message().split())  # Click lists choices over lines
-    if type(exc).__name__ == "NoArgsIsHelpError" or message.startswith("Usage:"):
-        message = "no command given"
-    if isinstance(exc, click.NoSuchOption) and not exc.option_name.startswith("--"):
-        message = message.rstrip(".") + (
-            "; a key or argument that starts with '-' goes after '--' "
-            "(cachectl get -- -KEY), or use --from-file"
-        )
-    context = getattr(exc, "ctx", None)
-    hint = f"Try '{context.command_path} --help' for help." if context is not None else None
-    _report(output, message, exc.exit_code, {}, hint)
-
-
-def _report(
-    output: Output,
-    message: str,
-    code: int,
-    done: dict[str, object],
-    hint: str | None = None,
-    secrets: frozenset[str] = frozenset(),
-) -> None:
-    from cachectl.secrets import scrub  # with the settings, not for --help
-
-    message = scrub(message, secrets)
-    output.error(message)
-    if hint is not None and not output.quiet:
-        output.notice(hint)
-    if output.as_json:
-        output.document({"ok": False, "error": message, "exit_code": code, **done})
-
-
-def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> None:
-    """One ``error:`` line (and the document, with --json) for a failed command; the
-    traceback too with --debug, when called while the exception is handled."""
-    session = ctx.find_object(Session)
-    output = session.output if session else Output()
-    known = session.known_secrets() if session is not None else frozenset()
-    if session is not None and session.debug:
-        import traceback
-
-        from cachectl.secrets import scrub
-
-        sys.stderr.write(scrub(traceback.format_exc(), known))
-    if session is not None:
-        session.audit.failed(message, done)
-    _report(output, message, code, done, secrets=known)
 
 
 def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) -> NoReturn:

@@ -21,7 +21,7 @@ from typing import Any
 
 from cachectl.codec.limits import DecodeLimits, current_limits
 from cachectl.codec.placeholders import ClassRef, Marker, OpaqueObject
-from cachectl.output import visible
+from cachectl.codec.terminal_text import visible
 
 _NOTHING = object()  # what a walk returns once a limit is reached
 _SHOWN_AGAIN = 1000  # a bigger shared container (or text) is shown once, then <same as …>
