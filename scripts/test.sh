@@ -6,8 +6,9 @@
 #   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff and mypy, then pytest (extra arguments go to it), then the key-derivation oracle and
-#   the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy);
+# - ruff and mypy, then pytest (extra arguments go to it), then the packaging step (the sdist
+#   and wheel built, checked and installed: tests/test_packaging.py), then the key-derivation
+#   oracle and the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy);
 # - the real-app lane: scripts/real_apps.sh builds real apps' pinned environments, and
 #   tests/real_apps compares their own invalidations with cachectl's;
 # - the compatibility lanes: a fast subset under each Python 3.9-3.13 found, and once more
@@ -74,7 +75,11 @@ else
   echo "NOT RUN: the Flask-Caching 1.x oracle (no Python 3.8-3.10 on this machine)" >&2
 fi
 
-run_pytest .venv/bin/python -m "not install" "$@"
+run_pytest .venv/bin/python -m "not install and not packaging" "$@"
+
+# --- The release: the sdist and wheel built as a clone builds them, checked with twine,
+# their contents checked, the wheel installed into a new environment and run there.
+run_pytest .venv/bin/python -q -p no:cacheprovider -m packaging tests/test_packaging.py
 
 # The key-derivation oracle, the end-to-end invalidation tests and app mode (live
 # backends, class-based views) again, against legacy Flask-Caching (2.0-2.4).
