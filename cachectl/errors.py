@@ -14,7 +14,7 @@ EXIT_BACKEND = 3
 #: A bug in cachectl itself (anything not foreseen).
 EXIT_INTERNAL = 4
 #: A run a signal stopped exits 128 + its number, as a shell reports a process killed by
-#: it (cachectl.interrupts): SIGHUP, SIGINT (Ctrl-C), SIGTERM.
+#: it (cachectl.runtime.interrupts): SIGHUP, SIGINT (Ctrl-C), SIGTERM.
 EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -68,7 +68,7 @@ class BackendError(CachectlError):
 
 
 class Interrupted(CachectlError):
-    """A signal stopped the run (Ctrl-C, SIGTERM, SIGHUP: ``cachectl.interrupts``);
+    """A signal stopped the run (Ctrl-C, SIGTERM, SIGHUP: ``cachectl.runtime.interrupts``);
     ``done`` says how far the work got; exit 128 + the signal's number."""
 
     exit_code = EXIT_INTERRUPTED

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from cachectl import constants
-from cachectl.generations import LEGACY
+from cachectl.config import constants
+from cachectl.config.generations import LEGACY
 
 VERSION_SUFFIX = "_memver"
 #: Characters Flask-Caching 2.5 keeps in a namespace, among the first 256 code points.

@@ -140,9 +140,9 @@ def test_runs_ending_together_write_whole_lines(tmp_path: Path, redis_target: Re
 def test_every_command_that_changes_a_cache_is_logged_and_only_those() -> None:
     """The audit's list, checked against the commands' own options (a renamed option
     would otherwise silently stop a command from being logged)."""
-    from cachectl.audit import DESTRUCTIVE, changes_cache
     from cachectl.cli.command_index import COMMAND_MODULES, load_all_commands
     from cachectl.cli.group import cli
+    from cachectl.runtime.audit import DESTRUCTIVE, changes_cache
 
     load_all_commands()
     assert set(COMMAND_MODULES) >= DESTRUCTIVE

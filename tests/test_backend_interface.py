@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cachectl.backends import CacheBackend, build_backend
-from cachectl.config import ConfigRequest, resolve_config
+from cachectl.config.resolve import ConfigRequest, resolve_config
 from cachectl.errors import UsageError
 from tests.conftest import RedisTarget
 

@@ -434,10 +434,10 @@ def test_plan_apply_checks_every_action_before_the_first_runs(
     """plan --apply makes each action's server-free checks (the same the single commands
     make) for every action before the first runs."""
     from cachectl.backends.redis import RedisBackend
-    from cachectl.config import ConfigRequest, resolve_config
+    from cachectl.config.resolve import ConfigRequest, resolve_config
     from cachectl.errors import UsageError
     from cachectl.operations.plan import Target, apply_plan
-    from cachectl.plan_actions import KEY, VIEW, Action, Plan
+    from cachectl.release.plan_actions import KEY, VIEW, Action, Plan
 
     seed(redis_target)
     before = snapshot(redis_target)

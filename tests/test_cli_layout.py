@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -59,8 +60,9 @@ def test_help_resolves_no_configuration(tmp_path: Path) -> None:
     probe = (
         "import sys\nfrom cachectl.cli import cli\n"
         "try:\n    cli(['--help'], prog_name='cachectl')\nexcept SystemExit:\n    pass\n"
-        "names = ('cachectl.settings', 'cachectl.config', 'cachectl.config_sources', "
-        "'cachectl.keys', 'cachectl.secrets', 'cachectl.config_export')\n"
+        "names = ('cachectl.config.settings', 'cachectl.config.resolve', "
+        "'cachectl.config.sources', 'cachectl.keys', 'cachectl.runtime.secrets', "
+        "'cachectl.config.export')\n"
         "print('LOADED', [m for m in names if m in sys.modules])"
     )
     done = subprocess.run(
@@ -103,7 +105,7 @@ def test_a_redis_get_loads_only_what_it_needs(tmp_path: Path, redis_target: Redi
         "cachectl.cli.memoized",
         "cachectl.cli.configuration",
         "cachectl.backends.statistics",
-        "cachectl.audit",
+        "cachectl.runtime.audit",
         "cachectl.cli.batch_runner",
     )
     probe = (
@@ -141,3 +143,16 @@ def test_only_backends_know_backend_kinds_and_cachelib_internals() -> None:
 def test_no_module_grows_past_500_lines() -> None:
     sizes = {path: len(text.splitlines()) for path, text in _sources().items()}
     assert max(sizes.values()) <= 500, max(sizes, key=lambda path: sizes[path])
+
+
+def test_the_top_of_the_package_shows_its_layers() -> None:
+    """README, "Development": the top of the package holds the entry points and the two
+    modules every layer shares (keys, errors); every other module is in the package of its
+    job, so the tree reads as the layers do. The packages import nothing themselves, so
+    reaching one module of a package pays for no other."""
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    for package in ("app", "codec", "config", "operations", "release", "runtime"):
+        body = ast.parse((PACKAGE / package / "__init__.py").read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), package  # a docstring alone
+        assert isinstance(body[0].value, ast.Constant), package

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cachectl.output import Output
+from cachectl.runtime.output import Output
 from tests.conftest import RedisTarget, run
 
 

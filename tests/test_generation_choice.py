@@ -22,7 +22,7 @@ from tests.conftest import RedisTarget, run
 @pytest.fixture(autouse=True)
 def no_flask_caching_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on an ops host where only cachectl is installed."""
-    monkeypatch.setattr("cachectl.generations._installed_flask_caching", lambda: None)
+    monkeypatch.setattr("cachectl.config.generations._installed_flask_caching", lambda: None)
     monkeypatch.delenv("CACHECTL_COMPAT", raising=False)
 
 

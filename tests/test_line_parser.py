@@ -1,4 +1,4 @@
-"""The one line parser (cachectl.command_line): a batch line, a group's entry and an audit
+"""The one line parser (cachectl.runtime.command_line): a batch line, a group's entry and an audit
 line are split into words exactly as bash splits them, checked against bash itself."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachectl.audit import masked_line
-from cachectl.command_line import LineSyntaxError, split_line
+from cachectl.runtime.audit import masked_line
+from cachectl.runtime.command_line import LineSyntaxError, split_line
 
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")

@@ -557,7 +557,7 @@ def test_what_cannot_be_read_needs_a_look(shop_repo: Path) -> None:
 def test_a_dynamic_rule_is_a_glob_of_its_keys(
     rule: str, prefix: str, query_string: bool, generation: str, glob: str
 ) -> None:
-    from cachectl.plan_actions import view_glob
+    from cachectl.release.plan_actions import view_glob
 
     assert view_glob(rule, prefix, query_string, generation) == glob
 

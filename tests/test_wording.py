@@ -1,4 +1,4 @@
-"""Counts and sizes read alike in every command's text (cachectl/wording.py): "1 key",
+"""Counts and sizes read alike in every command's text (cachectl/runtime/wording.py): "1 key",
 "1,200 keys", "80 bytes", "4.9 KiB"; never "1 keys", "cache(s)", "544 B" beside "2,552
 bytes", or lines of spaces. ``--json`` keeps the plain numbers."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cachectl.wording import counted, counted_phrase, removal_text, size_text
+from cachectl.runtime.wording import counted, counted_phrase, removal_text, size_text
 from tests.conftest import RedisTarget, fill_keys, run
 
 
@@ -122,7 +122,7 @@ def test_config_says_what_happens_when_the_generation_is_not_known(
 ) -> None:
     """As on an ops host without Flask-Caching: config does not print "generation 2.5"
     for a generation nothing named, and --write does not record that guess."""
-    monkeypatch.setattr("cachectl.generations._installed_flask_caching", lambda: None)
+    monkeypatch.setattr("cachectl.config.generations._installed_flask_caching", lambda: None)
     monkeypatch.delenv("CACHECTL_COMPAT", raising=False)
     args = ["--url", "redis://127.0.0.1:1/0"]
     first = run(*args, "config").stdout.splitlines()[0]

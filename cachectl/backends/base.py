@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cachectl.codec.stored import StoredValue
 from cachectl.errors import BackendError, CachectlError, UsageError
-from cachectl.wording import counted
+from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
@@ -347,10 +347,10 @@ class Tally:
 @contextmanager
 def partial_work(tally: Tally, done_as: str) -> Iterator[None]:
     """Attach how far a long operation got to whatever stops it, so a signal (Ctrl-C,
-    SIGTERM, SIGHUP: ``cachectl.interrupts``) or a lost connection still reports the
+    SIGTERM, SIGHUP: ``cachectl.runtime.interrupts``) or a lost connection still reports the
     count (and a second run can finish). The first signal stops it after the batch in
     flight (an exact count); a second stops it at once (a lower bound)."""
-    from cachectl import interrupts
+    from cachectl.runtime import interrupts
 
     def request_stop() -> None:
         tally.stop_requested = True

@@ -19,7 +19,7 @@ from typing import Any
 
 import cachelib
 
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
 
 # --- the Redis family (RedisCache, and Flask-Caching's Sentinel and Cluster caches) ---
 

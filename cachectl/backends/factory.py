@@ -2,7 +2,7 @@
 
 Each cachelib object gets the arguments Flask-Caching's factory would give it,
 plus the short timeouts an administration tool needs so a dead server fails
-fast. Where a cache lives comes from the typed settings (``cachectl.settings``),
+fast. Where a cache lives comes from the typed settings (``cachectl.config.settings``),
 which hold every default; ``CACHE_TYPE`` names were resolved there too.
 """
 
@@ -13,8 +13,7 @@ import os
 from typing import Any
 
 from cachectl.backends.base import CacheBackend
-from cachectl.errors import BackendError, ConfigError
-from cachectl.settings import (
+from cachectl.config.settings import (
     KNOWN_TYPES,
     CacheSettings,
     ClusterLocation,
@@ -24,6 +23,7 @@ from cachectl.settings import (
     RedisLocation,
     SentinelLocation,
 )
+from cachectl.errors import BackendError, ConfigError
 
 IN_PROCESS_HELP = {
     "SimpleCache": (
@@ -223,9 +223,9 @@ def _import_custom(path: str, setting: str = "CACHE_TYPE") -> Any:
 
     Only ever for a name the operator gave: ``--config``, ``-o``, ``--type``, ``--env``
     or the app itself. A config file found by walking up from the current directory may
-    not name code (``config_sources`` refuses it, exit 2), or a module planted in the
+    not name code (``cachectl.config.sources`` refuses it, exit 2), or a module planted in the
     current directory would run as whoever runs cachectl."""
-    from cachectl.importing import on_sys_path
+    from cachectl.runtime.importing import on_sys_path
 
     module_name, _, attribute = path.rpartition(".")
     try:

@@ -1,7 +1,7 @@
 """FileSystemCache: one file per key in CACHE_DIR, named by the hash of the key.
 
 CACHE_DIR belongs to the app's user, and cachectl is often run as root: every entry is
-opened through ``cachectl.safe_files`` (no link followed, no FIFO waited on, a regular
+opened through ``cachectl.runtime.safe_files`` (no link followed, no FIFO waited on, a regular
 file of one name checked on the descriptor), and the mode of a file written is set on
 its descriptor before it is renamed into place, never on a path someone could swap.
 
@@ -48,9 +48,9 @@ from cachectl.backends.filesystem_format import (
 )
 from cachectl.backends.statistics import CacheStats, ttl_bucket
 from cachectl.codec.stored import StoredValue, decode_custom, decode_pickle
+from cachectl.config.generations import HEADER, PICKLED, Generation
 from cachectl.errors import BackendError, ConfigError, UsageError
-from cachectl.generations import HEADER, PICKLED, Generation
-from cachectl.safe_files import UnsafeFile, existing_regular, open_regular, read_regular
+from cachectl.runtime.safe_files import UnsafeFile, existing_regular, open_regular, read_regular
 
 log = logging.getLogger("cachectl")
 #: How many cache files are read to learn the directory's file format.

@@ -20,7 +20,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 
-from cachectl.generations import HEADER, PICKLED
+from cachectl.config.generations import HEADER, PICKLED
 
 #: cachelib's expiry header.
 _EXPIRY = struct.Struct("I")

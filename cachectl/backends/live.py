@@ -16,7 +16,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
 from cachectl.backends import cachelib_access as access
 
 #: What redis-py keeps of a TLS connection, as ``redis.Redis`` takes it back.

@@ -32,7 +32,7 @@ from cachectl.codec.stored import (
     shown_in_part,
 )
 from cachectl.errors import BackendError, ConfigError, UsageError
-from cachectl.secrets import mask_url
+from cachectl.runtime.secrets import mask_url
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions

@@ -1,4 +1,4 @@
-"""What one invocation tells the audit log (``cachectl.audit``), gathered as it runs: the
+"""What one invocation tells the audit log (``cachectl.runtime.audit``), gathered as it runs: the
 command line, the command and its options when it starts, what it reported doing, why it
 failed; written as one line when the command ends, whatever its exit status."""
 
@@ -42,7 +42,7 @@ class AuditRecord:
         self.command, self.params = name, dict(params)
         if not self.required:
             return
-        from cachectl.audit import changes_cache  # loaded only where a log is in play
+        from cachectl.runtime.audit import changes_cache  # loaded only where a log is in play
 
         if changes_cache(name, params):
             path = self.path(session, resolve=True)
@@ -85,7 +85,7 @@ class AuditRecord:
 
     @staticmethod
     def _open(path: str, before: bool) -> int:
-        from cachectl.audit import open_log
+        from cachectl.runtime.audit import open_log
 
         try:
             return open_log(path)
@@ -97,7 +97,7 @@ class AuditRecord:
         """The run's line, if the run may have changed a cache and a log is set; why it
         could not be written, if it could not. No signal interrupts the writing
         (``interrupts.shielded``): a run stopped by one gets its line whole."""
-        from cachectl import interrupts
+        from cachectl.runtime import interrupts
 
         with interrupts.shielded():
             return self._write(session, exit_code)
@@ -111,7 +111,7 @@ class AuditRecord:
             path = self.log_path
         if path is None:
             return None
-        from cachectl import audit  # loaded only where a log is set
+        from cachectl.runtime import audit  # loaded only where a log is set
 
         if not audit.changes_cache(self.command, self.params):
             return None

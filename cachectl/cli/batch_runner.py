@@ -5,7 +5,7 @@ mapped to its exit code exactly as the group does, without ending the process.
 
 Every line is checked before the first runs (``check_lines``), so a mistyped line, or
 one that would fail its own checks, stops the batch with nothing done: each line is
-parsed, then run as far as its cache (``cachectl.checking``: options, the function a
+parsed, then run as far as its cache (``cachectl.runtime.checking``: options, the function a
 line names and how its arguments bind, a view's endpoint, a fragment's arguments, the
 configuration and the app), nothing of it shown but its warnings. What a batch refuses,
 and why:
@@ -36,15 +36,15 @@ from typing import Any
 
 import click
 
-from cachectl.checking import ServerNeeded, only_checking
 from cachectl.cli.failures import exit_status_of, failure_of
 from cachectl.cli.group import GLOBAL_FLAGS
 from cachectl.cli.line_output import LineOutput
 from cachectl.cli.session import Session
 from cachectl.errors import EXIT_STOPPED, UsageError
 from cachectl.operations.batch import BatchLine, BatchReport, LineResult
-from cachectl.output import Output
-from cachectl.wording import counted, noun
+from cachectl.runtime.checking import ServerNeeded, only_checking
+from cachectl.runtime.output import Output
+from cachectl.runtime.wording import counted, noun
 
 #: Commands that change nothing, run as they are under --dry-run.
 _READ_ONLY = frozenset({"get", "keys", "stats", "ttl", "fragments", "completion", "groups"})
@@ -169,7 +169,7 @@ def _checked_by_running(name: str, params: dict[str, Any], reads_stdin: bool) ->
     (or would, but for --dry-run) or changes nothing. Not a line that reads standard
     input (its input would be gone), nor one that writes elsewhere before it needs a
     server (``config --write`` writes its file): those are only parsed."""
-    from cachectl.audit import DESTRUCTIVE
+    from cachectl.runtime.audit import DESTRUCTIVE
 
     return not reads_stdin and (name in DESTRUCTIVE or _dry_run_kind(name, params) == "reads")
 

@@ -10,12 +10,12 @@ from cachectl import __version__
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.errors import UsageError
-from cachectl.wording import counted
+from cachectl.runtime.wording import counted
 
 
 def _write_config(session: Session, target: str, force: bool) -> None:
     """Write every cache of the app (or the one resolved) as named caches."""
-    from cachectl.config_export import export_cache, render_toml, write_file
+    from cachectl.config.export import export_cache, render_toml, write_file
 
     caches = session.every_app_cache()
     for _, resolved in caches:

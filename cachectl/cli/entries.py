@@ -21,10 +21,10 @@ from cachectl.cli.options import (
 )
 from cachectl.codec.limits import using_limits
 from cachectl.codec.operator_input import VALUE_TYPES, parse_input_value
-from cachectl.constants import MAX_TIMEOUT
+from cachectl.config.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
-from cachectl.importing import lazy_module
-from cachectl.wording import counted, counted_phrase, removal_text
+from cachectl.runtime.importing import lazy_module
+from cachectl.runtime.wording import counted, counted_phrase, removal_text
 
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cachectl.errors import EXIT_STOPPED, CachectlError, UsageError
-from cachectl.wording import counted
+from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.backends.base import CacheBackend
@@ -87,7 +87,7 @@ def known_caches(session: Session) -> list[tuple[str, str]]:
     config_file = session.request.sources()[1]
     if config_file is None:
         return []
-    from cachectl.config_sources import read_config_file
+    from cachectl.config.sources import read_config_file
 
     path = Path(config_file)
     if not path.is_absolute():

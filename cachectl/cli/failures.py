@@ -16,14 +16,14 @@ import click
 
 from cachectl.cli.session import Session
 from cachectl.errors import EXIT_INTERNAL, CachectlError
-from cachectl.output import Output
+from cachectl.runtime.output import Output
 
 
 def failure_of(exc: BaseException) -> tuple[str, int, dict[str, object]]:
     """The line, exit code and work done that a command's exception is reported with:
     one mapping for the group and for each line of a batch, which must not exit."""
-    if isinstance(exc, KeyboardInterrupt):  # a signal (cachectl.interrupts)
-        from cachectl import interrupts
+    if isinstance(exc, KeyboardInterrupt):  # a signal (cachectl.runtime.interrupts)
+        from cachectl.runtime import interrupts
 
         exc = interrupts.as_error(exc)
     if isinstance(exc, CachectlError):
@@ -60,7 +60,7 @@ def report(
 ) -> None:
     """Every failure's form: one ``error:`` line with ``secrets`` scrubbed, the hint (not
     with --quiet), and with --json the document that says it failed."""
-    from cachectl.secrets import scrub  # with the settings, not for --help
+    from cachectl.runtime.secrets import scrub  # with the settings, not for --help
 
     message = scrub(message, secrets)
     output.error(message)
@@ -79,7 +79,7 @@ def report_failure(ctx: click.Context, message: str, code: int, done: dict[str, 
     if session is not None and session.debug:
         import traceback
 
-        from cachectl.secrets import scrub
+        from cachectl.runtime.secrets import scrub
 
         sys.stderr.write(scrub(traceback.format_exc(), known))
     if session is not None:

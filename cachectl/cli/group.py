@@ -20,7 +20,7 @@ from cachectl.cli.options import COMPAT_HELP, json_option
 from cachectl.cli.session import Session
 from cachectl.cli.usage import UsageHints
 from cachectl.errors import EXIT_CODES_HELP, EXIT_USAGE, ConfigError, UsageError
-from cachectl.output import Output
+from cachectl.runtime.output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +79,8 @@ class CachectlGroup(UsageHints):
         self.invoked_with = arguments  # the command line, for the audit log
         as_json = "--json" in arguments[: arguments.index("--") if "--" in arguments else None]
         extra["standalone_mode"] = False
-        from cachectl import interrupts  # SIGINT, SIGTERM, SIGHUP: one way for every command
+        # SIGINT, SIGTERM, SIGHUP: one way for every command.
+        from cachectl.runtime import interrupts
 
         try:
             with interrupts.handled():
@@ -108,8 +109,8 @@ class CachectlGroup(UsageHints):
         except click.ClickException as exc:
             status = exc.exit_code
             raise
-        except (click.Abort, KeyboardInterrupt) as exc:  # a signal (cachectl.interrupts)
-            from cachectl import interrupts
+        except (click.Abort, KeyboardInterrupt) as exc:  # a signal (cachectl.runtime.interrupts)
+            from cachectl.runtime import interrupts
 
             cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
             status = interrupts.as_error(cause).exit_code
@@ -134,7 +135,7 @@ class CachectlGroup(UsageHints):
 
 
 def _write_audit(ctx: click.Context, status: int) -> None:
-    """The run's audit line (``cachectl.audit``), whatever its status. A line that cannot
+    """The run's audit line (``cachectl.runtime.audit``), whatever its status. A line that cannot
     be written is a warning; with --audit-required an error, and exit 2 if the command
     had succeeded."""
     session = ctx.find_object(Session)
@@ -171,7 +172,7 @@ def _fail(ctx: click.Context, message: str, code: int, done: dict[str, object]) 
 def _checked_compat(value: str | None) -> str | None:
     """A usage error for a release that is not one, before anything is read."""
     if value is not None:
-        from cachectl.generations import resolve_generation
+        from cachectl.config.generations import resolve_generation
 
         try:
             resolve_generation(value)
@@ -189,7 +190,7 @@ def _finite(value: float) -> float:
 def _warn_about_passwords(output: Output, overrides: list[tuple[str, Any, str]]) -> None:
     """A password in argv is visible to every user of the host (ps, /proc); say so
     once, as redis-cli -a does, and where it belongs instead."""
-    from cachectl.secrets import is_secret, mask_url, scrub
+    from cachectl.runtime.secrets import is_secret, mask_url, scrub
 
     for name, value, label in overrides:
         shown_in_argv = is_secret(name) or (
@@ -208,7 +209,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="-o/--option")
-    from cachectl.config_sources import parse_setting_value
+    from cachectl.config.sources import parse_setting_value
 
     return name.strip(), parse_setting_value(value)
 
@@ -363,7 +364,8 @@ def cli(
         if value is not None
     ]
     overrides += [(*_parse_option(text), f"-o {text.partition('=')[0]}") for text in options]
-    from cachectl.config import ConfigRequest  # resolved when a command runs, not for --help
+    # Resolved when a command runs, not for --help.
+    from cachectl.config.resolve import ConfigRequest
 
     request = ConfigRequest(
         config_file=config_file,

@@ -8,7 +8,7 @@ import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option, yes_option
-from cachectl.wording import counted
+from cachectl.runtime.wording import counted
 
 
 @cli.command("groups")
@@ -24,7 +24,7 @@ def groups_command(session: Session) -> None:
       cachectl groups
       cachectl --json groups
     """
-    from cachectl.config_groups import load_groups
+    from cachectl.config.groups import load_groups
 
     path, groups = load_groups(session.request)
     output = session.output
@@ -75,7 +75,7 @@ def invalidate(
     """
     from cachectl.cli.batch_runner import finish, run_batch
     from cachectl.cli.entries import confirm
-    from cachectl.config_groups import load_groups, pick_groups
+    from cachectl.config.groups import load_groups, pick_groups
     from cachectl.operations.batch import BatchLine
 
     path, groups = load_groups(session.request)

@@ -8,10 +8,10 @@ import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option
-from cachectl.constants import MAX_TIMEOUT
+from cachectl.config.constants import MAX_TIMEOUT
 from cachectl.errors import EXIT_NOT_FOUND
-from cachectl.importing import lazy_module
-from cachectl.wording import counted
+from cachectl.runtime.importing import lazy_module
+from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.operations import lifetimes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cachectl.output import Output
+from cachectl.runtime.output import Output
 
 
 class LineOutput(Output):

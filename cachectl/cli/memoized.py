@@ -12,14 +12,14 @@ from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, hash_method_option
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
-from cachectl.importing import lazy_module
+from cachectl.runtime.importing import lazy_module
 
 if TYPE_CHECKING:
-    from cachectl import functions
+    from cachectl.app import functions
     from cachectl.operations import memoized as memoized_ops
     from cachectl.operations import memoized_view
 else:
-    functions = lazy_module("cachectl.functions")
+    functions = lazy_module("cachectl.app.functions")
     memoized_ops = lazy_module("cachectl.operations.memoized")
     memoized_view = lazy_module("cachectl.operations.memoized_view")
 
@@ -114,7 +114,7 @@ _CALL_OPTIONS: list[Callable[[Any], Any]] = [
 
 def _hash_method(name: str | None) -> Any:
     """The hashlib constructor --hash-method names, or None for the settings' own."""
-    from cachectl.settings import resolve_hash_method
+    from cachectl.config.settings import resolve_hash_method
 
     return resolve_hash_method("--hash-method", name) if name else None
 
@@ -159,7 +159,7 @@ def build_call(
         source_check=settings.source_check if source_check is None else source_check,
     )
     # Every check that needs no server, before any connection (and before the first
-    # line of a batch runs: cachectl.checking).
+    # line of a batch runs: cachectl.runtime.checking).
     memoized_ops.check_call(call, settings, session.app)
     return call, import_problem
 

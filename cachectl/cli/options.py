@@ -10,12 +10,12 @@ import click
 if TYPE_CHECKING:
     from cachectl.codec.limits import DecodeLimits
 
-from cachectl.constants import HASH_METHOD_NAMES
+from cachectl.config.constants import HASH_METHOD_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``--compat``'s help: what decides the generation when it is not given, and that nothing
-#: guesses it (``cachectl.generations.resolve_generation`` is the order).
+#: guesses it (``cachectl.config.generations.resolve_generation`` is the order).
 COMPAT_HELP = (
     "The Flask-Caching the app runs, whose defaults apply: 2.5 (and later), legacy "
     "(1.9-2.4), or its release (2.4, 1.10, ...: FileSystemCache's file format differs "

@@ -10,16 +10,16 @@ import click
 from cachectl.cli import render
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option
-from cachectl.generations import CURRENT
-from cachectl.importing import lazy_module
-from cachectl.wording import counted
+from cachectl.config.generations import CURRENT
+from cachectl.runtime.importing import lazy_module
+from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
-    from cachectl import plan_actions, plan_caches
     from cachectl.operations import plan as plan_ops
+    from cachectl.release import plan_actions, plan_caches
 else:
-    plan_actions = lazy_module("cachectl.plan_actions")
-    plan_caches = lazy_module("cachectl.plan_caches")
+    plan_actions = lazy_module("cachectl.release.plan_actions")
+    plan_caches = lazy_module("cachectl.release.plan_caches")
     plan_ops = lazy_module("cachectl.operations.plan")
 
 
@@ -118,7 +118,7 @@ def _known_caches(session: Session, applying: bool) -> plan_caches.KnownCaches |
     """The caches the invocation knows, by every name (the app's with --app, else the
     config file's); one unnamed cache for --apply without either; None for a plan
     only printed without either (the repository's own caches are named then)."""
-    from cachectl.config_sources import read_config_file
+    from cachectl.config.sources import read_config_file
     from cachectl.errors import CachectlError
 
     request = session.request
@@ -154,7 +154,7 @@ def _only_the_chosen_cache(
 ) -> None:
     """``--cache NAME``: the actions of that cache alone, the others said to be left
     out; ``--cache all`` (or none) keeps every action, each on its own cache."""
-    from cachectl.config_sources import select_named_cache
+    from cachectl.config.sources import select_named_cache
     from cachectl.errors import UsageError
 
     wanted = session.request.cache_name

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cachectl.codec.key_names import escape_key
-from cachectl.wording import counted, number, removal_text, size_text
+from cachectl.runtime.wording import counted, number, removal_text, size_text
 
 if TYPE_CHECKING:
-    from cachectl.app_loader import AppCache
+    from cachectl.app.loader import AppCache
     from cachectl.backends import CacheBackend
     from cachectl.cli.group import Session
-    from cachectl.config import ResolvedConfig
+    from cachectl.config.resolve import ResolvedConfig
     from cachectl.operations.memoized_view import MemoizedShown
     from cachectl.operations.reports import Report
-    from cachectl.output import Output
+    from cachectl.runtime.output import Output
 
 
 def report(session: Session, done: Report, backend: CacheBackend, extra: dict[str, Any]) -> None:
@@ -70,7 +70,7 @@ def settings_document(resolved: ResolvedConfig) -> dict[str, Any]:
 
 
 def settings_table(session: Session, resolved: ResolvedConfig) -> None:
-    from cachectl.secrets import display_value
+    from cachectl.runtime.secrets import display_value
 
     rows = [
         (name, display_value(name, value), resolved.source(name))
@@ -104,7 +104,7 @@ def cache_list(session: Session, caches: list[tuple[AppCache, ResolvedConfig]]) 
             }
         )
         return
-    from cachectl.secrets import display_value
+    from cachectl.runtime.secrets import display_value
 
     session.output.result(
         f"{counted(len(caches), 'cache')}; pick one with --cache (index or any name):"

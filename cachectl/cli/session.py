@@ -8,13 +8,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cachectl.cli.audit_record import AuditRecord
-from cachectl.output import Output
+from cachectl.runtime.output import Output
 
 if TYPE_CHECKING:
-    from cachectl.app_loader import AppCache, LoadedApp
+    from cachectl.app.loader import AppCache, LoadedApp
     from cachectl.backends import CacheBackend
-    from cachectl.config import ConfigRequest, ResolvedConfig
-    from cachectl.settings import CacheSettings
+    from cachectl.config.resolve import ConfigRequest, ResolvedConfig
+    from cachectl.config.settings import CacheSettings
 
 
 class Session:
@@ -45,11 +45,11 @@ class Session:
         self._backends: dict[str | None, tuple[CacheBackend, bool]] = {}
         #: Flask's ScriptInfo when running as ``flask cachectl``: Flask finds the app.
         self.script_info: Any = None
-        #: The audit log's view of the run (``cachectl.audit``): the command line, the
+        #: The audit log's view of the run (``cachectl.runtime.audit``): the command line, the
         #: command and its options once it starts (a batch's lines do not replace it),
         #: what it reported doing, why it failed.
         self.audit = AuditRecord()
-        from cachectl import secrets
+        from cachectl.runtime import secrets
 
         if new_run:
             secrets.forget()
@@ -65,7 +65,7 @@ class Session:
     def loaded_app(self) -> LoadedApp | None:
         """The app, started once however many of its caches the command needs."""
         if self._loaded_app is None and self.app_import is not None:
-            from cachectl.app_loader import load_flask_app
+            from cachectl.app.loader import load_flask_app
 
             self._loaded_app = load_flask_app(self.app_import, self.script_info)
         return self._loaded_app
@@ -81,7 +81,7 @@ class Session:
         loaded = self.loaded_app()
         if loaded is None:
             return None
-        from cachectl.app_loader import select_app_cache
+        from cachectl.app.loader import select_app_cache
 
         wanted = cache_name if cache_name is not None else self.request.cache_name
         return select_app_cache(loaded.caches, wanted, loaded.import_path)
@@ -100,8 +100,8 @@ class Session:
         return self._settings
 
     def _resolve(self, request: ConfigRequest) -> ResolvedConfig:
-        from cachectl.config import resolve_config
-        from cachectl.secrets import remember
+        from cachectl.config.resolve import resolve_config
+        from cachectl.runtime.secrets import remember
 
         resolved = resolve_config(request, self.app_cache(request.cache_name))
         remember(resolved.values)  # before anything can fail and quote them
@@ -121,7 +121,7 @@ class Session:
     def known_secrets(self) -> frozenset[str]:
         """The credentials this run has met so far (the command line's, every cache's
         resolved settings), so no message or traceback shows them."""
-        from cachectl.secrets import remembered
+        from cachectl.runtime.secrets import remembered
 
         return remembered()
 
@@ -156,12 +156,12 @@ class Session:
         """The backend of the chosen cache; checked reachable unless ``connect`` is off.
         Built once per cache and reused (a batch's lines share its connection); a
         ``create_dir`` request builds it again, since only building creates CACHE_DIR.
-        A command only checked (``cachectl.checking``) stops here: its checks passed."""
-        from cachectl.checking import stop_if_only_checking
+        A command only checked (``cachectl.runtime.checking``) stops here: its checks passed."""
+        from cachectl.runtime.checking import stop_if_only_checking
 
         stop_if_only_checking()
         from cachectl.backends import build_backend
-        from cachectl.output import route_library_logging
+        from cachectl.runtime.output import route_library_logging
 
         route_library_logging(self.output, self.debug, self.request.app_import is not None)
         wanted = self.request.cache_name

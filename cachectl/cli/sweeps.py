@@ -16,8 +16,8 @@ from cachectl.cli.options import (
     yes_option,
 )
 from cachectl.errors import UsageError
-from cachectl.importing import lazy_module
-from cachectl.wording import counted, counted_phrase, number, size_text
+from cachectl.runtime.importing import lazy_module
+from cachectl.runtime.wording import counted, counted_phrase, number, size_text
 
 if TYPE_CHECKING:
     from cachectl.backends import CacheBackend

@@ -14,10 +14,10 @@ from cachectl.cli.options import (
     merge_renamed,
     renamed_option,
 )
-from cachectl.constants import DEFAULT_VIEW_PREFIX
+from cachectl.config.constants import DEFAULT_VIEW_PREFIX
 from cachectl.errors import UsageError
-from cachectl.importing import lazy_module
-from cachectl.wording import counted
+from cachectl.runtime.importing import lazy_module
+from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.operations import fragments as fragment_ops
@@ -106,7 +106,7 @@ def delete_view(
         "app": app,
     }
     # Every check that needs no server, before any connection (and before the first
-    # line of a batch runs: cachectl.checking).
+    # line of a batch runs: cachectl.runtime.checking).
     views.view_target(settings, **target)
     backend = session.backend()
     with session.output.progress("deleting") as on_progress:
@@ -204,6 +204,6 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
 
 def _hash_method(name: str | None) -> Any:
     """The hashlib constructor --hash-method names, or None for the settings' own."""
-    from cachectl.settings import resolve_hash_method
+    from cachectl.config.settings import resolve_hash_method
 
     return resolve_hash_method("--hash-method", name) if name else None

@@ -2,9 +2,9 @@
 
 A cached value or a class name read from a pickle is whatever its author wrote; on a
 terminal its control characters could move the cursor, clear the screen or retitle the
-window. ``output`` shows every line it prints on a terminal through ``visible``, and
-``rendering`` the names it cannot load: a module of its own, below both, so that the codec
-does not depend on the output layer that renders with it.
+window. ``runtime.output`` shows every line it prints on a terminal through ``visible``,
+and ``rendering`` the names it cannot load: a module of its own, below both, so that the
+codec does not depend on the output layer that renders with it.
 """
 
 from __future__ import annotations

@@ -40,10 +40,10 @@ class BatchLine:
 
 def parse_batch(text: str, source: str) -> list[BatchLine]:
     """The commands of a batch file: one a line, split into words as bash would
-    (``cachectl.command_line``: a ``#`` starts a comment only at the start of a word);
+    (``cachectl.runtime.command_line``: a ``#`` starts a comment only at the start of a word);
     blank lines and comments are skipped. A line that cannot be split (an unclosed
     quote, an unquoted ``;``) stops the whole batch before anything runs."""
-    from cachectl.command_line import LineSyntaxError, split_line
+    from cachectl.runtime.command_line import LineSyntaxError, split_line
 
     lines = []
     # Lines end at a line feed only, as for a shell (str.splitlines would also cut at a

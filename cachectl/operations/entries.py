@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from cachectl.backends.base import CacheBackend, ProgressCallback
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
+from cachectl.config.settings import CacheSettings
 from cachectl.errors import UsageError
-from cachectl.settings import CacheSettings
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions

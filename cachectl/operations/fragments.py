@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl import keys
+from cachectl.app.templates import FragmentBlock, app_template_directories, find_fragments
 from cachectl.backends.base import CacheBackend
 from cachectl.errors import UsageError
 from cachectl.operations.entries import checked_key
 from cachectl.operations.reports import delete_keys
-from cachectl.templates import FragmentBlock, app_template_directories, find_fragments
 
 
 @dataclass

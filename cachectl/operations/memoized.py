@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl import keys
+from cachectl.app.functions import MemoizedFunction, ReprArgument
 from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.config.generations import LEGACY
+from cachectl.config.settings import CacheSettings
 from cachectl.errors import UsageError
-from cachectl.functions import MemoizedFunction, ReprArgument
-from cachectl.generations import LEGACY
 from cachectl.operations.reports import Report, remove_streamed
-from cachectl.settings import CacheSettings
 
 
 @dataclass
@@ -238,7 +238,7 @@ def _check_instance(call: MemoizedCall) -> None:
 
 def check_call(call: MemoizedCall, settings: CacheSettings, app: Any = None) -> None:
     """Every check of a memoized call that needs no server, made before the first
-    command of a batch runs (``cachectl.checking``) and again where a key is formed:
+    command of a batch runs (``cachectl.runtime.checking``) and again where a key is formed:
     --instance only for a method; for one call, the instance of a method, a known
     signature the arguments bind to, and a generation that decides the key."""
     _check_instance(call)

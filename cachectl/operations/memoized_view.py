@@ -24,10 +24,10 @@ from cachectl.backends.base import CacheBackend
 from cachectl.backends.statistics import GroupTally
 from cachectl.codec.rendering import to_jsonable
 from cachectl.codec.stored import StoredValue
+from cachectl.config.settings import CacheSettings
 from cachectl.errors import UsageError
 from cachectl.operations.function_stats import by_function
 from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
-from cachectl.settings import CacheSettings
 
 
 @dataclass

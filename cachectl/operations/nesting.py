@@ -24,7 +24,7 @@ from typing import Any
 from cachectl.backends.base import CacheBackend, escape_glob
 from cachectl.backends.exclusions import Exclusions
 from cachectl.backends.targets import DIFFERENT, POSSIBLY, compare, location_of
-from cachectl.wording import counted
+from cachectl.runtime.wording import counted
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """A release's invalidation plan (``plan``), and running it (``plan --apply``).
 
-The plan is read from git alone (``release_python``, ``release_templates``);
-with the app loaded, its URL map gives a view's routes exactly and its template
-folders say which files are templates. Applying runs each action through the
-same operations as the single commands (``delete_memoized``, ``delete_view``,
-deletes of keys and by pattern), so ``plan --apply`` does what the printed
-commands would do one by one, with one configuration and one connection per cache;
-each action runs on the cache its decorator stores in (``plan_caches``).
+The plan is read from git alone (``cachectl.release``); with the app loaded, its URL
+map gives a view's routes exactly and its template folders say which files are
+templates. Applying runs each action through the same operations as the single
+commands (``delete_memoized``, ``delete_view``, deletes of keys and by pattern), so
+``plan --apply`` does what the printed commands would do one by one, with one
+configuration and one connection per cache; each action runs on the cache its decorator
+stores in (``release.plan_caches``).
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from cachectl import keys
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
+from cachectl.app.functions import MemoizedFunction
 from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.config.generations import CURRENT
+from cachectl.config.settings import CacheSettings
 from cachectl.errors import CachectlError, UsageError
-from cachectl.functions import MemoizedFunction
-from cachectl.generations import CURRENT
-from cachectl.git_revisions import Checkout
 from cachectl.operations import memoized as memoized_ops
 from cachectl.operations import views as view_ops
 from cachectl.operations.entries import checked_key
 from cachectl.operations.fragments import checked_fragment_key
 from cachectl.operations.reports import Report, delete_keys
-from cachectl.plan_actions import (
+from cachectl.release.git_revisions import Checkout
+from cachectl.release.plan_actions import (
     FRAGMENT,
     FRAGMENT_PATTERN,
     GROUPS,
@@ -41,11 +42,10 @@ from cachectl.plan_actions import (
     Action,
     Plan,
 )
-from cachectl.plan_caches import KnownCaches, assign_caches, repository_caches
-from cachectl.release_python import AppRules, plan_python_change, plan_rendering_views
-from cachectl.release_sources import PythonSources
-from cachectl.release_templates import Folders, changed_templates, plan_template_change
-from cachectl.settings import CacheSettings
+from cachectl.release.plan_caches import KnownCaches, assign_caches, repository_caches
+from cachectl.release.python_changes import AppRules, plan_python_change, plan_rendering_views
+from cachectl.release.revision_sources import PythonSources
+from cachectl.release.template_changes import Folders, changed_templates, plan_template_change
 
 
 def app_view_rules(app: Any) -> AppRules:
@@ -79,7 +79,7 @@ def app_view_rules(app: Any) -> AppRules:
 def _app_template_folders(app: Any, top: str) -> Folders:
     """The app's template folders inside the checkout: each relative to its top, and
     as the app's loader names it (a deploy's symbolic link stays in the name)."""
-    from cachectl.templates import app_template_directories
+    from cachectl.app.templates import app_template_directories
 
     top = os.path.realpath(top)
     folders = {}
@@ -117,7 +117,7 @@ def make_plan(
     templates = changed_templates(plan, checkout, changes, folders, app)
     plan_rendering_views(plan, sources, templates, app_rules)
     if follow_calls:
-        from cachectl.release_calls import plan_callers
+        from cachectl.release.followed_calls import plan_callers
 
         plan_callers(plan, sources, changes, app_rules)
     if caches is None:
@@ -234,7 +234,7 @@ def found_nothing(report: Report) -> bool:
 
 def _check(backend: CacheBackend, settings: CacheSettings, action: Action, app: Any) -> None:
     """The checks that need no server, the same the single commands make before they
-    connect (and a batch before its first line runs: ``cachectl.checking``): a usage
+    connect (and a batch before its first line runs: ``cachectl.runtime.checking``): a usage
     error here stops the plan with nothing changed."""
     try:
         if action.what == MEMOIZED:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from cachectl import keys
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
 from cachectl.backends.base import CacheBackend, ProgressCallback
+from cachectl.config.settings import CacheSettings
 from cachectl.errors import UsageError
 from cachectl.operations.entries import checked_key
 from cachectl.operations.reports import Report, delete_keys, remove_streamed
-from cachectl.settings import CacheSettings
 
 
 def check_request(
@@ -90,7 +90,7 @@ def view_target(
 ) -> str | None:
     """Every check of a view's invalidation that needs no server (the request, the
     endpoint and its view's own key function, the key prefix, the generation), made
-    before the first command of a batch runs (``cachectl.checking``) and again by
+    before the first command of a batch runs (``cachectl.runtime.checking``) and again by
     ``delete_view``: the view's key, or None for all its query variants."""
     check_request(path, endpoint, query, all_queries)
     for text in (path, endpoint, query):

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachectl import keys
-from cachectl.functions import locate_function
-from cachectl.generations import resolve_generation
+from cachectl.app.functions import locate_function
+from cachectl.config.generations import resolve_generation
 from tests.oracle import corpus
 
 GENERATION = resolve_generation(None).name

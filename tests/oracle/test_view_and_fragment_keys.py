@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachectl import keys
-from cachectl.generations import resolve_generation
+from cachectl.config.generations import resolve_generation
 
 GENERATION = resolve_generation(None).name
 HASH = resolve_generation(None).hash_method

@@ -1,6 +1,6 @@
 """Read cache settings from where operators and apps keep them: files and the environment.
 
-Each reader returns plain ``CACHE_*`` dicts; ``cachectl.config`` decides their
+Each reader returns plain ``CACHE_*`` dicts; ``cachectl.config.resolve`` decides their
 precedence and remembers which source said what. A .py file is read as Flask's
 ``config.from_pyfile`` reads it, ``FLASK_CACHE_*`` variables as
 ``config.from_prefixed_env()`` reads them, so the same file or environment means
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cachectl.errors import ConfigError
-from cachectl.safe_files import UnsafeFile, read_regular, read_trusted
+from cachectl.runtime.safe_files import UnsafeFile, read_regular, read_trusted
 
 DEFAULT_CACHE_NAME = "default"
 #: Config files discovery returned in this process: whoever reads one (the settings, the
@@ -148,7 +148,7 @@ class ConfigFile:
     #: ``compat`` (``CACHECTL_COMPAT`` in a .py file), as ``config --write`` records it.
     compat: str | None = None
     #: The invalidation groups as written (``groups``, ``CACHECTL_GROUPS`` in a .py
-    #: file), checked by ``cachectl.config_groups`` when a command uses them.
+    #: file), checked by ``cachectl.config.groups`` when a command uses them.
     groups: Any = None
     #: Where destructive commands log what they did (``audit_log``, ``CACHECTL_AUDIT_LOG``
     #: in a .py file), relative to the file; ``--audit-log`` and the environment win.
@@ -213,7 +213,7 @@ def _code_named(settings: Mapping[str, Any]) -> str | None:
     """The setting of ``settings`` that makes cachectl import code by name, if any: a
     ``CACHE_TYPE`` that is a dotted path to a class (beyond cachelib's and Flask-Caching's
     own), a ``CACHE_SERIALIZER`` given as one (cachelib's are already loaded)."""
-    from cachectl.settings import canonical_cache_type
+    from cachectl.config.settings import canonical_cache_type
 
     cache_type = settings.get("CACHE_TYPE")
     if isinstance(cache_type, str):
@@ -243,7 +243,7 @@ def _refuse_code(path: Path, caches: Mapping[str, Mapping[str, Any]]) -> None:
 
 def discover_config_file(start: Path) -> Path | None:
     """``cachectl.toml``, else a ``pyproject.toml`` with ``[tool.cachectl]``, from ``start``
-    up: the first one that may be trusted (``cachectl.safe_files.read_trusted``); each
+    up: the first one that may be trusted (``cachectl.runtime.safe_files.read_trusted``); each
     skipped file that would have been used is explained in one line on standard error."""
     for directory in (start, *start.parents):
         for name, is_config in (("cachectl.toml", None), ("pyproject.toml", _has_our_table)):

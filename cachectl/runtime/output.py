@@ -49,7 +49,7 @@ class Output:
         error is a message (an error, a warning, a notice): it passes the secrets filter."""
         stream = sys.stderr if stderr else sys.stdout
         if stderr:
-            from cachectl.secrets import filtered
+            from cachectl.runtime.secrets import filtered
 
             text = filtered(text)
         if _on_terminal(stream):
@@ -172,7 +172,7 @@ def _filtered_messages(payload: Any, depth: int = 0) -> Any:
         return [_filtered_messages(item, depth + 1) for item in payload]
     if not isinstance(payload, dict):
         return payload
-    from cachectl.secrets import filtered
+    from cachectl.runtime.secrets import filtered
 
     shown = {}
     for name, item in payload.items():

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cachectl.config_sources import (
+from cachectl.config.generations import Generation, resolve_generation
+from cachectl.config.settings import (
+    SETTING_TYPES,
+    CacheSettings,
+    check_types,
+    generation_defaults,
+    resolve_hash_method,
+)
+from cachectl.config.sources import (
     DEFAULT_CACHE_NAME,
     discover_config_file,
     read_config_file,
@@ -26,18 +34,10 @@ from cachectl.config_sources import (
     select_named_cache,
 )
 from cachectl.errors import ConfigError
-from cachectl.generations import Generation, resolve_generation
-from cachectl.secrets import masked_value
-from cachectl.settings import (
-    SETTING_TYPES,
-    CacheSettings,
-    check_types,
-    generation_defaults,
-    resolve_hash_method,
-)
+from cachectl.runtime.secrets import masked_value
 
 if TYPE_CHECKING:
-    from cachectl.app_loader import AppCache
+    from cachectl.app.loader import AppCache
 
 
 @dataclass
@@ -102,7 +102,7 @@ class ResolvedConfig(NamedTuple):
 def _generation_from_evidence(values: dict[str, Any], sources: dict[str, str]) -> Any:
     """What the cache itself shows, where it is conclusive: CACHE_FILE_HASH_METHOD exists
     only from 2.5 on; a FileSystemCache's file names are md5 (legacy) or sha256 (2.5)."""
-    from cachectl.generations import generation_from_file_names, resolve_generation
+    from cachectl.config.generations import generation_from_file_names, resolve_generation
 
     if values.get("CACHE_FILE_HASH_METHOD") is not None:
         where = sources.get("CACHE_FILE_HASH_METHOD", "the settings")
@@ -191,7 +191,7 @@ def _check_readable(chosen: AppCache, values: dict[str, Any], cache_type: str) -
 def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> ResolvedConfig:
     """Merge every source of ``request`` into the effective settings of one cache.
 
-    ``chosen`` is the app's cache the session picked (``app_loader``), when the
+    ``chosen`` is the app's cache the session picked (``cachectl.app.loader``), when the
     request loads an app: its configured and live settings are the lowest layers.
     """
     layers: list[tuple[str, dict[str, Any]]] = []  # lowest precedence first

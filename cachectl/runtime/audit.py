@@ -23,7 +23,7 @@ from typing import Any
 
 from cachectl import __version__
 from cachectl.errors import EXIT_STOPPED
-from cachectl.secrets import masked_arg, scrub, secret_texts
+from cachectl.runtime.secrets import masked_arg, scrub, secret_texts
 
 #: Commands that change a cache, and so are logged (unless run as a dry run).
 DESTRUCTIVE = frozenset(
@@ -83,7 +83,7 @@ def masked_line(command: str) -> str:
     replaced by ``<value>`` (found as ``set`` parses its arguments)."""
     import shlex
 
-    from cachectl.command_line import LineSyntaxError, split_line
+    from cachectl.runtime.command_line import LineSyntaxError, split_line
 
     try:
         tokens = split_line(command)
@@ -145,8 +145,8 @@ def _lines_masked_in(text: str, document: Mapping[str, Any]) -> str:
 def open_log(path: str) -> int:
     """The log opened for appending (created 0600 if new): OSError when it cannot be,
     ``UnsafeFile`` (an OSError) when it is a link, a FIFO (which would block the run
-    forever) or anything but a regular file (``cachectl.safe_files``)."""
-    from cachectl.safe_files import open_append
+    forever) or anything but a regular file (``cachectl.runtime.safe_files``)."""
+    from cachectl.runtime.safe_files import open_append
 
     return open_append(path)
 

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachectl.config import ResolvedConfig
+from cachectl.config.resolve import ResolvedConfig
 from cachectl.errors import UsageError
-from cachectl.secrets import hash_method_name, is_secret, mask_url, scrub
+from cachectl.runtime.secrets import hash_method_name, is_secret, mask_url, scrub
 
 
 @dataclass
@@ -126,11 +126,11 @@ def render_toml(caches: list[ExportedCache], compat: str, header: list[str]) -> 
 
 
 def write_file(path: str, text: str, overwrite: bool) -> None:
-    """Write ``text`` whole or not at all (``cachectl.safe_files``: written beside, flushed,
+    """Write ``text`` whole or not at all (``cachectl.runtime.safe_files``: written beside, flushed,
     renamed), never over an existing file unless asked, never through a link or into a
     FIFO even when asked; readable by the owner only, like any file that says where a
     production cache lives (a replaced file gets 0600 too: it is a new file)."""
-    from cachectl.safe_files import UnsafeFile, write_atomically
+    from cachectl.runtime.safe_files import UnsafeFile, write_atomically
 
     if not path:
         raise UsageError("config --write needs a file name (or - for standard output)")

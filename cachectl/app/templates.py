@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cachectl import keys
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
 from cachectl.errors import UsageError
 
 

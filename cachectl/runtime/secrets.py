@@ -5,7 +5,7 @@ files written by ``config --write``: each of them masks through this module, so
 what counts as a secret is decided in one place.
 
 Every message also leaves the process through one filter, ``filtered``: error lines,
-warnings and notices (``cachectl.output``), the error of a ``--json`` document, ``--debug``
+warnings and notices (``cachectl.runtime.output``), the error of a ``--json`` document, ``--debug``
 tracebacks and the audit log's ``error``. It masks what looks like a credential (a URL's
 ``user:password@``) and every secret the run has met (``remember``: the settings as
 they are read, before anything can fail on them), whatever the type the secret was

@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
 from cachectl.errors import UsageError
-from cachectl.importing import on_sys_path
 from cachectl.keys import CallSignature, class_id
+from cachectl.runtime.importing import on_sys_path
 
 
 @dataclass

@@ -20,11 +20,11 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachectl import static_lookup as static
+from cachectl.app import static_lookup as static
+from cachectl.app.static_lookup import is_module
 from cachectl.backends.live import LiveReading, read_live_backend
-from cachectl.config_sources import did_you_mean, short_name
+from cachectl.config.sources import did_you_mean, short_name
 from cachectl.errors import ConfigError
-from cachectl.static_lookup import is_module
 
 
 @dataclass

@@ -7,7 +7,7 @@ decodable, not parsing, or nested too deeply for the parser, ``ast.dump`` or a
 copy to recurse through) raises ``SourceProblem``, a ``SyntaxError``, so every
 caller that lists a file that does not parse lists these too: never dropped.
 
-``module_bindings`` is what ``release_sources`` follows from module to module to
+``module_bindings`` is what ``revision_sources`` follows from module to module to
 tell which object a decorator is called on (``from .ext import cache as c``,
 ``memo = cache.memoize``), without running anything.
 """
@@ -128,7 +128,7 @@ def _bound(value: ast.expr) -> Binding:
 
 def module_bindings(tree: ast.Module) -> dict[str, Binding]:
     """The module's top-level names (in ``if`` and ``try`` blocks too) and what each is
-    bound to: what ``release_sources`` follows from one module to another."""
+    bound to: what ``revision_sources`` follows from one module to another."""
     found: dict[str, Binding] = {}
 
     def visit(statements: list[ast.stmt]) -> None:

@@ -6,7 +6,7 @@ directories go on ``sys.path`` only for the import, through this one helper, so
 no other import in cachectl's process is redirected by them afterwards. Code is imported
 this way only by a name the operator gave (a command-line argument, ``--config``, the
 environment with ``--env``, the app): never by a name from a config file that was found
-rather than named (``cachectl.config_sources``).
+rather than named (``cachectl.config.sources``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One cache's settings as a typed, immutable record, with every default in one place.
 
 Sources (files, the environment, a live app) speak Flask-Caching's ``CACHE_*``
-names, and ``cachectl.config`` merges them with the provenance ``config`` shows.
+names, and ``cachectl.config.resolve`` merges them with the provenance ``config`` shows.
 Everything downstream (the backend factory, the operations) reads this record
 instead: a setting's type, default and meaning are decided once, here, so the
 factory holds no hard-coded address and no command reads a ``CACHE_*`` string.
@@ -16,10 +16,10 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Union
 from urllib.parse import urlsplit
 
-from cachectl.constants import HASH_METHOD_NAMES, MAX_TIMEOUT
+from cachectl.config.constants import HASH_METHOD_NAMES, MAX_TIMEOUT
+from cachectl.config.generations import LEGACY, Generation
 from cachectl.errors import ConfigError
-from cachectl.generations import LEGACY, Generation
-from cachectl.secrets import (
+from cachectl.runtime.secrets import (
     display_value,
     is_secret,
     mask_url,

@@ -2,7 +2,7 @@
 
 An app may keep several ``Cache`` objects; an entry is in the one whose decorator
 stored it, so ``plan --apply`` must not run every action on one chosen cache. The
-source says which object a decorator is called on (``release_sources``: the
+source says which object a decorator is called on (``revision_sources``: the
 module-level ``Cache(...)`` it leads to, and every name that object is known by);
 the invocation says which caches exist and what ``--cache`` calls them: the
 loaded app's (``--app``: names such as ``shop.ext:cache``), the config file's
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cachectl.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
+from cachectl.release.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
 
 
 @dataclass(frozen=True)

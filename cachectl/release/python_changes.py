@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cachectl import keys
-from cachectl.git_revisions import FileChange
-from cachectl.plan_actions import (
+from cachectl.release.git_revisions import FileChange
+from cachectl.release.plan_actions import (
     KEY,
     MEMOIZED,
     VIEW,
@@ -24,9 +24,9 @@ from cachectl.plan_actions import (
     Plan,
     is_dynamic,
 )
-from cachectl.python_source import CacheUse
-from cachectl.release_sources import CacheRef, PythonSources, Revision
-from cachectl.source_scan import (
+from cachectl.release.python_source import CacheUse
+from cachectl.release.revision_sources import CacheRef, PythonSources, Revision
+from cachectl.release.source_scan import (
     UNKNOWN,
     CachedFunction,
     ModuleScan,

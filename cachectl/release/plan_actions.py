@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from cachectl import keys
 from cachectl.backends.base import escape_glob
-from cachectl.generations import CURRENT
+from cachectl.config.generations import CURRENT
 
 #: What an action does, as the command that does it on its own.
 MEMOIZED = "delete-memoized"

@@ -11,7 +11,7 @@ patterns = ["report:*"]
 ```
 
 (``"groups"`` in JSON, ``CACHECTL_GROUPS = {...}`` in a .py file.) Each entry is the
-arguments of one command, split as bash would (``cachectl.command_line``, as a batch
+arguments of one command, split as bash would (``cachectl.runtime.command_line``, as a batch
 line is: a ``#`` starts a comment only at the start of a word): ``delete-memoized``,
 ``delete-view``, ``make-fragment-key --delete``; a pattern is one glob, taken as it is, for
 ``delete --pattern``. The table is checked strictly when it is used (``groups``,
@@ -26,10 +26,10 @@ import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cachectl.command_line import LineSyntaxError, split_line
-from cachectl.config import ConfigRequest
-from cachectl.config_sources import discover_config_file, read_config_file
+from cachectl.config.resolve import ConfigRequest
+from cachectl.config.sources import discover_config_file, read_config_file
 from cachectl.errors import ConfigError
+from cachectl.runtime.command_line import LineSyntaxError, split_line
 
 #: What a group may hold, in the order its actions run.
 GROUP_KEYS = ("memoized", "views", "fragments", "patterns")

@@ -16,8 +16,8 @@ import ast
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from cachectl.git_revisions import Checkout
-from cachectl.python_source import (
+from cachectl.release.git_revisions import Checkout
+from cachectl.release.python_source import (
     ALIAS,
     CACHE,
     CACHE_DECORATORS,
@@ -31,7 +31,7 @@ from cachectl.python_source import (
     module_bindings,
     parse_source,
 )
-from cachectl.source_scan import (
+from cachectl.release.source_scan import (
     Blueprint,
     ModuleScan,
     Registration,

@@ -1,18 +1,18 @@
 """The template side of a release plan: ``{% cache %}`` blocks whose content changed.
 
-Both revisions of a changed template are parsed with Jinja2 (``templates``), and
-each block of the older one is matched with the newer one's by its name and
-vary_on expressions (by its line, for a block without a name, whose implicit
-name is the template's file name and line). A block whose parsed body differs,
-or that is gone, names the keys the older revision stored.
+Both revisions of a changed template are parsed with Jinja2
+(``cachectl.app.templates``), and each block of the older one is matched with the newer
+one's by its name and vary_on expressions (by its line, for a block without a name,
+whose implicit name is the template's file name and line). A block whose parsed body
+differs, or that is gone, names the keys the older revision stored.
 """
 
 from __future__ import annotations
 
+from cachectl.app.templates import FragmentBlock, blocks_in_source, referenced_templates
 from cachectl.errors import UsageError
-from cachectl.git_revisions import Checkout, FileChange
-from cachectl.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
-from cachectl.templates import FragmentBlock, blocks_in_source, referenced_templates
+from cachectl.release.git_revisions import Checkout, FileChange
+from cachectl.release.plan_actions import FRAGMENT, FRAGMENT_PATTERN, Action, Plan
 
 #: A Jinja2 tag that names another template (git grep's extended regular expression).
 _USES_TEMPLATE = r"\{%-?[[:space:]]*(extends|include|import|from)[[:space:]]"

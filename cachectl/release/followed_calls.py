@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ast
 
-from cachectl.git_revisions import FileChange
-from cachectl.plan_actions import Plan
-from cachectl.release_python import AppRules, plan_cached_function
-from cachectl.release_sources import PythonSources
-from cachectl.source_scan import function_nodes, module_name, without_docstrings
+from cachectl.release.git_revisions import FileChange
+from cachectl.release.plan_actions import Plan
+from cachectl.release.python_changes import AppRules, plan_cached_function
+from cachectl.release.revision_sources import PythonSources
+from cachectl.release.source_scan import function_nodes, module_name, without_docstrings
 
 #: How many calls deep a chain is followed (a helper of a helper of ...).
 MAX_DEPTH = 4

@@ -11,7 +11,7 @@ read where they are literals; anything else is reported as not known
 What a decorator is, when it is not written ``@<object>.memoize``/``.cached``
 (``@memo(300)`` after ``memo = cache.memoize``, a name imported from another
 module), only the whole repository says: the scanner asks a ``Classify``
-callback (``release_sources``). A function cached by a call rather than a
+callback (``revision_sources``). A function cached by a call rather than a
 decorator (``price = cache.memoize(60)(price_of)``) is a cached function too.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachectl.python_source import (
+from cachectl.release.python_source import (
     CACHE_DECORATORS,
     UNKNOWN,
     CacheUse,
