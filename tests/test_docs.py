@@ -1,0 +1,116 @@
+"""Documentation that cannot drift from the commands: the command reference and the man
+page are generated from the Click commands (scripts/docs_reference.py) and must equal the
+committed files; every option must have help and be named in docs/."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+CACHECTL = Path(sys.executable).with_name("cachectl")
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "docs_reference", ROOT / "scripts" / "docs_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generator = _generator()
+
+
+@pytest.mark.parametrize("path", sorted(generator.outputs()), ids=lambda path: path.name)
+def test_the_committed_file_is_what_the_commands_generate(path: Path) -> None:
+    committed = path.read_text(encoding="utf-8") if path.exists() else ""
+    assert committed == generator.outputs()[path], (
+        f"{path.relative_to(ROOT)} differs from the commands' help: "
+        "run `python scripts/docs_reference.py` and commit the result"
+    )
+
+
+@pytest.mark.parametrize("command", [None, "clear", "delete-memoized", "batch"])
+def test_the_reference_shows_what_the_installed_command_prints(command: str | None) -> None:
+    """The generator's help is the console script's own at COLUMNS=100, not a lookalike."""
+    args = [command, "--help"] if command else ["--help"]
+    printed = subprocess.run(
+        [str(CACHECTL), *args],
+        env={**os.environ, "COLUMNS": str(generator.WIDTH)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"```text\n{printed}```" in (DOCS / "reference.md").read_text(encoding="utf-8")
+
+
+def _options() -> list[tuple[str, click.Option]]:
+    from cachectl.cli import cli
+
+    found = [("cachectl", param) for param in cli.params if isinstance(param, click.Option)]
+    for name, command in generator.commands():
+        found += [
+            (f"cachectl {name}", param)
+            for param in command.params
+            if isinstance(param, click.Option)
+        ]
+    return [(where, option) for where, option in found if not option.hidden]
+
+
+OPTIONS = _options()
+
+
+def test_every_command_and_option_is_found() -> None:
+    """The parametrised checks below would pass on an empty list."""
+    from cachectl.cli.command_index import COMMAND_MODULES
+
+    assert {name for name, _ in generator.commands()} == set(COMMAND_MODULES)
+    assert len(OPTIONS) > 60
+
+
+@pytest.mark.parametrize(
+    ("where", "option"), OPTIONS, ids=[f"{where} {option.opts[-1]}" for where, option in OPTIONS]
+)
+def test_every_option_has_help_and_is_named_in_the_docs(where: str, option: click.Option) -> None:
+    assert option.help and option.help.strip(), f"{where} {option.opts[-1]} has no help text"
+    docs = "\n".join(page.read_text(encoding="utf-8") for page in sorted(DOCS.glob("*.md")))
+    for name in option.opts + option.secondary_opts:
+        if not name.startswith("--"):
+            continue
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", docs), (
+            f"{where} {name} is named nowhere in docs/"
+        )
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+def test_the_man_page_renders_without_warnings() -> None:
+    rendered = subprocess.run(
+        ["groff", "-man", "-Tutf8", "-ww", "-z", str(generator.MAN_PAGE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert rendered.stderr == ""
+    text = subprocess.run(
+        ["groff", "-man", "-Tascii", "-P", "-cbou", str(generator.MAN_PAGE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "EXIT STATUS"):
+        assert re.search(rf"^{heading}$", text, re.MULTILINE), heading
+    assert "cachectl delete-memoized" in text
+    assert "141  standard output closed" in text
