@@ -38,6 +38,8 @@ COMPLETIONS = {
     "share/zsh/site-functions/_cachectl": "completions/cachectl.zsh",
     "share/fish/vendor_completions.d/cachectl.fish": "completions/cachectl.fish",
 }
+#: Where man finds the page under an environment's prefix, and the committed page.
+MAN_PAGE = {"share/man/man1/cachectl.1": "share/man/man1/cachectl.1"}
 #: Builds and installs fetch from the package index; a cold cache takes longer than this.
 STEP_TIMEOUT = 600
 
@@ -134,6 +136,12 @@ def test_the_sdist_carries_the_license(dist: Path) -> None:
 def test_the_wheel_installs_the_completions_under_the_names_shells_load(dist: Path) -> None:
     with zipfile.ZipFile(_only(dist, "*.whl")) as wheel:
         for installed, committed in COMPLETIONS.items():
+            assert wheel.read(f"{DATA}/{installed}") == (ROOT / committed).read_bytes()
+
+
+def test_the_wheel_installs_the_man_page_where_man_looks(dist: Path) -> None:
+    with zipfile.ZipFile(_only(dist, "*.whl")) as wheel:
+        for installed, committed in MAN_PAGE.items():
             assert wheel.read(f"{DATA}/{installed}") == (ROOT / committed).read_bytes()
 
 
