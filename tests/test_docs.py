@@ -114,3 +114,39 @@ def test_the_man_page_renders_without_warnings() -> None:
         assert re.search(rf"^{heading}$", text, re.MULTILINE), heading
     assert "cachectl delete-memoized" in text
     assert "141  standard output closed" in text
+
+
+README = ROOT / "README.md"
+#: A Markdown link or image: [text](target) or ![alt](target).
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def test_the_readme_is_short() -> None:
+    """The README says what cachectl is and how to start; the reference lives in docs/."""
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def _pages() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def test_the_pages_are_found() -> None:
+    assert len(_pages()) >= 10
+
+
+def _without_code(text: str) -> str:
+    """Markdown outside fenced and inline code, where a bracket is not a link."""
+    text = re.sub(r"^```.*?^```$", "", text, flags=re.DOTALL | re.MULTILINE)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_relative_link_points_to_an_existing_file(page: Path) -> None:
+    broken = []
+    for target in LINK.findall(_without_code(page.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a URL, or a heading of the same page
+        path = target.split("#", 1)[0]
+        if not (page.parent / path).exists():
+            broken.append(target)
+    assert broken == [], f"{page.relative_to(ROOT)} links to files that do not exist"
