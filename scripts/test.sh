@@ -6,7 +6,8 @@
 #   and what pylibmc builds against;
 # - a virtual environment .venv with cachectl and its test dependencies
 #   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff and mypy, then pytest (extra arguments go to it), then the packaging step (the sdist
+# - ruff and mypy, then pytest (extra arguments go to it), then the documentation site built
+#   with mkdocs --strict in .venv-docs (docs/requirements.txt), then the packaging step (the sdist
 #   and wheel built, checked and installed: tests/test_packaging.py), then the key-derivation
 #   oracle and the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy);
 # - the real-app lane: scripts/real_apps.sh builds real apps' pinned environments, and
@@ -76,6 +77,15 @@ else
 fi
 
 run_pytest .venv/bin/python -m "not install and not packaging" "$@"
+
+# --- The documentation site (mkdocs.yml over docs/), in .venv-docs with docs/requirements.txt's
+# exact pins, so the main environment's pins do not move: --strict fails on a link to a page or
+# heading that does not exist and on a page left out of the nav.
+[ -x .venv-docs/bin/python ] || python3 -m venv .venv-docs
+.venv-docs/bin/python -m pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+docs_site=$(mktemp -d)
+.venv-docs/bin/mkdocs build --quiet --strict --site-dir "$docs_site"
+rm -rf "$docs_site"
 
 # --- The release: the sdist and wheel built as a clone builds them, checked with twine,
 # their contents checked, the wheel installed into a new environment and run there.
