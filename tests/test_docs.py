@@ -85,14 +85,35 @@ def test_every_command_and_option_is_found() -> None:
     ("where", "option"), OPTIONS, ids=[f"{where} {option.opts[-1]}" for where, option in OPTIONS]
 )
 def test_every_option_has_help_and_is_named_in_the_docs(where: str, option: click.Option) -> None:
+    """The reference counts: what --help shows of an option with help is documentation."""
     assert option.help and option.help.strip(), f"{where} {option.opts[-1]} has no help text"
     docs = "\n".join(page.read_text(encoding="utf-8") for page in sorted(DOCS.glob("*.md")))
-    for name in option.opts + option.secondary_opts:
-        if not name.startswith("--"):
-            continue
-        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", docs), (
-            f"{where} {name} is named nowhere in docs/"
-        )
+    for name in _long_names(option):
+        assert _names(docs, name), f"{where} {name} is named nowhere in docs/"
+
+
+@pytest.mark.parametrize(
+    ("where", "option"), OPTIONS, ids=[f"{where} {option.opts[-1]}" for where, option in OPTIONS]
+)
+def test_every_option_is_explained_in_a_guide(where: str, option: click.Option) -> None:
+    """Beyond its help line, each option has its place in the prose of a guide (a page of
+    docs/ other than the generated reference), where it is explained with its command."""
+    guides = "\n".join(
+        page.read_text(encoding="utf-8")
+        for page in sorted(DOCS.glob("*.md"))
+        if page.name != "reference.md"
+    )
+    for name in _long_names(option):
+        assert _names(guides, name), f"{where} {name} is explained in no guide of docs/"
+
+
+def _long_names(option: click.Option) -> list[str]:
+    return [name for name in option.opts + option.secondary_opts if name.startswith("--")]
+
+
+def _names(text: str, option_name: str) -> bool:
+    """Whether text names the option as a whole word (--max is not --max-bytes)."""
+    return re.search(rf"(?<![\w-]){re.escape(option_name)}(?![\w-])", text) is not None
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
