@@ -108,6 +108,8 @@ def _paragraphs(text: str) -> str:
 def _option_entries(command: click.Command, context: click.Context) -> list[str]:
     out = []
     for param in command.get_params(context):
+        if not isinstance(param, click.Option):
+            continue  # arguments are in the synopsis and described in the help text
         record = param.get_help_record(context)
         if record is None:
             continue
