@@ -17,7 +17,7 @@ noisy neighbour hits them alike), the wall time of each whole process:
 - ``cachectl --app 'superset.app:create_app()' config`` (no server is asked: ``config``
   reads settings only).
 
-It prints the medians, their spread and the ratios the README quotes: against the app's
+It prints the medians, their spread and the ratios docs/performance.md quotes: against the app's
 own start-up (goal: at most 1.10), and against the start-up ending as cachectl does (what
 cachectl's own imports and work add).
 

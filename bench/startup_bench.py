@@ -15,7 +15,7 @@ so a noisy neighbour hits them alike), the median of each over the rounds:
 Every contender runs in a scratch directory (no ``cachectl.toml`` or ``pyproject.toml``
 to find above it, as on an ops host) with compiled bytecode, as an installed package has.
 
-It prints the medians and the ratios the README quotes: ``get`` against the bare redis-py
+It prints the medians and the ratios docs/performance.md quotes: ``get`` against the bare redis-py
 script (goal: at most 1.15) and against the script ending as cachectl does (what cachectl
 adds by its imports and work alone), ``--help`` less ``python -c pass`` (goal: at most
 60 ms).

@@ -146,7 +146,7 @@ def test_no_module_grows_past_500_lines() -> None:
 
 
 def test_the_top_of_the_package_shows_its_layers() -> None:
-    """README, "Development": the top of the package holds the entry points and the two
+    """docs/development.md: the top of the package holds the entry points and the two
     modules every layer shares (keys, errors); every other module is in the package of its
     job, so the tree reads as the layers do. The packages import nothing themselves, so
     reaching one module of a package pays for no other."""

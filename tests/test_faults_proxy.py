@@ -124,7 +124,7 @@ def check_failure_contract(run: Run, address: str) -> dict[str, Any]:
 
 
 def check_timeout_honoured(run: Run, proxy: FaultProxy) -> None:
-    """``--timeout`` is what bounds the wait for a server that went silent (README:
+    """``--timeout`` is what bounds the wait for a server that went silent (docs/reliability.md:
     "so a dead server fails a cron job quickly"): from the moment the fault hit, the
     run may take a timeout, a retry at most, and its exit; not a client library's
     own default. Timed from the fault, not from the start, so that a slow start-up
@@ -178,7 +178,7 @@ REDIS_CASES = [
     # server's time: the first goes as EVAL (with the script's text), the others as
     # EVALSHA, in two lanes (two connections, one call of each in flight).
     # clear: the second EVALSHA (the third step) runs on the server and the reply
-    # that comes next is cut one byte in, exactly what the README's "at least" is
+    # that comes next is cut one byte in, exactly what docs/reliability.md's "at least" is
     # for: the server ran the step whose reply was lost.
     RedisCase(
         "clear",

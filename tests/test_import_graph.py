@@ -1,5 +1,5 @@
 """cachectl's modules import one another without cycles, and only downwards through the
-layers the README's "Development" section draws (cli -> operations -> the rest).
+layers docs/development.md draws (cli -> operations -> the rest).
 
 The graph is read from the source with ``ast``, so it holds every dependency the code can
 take at run time, not only those one command happens to load:
@@ -192,7 +192,7 @@ def cycles(graph: Graph) -> list[str]:
 
 
 def layer(module: str) -> int:
-    """Where a module stands in the README's layers, the top highest: the entry points
+    """Where a module stands in the layers of docs/development.md, the top highest: the entry points
     over the command line (``cli``) over the operations over everything they use
     (``config``, ``release``, ``app``, ``backends``, ``codec``, ``keys``, ``runtime``,
     ``errors``)."""
@@ -319,7 +319,7 @@ def test_no_import_cycles(graph: dict[str, set[str]]) -> None:
 
 
 def test_imports_go_only_down_through_the_layers(graph: dict[str, set[str]]) -> None:
-    """README, "Development": cli -> operations -> config, release, app, backends, codec,
+    """docs/development.md: cli -> operations -> config, release, app, backends, codec,
     keys, runtime; a layer calls only the ones below it (and the entry points, above them
     all, only wrap the command line)."""
     found = upward_imports(graph)

@@ -91,7 +91,7 @@ def test_a_large_clear_takes_long_steps_and_other_clients_barely_wait(
     # carries several of the script's SCANs (four to six here),
     assert len(steps) * 2 <= scans, (len(steps), scans)
     assert sorted(steps)[len(steps) // 2] >= budget / 2, sorted(steps)
-    # and none holds the server much past it (the README's pause bound: 10 ms).
+    # and none holds the server much past it (docs/performance.md's pause bound: 10 ms).
     assert max(steps) <= 10, sorted(steps)[-10:]
     # The other client: a typical PING waits no longer than a step or two; the
     # worst adds this machine's scheduling, yet stays far below what one blocking

@@ -2,7 +2,7 @@
 
 ``python -m tests.fuzz.report`` starts its own private redis-server and memcached
 (never the machine's), runs every corpus case once in plain mode, and prints the
-tables the README's "Reliability" section quotes, plus the cases that break the
+tables docs/reliability.md quotes, plus the cases that break the
 contract. It exists so the published numbers come from the same corpus the tests
 run, not from a hand count.
 """
