@@ -90,13 +90,11 @@ def _read_python_file(path: Path) -> dict[str, Any]:
     """Run the file as ``config.from_pyfile`` does and keep its upper-case names."""
     module = types.ModuleType("config")
     module.__file__ = str(path)
+    source = _read_bytes(path)
     try:
-        source = _read_bytes(path)
         exec(compile(source, str(path), "exec"), module.__dict__)
     except SyntaxError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from exc
-    except UnsafeFile as exc:
-        raise ConfigError(f"config file {exc}: not read") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except SystemExit as exc:
@@ -110,19 +108,21 @@ def _read_python_file(path: Path) -> dict[str, Any]:
 
 def _read_bytes(path: Path) -> bytes:
     """A named file through a link if need be (the operator chose it), a found one
-    through none and only if trusted; a FIFO or a directory is refused, not waited on."""
-    if path in _FOUND:
-        return read_trusted(path)
-    return read_regular(path, follow_symlinks=True)
+    through none and only if trusted; a FIFO or a directory is refused, not waited on.
+    Either failure is the one line of a ConfigError."""
+    try:
+        if path in _FOUND:
+            return read_trusted(path)
+        return read_regular(path, follow_symlinks=True)
+    except UnsafeFile as exc:
+        raise ConfigError(f"config file {exc}: not read") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
 
 
 def _read_data_file(path: Path) -> dict[str, Any]:
     try:
         text = _read_bytes(path).decode("utf-8")
-    except UnsafeFile as exc:
-        raise ConfigError(f"config file {exc}: not read") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     try:
