@@ -96,7 +96,7 @@ def redis_family_name() -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def redis_server_binary(name: str | None = None) -> str:
     """The binary of a Redis-family server, checked to be the version it is named for: a
     server that is missing or another version fails the session rather than skipping."""
