@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
+from tests.fuzz.forked_runs import ForkServer, forkable
+
 Arg = Union[str, bytes]  # a runtime alias: `str | bytes` fails on Python 3.9
 Mode = Literal["plain", "json", "json-after"]
 
@@ -1387,7 +1389,6 @@ import os
 import socket
 
 _PORTS = {GUARDED_PORTS!r}
-_LOG = os.environ.get("FUZZGUARD_LOG")
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex
 
@@ -1397,8 +1398,10 @@ def _blocked(address):
 
 
 def _refuse(address):
-    if _LOG:
-        with open(_LOG, "a") as log:
+    # Read at each refusal, not at start-up: a forked run gets its variables later.
+    log_path = os.environ.get("FUZZGUARD_LOG")
+    if log_path:
+        with open(log_path, "a") as log:
             log.write(f"{{address[0]}}:{{address[1]}}\\n")
     raise ConnectionRefusedError(111, "refused by the fuzz harness (a default port)")
 
@@ -1441,6 +1444,10 @@ class Outcome:
     present: list[str]
     #: host:port of every connection the guard refused (a fallback to a default server).
     guarded: list[str] = field(default_factory=list)
+    #: The run's own directory (its name differs from run to run).
+    directory: str = ""
+    #: Whether it was forked from the fork server rather than started afresh.
+    forked: bool = False
 
     @property
     def text_err(self) -> str:
@@ -1477,8 +1484,11 @@ def argv_for(case: Case, mode: Mode) -> list[Arg]:
     return argv
 
 
-def run_case(case: Case, targets: Targets, mode: Mode, base: Path) -> Outcome:
-    """Run ``case`` once through the console script, in a fresh directory under ``base``."""
+def run_case(
+    case: Case, targets: Targets, mode: Mode, base: Path, forks: ForkServer | None = None
+) -> Outcome:
+    """Run ``case`` once as the console script, in a fresh directory under ``base``: forked
+    from ``forks`` when given (and the case's variables allow), else started afresh."""
     for path in case.absent:
         if "{tmp}" not in path and os.path.lexists(path):
             raise RuntimeError(f"{path} exists before {case.id} runs: remove it first")
@@ -1501,20 +1511,26 @@ def run_case(case: Case, targets: Targets, mode: Mode, base: Path) -> Outcome:
     env = {name: str(targets.substitute(value, tmp)) for name, value in case.env.items()}
     guard_log = base / f"{tmp.name}.guard"
     env["FUZZGUARD_LOG"] = str(guard_log)
-    try:
-        done = subprocess.run(
-            [str(CONSOLE_SCRIPT), *argv],
-            input=case.stdin if case.stdin is not None else b"",
-            capture_output=True,
-            cwd=tmp,
-            env=clean_env(env, install_guard(base)),
-            timeout=SUBPROCESS_TIMEOUT,
-        )
-        returncode: int | None = done.returncode
-        stdout, stderr = done.stdout, done.stderr
-    except subprocess.TimeoutExpired as exc:
-        returncode = None
-        stdout, stderr = exc.stdout or b"", exc.stderr or b""
+    stdin = case.stdin if case.stdin is not None else b""
+    returncode: int | None
+    forked = forks is not None and forkable(case.env)
+    if forks is not None and forked:
+        returncode, stdout, stderr = forks.run(argv, env, tmp, stdin, SUBPROCESS_TIMEOUT)
+    else:
+        try:
+            done = subprocess.run(
+                [str(CONSOLE_SCRIPT), *argv],
+                input=stdin,
+                capture_output=True,
+                cwd=tmp,
+                env=clean_env(env, install_guard(base)),
+                timeout=SUBPROCESS_TIMEOUT,
+            )
+            returncode = done.returncode
+            stdout, stderr = done.stdout, done.stderr
+        except subprocess.TimeoutExpired as exc:
+            returncode = None
+            stdout, stderr = exc.stdout or b"", exc.stderr or b""
     present = [
         str(path)
         for path in (str(targets.substitute(p, tmp)) for p in case.absent)
@@ -1528,19 +1544,32 @@ def run_case(case: Case, targets: Targets, mode: Mode, base: Path) -> Outcome:
     shutil.rmtree(tmp, ignore_errors=True)
     guarded = guard_log.read_text().split() if guard_log.exists() else []
     guard_log.unlink(missing_ok=True)
-    return Outcome(case, mode, argv, returncode, stdout, stderr, present, guarded)
+    return Outcome(case, mode, argv, returncode, stdout, stderr, present, guarded, str(tmp), forked)
 
 
 def run_many(
-    jobs: Iterable[tuple[Case, Mode]], targets: Targets, base: Path, workers: int | None = None
+    jobs: Iterable[tuple[Case, Mode]],
+    targets: Targets,
+    base: Path,
+    workers: int | None = None,
+    forked: bool = True,
 ) -> Iterator[Outcome]:
-    """Run the jobs concurrently (each is its own process), in order of completion."""
+    """Run the jobs concurrently (each is its own process), in order of submission:
+    forked from one fork server (see forked_runs.py), or with ``forked=False`` each
+    started afresh through the console script."""
     jobs = list(jobs)
     workers = workers or max(4, (os.cpu_count() or 2) * 3)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_case, case, targets, mode, base) for case, mode in jobs]
-        for future in futures:
-            yield future.result()
+    forks = ForkServer(CONSOLE_SCRIPT, clean_env({}, install_guard(base))) if forked else None
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [
+                pool.submit(run_case, case, targets, mode, base, forks) for case, mode in jobs
+            ]
+            for future in futures:
+                yield future.result()
+    finally:
+        if forks is not None:
+            forks.close()
 
 
 # --- the contract ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from tests.fuzz.corpus import (
     shown,
     violations,
 )
+from tests.fuzz.forked_runs import forkable
 from tests.servers import ServerProcess, free_port
 
 #: Spare database of the private server: the corpus's Redis cases share it.
@@ -131,6 +133,61 @@ def test_json_after_the_subcommand(
     outcomes: dict[tuple[str, str], Outcome], case_id: str, mode: Mode
 ) -> None:
     _judge(outcomes, case_id, mode)
+
+
+#: Cases that also run through the real console script, started afresh: every eighth
+#: case, and every case that adds a variable or loads code of its own (an app, a Python
+#: config file), where start-up matters most. Their outcome must be the forked run's.
+SCRIPT_SAMPLE_IDS = [
+    case.id
+    for index, case in enumerate(CASES)
+    if index % 8 == 0 or case.env or any(name.endswith(".py") for name in case.files)
+]
+
+
+@pytest.fixture(scope="session")
+def script_outcomes(fuzz_targets: Targets) -> Iterator[dict[str, Outcome]]:
+    with tempfile.TemporaryDirectory(prefix="cachectl-fuzz-script-") as base:
+        jobs = [(CASES_BY_ID[case_id], "plain") for case_id in SCRIPT_SAMPLE_IDS]
+        yield {
+            outcome.case.id: outcome
+            for outcome in run_many(jobs, fuzz_targets, Path(base), forked=False)  # type: ignore[arg-type]
+        }
+
+
+def _as_run_anywhere(outcome: Outcome, stream: bytes) -> bytes:
+    """The output with what differs from run to run of the same process image written
+    out: the run's own directory (its name is random), and objects' addresses."""
+    return re.sub(
+        rb"0x[0-9a-f]{6,}", b"0x...", stream.replace(outcome.directory.encode(), b"{tmp}")
+    )
+
+
+@pytest.mark.parametrize("mode", ["plain"])
+@pytest.mark.parametrize("case_id", SCRIPT_SAMPLE_IDS)
+def test_a_forked_run_ends_as_the_console_script_does(
+    outcomes: dict[tuple[str, str], Outcome],
+    script_outcomes: dict[str, Outcome],
+    case_id: str,
+    mode: Mode,
+) -> None:
+    """The fork server saves the corpus the interpreter's start-up; it must change nothing
+    an operator would see: same exit status, same output, same contract."""
+    forked, script = outcomes[(case_id, mode)], script_outcomes[case_id]
+    assert not script.forked
+    _judge({(case_id, mode): script}, case_id, mode)
+    assert (script.returncode, script.guarded) == (forked.returncode, forked.guarded)
+    assert _as_run_anywhere(script, script.stderr) == _as_run_anywhere(forked, forked.stderr)
+    assert _as_run_anywhere(script, script.stdout) == _as_run_anywhere(forked, forked.stdout)
+
+
+def test_the_corpus_runs_forked_and_samples_the_console_script() -> None:
+    """Most runs are forked (the time the corpus takes), and the sample is broad."""
+    assert sum(forkable(case.env) for case in CASES) >= 0.95 * len(CASES)
+    assert len(SCRIPT_SAMPLE_IDS) >= 100
+    assert {CASES_BY_ID[case_id].backend for case_id in SCRIPT_SAMPLE_IDS} == set(BACKENDS) | {
+        "none"
+    }
 
 
 def test_the_corpus_covers_every_command_and_backend() -> None:

@@ -1,0 +1,130 @@
+"""A fork server for the corpus: each case's run is a process forked from one that has
+already started Python and imported cachectl, instead of a new interpreter.
+
+Started as a script (``python zygote.py SOCKET MODULE...``) with exactly the environment
+every case's console-script run gets, it imports ``cachectl.cli`` and the client modules a
+run would import, then serves requests on a Unix socket: the case's argv, the variables
+it adds to the environment, its working directory, and three descriptors (stdin, stdout,
+stderr) passed with ``SCM_RIGHTS``. For each it forks; the child becomes what the console
+script is (argv, ``sys.path[0]`` the script's directory, descriptors 0-2, nothing else
+open, the case's variables and directory), runs ``sys.exit(main())`` at the top level of
+this file and ends as any Python program ends (atexit, flushing, exit status). The server
+reports the child's pid, then its exit status (negative: the signal that ended it), as
+``subprocess`` would.
+
+What the fork cannot reproduce is interpreter start-up under another environment, so
+the client (tests/fuzz/corpus.py) sends here only cases whose variables Python does not
+read at start-up, and a sample of cases runs through the real console script too, where
+the two outcomes must be the same (tests/fuzz/test_bad_inputs.py).
+
+This file imports nothing of the tests: it runs with the console script's own imports.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+
+def _receive(connection: socket.socket) -> tuple[dict | None, list[int]]:
+    """One request: its length (8 bytes, sent with the descriptors), then a JSON document
+    of that length. None when the client has closed the connection."""
+    fds = array.array("i")
+    header, ancillary, _flags, _address = connection.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if len(header) < 8:
+        return None, list(fds)
+    size = int.from_bytes(header, "big")
+    body = bytearray()
+    while len(body) < size:
+        chunk = connection.recv(size - len(body))
+        if not chunk:
+            return None, list(fds)
+        body += chunk
+    return json.loads(body), list(fds)
+
+
+def _become_the_script(request: dict, fds: list[int]) -> None:
+    """In the child: the console script's process, as far as a fork can make it one."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.closerange(3, 1 << 16)
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.argv = [request["script"], *request["argv"]]
+    sys.path[0] = os.path.dirname(request["script"])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def serve(listener: socket.socket) -> dict | None:
+    """Serve until the client closes the socket. Returns a request in a child, None in the
+    server when it is done."""
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    while True:
+        for key, _events in selector.select(timeout=0.02):
+            if key.fileobj is listener:
+                connection, _ = listener.accept()
+                selector.register(connection, selectors.EVENT_READ)
+                continue
+            connection = key.fileobj  # type: ignore[assignment]
+            try:
+                request, fds = _receive(connection)
+            except (OSError, ValueError):
+                request, fds = None, []
+            if request is None:
+                for fd in fds:
+                    os.close(fd)
+                selector.unregister(connection)
+                for pid, owner in list(children.items()):
+                    if owner is connection:
+                        os.kill(pid, signal.SIGKILL)
+                connection.close()
+                continue
+            if request.get("stop"):
+                return None
+            pid = os.fork()
+            if pid == 0:
+                for registered in list(selector.get_map().values()):
+                    registered.fileobj.detach()  # type: ignore[union-attr]
+                selector.close()
+                _become_the_script(request, fds)
+                return request
+            for fd in fds:
+                os.close(fd)
+            children[pid] = connection
+            connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            owner = children.pop(pid, None)
+            if owner is not None:
+                code = os.waitstatus_to_exitcode(status)
+                with contextlib.suppress(OSError):
+                    owner.sendall(json.dumps({"exit": code}).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    socket_path, *preload = sys.argv[1:]
+    for module in preload:
+        importlib.import_module(module)
+    from cachectl.cli import main
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(64)
+    os.write(1, b"ready\n")  # past sys.stdout, whose buffer each child inherits empty
+    if serve(server) is None:
+        sys.exit(0)
+    sys.exit(main())
