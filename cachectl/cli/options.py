@@ -19,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 COMPAT_HELP = (
     "The Flask-Caching the app runs, whose defaults apply: 2.5 (and later), legacy "
     "(1.9-2.4), or its release (2.4, 1.10, ...: FileSystemCache's file format differs "
-    "before 1.11). Default: compat in the config file, else the Flask-Caching installed "
+    "before 1.11; 2.5.0 keys a view by a route argument named path or query_args, 2.5.1 "
+    "and 2.5 do not). Default: compat in the config file, else the Flask-Caching installed "
     "here (the app's, with --app), else what the settings or the cache show "
     "(CACHE_FILE_HASH_METHOD, FileSystemCache file names). Never guessed: with none of "
     "these, what differs between generations exits 2. Env: CACHECTL_COMPAT."

@@ -17,6 +17,8 @@ from cachectl.errors import ConfigError, UsageError
 CURRENT = "2.5"
 LEGACY = "legacy"
 GENERATIONS = (CURRENT, LEGACY)
+#: The one release whose view keys differ from the rest of its generation's (``key_form``).
+RELEASE_2_5_0 = "2.5.0"
 
 
 #: FileSystemCache's two file formats (``backends.filesystem_format`` reads them): cachelib's
@@ -47,6 +49,16 @@ class Generation(NamedTuple):
     #: part: so up to 2.1 (the library never took it off its list of remaining keywords),
     #: not from 2.2. None: the generation spans both (``legacy``, 1.9-2.4).
     keeps_ignored_keywords: bool | None = False
+    #: Whether a view argument named ``path`` or ``query_args`` forms the view's key in
+    #: place of the request's path or query string: so in 2.5.0 alone (2.5.1 reverted it).
+    #: None: the release is 2.5 but which one is not known (``--compat 2.5``).
+    view_arguments_in_key: bool | None = False
+
+    @property
+    def key_form(self) -> str:
+        """The name ``plan``'s view globs go by: the generation's, or ``2.5.0`` for that
+        release, which keys a route's ``path`` argument alone (``view_arguments_in_key``)."""
+        return RELEASE_2_5_0 if self.view_arguments_in_key is True else self.name
 
     def require_decided(self, what: str) -> None:
         """Exit 2 rather than act on a guess: ``what`` differs between generations."""
@@ -98,6 +110,20 @@ def _release(version: str) -> tuple[int, int] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
+def _patch(version: str) -> int | None:
+    """The third number of a version string (``0`` of ``2.5.0``, ``2.5.0rc1``), None when
+    it names no patch release (``2.5``): 2.5.0 and 2.5.1 form some view keys differently."""
+    pieces = version.split(".")
+    if len(pieces) < 3:
+        return None
+    digits = ""
+    for ch in pieces[2]:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits) if digits else None
+
+
 def _file_format(release: tuple[int, int]) -> str | None:
     """FileSystemCache's file format by release: its own class up to 1.10 pickled the
     expiry; from 2.0 it is cachelib's (>= 0.9), with the 4-byte header; 1.11 used
@@ -121,9 +147,13 @@ def _md5() -> Callable[..., object]:
     return hashlib.md5
 
 
-def _by_release(release: tuple[int, int], origin: str) -> Generation:
+def _by_release(release: tuple[int, int], origin: str, patch: int | None = None) -> Generation:
     if release >= (2, 5):
-        return Generation(CURRENT, _sha256(), _sha256(), origin, _file_format(release))
+        in_key: bool | None = False
+        if release == (2, 5):
+            in_key = None if patch is None else patch == 0
+        file_format = _file_format(release)
+        return Generation(CURRENT, _sha256(), _sha256(), origin, file_format, True, False, in_key)
     file_format, keeps = _file_format(release), release < (2, 2)
     return Generation(LEGACY, _md5(), _md5(), origin, file_format, True, keeps)
 
@@ -142,11 +172,15 @@ def resolve_generation(
         if installed is None:
             # 2.5's defaults, marked as a guess: what differs refuses until told.
             origin = "not known (no --compat, no compat setting, no Flask-Caching here)"
-            return Generation(CURRENT, _sha256(), _sha256(), origin, decided=False)
+            return Generation(
+                CURRENT, _sha256(), _sha256(), origin, decided=False, view_arguments_in_key=None
+            )
         else:
             release = _release(installed)
             if release is not None:
-                return _by_release(release, f"installed Flask-Caching {installed}")
+                # Read exactly: 2.5.0 and 2.5.1 form some view keys differently.
+                origin = f"installed Flask-Caching {installed}"
+                return _by_release(release, origin, _patch(installed))
             requested, origin = CURRENT, f"installed Flask-Caching {installed}"
     requested = requested.strip().lower()
     if requested in ("2.5+", "current"):
@@ -159,9 +193,9 @@ def resolve_generation(
     if release is None or not (1, 9) <= release < (4, 0):
         raise ConfigError(
             f"unknown Flask-Caching generation {requested!r} (use 2.5, legacy, or the "
-            "release the app runs, 1.9 or later: 2.4, 1.10, ...)"
+            "release the app runs, 1.9 or later: 2.5.0, 2.5.1, 2.4, 1.10, ...)"
         )
-    return _by_release(release, origin)
+    return _by_release(release, origin, _patch(requested))
 
 
 #: A FileSystemCache file name: the hex digest of the key (md5: 32, sha256: 64).
