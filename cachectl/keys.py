@@ -18,8 +18,8 @@ import inspect
 import string
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -243,6 +243,29 @@ def view_key(request: ViewKeyRequest, generation: str, hash_method: Callable[...
     # Legacy ignored key_prefix for query-string views: the path stands alone.
     base = request.path if generation == LEGACY else view_base_key(request.path, request.key_prefix)
     return base + digest
+
+
+#: The view arguments Flask-Caching 2.5.0 (that release alone) took for ``make_cache_key``'s
+#: own ``path`` and ``query_args`` when a request formed the key.
+EXPLICIT_VIEW_ARGUMENTS = ("path", "query_args")
+
+
+def with_explicit_view_arguments(
+    request: ViewKeyRequest, view_args: Mapping[str, Any]
+) -> ViewKeyRequest:
+    """The request as 2.5.0 keys it: a route argument ``path`` stands in the key for the
+    request's path (``/files/<path:path>`` at ``/files/a/b`` is ``view/a/b``), and one named
+    ``query_args``, in a query_string view, for the query string (its value parsed as one).
+    ``ValueError`` for a ``query_args`` that is not text: 2.5.0 fails on it and stores nothing.
+    """
+    path, query_args = view_args.get("path"), view_args.get("query_args")
+    if path is not None:
+        request = replace(request, path=f"{path}")
+    if query_args is not None and request.query is not None:
+        if not isinstance(query_args, str):
+            raise ValueError(f"query_args={query_args!r} is not a query string")
+        request = replace(request, query=query_args)
+    return request
 
 
 def query_variant_base(path: str, key_prefix: str, generation: str) -> str:

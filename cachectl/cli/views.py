@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,10 +22,11 @@ from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.operations import fragments as fragment_ops
-    from cachectl.operations import views
+    from cachectl.operations import view_routes, views
 else:
     fragment_ops = lazy_module("cachectl.operations.fragments")
     views = lazy_module("cachectl.operations.views")
+    view_routes = lazy_module("cachectl.operations.view_routes")
 
 
 @cli.command("delete-view")
@@ -95,6 +97,9 @@ def delete_view(
         )
     app = session.app if endpoint is not None else None
     settings = session.settings
+    route_args = None
+    if path is not None and settings.generation.view_arguments_in_key:
+        route_args = _route_arguments(session, path)
     target: dict[str, Any] = {
         "path": path,
         "endpoint": endpoint,
@@ -104,6 +109,7 @@ def delete_view(
         "view_prefix": view_prefix or DEFAULT_VIEW_PREFIX,
         "hash_method": _hash_method(hash_method),
         "app": app,
+        "view_args": route_args,
     }
     # Every check that needs no server, before any connection (and before the first
     # line of a batch runs: cachectl.runtime.checking).
@@ -200,6 +206,30 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
         session.output.notice("no {% cache %} blocks found in " + ", ".join(directories))
         return
     session.output.table(("template", "timeout", "name", "vary_on", "key"), rows)
+
+
+def _route_arguments(session: Session, path: str) -> dict[str, Any] | None:
+    """Flask-Caching 2.5.0 keys a view whose route has an argument named ``path`` or
+    ``query_args`` by that argument: the arguments of the route PATH reaches, from the
+    app's URL map with --app, else from the app's source at hand (the current directory,
+    the config file's); when neither says, one warning, and the usual key."""
+    if session.app_import is not None:
+        return view_routes.app_route_arguments(session.app, path).values
+    roots = [str(session.request.cwd)]
+    config_file = session.request.sources()[1]
+    if config_file is not None:
+        directory = os.path.dirname(os.path.abspath(os.path.join(roots[0], config_file)))
+        if directory != os.path.abspath(roots[0]):
+            roots.append(directory)
+    found = view_routes.source_route_arguments(path, roots)
+    if found.values is None:
+        session.output.warn(
+            "under Flask-Caching 2.5.0 a view whose route has an argument named path or "
+            "query_args is keyed by that argument, and which route PATH reaches is not "
+            f"known ({found.unknown}): the key is formed from {path!r}; pass --app, or "
+            "run where the app's source is"
+        )
+    return found.values
 
 
 def _hash_method(name: str | None) -> Any:

@@ -9,7 +9,7 @@ when the app serves that GET, which is the only way a callable key_prefix, a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cachectl import keys
@@ -54,10 +54,13 @@ def delete_view(
     view_prefix: str = keys.DEFAULT_VIEW_PREFIX,
     hash_method: Callable[..., Any] | None = None,
     app: Any = None,
+    view_args: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> Report:
-    """The entry of one view for ``path`` (or ``endpoint``), or all its query variants."""
+    """The entry of one view for ``path`` (or ``endpoint``), or all its query variants.
+    ``view_args``: the arguments of the route ``path`` reaches (``view_routes``), which
+    Flask-Caching 2.5.0 forms some keys from."""
     method = hash_method or settings.hash_method
     key = view_target(
         settings,
@@ -69,11 +72,29 @@ def delete_view(
         view_prefix=view_prefix,
         hash_method=method,
         app=app,
+        view_args=view_args,
     )
     if key is not None:
         return delete_keys(backend, [key], "delete-view", dry_run)
     assert path is not None
-    return delete_query_variants(backend, settings, path, view_prefix, method, dry_run, on_progress)
+    base = _explicit(settings, keys.ViewKeyRequest(path, view_prefix), view_args).path
+    return delete_query_variants(backend, settings, base, view_prefix, method, dry_run, on_progress)
+
+
+def _explicit(
+    settings: CacheSettings, request: keys.ViewKeyRequest, view_args: Mapping[str, Any] | None
+) -> keys.ViewKeyRequest:
+    """The request as the generation keys it: under 2.5.0, with the route's arguments named
+    ``path`` and ``query_args`` in place of the request's own."""
+    if not view_args or settings.generation.view_arguments_in_key is not True:
+        return request
+    try:
+        return keys.with_explicit_view_arguments(request, view_args)
+    except ValueError as exc:
+        raise UsageError(
+            f"Flask-Caching 2.5.0 cannot form the key of the view at {request.path}: {exc}, "
+            "so it stores nothing there"
+        ) from None
 
 
 def view_target(
@@ -87,6 +108,7 @@ def view_target(
     view_prefix: str = keys.DEFAULT_VIEW_PREFIX,
     hash_method: Callable[..., Any] | None = None,
     app: Any = None,
+    view_args: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Every check of a view's invalidation that needs no server (the request, the
     endpoint and its view's own key function, the key prefix, the generation), made
@@ -105,8 +127,12 @@ def view_target(
         settings.generation.require_decided("the key of a view with a query string")
     checked_view_prefix(view_prefix)
     if all_queries:
-        return None
-    request = keys.ViewKeyRequest(path, view_prefix, query)
+        in_key = settings.generation.view_arguments_in_key is True
+        if not in_key or (view_args or {}).get("query_args") is None:
+            return None
+        # 2.5.0 hashes the route's query_args, not the query string: one key for every query.
+        query = ""
+    request = _explicit(settings, keys.ViewKeyRequest(path, view_prefix, query), view_args)
     return keys.view_key(request, settings.generation.name, hash_method or settings.hash_method)
 
 

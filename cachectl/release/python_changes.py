@@ -31,6 +31,7 @@ from cachectl.release.source_scan import (
     CachedFunction,
     ModuleScan,
     Registration,
+    Route,
     join_rule,
     module_name,
 )
@@ -297,9 +298,18 @@ def static_rules(
 ) -> tuple[list[str], list[str]]:
     """The rules of a view's route decorators, with its blueprint's prefix, and what
     could not be read (as sentences)."""
+    return route_rules(function.routes, scan, revision)
+
+
+def route_rules(
+    routes: list[Route], scan: ModuleScan, revision: Revision
+) -> tuple[list[str], list[str]]:
+    """The rules of route decorators in one module, each with its blueprint's prefix, and
+    what could not be read (as sentences): ``plan``'s views, and the routes whose argument
+    names decide a view's key under Flask-Caching 2.5.0 (``route_scan``)."""
     rules: list[str] = []
     problems: list[str] = []
-    for route in function.routes:
+    for route in routes:
         if route.rule is None:
             decorator = f"@{route.owner}.route (line {route.line})"
             problems.append(f"the rule of {decorator} is not a literal")

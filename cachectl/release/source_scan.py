@@ -177,7 +177,8 @@ def _options(kind: str, call: ast.expr | None) -> dict[str, Any]:
     return options
 
 
-def _routes(decorators: list[ast.expr]) -> list[Route]:
+def route_decorators(decorators: list[ast.expr]) -> list[Route]:
+    """The GET routes among a function's decorators (``@app.route``, ``@bp.get``)."""
     routes = []
     for decorator in decorators:
         if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
@@ -281,7 +282,7 @@ def _cached(
         body_dump=body,
         parts=_parts(code, extra),
         options=options,
-        routes=_routes(node.decorator_list),
+        routes=route_decorators(node.decorator_list),
         renders=_rendered(node),
         cache_module=use.module,
         parameters=parameter_names(node.args),
