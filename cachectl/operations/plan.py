@@ -162,7 +162,7 @@ class PlanRun:
             document["dry_run"] = self.dry_run
             document["applied"] = [
                 {
-                    "command": done.action.command(done.target.settings.generation.name),
+                    "command": done.action.command(done.target.settings.generation.key_form),
                     "cache": done.target.label,
                     **done.report.document(),
                 }
@@ -200,7 +200,7 @@ def apply_plan(
     ``cache_selector``); what needs a look is not run. What a backend or the
     generation cannot do is refused before anything changes."""
     first = next(iter(targets.values()), None)
-    generation = first.settings.generation.name if first is not None else CURRENT
+    generation = first.settings.generation.key_form if first is not None else CURRENT
     run = PlanRun(plan, True, dry_run, generation)
     check_targets(plan, targets, generation)
     for action in plan.actions:  # every action's own checks, before the first runs
@@ -253,7 +253,7 @@ def _check(backend: CacheBackend, settings: CacheSettings, action: Action, app: 
         elif action.what == FRAGMENT:
             backend.check_key(checked_fragment_key(action.target, list(action.vary_on)))
     except CachectlError as exc:
-        exc.message += f" (in: {action.command(settings.generation.name)}; nothing was changed)"
+        exc.message += f" (in: {action.command(settings.generation.key_form)}; nothing was changed)"
         raise
 
 
@@ -281,7 +281,7 @@ def _apply(
         )
     if action.what in (VIEW_PATTERN, FRAGMENT_PATTERN):
         report = Report("delete-pattern", dry_run)
-        glob = action.glob(settings.generation.name) or ""
+        glob = action.glob(settings.generation.key_form) or ""
         report.purged = backend.delete_matching(glob, dry_run, on_progress)
         return report
     if action.what == KEY:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from cachectl import keys
 from cachectl.backends.base import escape_glob
-from cachectl.config.generations import CURRENT
+from cachectl.config.generations import CURRENT, RELEASE_2_5_0
 
 #: What an action does, as the command that does it on its own.
 MEMOIZED = "delete-memoized"
@@ -35,6 +35,8 @@ GROUPS = (
 )
 
 _RULE_VARIABLE = re.compile(r"<[^>]*>")
+#: A rule's variable named ``path`` (``<path>``, ``<path:path>``).
+_PATH_ARGUMENT = re.compile(r"<(?:[^<>]*:)?\s*path\s*>")
 
 
 def is_dynamic(rule: str) -> bool:
@@ -45,14 +47,21 @@ def is_dynamic(rule: str) -> bool:
 def view_glob(rule: str, view_prefix: str, query_string: bool, generation: str = CURRENT) -> str:
     """The glob (after the cache's prefix) of every key a view stored for a dynamic
     rule: each ``<variable>`` is any text; query-string views end with their hash, and
-    before Flask-Caching 2.5 had no ``key_prefix`` (``keys.query_variant_base``)."""
+    before Flask-Caching 2.5 had no ``key_prefix`` (``keys.query_variant_base``).
+
+    Flask-Caching 2.5.0 keyed a route with an argument named ``path`` by that argument's
+    value alone (``keys.with_explicit_view_arguments``), which never starts with ``/``:
+    ``[^/]*`` there, so the keys of views keyed by a request path (``view//...``) stay."""
     marker = "\0"
     path = _RULE_VARIABLE.sub(marker, rule)
+    wildcard = "*"
+    if generation == RELEASE_2_5_0 and _PATH_ARGUMENT.search(rule) and "%s" in view_prefix:
+        path, wildcard = marker, "[^/]*"
     if query_string:
         base = keys.query_variant_base(path, view_prefix, generation)
     else:
         base = keys.view_base_key(path, view_prefix)
-    glob = "*".join(escape_glob(part) for part in base.split(marker))
+    glob = wildcard.join(escape_glob(part) for part in base.split(marker))
     return glob if not query_string or glob.endswith("*") else glob + "*"
 
 
