@@ -1,0 +1,263 @@
+"""View keys exact to the Flask-Caching release, not the minor version (issue 22).
+
+Flask-Caching 2.5.0 took a view argument named ``path`` or ``query_args`` for
+``make_cache_key``'s own argument (a route ``/files/<path:path>`` is keyed ``view/a/b``);
+2.5.1 reverted that. A real app stores real entries through the test client, on a real
+Redis; cachectl's ``delete-view`` must remove exactly the entry the library stored. These
+tests run against the Flask-Caching installed: 2.5.1+ in .venv, and 2.5.0 in .venv-fc250
+(``bash scripts/fc250_env.sh``), so each release is its own oracle.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachectl.config.generations import resolve_generation
+from cachectl.release.plan_actions import view_glob
+from tests.conftest import RedisTarget, run, run_console
+
+RELEASE = metadata.version("flask-caching")
+pytestmark = pytest.mark.skipif(
+    not RELEASE.startswith("2.5."), reason="the 2.5.0/2.5.1 difference (other lanes: 2.4)"
+)
+IS_250 = RELEASE == "2.5.0"
+
+APP = """
+import os
+
+from flask import Flask
+from flask_caching import Cache
+
+cache = Cache()
+app = Flask(__name__)
+app.config.update(
+    CACHE_TYPE="RedisCache", CACHE_REDIS_URL=os.environ["RELAPP_REDIS_URL"],
+    CACHE_KEY_PREFIX="rel_", CACHE_DEFAULT_TIMEOUT=600,
+)
+cache.init_app(app)
+
+
+@app.route("/files/<path:path>")
+@cache.cached()
+def files(path):
+    return "file " + path
+
+
+@app.route("/fq/<path:path>")
+@cache.cached(query_string=True)
+def files_by_query(path):
+    return "fq " + path
+
+
+@app.route("/q/<query_args>")
+@cache.cached(query_string=True)
+def by_query_args(query_args):
+    return "q " + query_args
+
+
+@app.route("/q2/<query_args>")
+@cache.cached()
+def plain_query_args(query_args):
+    return "q2 " + query_args
+
+
+@app.route("/user/<name>")
+@cache.cached()
+def user(name):
+    return "user " + name
+
+
+@app.route("/about")
+@cache.cached()
+def about():
+    return "about"
+
+
+@app.route("/search")
+@cache.cached(query_string=True)
+def search():
+    return "search"
+"""
+
+#: (the URL requested, the delete-view arguments that name its entry).
+REQUESTS = [
+    ("/files/a/b.txt", ["/files/a/b.txt"]),
+    ("/fq/docs/x?b=2&a=1", ["/fq/docs/x", "--query", "a=1&b=2"]),
+    ("/q/k=v?z=1", ["/q/k=v", "--query", "z=1"]),
+    ("/q2/k=w", ["/q2/k=w"]),
+    ("/user/alice", ["/user/alice"]),
+    ("/about", ["/about"]),
+    ("/search?x=1", ["/search", "--query", "x=1"]),
+]
+#: The requests whose key 2.5.0 forms from a view argument.
+EXPLICIT = {"/files/a/b.txt", "/fq/docs/x?b=2&a=1", "/q/k=v?z=1"}
+_names = itertools.count()
+
+
+class Stored:
+    """The app's source in a directory, and the key the library stored for each request."""
+
+    def __init__(self, tmp_path: Path, redis_target: RedisTarget, monkeypatch: Any) -> None:
+        self.module = f"relapp_{next(_names)}"
+        self.source = tmp_path / "src"
+        self.source.mkdir()
+        (self.source / f"{self.module}.py").write_text(textwrap.dedent(APP))
+        (self.source / "settings.py").write_text(
+            f"CACHE_TYPE = 'RedisCache'\nCACHE_REDIS_URL = {redis_target.url!r}\n"
+            "CACHE_KEY_PREFIX = 'rel_'\n"
+        )
+        self.elsewhere = tmp_path / "elsewhere"
+        self.elsewhere.mkdir()
+        self.redis = redis_target
+        monkeypatch.setenv("RELAPP_REDIS_URL", redis_target.url)
+        spec = importlib.util.spec_from_file_location(
+            self.module, self.source / f"{self.module}.py"
+        )
+        assert spec is not None and spec.loader is not None
+        app_module = importlib.util.module_from_spec(spec)
+        sys.modules[self.module] = app_module
+        spec.loader.exec_module(app_module)
+        client = app_module.app.test_client()
+        self.keys: dict[str, str] = {}
+        for url, _ in REQUESTS:
+            before = self.stored()
+            assert client.get(url).status_code == 200
+            (key,) = self.stored() - before
+            self.keys[url] = key
+
+    def stored(self) -> set[str]:
+        return {key.decode() for key in self.redis.client.keys("*")}
+
+
+@pytest.fixture
+def stored(tmp_path: Path, redis_target: RedisTarget, monkeypatch: Any) -> Stored:
+    return Stored(tmp_path, redis_target, monkeypatch)
+
+
+def test_the_releases_differ_as_the_issue_says(stored: Stored) -> None:
+    """The oracle itself: 2.5.0 keys /files/<path> by the argument, 2.5.1 by request.path."""
+    files = stored.keys["/files/a/b.txt"]
+    assert files == ("rel_view/a/b.txt" if IS_250 else "rel_view//files/a/b.txt")
+    assert stored.keys["/about"] == "rel_view//about"
+    assert stored.keys["/q2/k=w"] == "rel_view//q2/k=w"  # query_args matters with query strings
+
+
+def test_the_installed_release_is_read_exactly() -> None:
+    generation = resolve_generation()
+    assert generation.origin == f"installed Flask-Caching {RELEASE}"
+    assert generation.view_arguments_in_key is IS_250
+
+
+def _delete(stored: Stored, how: str, words: list[str]) -> tuple[int, str]:
+    """delete-view by one of the ways an operator runs it: (exit code, stderr)."""
+    config_only = ["--url", stored.redis.url, "--key-prefix", "rel_"]
+    if how == "console --app":
+        done = run_console(
+            "--app", f"{stored.module}:app", "delete-view", *words, cwd=stored.source
+        )
+        return done.returncode, done.stderr.decode()
+    if how == "console, source in the current directory":
+        done = run_console(*config_only, "delete-view", *words, cwd=stored.source)
+        return done.returncode, done.stderr.decode()
+    if how == "console, source beside the config file":
+        config = str(stored.source / "settings.py")
+        done = run_console("--config", config, "delete-view", *words, cwd=stored.elsewhere)
+        return done.returncode, done.stderr.decode()
+    if how == "runner --app":
+        result = run("--app", f"{stored.module}:app", "delete-view", *words)
+        return result.exit_code, result.stderr
+    assert how == "runner, source in the current directory"
+    result = run(*config_only, "delete-view", *words)
+    return result.exit_code, result.stderr
+
+
+WAYS = [
+    "console --app",
+    "console, source in the current directory",
+    "console, source beside the config file",
+    "runner --app",
+    "runner, source in the current directory",
+]
+
+
+@pytest.mark.parametrize("how", WAYS)
+def test_delete_view_removes_exactly_the_stored_entry(
+    stored: Stored, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(stored.source)
+    monkeypatch.syspath_prepend(str(stored.source))
+    for url, words in REQUESTS:
+        before = stored.stored()
+        code, stderr = _delete(stored, how, words)
+        assert (code, "warning" not in stderr) == (0, True), (url, stderr)
+        assert before - stored.stored() == {stored.keys[url]}, (how, url)
+
+
+@pytest.mark.parametrize("console", [True, False], ids=["console", "runner"])
+def test_without_the_source_it_says_so_in_one_line(
+    stored: Stored, console: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Config-only, nothing at hand to say which route a path reaches: under 2.5.0 one
+    warning line, and the request path's key (the entry of /files/... stays); under 2.5.1
+    nothing to say, and the exact key."""
+    monkeypatch.chdir(stored.elsewhere)
+    for url, words in REQUESTS:
+        before = stored.stored()
+        args = ["--url", stored.redis.url, "--key-prefix", "rel_", "delete-view", *words]
+        if console:
+            done = run_console(*args, cwd=stored.elsewhere)
+            stderr = done.stderr.decode()
+        else:
+            stderr = run(*args).stderr
+        warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+        if IS_250:
+            assert len(warnings) == 1, stderr
+            assert "path or query_args" in warnings[0] and "--app" in warnings[0]
+            expected = set() if url in EXPLICIT else {stored.keys[url]}
+        else:
+            assert warnings == [], stderr
+            expected = {stored.keys[url]}
+        assert before - stored.stored() == expected, url
+
+
+def test_compat_names_the_release(stored: Stored, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compat 2.5.0 / 2.5.1 choose the rule whatever is installed (--dry-run: the key)."""
+    monkeypatch.chdir(stored.source)
+    for compat, expected in (("2.5.0", "view/a/b.txt"), ("2.5.1", "view//files/a/b.txt")):
+        result = run(
+            "--compat", compat, "--url", stored.redis.url, "--json",
+            "delete-view", "/files/a/b.txt", "--dry-run",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert expected in result.stdout
+        # --compat 2.5 (no patch release) keeps 2.5.1's keys, as before the release was read.
+    result = run("--compat", "2.5", "--url", stored.redis.url, "--json", "delete-view", "/files/a")
+    assert "view//files/a" in result.stdout and "warning" not in result.stderr
+
+
+def test_plan_pattern_of_a_path_route_matches_exactly_its_entries(stored: Stored) -> None:
+    """plan deletes a changed dynamic view by a glob: under 2.5.0 a route with a ``path``
+    argument stores ``view/<value>``, which the glob must reach without taking the
+    entries of views keyed by the request path."""
+    form = resolve_generation().key_form
+    for rule, query_string, urls in (
+        ("/files/<path:path>", False, {"/files/a/b.txt"}),
+        ("/fq/<path:path>", True, {"/fq/docs/x?b=2&a=1"}),
+        ("/q/<query_args>", True, {"/q/k=v?z=1"}),
+        ("/user/<name>", False, {"/user/alice"}),
+    ):
+        glob = "rel_" + view_glob(rule, "view/%s", query_string, form)
+        matched = {key.decode() for key in stored.redis.client.scan_iter(match=glob)}
+        expected = {stored.keys[url] for url in urls}
+        # 2.5.0 keys every path-argument view in one space (view/<value>): the library's own.
+        if IS_250 and "<path:path>" in rule:
+            expected = {stored.keys[u] for u in ("/files/a/b.txt", "/fq/docs/x?b=2&a=1")}
+        assert matched == expected, (rule, glob)
