@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import shlex
 import sys
 import textwrap
 from importlib import metadata
@@ -261,3 +262,22 @@ def test_plan_pattern_of_a_path_route_matches_exactly_its_entries(stored: Stored
         if IS_250 and "<path:path>" in rule:
             expected = {stored.keys[u] for u in ("/files/a/b.txt", "/fq/docs/x?b=2&a=1")}
         assert matched == expected, (rule, glob)
+
+
+@pytest.mark.parametrize("how", ["--app", "config-only, source at hand"])
+def test_batch_delete_view_lines_form_the_single_commands_keys(
+    stored: Stored, how: str, tmp_path: Path
+) -> None:
+    """``batch`` runs each ``delete-view`` line as the command runs on its own: the route's
+    arguments form the key under 2.5.0 there too, so the batch removes every entry."""
+    deploy = tmp_path / "deploy.txt"
+    deploy.write_text("".join(f"delete-view {shlex.join(words)}\n" for _, words in REQUESTS))
+    if how == "--app":
+        target = ["--app", f"{stored.module}:app"]
+    else:
+        target = ["--url", stored.redis.url, "--key-prefix", "rel_"]
+    before = stored.stored()
+    done = run_console(*target, "batch", str(deploy), cwd=stored.source)
+    stderr = done.stderr.decode()
+    assert done.returncode == 0 and "warning" not in stderr, stderr
+    assert before - stored.stored() == set(stored.keys.values())
