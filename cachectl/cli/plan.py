@@ -87,9 +87,11 @@ def plan(
     made = plan_ops.make_plan(since, until, app=app, follow_calls=follow_calls, caches=known)
     _only_the_chosen_cache(session, made, known)
     if not apply_plan:
-        # Shown with the current generation's key forms (they differ only for a
-        # dynamic query_string view's pattern, which --apply forms as the app's).
-        run = plan_ops.PlanRun(made, applied=False, dry_run=dry_run, generation=CURRENT)
+        # Shown with the key forms --apply would use, so each printed command does what
+        # applying does (they differ for a dynamic query_string view's pattern, and under
+        # Flask-Caching 2.5.0 for a route with a path argument).
+        generation = _printed_generation(session, made)
+        run = plan_ops.PlanRun(made, applied=False, dry_run=dry_run, generation=generation)
     else:
         targets = _targets(session, made)  # every cache resolved before the first runs
         with session.output.progress("deleting") as on_progress:
@@ -112,6 +114,26 @@ def plan(
         session.output.result(f"» {done.action.command(run.generation)}")
         render.report(session, done.report, done.target.backend, {})
     session.audit.record_done(run.document())
+
+
+def _printed_generation(session: Session, made: plan_actions.Plan) -> str:
+    """The key form a printed plan's commands use: as ``apply_plan`` picks it, the
+    generation of the first action's cache. A plan is printed without any configuration
+    too: then the one --compat, CACHECTL_COMPAT or the installed Flask-Caching names
+    (the release read exactly), else the current generation's."""
+    from cachectl.config.generations import resolve_generation
+    from cachectl.errors import CachectlError
+
+    selector = made.actions[0].cache_selector if made.actions else None
+    try:
+        sub = session if selector is None else session.for_cache(selector)
+        return sub.settings.generation.key_form
+    except CachectlError:
+        pass
+    try:
+        return resolve_generation(session.request.requested_compat()).key_form
+    except CachectlError:
+        return CURRENT
 
 
 def _known_caches(session: Session, applying: bool) -> plan_caches.KnownCaches | None:

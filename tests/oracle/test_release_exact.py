@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import shlex
 import sys
 import textwrap
@@ -281,3 +282,39 @@ def test_batch_delete_view_lines_form_the_single_commands_keys(
     stderr = done.stderr.decode()
     assert done.returncode == 0 and "warning" not in stderr, stderr
     assert before - stored.stored() == set(stored.keys.values())
+
+
+def test_printed_plan_is_the_applied_plan(stored: Stored) -> None:
+    """``plan`` printed forms its patterns for the release --apply forms them for (2.5.0's
+    ``view/[^/]*`` for a route with a ``path`` argument), with the cache's settings or
+    without any; and the printed command, run as printed, removes the changed view's entry."""
+    from tests.test_release_plan import git
+
+    repo = stored.source
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    module = repo / f"{stored.module}.py"
+    module.write_text(module.read_text().replace('"file " + path', '"File " + path'))
+    git(repo, "commit", "-qam", "v2")
+    target = ["--url", stored.redis.url, "--key-prefix", "rel_"]
+
+    def commands(*args: str, apply: bool = False) -> list[str]:
+        applying = ["--apply", "--dry-run"] if apply else []
+        done = run_console("--json", *args, "plan", "--since", "HEAD~1", *applying, cwd=repo)
+        assert done.returncode == 0, done.stderr
+        document = json.loads(done.stdout)
+        if document["applied"] is not None:
+            return [applied["command"] for applied in document["applied"]]
+        return [action["command"] for action in document["actions"]]
+
+    printed = commands()
+    glob = view_glob("/files/<path:path>", "view/%s", False, resolve_generation().key_form)
+    assert printed == [shlex.join(["delete", "--pattern", glob, "--yes"])]
+    assert ("[^/]*" in glob) is IS_250
+    assert commands(*target) == printed
+    assert commands(*target, apply=True) == printed
+    before = stored.stored()
+    done = run_console(*target, *shlex.split(printed[0]), cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert stored.keys["/files/a/b.txt"] in before - stored.stored()
