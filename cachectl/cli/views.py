@@ -99,7 +99,7 @@ def delete_view(
     settings = session.settings
     route_args = None
     if path is not None and settings.generation.view_arguments_in_key:
-        route_args = _route_arguments(session, path)
+        route_args = _route_arguments(session, path, query is not None or all_queries)
     target: dict[str, Any] = {
         "path": path,
         "endpoint": endpoint,
@@ -208,11 +208,12 @@ def fragments(session: Session, template_dirs: tuple[str, ...]) -> None:
     session.output.table(("template", "timeout", "name", "vary_on", "key"), rows)
 
 
-def _route_arguments(session: Session, path: str) -> dict[str, Any] | None:
+def _route_arguments(session: Session, path: str, with_query: bool) -> dict[str, Any] | None:
     """Flask-Caching 2.5.0 keys a view whose route has an argument named ``path`` or
     ``query_args`` by that argument: the arguments of the route PATH reaches, from the
     app's URL map with --app, else from the app's source at hand (the current directory,
-    the config file's); when neither says, one warning, and the usual key."""
+    the config file's); when neither says, one warning, and the usual key. ``with_query``:
+    a query-string view's (--query, --all-queries), whose key a ``query_args`` forms too."""
     if session.app_import is not None:
         return view_routes.app_route_arguments(session.app, path).values
     roots = [str(session.request.cwd)]
@@ -221,7 +222,7 @@ def _route_arguments(session: Session, path: str) -> dict[str, Any] | None:
         directory = os.path.dirname(os.path.abspath(os.path.join(roots[0], config_file)))
         if directory != os.path.abspath(roots[0]):
             roots.append(directory)
-    found = view_routes.source_route_arguments(path, roots)
+    found = view_routes.source_route_arguments(path, roots, with_query)
     if found.values is None:
         session.output.warn(
             "under Flask-Caching 2.5.0 a view whose route has an argument named path or "

@@ -15,7 +15,7 @@ import re
 from typing import Any, NamedTuple
 
 from cachectl import keys
-from cachectl.release.route_scan import source_routes
+from cachectl.release.route_scan import RouteRule, source_routes
 
 #: A rule's ``<converter:name>`` or ``<name>``: the names, to find the rules that matter.
 _VARIABLE = re.compile(r"<(?:[^<>]*:)?\s*([A-Za-z_][A-Za-z0-9_]*)\s*>")
@@ -40,35 +40,49 @@ def app_route_arguments(app: Any, path: str) -> RouteArguments:
         return RouteArguments(dict(request.view_args))
 
 
-def _names(rule: str) -> set[str]:
-    return set(_VARIABLE.findall(rule))
+def _names(rule: RouteRule) -> set[str]:
+    """The arguments Flask hands the view of ``rule``: its variables and its defaults."""
+    return set(_VARIABLE.findall(rule.rule)) | set(rule.defaults or ())
 
 
-def source_route_arguments(path: str, roots: list[str]) -> RouteArguments:
+def source_route_arguments(path: str, roots: list[str], with_query: bool = False) -> RouteArguments:
     """The arguments of the route ``path`` reaches among the GET rules in the source under
-    ``roots``; None when no route is found there, or when the rules that could matter
-    cannot be read or matched."""
+    ``roots``; None when no route is found there, or when a route the source does not
+    spell out could decide the key: one whose view could take ``path`` (or, ``with_query``,
+    for a query-string view, ``query_args``: only those form its key) and might be the one
+    reached; or any, when the route reached has such an argument (another might take the
+    path first)."""
     found = source_routes(roots)
     where = " and ".join(roots)
     if not found.rules and not found.problems:
         return RouteArguments(None, f"no route decorator found in the source under {where}")
-    explicit = [r for r in found.rules if _names(r) & set(keys.EXPLICIT_VIEW_ARGUMENTS)]
-    if found.problems:
-        first = found.problems[0]
-        return RouteArguments(None, f"some routes in the source are not known ({first})")
     if found.truncated:
         return RouteArguments(None, f"the source under {where} has too many files to read")
-    if not explicit:
-        return RouteArguments({})
+    explicit = set(keys.EXPLICIT_VIEW_ARGUMENTS) if with_query else {"path"}
+    values: dict[str, Any] = {}
+    if any(_names(rule) & explicit for rule in found.rules):
+        matched = _match(path, found.rules)
+        if matched.values is None:
+            return matched
+        values = matched.values
+    reached_explicit = bool(set(values) & explicit)
+    for unread in found.problems:
+        if reached_explicit or unread.takes & explicit:
+            return RouteArguments(None, f"a route in the source is not known: {unread.where}")
+    return RouteArguments(values)
+
+
+def _match(path: str, rules: list[RouteRule]) -> RouteArguments:
+    """What Werkzeug, matching as Flask does, hands the view of the rule ``path`` reaches."""
     try:
         from werkzeug.exceptions import HTTPException
         from werkzeug.routing import Map, RoutingException, Rule
     except ImportError:
         return RouteArguments(None, "Werkzeug (Flask's router) is not installed to match routes")
     try:
-        adapter = Map([Rule(rule, endpoint=str(n)) for n, rule in enumerate(found.rules)]).bind(
-            "localhost"
-        )
+        adapter = Map(
+            [Rule(r.rule, defaults=r.defaults, endpoint=str(n)) for n, r in enumerate(rules)]
+        ).bind("localhost")
     except (LookupError, ValueError) as exc:  # a converter of the app's own, a bad rule
         return RouteArguments(None, f"the source's routes cannot be matched here ({exc})")
     try:

@@ -13,11 +13,15 @@ import ast
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from cachectl.release.python_changes import route_rules
-from cachectl.release.python_source import SourceProblem, parse_source, unclassified
+from cachectl.release.python_source import UNKNOWN, SourceProblem, parse_source, unclassified
 from cachectl.release.revision_sources import Revision
 from cachectl.release.source_scan import ModuleScan, Route, route_decorators, scan_module
+
+#: The view arguments Flask-Caching 2.5.0 formed a key from (``keys.EXPLICIT_VIEW_ARGUMENTS``).
+_EXPLICIT = frozenset({"path", "query_args"})
 
 #: Directories that hold no app source: virtual environments (``pyvenv.cfg``) are skipped too.
 _SKIPPED = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages", "build"})
@@ -26,12 +30,29 @@ MAX_FILES = 3000
 MAX_BYTES = 2_000_000
 
 
+class RouteRule(NamedTuple):
+    """A GET rule read from the source, with its blueprint's prefix, and its ``defaults``."""
+
+    rule: str
+    defaults: dict[str, Any] | None = None
+
+
+class Unreadable(NamedTuple):
+    """A route whose rule, prefix or defaults the source does not say, as a sentence
+    naming its file and line; and which of the arguments ``path`` and ``query_args`` its
+    view could take (such a parameter, or ``**kwargs``): a view is never keyed by an
+    argument it cannot take, whatever its rule."""
+
+    where: str
+    takes: frozenset[str]
+
+
 @dataclass
 class SourceRoutes:
     """The GET rules found under some directories, and what could not be read."""
 
-    rules: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    rules: list[RouteRule] = field(default_factory=list)
+    problems: list[Unreadable] = field(default_factory=list)
     #: Whether the search stopped at ``MAX_FILES``.
     truncated: bool = False
 
@@ -53,9 +74,17 @@ def _python_files(roots: list[str]) -> Iterator[str]:
                     yield os.path.join(directory, name)
 
 
-def _routes(tree: ast.Module) -> list[Route]:
+def _takes(node: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+    """Which of ``path`` and ``query_args`` Flask could hand the view as arguments."""
+    arguments = node.args
+    if arguments.kwarg is not None:
+        return _EXPLICIT
+    return _EXPLICIT & {a.arg for a in (*arguments.args, *arguments.kwonlyargs)}
+
+
+def _routes(tree: ast.Module) -> list[tuple[Route, frozenset[str]]]:
     return [
-        route
+        (route, _takes(node))
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
         for route in route_decorators(node.decorator_list)
@@ -66,7 +95,7 @@ def source_routes(roots: list[str]) -> SourceRoutes:
     """Every GET route decorator's rule in the Python files under ``roots``, joined with
     its blueprint's ``url_prefix`` (from ``Blueprint(...)`` or ``register_blueprint``)."""
     found = SourceRoutes()
-    modules: list[tuple[str, ModuleScan, list[Route]]] = []
+    modules: list[tuple[str, ModuleScan, list[tuple[Route, frozenset[str]]]]] = []
     revision = Revision("")
     for count, path in enumerate(_python_files(roots)):
         if count >= MAX_FILES:
@@ -88,7 +117,13 @@ def source_routes(roots: list[str]) -> SourceRoutes:
         if routes:
             modules.append((path, scan, routes))
     for path, scan, routes in modules:
-        rules, problems = route_rules(routes, scan, revision)
-        found.rules += rules
-        found.problems += [f"{path}: {problem}" for problem in problems]
+        for route, takes in routes:
+            rules, problems = route_rules([route], scan, revision)
+            if route.defaults is UNKNOWN:
+                decorator = f"@{route.owner}.route (line {route.line})"
+                problems.append(f"the defaults of {decorator} are not a literal")
+            if problems:
+                found.problems += [Unreadable(f"{path}: {p}", takes) for p in problems]
+                continue
+            found.rules += [RouteRule(rule, route.defaults) for rule in rules]
     return found

@@ -68,6 +68,9 @@ class Route:
     owner: str
     rule: str | None
     line: int
+    #: Its ``defaults=`` (values Flask hands the view as arguments too): the dict when a
+    #: literal, ``UNKNOWN`` when computed (or hidden in ``**options``), None when absent.
+    defaults: Any = None
 
 
 @dataclass
@@ -192,7 +195,14 @@ def route_decorators(decorators: list[ast.expr]) -> list[Route]:
             continue
         rule = literal(decorator.args[0]) if decorator.args else None
         owner = ast.unparse(decorator.func.value)
-        routes.append(Route(owner, rule if isinstance(rule, str) else None, decorator.lineno))
+        given = [k.value for k in decorator.keywords if k.arg == "defaults"]
+        defaults = literal(given[0]) if given else None
+        if any(k.arg is None for k in decorator.keywords) or not (
+            defaults is None or isinstance(defaults, dict)
+        ):
+            defaults = UNKNOWN
+        text = rule if isinstance(rule, str) else None
+        routes.append(Route(owner, text, decorator.lineno, defaults))
     return routes
 
 

@@ -53,6 +53,13 @@ def files(path):
     return "file " + path
 
 
+@app.route("/docs/", defaults={"path": ""})
+@app.route("/docs/<path:path>")
+@cache.cached()
+def docs(path):
+    return "docs " + path
+
+
 @app.route("/fq/<path:path>")
 @cache.cached(query_string=True)
 def files_by_query(path):
@@ -92,6 +99,7 @@ def search():
 #: (the URL requested, the delete-view arguments that name its entry).
 REQUESTS = [
     ("/files/a/b.txt", ["/files/a/b.txt"]),
+    ("/docs/", ["/docs/"]),
     ("/fq/docs/x?b=2&a=1", ["/fq/docs/x", "--query", "a=1&b=2"]),
     ("/q/k=v?z=1", ["/q/k=v", "--query", "z=1"]),
     ("/q2/k=w", ["/q2/k=w"]),
@@ -100,7 +108,7 @@ REQUESTS = [
     ("/search?x=1", ["/search", "--query", "x=1"]),
 ]
 #: The requests whose key 2.5.0 forms from a view argument.
-EXPLICIT = {"/files/a/b.txt", "/fq/docs/x?b=2&a=1", "/q/k=v?z=1"}
+EXPLICIT = {"/files/a/b.txt", "/docs/", "/fq/docs/x?b=2&a=1", "/q/k=v?z=1"}
 _names = itertools.count()
 
 
@@ -149,6 +157,8 @@ def test_the_releases_differ_as_the_issue_says(stored: Stored) -> None:
     files = stored.keys["/files/a/b.txt"]
     assert files == ("rel_view/a/b.txt" if IS_250 else "rel_view//files/a/b.txt")
     assert stored.keys["/about"] == "rel_view//about"
+    # A route's defaults are view arguments too: the catch-all's empty path is the key.
+    assert stored.keys["/docs/"] == ("rel_view/" if IS_250 else "rel_view//docs/")
     assert stored.keys["/q2/k=w"] == "rel_view//q2/k=w"  # query_args matters with query strings
 
 
@@ -318,3 +328,40 @@ def test_printed_plan_is_the_applied_plan(stored: Stored) -> None:
     done = run_console(*target, *shlex.split(printed[0]), cwd=repo)
     assert done.returncode == 0, done.stderr
     assert stored.keys["/files/a/b.txt"] in before - stored.stored()
+
+
+UNREAD = """
+from relapp_routes import RULE, app
+
+
+@app.route(RULE)
+def {name}({parameters}):
+    return "elsewhere"
+"""
+
+
+@pytest.mark.parametrize("takes_path", [False, True], ids=["plain view", "view taking path"])
+def test_an_unreadable_rule_warns_only_where_it_could_decide_the_key(
+    stored: Stored, takes_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule the source does not spell out (``@app.route(RULE)``) matters under 2.5.0 only
+    where it could decide the key: at a path whose route has a ``path``/``query_args``
+    argument (it might take that path first), or anywhere if its own view could take
+    such an argument. Elsewhere no warning, and the exact key; the warning names the rule."""
+    monkeypatch.chdir(stored.source)
+    module = stored.source / "relapp_more.py"
+    parameters = "path" if takes_path else ""
+    module.write_text(UNREAD.format(name="more", parameters=parameters))
+    for url, words in REQUESTS:
+        before = stored.stored()
+        args = ["--url", stored.redis.url, "--key-prefix", "rel_", "delete-view", *words]
+        stderr = run_console(*args, cwd=stored.source).stderr.decode()
+        warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+        warned = IS_250 and (takes_path or url in EXPLICIT)
+        if warned:
+            assert len(warnings) == 1, (url, stderr)
+            assert f"{module}: the rule of @app.route (line 5) is not a literal" in warnings[0]
+        else:
+            assert warnings == [], (url, stderr)
+        exact = not warned or url not in EXPLICIT
+        assert before - stored.stored() == ({stored.keys[url]} if exact else set()), url
