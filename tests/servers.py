@@ -103,7 +103,7 @@ def redis_server_binary(name: str | None = None) -> str:
     name = name or redis_family_name()
     where, version = REDIS_FAMILY_SERVERS[name]
     if where.startswith("PATH:"):
-        binary = require_binary(where[len("PATH:"):])
+        binary = require_binary(where[len("PATH:") :])
     else:
         found = sorted(SERVERS_VENV.glob(f"lib/python3*/site-packages/{where}"))
         if not found:
@@ -145,7 +145,16 @@ class ServerProcess:
 
 @_retry_on_port_clash
 def start_redis(*extra_args: str) -> ServerProcess:
-    binary = redis_server_binary()
+    return _start_redis_family(redis_server_binary(), *extra_args)
+
+
+@_retry_on_port_clash
+def start_valkey(*extra_args: str) -> ServerProcess:
+    """valkey-server 9.1 whatever CACHECTL_REDIS_SERVER says: the Valkey tests' own."""
+    return _start_redis_family(redis_server_binary("valkey-9.1"), *extra_args)
+
+
+def _start_redis_family(binary: str, *extra_args: str) -> ServerProcess:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-redis-"))
     log = workdir / "redis.log"

@@ -42,6 +42,13 @@ def is_redis_cache(cache: Any) -> bool:
     return issubclass(type(cache), _RedisFamily)
 
 
+def is_valkey_cache(cache: Any) -> bool:
+    """Whether ``cache`` is cachelib's ValkeyCache (0.14.0 on; absent before), or a
+    subclass: the app names its server Valkey."""
+    valkey_cache = getattr(cachelib, "ValkeyCache", None)
+    return valkey_cache is not None and issubclass(type(cache), valkey_cache)
+
+
 def has_redis_client(cache: Any) -> bool:
     """Whether ``cache`` carries a redis-py client the way cachelib's Redis caches do,
     even an object of a class cachectl does not know (a subclass, a look-alike).

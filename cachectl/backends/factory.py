@@ -49,30 +49,39 @@ SWITCH_ADVICE = (
 _OPTIONS_REFUSED = "the client refuses an option of CACHE_OPTIONS or of the URL's query"
 
 
-def _redis_options(options: Any, timeout: float) -> dict[str, Any]:
-    """CACHE_OPTIONS for the client, with cachectl's own fail-fast timeouts."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+def _redis_options(options: Any, timeout: float, library: Any = None) -> dict[str, Any]:
+    """CACHE_OPTIONS for the client (of ``library``, redis-py by default), with cachectl's
+    own fail-fast timeouts."""
+    import importlib
+
+    name = getattr(library, "__name__", "redis")
+    backoff = importlib.import_module(f"{name}.backoff")
+    retry = importlib.import_module(f"{name}.retry")
 
     merged = dict(options)
     merged.update(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One attempt: --timeout is then the real bound on a dead server.
-        retry=Retry(NoBackoff(), 0),
+        retry=retry.Retry(backoff.NoBackoff(), 0),
     )
     return merged
 
 
 def _redis_client(location: RedisLocation, timeout: float) -> Any:
-    import redis
+    """A client of the library the location's family names (the valkey client for a
+    Valkey server where installed, else redis-py: both speak the protocol)."""
+    from cachectl.backends.redis_clients import client_library
+    from cachectl.config.locations import redis_py_url
 
-    options = _redis_options(location.options, timeout)
+    library = client_library(location.family)
+    options = _redis_options(location.options, timeout, library)
     try:
         if location.url:
-            client = redis.from_url(location.url, db=location.db, **options)
+            url = location.url if library.__name__ == "valkey" else redis_py_url(location.url)
+            client = library.from_url(url, db=location.db, **options)
         else:
-            client = redis.Redis(
+            client = library.Redis(
                 host=location.host,
                 port=location.port,
                 db=location.db,
@@ -86,11 +95,13 @@ def _redis_client(location: RedisLocation, timeout: float) -> Any:
     return client
 
 
-def _redis_cache(client: Any, settings: CacheSettings) -> Any:
-    """The cachelib RedisCache the app would write through (for a CACHE_SERIALIZER)."""
+def _redis_cache(client: Any, settings: CacheSettings, family: str | None = None) -> Any:
+    """The cachelib cache the app would write through (for a CACHE_SERIALIZER): a
+    ValkeyCache where the app names Valkey (given the client, of either library)."""
     import cachelib
 
-    return cachelib.RedisCache(
+    cache_class = getattr(cachelib, "ValkeyCache", None) if family == "valkey" else None
+    return (cache_class or cachelib.RedisCache)(
         host=client,
         default_timeout=settings.default_timeout,
         key_prefix=settings.key_prefix or None,
@@ -107,11 +118,12 @@ def _build_redis_family(location: Any, settings: CacheSettings, timeout: float) 
         client = _cluster_client(location, timeout)
     else:
         client = _redis_client(location, timeout)
+    family = getattr(location, "family", None)
     if settings.serializer is not None:
-        return wrap_backend(_redis_cache(client, settings), settings)
+        return wrap_backend(_redis_cache(client, settings, family), settings)
     from cachectl.backends.redis import RedisBackend
 
-    return RedisBackend.for_client(client, settings.key_prefix, settings.default_timeout)
+    return RedisBackend.for_client(client, settings.key_prefix, settings.default_timeout, family)
 
 
 def _sentinel_client(location: SentinelLocation, timeout: float) -> Any:
@@ -142,11 +154,13 @@ def _sentinel_client(location: SentinelLocation, timeout: float) -> Any:
 def _cluster_client(location: ClusterLocation, timeout: float) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
+    from cachectl.config.locations import redis_py_url
+
     options = _redis_options(location.options, timeout)
     options.pop("retry")  # the cluster client retries per node by design
     try:
         if location.url:
-            client = RedisCluster.from_url(location.url, **options)
+            client = RedisCluster.from_url(redis_py_url(location.url), **options)
         else:
             nodes = [ClusterNode(host, port) for host, port in location.nodes]
             client = RedisCluster(startup_nodes=nodes, password=location.password, **options)

@@ -5,7 +5,8 @@ nowhere but in the backend Flask-Caching built from them, so in app mode the
 connection must be read from that object: guessing it from defaults would point
 cachectl at whatever server listens on the default address. This module is the
 one place that looks inside those objects: redis-py's connection pools here
-(checked against redis-py 4.5 to 8.x), cachelib's private attributes through
+(checked against redis-py 4.5 to 8.x, and the valkey client 6.x, whose pools are
+redis-py's under other names), cachelib's private attributes through
 ``cachelib_access``.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from cachectl.app import static_lookup as static
 from cachectl.backends import cachelib_access as access
 
+_VALKEY_CACHE = "cachelib.ValkeyCache"
 #: What redis-py keeps of a TLS connection, as ``redis.Redis`` takes it back.
 _TLS_OPTIONS = (
     "ssl_keyfile",
@@ -116,6 +118,29 @@ def _read_redis_client(client: Any, reading: LiveReading) -> None:
     values["CACHE_REDIS_PORT"] = int(kwargs.get("port", 6379))
 
 
+def _as_valkey_cache(backend: Any, reading: LiveReading) -> None:
+    """A cachelib.ValkeyCache's reading as the app configures one: CACHE_TYPE
+    ``cachelib.ValkeyCache`` and the arguments Flask-Caching passes it in CACHE_OPTIONS
+    (it reads no CACHE_REDIS_* setting), so ``config`` names the server as the app does
+    and cachectl connects with the valkey client where it is installed."""
+    values = reading.values
+    if values.get("CACHE_TYPE") != "RedisCache":  # a client of another shape: as read
+        return
+    options = dict(values.pop("CACHE_OPTIONS", None) or {})
+    for name, setting in (
+        ("host", "CACHE_REDIS_HOST"),
+        ("port", "CACHE_REDIS_PORT"),
+        ("db", "CACHE_REDIS_DB"),
+        ("password", "CACHE_REDIS_PASSWORD"),
+    ):
+        if setting in values:
+            options[name] = values.pop(setting)
+    prefix = backend.key_prefix
+    if not callable(prefix):
+        options["key_prefix"] = prefix or ""
+    values.update(CACHE_TYPE=_VALKEY_CACHE, CACHE_ARGS=[], CACHE_OPTIONS=options)
+
+
 def _memcached_addresses(client: Any) -> list[str] | None:
     """Server addresses of a pylibmc or python-memcached client."""
     addresses = getattr(client, "addresses", None)  # pylibmc
@@ -183,6 +208,8 @@ def read_live_backend(backend: Any) -> LiveReading:
         reading.values["CACHE_SERIALIZER"] = serializer
     if access.has_redis_client(backend):  # every cachelib RedisCache, Sentinel and Cluster
         _read_redis_client(access.redis_client(backend), reading)
+        if access.is_valkey_cache(backend):
+            _as_valkey_cache(backend, reading)
     elif issubclass(kind, cachelib.FileSystemCache):
         _read_filesystem(backend, reading)
     elif issubclass(kind, cachelib.MemcachedCache):

@@ -1,13 +1,12 @@
-"""Redis, Redis Sentinel and Redis Cluster caches (cachelib's ``RedisCache`` family)."""
+"""Redis, Redis Sentinel and Redis Cluster caches (cachelib's ``RedisCache`` family), and
+Valkey servers (cachelib's ``ValkeyCache``): the same protocol, through redis-py or the
+valkey client (``redis_clients``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-
-import redis
-import redis.exceptions
 
 from cachectl.backends.base import (
     MISSING,
@@ -21,6 +20,7 @@ from cachectl.backends.base import (
     escape_glob,
     partial_work,
 )
+from cachectl.backends.redis_clients import client_errors, is_cluster, is_error
 from cachectl.backends.redis_deadline import bound_each_reply
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.codec.limits import current_limits
@@ -45,11 +45,16 @@ _NO_PREFIX_REFUSAL = (
 )
 
 
-def describe_client(client: Any) -> str:
-    """``redis://host:port/db`` (or the socket path) of a redis-py client, no password."""
-    if isinstance(client, redis.RedisCluster):
+def describe_client(client: Any, family: str | None = None) -> str:
+    """``redis://host:port/db`` (or the socket path) of a client, no password: valkey://
+    where the app names its server Valkey (``family``; by default, for the valkey
+    client's), whichever library speaks to it."""
+    from cachectl.backends.redis_clients import is_cluster, is_valkey, library_of
+
+    family = family or ("valkey" if is_valkey(client) else "redis")
+    if is_cluster(client):
         nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes()[:3])
-        return f"redis cluster {nodes}"
+        return f"{family} cluster {nodes}"
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     service = getattr(pool, "service_name", None)
@@ -59,10 +64,11 @@ def describe_client(client: Any) -> str:
             f"{s.connection_pool.connection_kwargs.get('port')}"
             for s in pool.sentinel_manager.sentinels
         )
-        return f"redis sentinel master {service!r} via {sentinels} db {kwargs.get('db', 0)}"
+        return f"{family} sentinel master {service!r} via {sentinels} db {kwargs.get('db', 0)}"
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    tls = issubclass(pool.connection_class, library_of(client).SSLConnection)
+    scheme = family + ("s" if tls else "")
     user = kwargs.get("username")
     auth = (
         f"{user}:****@"
@@ -75,13 +81,24 @@ def describe_client(client: Any) -> str:
 
 
 def _raised_by_redis_py(exc: BaseException) -> bool:
-    """Whether ``exc`` came out of redis-py itself (its parsers raise plain ValueError on
-    a garbled reply), not out of cachectl's own code, whose bugs must stay exit 4."""
+    """Whether ``exc`` came out of redis-py or the valkey client (their parsers raise plain
+    ValueError on a garbled reply), not out of cachectl's own code, whose bugs must stay
+    exit 4."""
     frame = exc.__traceback__
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
     module = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
-    return str(module).startswith("redis.")
+    return str(module).startswith(("redis.", "valkey."))
+
+
+def _refused_permission(exc: BaseException) -> bool:
+    """``redis_sweep.is_refused_permission``, for the valkey client's errors too."""
+    if is_refused_permission(exc):
+        return True
+    text = str(exc)
+    return is_error(exc, "ResponseError") and (
+        is_error(exc, "NoPermissionError") or "NOPERM" in text or "no permissions" in text
+    )
 
 
 class RedisBackend(CacheBackend):
@@ -103,6 +120,7 @@ class RedisBackend(CacheBackend):
         default_timeout: int,
         cache: Any = None,
         serializer: Any = None,
+        family: str | None = None,
     ) -> None:
         super().__init__(cache)
         self.client = client
@@ -113,18 +131,26 @@ class RedisBackend(CacheBackend):
         #: A non-default CACHE_SERIALIZER, or None for cachelib's own format.
         self.serializer = serializer
         self._unlink_supported = True
+        #: ``valkey`` where the app names its server so: what ``describe`` says.
+        self.family = family
 
     @classmethod
-    def for_client(cls, client: Any, key_prefix: str, default_timeout: int) -> RedisBackend:
-        """A cache cachectl reaches with its own redis-py client, in cachelib's default
-        format (which cachectl reads and writes itself: no cachelib object needed)."""
-        return cls(client, key_prefix, default_timeout)
+    def for_client(
+        cls, client: Any, key_prefix: str, default_timeout: int, family: str | None = None
+    ) -> RedisBackend:
+        """A cache cachectl reaches with its own client, in cachelib's default format
+        (which cachectl reads and writes itself: no cachelib object needed)."""
+        return cls(client, key_prefix, default_timeout, family=family)
 
     @classmethod
     def for_cachelib(cls, cache: Any, serializer: Any = None) -> RedisBackend:
         """A cachelib Redis cache (the app's own, or one built for its CACHE_SERIALIZER,
         whose writes then go through it)."""
-        from cachectl.backends.cachelib_access import redis_client, redis_key_prefix
+        from cachectl.backends.cachelib_access import (
+            is_valkey_cache,
+            redis_client,
+            redis_key_prefix,
+        )
 
         return cls(
             redis_client(cache),
@@ -132,6 +158,7 @@ class RedisBackend(CacheBackend):
             int(cache.default_timeout),
             cache=cache,
             serializer=serializer,
+            family="valkey" if is_valkey_cache(cache) else None,
         )
 
     @property
@@ -145,10 +172,10 @@ class RedisBackend(CacheBackend):
 
     @property
     def is_cluster(self) -> bool:
-        return isinstance(self.client, redis.RedisCluster)
+        return is_cluster(self.client)
 
     def describe(self) -> str:
-        return describe_client(self.client)
+        return describe_client(self.client, self.family)
 
     @contextmanager
     def server_errors(self) -> Iterator[None]:
@@ -170,22 +197,21 @@ class RedisBackend(CacheBackend):
             ) from exc
         except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63)
             raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
-        except redis.exceptions.RedisError as exc:
+        except client_errors() as exc:  # redis-py's, and the valkey client's
             message = f"{self.describe()}: {type(exc).__name__}: {exc}"
-            out_of_memory = getattr(redis.exceptions, "OutOfMemoryError", ())
-            if isinstance(exc, out_of_memory) or str(exc).startswith("OOM"):
+            if is_error(exc, "OutOfMemoryError") or str(exc).startswith("OOM"):
                 message = (
                     f"{self.describe()}: the server is out of memory and evicts nothing "
                     f"(maxmemory with a noeviction policy), so it refuses writes: {exc}"
                 )
-            elif isinstance(exc, redis.exceptions.TimeoutError):
+            elif is_error(exc, "TimeoutError"):
                 message += " (no whole reply within --timeout)"
-            elif is_refused_permission(exc):
+            elif _refused_permission(exc):
                 message = (
                     f"{self.describe()}: the server's user is not allowed this command "
                     f"(an ACL): {exc}"
                 )
-            if isinstance(exc, redis.exceptions.AuthenticationError) or "NOAUTH" in str(exc):
+            if is_error(exc, "AuthenticationError") or "NOAUTH" in str(exc):
                 message += (
                     " (a password is needed or wrong: CACHE_REDIS_PASSWORD; a file written "
                     "by config --write leaves it out, give it with FLASK_CACHE_REDIS_PASSWORD "
@@ -251,8 +277,10 @@ class RedisBackend(CacheBackend):
         if self._unlink_supported:
             try:
                 return int(self.client.unlink(*names))
-            except redis.exceptions.ResponseError as exc:
-                if "unknown command" not in str(exc).lower() and not is_refused_permission(exc):
+            except client_errors() as exc:
+                if not is_error(exc, "ResponseError") or (
+                    "unknown command" not in str(exc).lower() and not _refused_permission(exc)
+                ):
                     raise
                 # Redis < 4, or a user not allowed UNLINK: DEL removes the same keys.
                 self._unlink_supported = False

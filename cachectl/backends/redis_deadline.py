@@ -1,4 +1,4 @@
-"""Each reply of a redis-py client bounded as a whole by its socket timeout (``deadline``).
+"""Each reply of a redis-py or valkey client bounded as a whole by its socket timeout.
 
 redis-py's ``socket_timeout`` (cachectl's ``--timeout``) bounds each read of the socket.
 ``bound_each_reply`` makes the connections of a client, whatever their class (TCP, TLS,
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from cachectl.backends.deadline import DeadlineSocket
+from cachectl.backends.redis_clients import is_cluster
 
 _bounded_classes: dict[type, type] = {}
 
@@ -59,7 +58,7 @@ def bound_each_reply(client: Any) -> None:
     """Bound every reply ``client`` reads (see above). Before its first command, for a
     plain or Sentinel client; a cluster's nodes, which the client connected to at its
     creation, are made to reconnect, and the nodes it meets later are bounded too."""
-    if not isinstance(client, redis.RedisCluster):
+    if not is_cluster(client):
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             _bound_pool(pool)
@@ -72,7 +71,7 @@ def bound_each_reply(client: Any) -> None:
         _bound_pool(node.connection_pool)
         return node
 
-    manager.create_redis_node = create_bounded  # type: ignore[method-assign]
+    manager.create_redis_node = create_bounded
     for node in client.get_nodes():
         if node.redis_connection is not None:
             _bound_pool(node.redis_connection.connection_pool, drop_connections=True)

@@ -52,10 +52,10 @@ def location_of(backend: Any) -> Location | None:
 
     if not isinstance(backend, RedisBackend):
         return None
-    import redis
+    from cachectl.backends.redis_clients import is_cluster
 
     client = backend.client
-    if isinstance(client, redis.RedisCluster):
+    if is_cluster(client):
         nodes = frozenset((str(node.host), int(node.port)) for node in client.get_nodes())
         return Location("cluster", nodes, 0)
     pool = client.connection_pool

@@ -257,7 +257,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @click.option(
     "--url",
     metavar="URL",
-    help="Override CACHE_REDIS_URL (implies RedisCache when no type is set).",
+    help="Override CACHE_REDIS_URL: redis://, rediss:// (TLS), valkey://, valkeys:// or "
+    "unix:// (implies RedisCache when no type is set).",
 )
 @click.option("--key-prefix", metavar="PREFIX", help="Override CACHE_KEY_PREFIX.")
 @click.option(

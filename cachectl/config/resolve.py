@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cachectl.config.generations import Generation, resolve_generation
+from cachectl.config.locations import VALKEY_CACHE, valkey_arguments
 from cachectl.config.settings import (
     SETTING_TYPES,
     CacheSettings,
+    canonical_cache_type,
     check_types,
     generation_defaults,
     resolve_hash_method,
@@ -188,6 +190,31 @@ def _check_readable(chosen: AppCache, values: dict[str, Any], cache_type: str) -
         )
 
 
+def _valkey_cache_prefix(
+    values: dict[str, Any], sources: dict[str, str], override_labels: set[str]
+) -> None:
+    """cachelib.ValkeyCache takes its prefix and timeout from CACHE_OPTIONS (or CACHE_ARGS):
+    Flask-Caching hands it no CACHE_KEY_PREFIX. So the prefix it really uses is shown and
+    used, not Flask-Caching's default ``flask_cache_``; a command-line value still wins."""
+    raw_type = values.get("CACHE_TYPE")
+    if not raw_type or canonical_cache_type(str(raw_type)) != VALKEY_CACHE:
+        return
+    options = values.get("CACHE_OPTIONS")
+    arguments = valkey_arguments(
+        values.get("CACHE_ARGS"), options if isinstance(options, dict) else {}
+    )
+    where = f"{VALKEY_CACHE}'s arguments (CACHE_OPTIONS, CACHE_ARGS)"
+    found = (
+        ("CACHE_KEY_PREFIX", arguments.key_prefix or ""),
+        ("CACHE_DEFAULT_TIMEOUT", arguments.default_timeout),
+    )
+    for name, value in found:
+        source = sources.get(name, "")
+        if value is not None and source not in override_labels and "live backend" not in source:
+            values[name] = value
+            sources[name] = where
+
+
 def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> ResolvedConfig:
     """Merge every source of ``request`` into the effective settings of one cache.
 
@@ -252,6 +279,7 @@ def resolve_config(request: ConfigRequest, chosen: AppCache | None = None) -> Re
                 sources["CACHE_TYPE"] = f"inferred from {sources[setting]}"
                 break
 
+    _valkey_cache_prefix(values, sources, {label for _, _, label in request.overrides})
     if chosen is not None:
         _check_readable(chosen, values, str(values.get("CACHE_TYPE")))
     generation = resolve_generation(request.requested_compat(), recorded_compat)

@@ -12,20 +12,46 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import Any, NamedTuple, Union
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 from cachectl.config.constants import HASH_METHOD_NAMES, MAX_TIMEOUT
 from cachectl.config.generations import LEGACY, Generation
+from cachectl.config.locations import (
+    VALKEY_CACHE,
+    ClusterLocation,
+    CustomLocation,
+    DirectoryLocation,
+    Location,
+    MemcachedLocation,
+    RedisLocation,
+    SentinelLocation,
+    checked_host,
+    checked_servers,
+    checked_url,
+    cluster_nodes,
+    sentinel_addresses,
+    url_family,
+    valkey_arguments,
+)
 from cachectl.errors import ConfigError
 from cachectl.runtime.secrets import (
     display_value,
     is_secret,
-    mask_url,
     secret_text,
     secret_type_problem,
 )
+
+#: Re-exported: the backends and operations read the location records from here.
+__all__ = [
+    "CacheSettings",
+    "ClusterLocation",
+    "CustomLocation",
+    "DirectoryLocation",
+    "Location",
+    "MemcachedLocation",
+    "RedisLocation",
+    "SentinelLocation",
+]
 
 # --- Flask-Caching's defaults, all of them ---------------------------------------------
 
@@ -35,7 +61,6 @@ DEFAULT_THRESHOLD = 500
 DEFAULT_REDIS_HOST = "localhost"
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_REDIS_DB = 0
-DEFAULT_SENTINELS = (("127.0.0.1", 26379),)
 DEFAULT_SENTINEL_MASTER = "mymaster"
 DEFAULT_MEMCACHED_SERVERS = ("127.0.0.1:11211",)
 DEFAULT_FILE_MODE = 0o600
@@ -172,192 +197,6 @@ def check_types(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[s
     return warnings
 
 
-def _checked_url(url: str, setting: str = "CACHE_REDIS_URL") -> str:
-    """Refuse a Redis URL that names no server: redis-py would fall back to
-    localhost:6379, and act on whatever listens there."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"{setting} {mask_url(url)!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            f"{setting} {mask_url(url)!r}: the scheme must be redis://, rediss:// or unix://"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigError(f"{setting} {mask_url(url)!r} names no socket path")
-        return url
-    if not parts.hostname or port == 0 or parts.netloc.endswith(":"):
-        raise ConfigError(f"{setting} {mask_url(url)!r} names no server (host and port)")
-    _checked_host(parts.hostname, setting)
-    database = parts.path.strip("/")
-    if database and not database.isdigit():
-        raise ConfigError(f"{setting} {mask_url(url)!r}: the database must be a number")
-    return url
-
-
-def _checked_host(host: str, setting: str) -> str:
-    """A host name DNS could answer for: no blanks, labels of 63 characters at most."""
-    labels = host.strip("[]").split(".")
-    if not host or any(ch.isspace() for ch in host) or len(host) > 253:
-        raise ConfigError(f"{setting}: {host!r} is not a host name")
-    if any(len(label) > 63 for label in labels):
-        raise ConfigError(f"{setting}: {host!r} has a label over 63 characters")
-    return host
-
-
-def _checked_servers(servers: Any) -> tuple[str, ...]:
-    """memcached addresses as the clients take them (``host:port``, ``host``, a unix
-    socket); anything else would be read as some other address, or the default."""
-    if isinstance(servers, str) or not servers:
-        raise ConfigError("CACHE_MEMCACHED_SERVERS must list at least one host:port")
-    checked = []
-    for server in servers:
-        if not isinstance(server, str) or not server.strip():
-            raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {server!r} is not host:port")
-        if "@" in server:
-            raise ConfigError(
-                "CACHE_MEMCACHED_SERVERS: put credentials in CACHE_MEMCACHED_USERNAME and "
-                "CACHE_MEMCACHED_PASSWORD, not in the address"
-            )
-        if not server.startswith(("unix:", "/")):
-            host, sep, port = server.rpartition(":")
-            if not sep:
-                host, port = server, "11211"
-            if not (port.isdigit() and 0 < int(port) < 65536):
-                raise ConfigError(f"CACHE_MEMCACHED_SERVERS: {server!r} is not host:port")
-            _checked_host(host, "CACHE_MEMCACHED_SERVERS")
-        checked.append(server)
-    return tuple(checked)
-
-
-# --- where a cache lives ---------------------------------------------------------------
-# The records are NamedTuples rather than frozen dataclasses: as immutable, and several
-# times cheaper to define, which every command pays at start-up (bench/startup_bench.py).
-
-_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
-
-
-class RedisLocation(NamedTuple):
-    url: str | None
-    host: str
-    port: int
-    db: int
-    password: str | None
-    #: CACHE_OPTIONS: keyword arguments of the redis-py client, as Flask-Caching passes them.
-    options: Mapping[str, Any] = _NO_OPTIONS
-
-    def describe(self) -> str:
-        if self.url:
-            return mask_url(self.url)
-        if self.options.get("unix_socket_path"):
-            return f"unix://{self.options['unix_socket_path']}?db={self.db}"
-        scheme = "rediss" if self.options.get("ssl") else "redis"
-        return f"{scheme}://{self.host}:{self.port}/{self.db}"
-
-
-class SentinelLocation(NamedTuple):
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int
-    password: str | None
-    sentinel_password: str | None
-    options: Mapping[str, Any] = _NO_OPTIONS
-
-    def describe(self) -> str:
-        via = ",".join(f"{host}:{port}" for host, port in self.sentinels)
-        return f"sentinel master {self.master} via {via}, db {self.db}"
-
-
-class ClusterLocation(NamedTuple):
-    url: str | None
-    nodes: tuple[tuple[str, int], ...]
-    password: str | None
-    options: Mapping[str, Any] = _NO_OPTIONS
-
-    def describe(self) -> str:
-        if self.url:
-            return f"redis cluster {mask_url(self.url)}"
-        return "redis cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
-
-
-class MemcachedLocation(NamedTuple):
-    servers: tuple[str, ...]
-    username: str | None = None
-    password: str | None = None
-    #: SASL authentication (SASLMemcachedCache and SpreadSASLMemcachedCache).
-    sasl: bool = False
-    #: Values split over several keys (SpreadSASLMemcachedCache).
-    chunked: bool = False
-
-    def describe(self) -> str:
-        return "memcached " + ",".join(self.servers)
-
-
-class DirectoryLocation(NamedTuple):
-    directory: str
-    threshold: int
-    mode: int
-    #: The hash that names the files: CACHE_FILE_HASH_METHOD in 2.5; in legacy the
-    #: class default unless CACHE_OPTIONS passes hash_method to the class.
-    file_hash_method: Callable[..., Any]
-
-    def describe(self) -> str:
-        return f"directory {self.directory}"
-
-
-class CustomLocation(NamedTuple):
-    """A ``cachelib.X`` class or a custom backend class, built as Flask-Caching builds it."""
-
-    cache_type: str
-    args: tuple[Any, ...]
-    options: Mapping[str, Any]
-    #: Every CACHE_* setting, which a custom backend's factory may read.
-    config: Mapping[str, Any]
-
-    def describe(self) -> str:
-        return f"custom backend {self.cache_type}"
-
-
-Location = Union[  # a runtime alias, also on Python 3.9
-    RedisLocation,
-    SentinelLocation,
-    ClusterLocation,
-    MemcachedLocation,
-    DirectoryLocation,
-    CustomLocation,
-]
-
-
-def _sentinel_addresses(value: Any) -> tuple[tuple[str, int], ...]:
-    addresses = []
-    for given in value or DEFAULT_SENTINELS:
-        entry = tuple(given.rpartition(":")[::2]) if isinstance(given, str) else given
-        try:
-            host, port = entry
-            if "@" in str(host) or not 0 < int(port) < 65536:
-                raise ValueError(host)
-            addresses.append((_checked_host(str(host), "CACHE_REDIS_SENTINELS"), int(port)))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"CACHE_REDIS_SENTINELS: {entry!r} is not a (host, port) pair"
-            ) from exc
-    return tuple(addresses)
-
-
-def _cluster_nodes(text: str) -> tuple[tuple[str, int], ...]:
-    nodes = []
-    for address in text.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(
-                f"CACHE_REDIS_CLUSTER must list host:port pairs separated by commas, not {text!r}"
-            )
-        nodes.append((host, int(port)))
-    return tuple(nodes)
-
-
 def _location(
     cache_type: str, values: Mapping[str, Any], generation: Generation
 ) -> Location | None:
@@ -375,18 +214,20 @@ def _location(
         port = get("CACHE_REDIS_PORT", DEFAULT_REDIS_PORT)
         url = get("CACHE_REDIS_URL") or None
         if url is not None:
-            _checked_url(url)
+            checked_url(url)
         elif not host or not 0 < port < 65536:
             raise ConfigError(f"CACHE_REDIS_HOST/PORT {host!r}:{port} names no server")
         else:
-            _checked_host(host, "CACHE_REDIS_HOST")
-        return RedisLocation(url, host, port, db, password, options)
+            checked_host(host, "CACHE_REDIS_HOST")
+        return RedisLocation(url, host, port, db, password, options, url_family(url))
+    if cache_type == VALKEY_CACHE:
+        return valkey_arguments(get("CACHE_ARGS"), options).location
     if cache_type == "RedisSentinelCache":
         if not get("CACHE_REDIS_SENTINELS"):
             # Flask-Caching would try 127.0.0.1:26379: almost surely not what was meant.
             raise ConfigError("RedisSentinelCache needs CACHE_REDIS_SENTINELS (host, port pairs)")
         return SentinelLocation(
-            _sentinel_addresses(get("CACHE_REDIS_SENTINELS")),
+            sentinel_addresses(get("CACHE_REDIS_SENTINELS")),
             get("CACHE_REDIS_SENTINEL_MASTER", DEFAULT_SENTINEL_MASTER),
             db,
             password,
@@ -395,13 +236,13 @@ def _location(
         )
     if cache_type == "RedisClusterCache":
         url = get("CACHE_REDIS_URL") or None
-        nodes = () if url else _cluster_nodes(get("CACHE_REDIS_CLUSTER") or "")
+        nodes = () if url else cluster_nodes(get("CACHE_REDIS_CLUSTER") or "")
         if url is not None:
-            _checked_url(url)
+            checked_url(url)
         return ClusterLocation(url, nodes, password, options)
     if cache_type in ("MemcachedCache", "SASLMemcachedCache", "SpreadSASLMemcachedCache"):
         given = get("CACHE_MEMCACHED_SERVERS")
-        servers = _checked_servers(DEFAULT_MEMCACHED_SERVERS if given is None else given)
+        servers = checked_servers(DEFAULT_MEMCACHED_SERVERS if given is None else given)
         return MemcachedLocation(
             servers,
             get("CACHE_MEMCACHED_USERNAME"),

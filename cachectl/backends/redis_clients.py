@@ -1,0 +1,76 @@
+"""Which client library speaks to a Redis-family server: redis-py, or the valkey client.
+
+Both speak the same protocol and the valkey client is a fork of redis-py, with the same
+classes under other names (``valkey.Valkey``, ``valkey.ValkeyCluster``) and exceptions
+of its own (``valkey.exceptions.ValkeyError``), which a ``redis.exceptions`` clause does
+not catch. cachectl uses the valkey client where the app names Valkey and it is installed
+(``client_library``), and asks here, never of one library, what a client or an
+exception is. The valkey client is imported only where one is used: if it was never
+imported, no client or exception of it can exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import redis
+import redis.exceptions
+
+
+def client_library(family: str) -> ModuleType:
+    """The library cachectl connects with for a server the settings name ``family``
+    (``redis`` or ``valkey``): valkey's own client where it is installed, else redis-py."""
+    if family == "valkey":
+        try:
+            import valkey
+        except ImportError:
+            return redis
+        return valkey
+    return redis
+
+
+def _valkey() -> ModuleType | None:
+    return sys.modules.get("valkey")
+
+
+def library_of(thing: Any) -> ModuleType:
+    """The library a client, a connection pool or an exception comes from."""
+    valkey = _valkey()
+    if valkey is not None and type(thing).__module__.split(".")[0] == "valkey":
+        return valkey
+    return redis
+
+
+def is_valkey(thing: Any) -> bool:
+    """Whether ``thing`` (a client, a pool, an exception) is the valkey client's."""
+    return library_of(thing) is not redis
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a cluster client, of either library."""
+    if isinstance(client, redis.RedisCluster):
+        return True
+    valkey = _valkey()
+    return valkey is not None and isinstance(client, valkey.ValkeyCluster)
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The base class of every error of each library in use."""
+    valkey = _valkey()
+    if valkey is None:
+        return (redis.exceptions.RedisError,)
+    return (redis.exceptions.RedisError, valkey.exceptions.ValkeyError)
+
+
+def error_class(exc: BaseException, name: str) -> type[BaseException] | tuple[()]:
+    """The exception class ``name`` (``TimeoutError``) of the library ``exc`` comes from,
+    or ``()`` (matches nothing) where that library has none."""
+    found: type[BaseException] | tuple[()] = getattr(library_of(exc).exceptions, name, ())
+    return found
+
+
+def is_error(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is its library's exception ``name`` (``ResponseError``)."""
+    return isinstance(exc, error_class(exc, name))
