@@ -145,6 +145,38 @@ def test_the_wheel_installs_the_man_page_where_man_looks(dist: Path) -> None:
             assert wheel.read(f"{DATA}/{installed}") == (ROOT / committed).read_bytes()
 
 
+def test_the_sdist_holds_every_tracked_file(dist: Path) -> None:
+    """What the sdist's own tests read (completions, docs, changelog, workflow) is in it."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    with tarfile.open(_only(dist, "*.tar.gz")) as sdist:
+        top = f"flask_cachectl-{VERSION}/"
+        held = {name[len(top) :] for name in sdist.getnames() if name.startswith(top)}
+    missing = sorted(set(tracked) - held - {".gitignore"})
+    assert not missing, f"tracked files the sdist leaves out: {missing}"
+    assert not [name for name in held if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_the_sdists_own_tests_pass_from_it(dist: Path, tmp_path: Path) -> None:
+    """Unpacked, the sdist runs the tests that read the tree's files, with its own code."""
+    with tarfile.open(_only(dist, "*.tar.gz")) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    unpacked = tmp_path / f"flask_cachectl-{VERSION}"
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("CACHECTL_")
+    }
+    environment["PYTHONPATH"] = str(unpacked)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_completions.py", "tests/test_release_files.py", "tests/test_docs.py",
+         "tests/test_cli_layout.py", "tests/test_import_graph.py"],
+        cwd=unpacked, capture_output=True, text=True, env=environment, timeout=STEP_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
+
+
 def test_the_installed_wheel_runs_and_reports_its_version(dist: Path, tmp_path: Path) -> None:
     environment = tmp_path / "env"
     uv = _uv()

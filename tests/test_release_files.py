@@ -72,12 +72,72 @@ def test_the_license_is_bsd_3_clause_and_declared() -> None:
     ],
 )
 def test_the_installed_completion_is_the_committed_one(installed: str, committed: str) -> None:
-    """share/ holds links, so a regenerated completions/ script ships as it is; a link that
-    became a copy (or a checkout without symbolic links) would ship a stale or a broken file."""
+    """share/ holds links in the repository, so a regenerated completions/ script ships as it
+    is; a link that became a copy there (or a checkout without symbolic links) would ship a
+    stale or a broken file. An unpacked sdist holds copies (a tarball made by setuptools
+    follows links): there each must be the completion's bytes."""
     link = ROOT / installed
-    assert link.is_symlink(), f"{installed} must be a link to {committed}"
-    assert link.resolve() == (ROOT / committed).resolve()
+    if (ROOT / ".git").exists():
+        assert link.is_symlink(), f"{installed} must be a link to {committed}"
+        assert link.resolve() == (ROOT / committed).resolve()
+    assert link.read_bytes() == (ROOT / committed).read_bytes()
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
         "setuptools"
     ]["data-files"]
     assert data_files[str(Path(installed).parent)] == [installed]
+
+
+# --- the release workflow -----------------------------------------------------------------
+
+WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+
+
+def _workflow() -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is in the test dependency group")
+    document = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key `on` as True.
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def _runs(job: dict) -> str:
+    return "\n".join(step["run"] for step in job["steps"] if "run" in step)
+
+
+def _uses(job: dict) -> list[str]:
+    return [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+
+
+def test_a_version_tag_builds_once_and_publishes_what_was_checked() -> None:
+    workflow = _workflow()
+    assert workflow["on"] == {"push": {"tags": ["v*"]}}
+    assert workflow["permissions"] == {"contents": "read"}
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    assert "python -m build" in _runs(build)
+    assert "twine check --strict dist/*" in _runs(build)
+    assert "actions/upload-artifact" in _uses(build)
+    # The publish job builds nothing: it uploads the build job's artifact.
+    assert publish["needs"] == "build"
+    assert _runs(publish) == ""
+    assert _uses(publish) == ["actions/download-artifact", "pypa/gh-action-pypi-publish"]
+
+
+def test_publishing_is_trusted_publishing_with_no_stored_token() -> None:
+    workflow = _workflow()
+    publish = workflow["jobs"]["publish"]
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"]["name"] == "pypi"
+    assert "secrets." not in WORKFLOW.read_text(encoding="utf-8")
+    assert "id-token" not in workflow["jobs"]["build"].get("permissions", {})
+
+
+def test_the_workflows_version_check_reads_the_package_version() -> None:
+    """The step that refuses a tag naming another version reads __version__ as written."""
+    import subprocess
+
+    step = _runs(_workflow()["jobs"]["build"])
+    (program,) = re.findall(r"python -c '([^']+)'", step)
+    printed = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert printed.stdout.strip() == cachectl.__version__
