@@ -88,6 +88,8 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         self.timeout = timeout
         #: Clients for one server each, to delete a key where the crawler found it.
         self._server_clients: dict[str, Any] = {}
+        #: Meta deleters for one server each, while a clear deletes (``memcached_meta``).
+        self._deleters = {}
         # Listing takes a text command; SASL servers speak only the binary protocol.
         # (A server whose crawler is off is refused when it is asked.)
         self.can_list_keys = not sasl

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import IO, Any, NamedTuple, NoReturn
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from cachectl.backends.deadline import DeadlineSocket
 from cachectl.errors import BackendError
@@ -208,27 +208,52 @@ def check_crawler(server: str, timeout: float) -> None:
 _WALKS = (b"hash", b"all")
 
 
-def metadump(server: str, timeout: float) -> Iterator[Item]:
-    """Every live item on ``server``. The dump is read whole by this call, into a temporary
-    file (in memory up to ``SPOOL_IN_MEMORY``), and only then handed out: while the
-    crawler waits for its client to read, it can hold a lock a delete of the same key
-    needs, so deleting on that server while its dump is still coming would deadlock.
-    Reading at full speed also keeps the crawler's work on the server short, and a
-    garbled dump fails before anything is removed."""
-    return _replay(server, _read_dump(server, timeout))
+def metadump(server: str, timeout: float, prefix: bytes = b"") -> Dump:
+    """Every live item on ``server`` whose key starts with ``prefix``. The dump is read
+    whole by this call, the items kept into a temporary file (in memory up to
+    ``SPOOL_IN_MEMORY``), and only then handed out: while the crawler waits for its client
+    to read, it can hold a lock a delete of the same key needs, so deleting on that server
+    while its dump is still coming would deadlock. Reading at full speed also keeps the
+    crawler's work on the server short, and a garbled dump fails before anything is
+    removed. The dump is read in blocks and checked, then filtered by ``prefix``, a block
+    at a time by regular expressions: no Python code runs for a key of another app."""
+    return Dump(_read_dump(server, timeout, prefix))
 
 
-def _replay(server: str, spool: IO[bytes]) -> Iterator[Item]:
-    """The items of a spool ``_spooled`` wrote (``key exp size`` a line, checked)."""
-    try:
-        for line in spool:
-            key, expires, size = line.split()
-            yield Item(unquote_to_bytes(key), int(expires) if expires != b"-1" else None, int(size))
-    finally:
-        spool.close()
+class Dump:
+    """One server's items under a prefix, read once: as items, or as batches of keys."""
+
+    def __init__(self, spool: IO[bytes]) -> None:
+        self.spool = spool
+
+    def __iter__(self) -> Iterator[Item]:
+        """The items, one by one (``key exp size`` a line, checked when spooled)."""
+        try:
+            for line in self.spool:
+                key, expires, size = line.split()
+                if b"%" in key:
+                    key = unquote_to_bytes(key)
+                yield Item(key, int(expires) if expires != b"-1" else None, int(size))
+        finally:
+            self.spool.close()
+
+    def key_batches(self, size: int) -> Iterator[list[bytes]]:
+        """The keys alone, ``size`` at a time (a clear of every key under the prefix)."""
+        try:
+            batch: list[bytes] = []
+            for line in self.spool:
+                key = line[: line.index(b" ")]
+                batch.append(unquote_to_bytes(key) if b"%" in key else key)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            self.spool.close()
 
 
-def _read_dump(server: str, timeout: float) -> IO[bytes]:
+def _read_dump(server: str, timeout: float, prefix: bytes) -> IO[bytes]:
     deadline = time.monotonic() + timeout
     walks = list(_WALKS)
     while True:
@@ -242,25 +267,28 @@ def _read_dump(server: str, timeout: float) -> IO[bytes]:
                 continue
             # BUSY: another crawl is running (another cachectl); try again until the timeout.
             if not (line.startswith(b"BUSY") and time.monotonic() < deadline):
-                return _spooled(connection, line)
+                return _spooled(connection, line, prefix)
         finally:
             connection.close()
         time.sleep(_BUSY_PAUSE)
 
 
-def _spooled(connection: _Connection, line: bytes) -> IO[bytes]:
-    """The dump's items, each line checked, up to its ``END``: ``key exp size`` a line
-    (the key as the server encoded it), in a rewound file."""
-    server = connection.server
+def _spooled(connection: _Connection, line: bytes, prefix: bytes) -> IO[bytes]:
+    """The dump's items under ``prefix``, every line checked, up to its ``END``: ``key
+    exp size`` a line (the key as the server encoded it), in a rewound file."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115  # closed by metadump
+    quoted = quote_from_bytes(prefix, safe="-._~").encode("ascii")  # as memcached encodes
+    encoded = b"\nkey=" + quoted
+    keep = re.compile(rb"\nkey=(" + re.escape(quoted) + _ITEM_REST)
     try:
-        while line != b"END":
-            found = _ITEM.match(line)
-            if found is None:
-                _refuse(server, line)
-            size = _SIZE.search(line, found.end())
-            spool.write(b"%s %s %s\n" % (found[1], found[2], size[1] if size else b"0"))
-            line = connection.line()
+        for block in _blocks(connection, line + (b"\r\n" if line == b"END" else b"\n")):
+            block = b"\n" + block
+            found = keep.findall(block)
+            if not _well_formed(block) or len(found) != block.count(encoded):
+                _refuse_block(connection.server, block[1:])
+            spool.write(
+                b"".join(b"%s %s %s\n" % (key, exp, size or b"0") for key, exp, size in found)
+            )
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -268,10 +296,68 @@ def _spooled(connection: _Connection, line: bytes) -> IO[bytes]:
     return spool
 
 
-#: An item line: ``key=<urlencoded> exp=<unix time|-1>``, then other fields (``size=``
-#: among them from 1.5 on); the key as the server encodes it, never holding a space.
-_ITEM = re.compile(rb"key=(\S+) exp=(-?\d{1,20})(?= |\Z)")
-_SIZE = re.compile(rb" size=(\d{1,20})(?= |\Z)")
+def _well_formed(block: bytes) -> bool:
+    """Whether every line of ``block`` (``\\n`` + whole lines) is printable text starting
+    with ``key=`` and naming an ``exp=``: checked a block at a time, in C. The lines of the
+    app's keys are parsed in full besides (``_ITEM_REST``), their count checked."""
+    lines = block.count(b"\n") - 1
+    return (
+        not block.translate(None, _PRINTABLE)
+        and block.count(b"\nkey=") == lines
+        and block.count(b" exp=") >= lines
+    )
+
+
+def _blocks(connection: _Connection, first: bytes) -> Iterator[bytes]:
+    """The dump in blocks of whole lines (each ending with ``\\n``), up to its ``END``
+    line (left out). Each line must arrive whole within the timeout, as ``line`` has it:
+    the clock restarts only when a line ends, so a server trickling one line forever
+    fails; a line longer than ``MAX_LINE`` fails too."""
+    server = connection.server
+    pending = first
+    while True:
+        cut = pending.rfind(b"\n") + 1
+        block, pending = pending[:cut], pending[cut:]
+        if block.endswith(b"END\r\n") and (len(block) == 5 or block[-6:-5] == b"\n"):
+            if pending:
+                raise BackendError(f"memcached {server}: more after the end of the metadump")
+            if len(block) > 5:
+                yield block[:-5]
+            return
+        if block:
+            yield block
+            connection.sock.expect_reply()  # a line ended: the next one gets its own time
+        if len(pending) >= MAX_LINE:
+            raise BackendError(
+                f"memcached {server}: a reply line longer than {MAX_LINE} bytes "
+                f"(not a memcached metadump?): {pending[:60]!r}"
+            )
+        try:
+            more = connection.reader.read1(_BLOCK)
+        except OSError as exc:  # socket.timeout included
+            raise BackendError(f"memcached {server}: {exc or 'timed out'}") from exc
+        if not more:
+            raise BackendError(f"memcached {server}: the connection was closed mid-reply")
+        pending += more
+
+
+#: Bytes read from a dump at a time.
+_BLOCK = 1 << 20
+#: An item line, after ``key=`` and the (URL-encoded) prefix: the rest of the key, then
+#: ``exp=<unix time|-1>``, then other fields (``size=`` among them from 1.5 on).
+_ITEM_REST = rb"[!-~]{0,900}) exp=(-?\d{1,20})(?=[ \n])(?:[^\n]*? size=(\d{1,20})(?=[ \n]))?"
+#: The bytes of a dump's lines: printable ASCII (keys are URL-encoded), spaces, ends.
+_PRINTABLE = bytes(range(32, 127)) + b"\n"
+#: One whole item line, for naming the first bad one.
+_LINE = re.compile(rb"key=[!-~]{1,900} exp=-?\d{1,20}(?: [ -~]{0,1000})?")
+
+
+def _refuse_block(server: str, block: bytes) -> NoReturn:
+    """The first line of ``block`` that is not an item line, named."""
+    for line in block.split(b"\n")[:-1]:
+        if _LINE.fullmatch(line) is None:
+            _refuse(server, line.rstrip(b"\r"))
+    raise BackendError(f"memcached {server}: unexpected reply to metadump")  # not reached
 
 
 def _refuse(server: str, line: bytes) -> NoReturn:

@@ -5,8 +5,9 @@ holds (``memcached_crawler``). This module walks that dump on every server of
 CACHE_MEMCACHED_SERVERS, keeps the keys under the app's prefix (cachelib prefixes a
 key by plain concatenation, as the app's client sends it), matches the rest with the
 same glob reading as ``--exclude`` (``exclusions.parse_glob``: Redis's ``SCAN MATCH``
-syntax), and removes what matched in batches of ``BATCH_SIZE`` with the client
-library's ``delete_multi``, on the server each key was found on.
+syntax), and removes what matched on the server each key was found on, in batches of
+quiet meta deletes pipelined on one connection (``memcached_meta``; the client library's
+``delete_multi`` on a server before 1.6).
 
 SpreadSASLMemcachedCache splits a value over ``KEY.0``, ``KEY.1``, ...: its keys are
 listed once, as ``KEY`` (from ``KEY.0``), and removed with every chunk.
@@ -23,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 from cachectl.backends.base import BATCH_SIZE, ProgressCallback, Tally, partial_work
 from cachectl.backends.exclusions import GlobError, parse_glob
 from cachectl.backends.memcached_clients import pylibmc_client, python_memcached_client
-from cachectl.backends.memcached_crawler import CrawlerRefused, Item, check_crawler, metadump
+from cachectl.backends.memcached_crawler import (
+    CrawlerRefused,
+    Dump,
+    Item,
+    check_crawler,
+    metadump,
+)
+from cachectl.backends.memcached_meta import META_BATCH, MetaDeleter, open_deleter
 from cachectl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +75,8 @@ class CrawledKeys:
     get: Callable[..., Any]  # the backend's: a value read safely
     #: Set once every server said it can list its keys.
     _listing_checked = False
+    #: A meta deleter for each server a clear is deleting on (None: before 1.6).
+    _deleters: dict[str, MetaDeleter | None]
 
     @property
     def key_prefix(self) -> str:
@@ -95,18 +105,22 @@ class CrawledKeys:
             raise UsageError(why)
         self._listing_checked = True
 
-    def _walk(self, matches: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes, Item]]:
-        """(server, rest, item) of each key under the prefix whose rest ``matches``. Every
-        server is checked, then every server's dump read (spooled), before the first key
-        is handed out: a refusal or a garbled dump comes before anything is removed."""
+    def _dumps(self) -> list[tuple[str, Dump]]:
+        """Every server's items under the prefix. Every server is checked, then every
+        server's dump read (spooled), before the first key is handed out: a refusal or a
+        garbled dump comes before anything is removed."""
         self.require_key_listing()
         prefix = self.key_prefix.encode("utf-8")
-        cut = len(prefix)
         try:
-            dumps = [(server, metadump(server, self.timeout)) for server in self.servers]
+            return [(server, metadump(server, self.timeout, prefix)) for server in self.servers]
         except CrawlerRefused as refused:  # a server without metadump (1.4.23-1.4.30)
             raise UsageError(f"memcached cannot list its keys: {refused}") from None
-        for server, items in dumps:
+
+    def _walk(self, matches: Callable[[bytes], bool]) -> Iterator[tuple[str, bytes, Item]]:
+        """(server, rest, item) of each key under the prefix whose rest ``matches``."""
+        prefix = self.key_prefix.encode("utf-8")
+        cut = len(prefix)
+        for server, items in self._dumps():
             for item in items:
                 if not item.key.startswith(prefix):
                     continue
@@ -131,31 +145,48 @@ class CrawledKeys:
         exclusions: Exclusions | None = None,
     ) -> int:
         """Remove (or count) the listed keys matching ``pattern``, but those
-        ``exclusions`` keep, a batch of each server's keys per ``delete_multi``."""
+        ``exclusions`` keep, a batch of each server's keys at a time (``_delete_on``)."""
         # Refusals (a glob, a server) come first: not failures midway, with a count.
         matches = key_matcher(pattern)
         self.require_key_listing()
         tally = Tally(on_progress)
         prefix = self.key_prefix.encode("utf-8")
-        with partial_work(tally, "counted" if dry_run else "removed"), self._client_errors():
-            for server, batch in self._server_batches(matches):
-                if exclusions is not None:
-                    batch = [name[len(prefix) :] for name in exclusions.split(
-                        [prefix + rest for rest in batch], len(prefix)
-                    )]  # fmt: skip
-                if not dry_run and batch:
-                    self._delete_on(server, [prefix + rest for rest in batch])
-                tally.add(len(batch))
+        try:
+            with partial_work(tally, "counted" if dry_run else "removed"), self._client_errors():
+                for server, batch in self._server_batches(matches, pattern == "*"):
+                    if exclusions is not None:
+                        batch = [name[len(prefix) :] for name in exclusions.split(
+                            [prefix + rest for rest in batch], len(prefix)
+                        )]  # fmt: skip
+                    if not dry_run and batch:
+                        self._delete_on(server, [prefix + rest for rest in batch])
+                    tally.add(len(batch))
+        finally:
+            for deleter in self._deleters.values():
+                if deleter is not None:
+                    deleter.close()
+            self._deleters.clear()
         return tally.count
 
     def _server_batches(
-        self, matches: Callable[[bytes], bool]
+        self, matches: Callable[[bytes], bool], every: bool
     ) -> Iterator[tuple[str, list[bytes]]]:
-        """Batches of matching rests, each from one server."""
+        """Batches of matching rests, each from one server: ``META_BATCH`` keys where
+        they go as meta deletes, ``BATCH_SIZE`` where they go through the client library.
+        ``every`` (every key under the prefix, none chunked): batches straight from the
+        dumps, no key looked at one by one but for its prefix."""
+        size = BATCH_SIZE if self.chunked else META_BATCH
+        if every and not self.chunked:
+            prefix = self.key_prefix.encode("utf-8")
+            cut = len(prefix)
+            for server, dump in self._dumps():
+                for keys in dump.key_batches(size):
+                    yield server, [key[cut:] for key in keys if key.startswith(prefix)]
+            return
         batch: list[bytes] = []
         current = ""
         for server, rest, _item in self._walk(matches):
-            if batch and (server != current or len(batch) >= BATCH_SIZE):
+            if batch and (server != current or len(batch) >= size):
                 yield current, batch
                 batch = []
             current = server
@@ -164,16 +195,26 @@ class CrawledKeys:
             yield current, batch
 
     def _delete_on(self, server: str, names: list[bytes]) -> None:
-        """``delete_multi`` of ``names`` on the server they were found on (a key the
-        client's hash would send elsewhere, left from an older server list, goes too);
-        spread values with every chunk, where the app's client put them."""
+        """Delete ``names`` on the server they were found on (a key the client's hash
+        would send elsewhere, left from an older server list, goes too): quiet meta
+        deletes pipelined on one connection (``memcached_meta``); through the client
+        library on a server before 1.6, and for spread values (every chunk, where the
+        app's client put them)."""
+        if not self.chunked:
+            if server not in self._deleters:
+                self._deleters[server] = open_deleter(server, self.timeout)
+            deleter = self._deleters[server]
+            if deleter is not None:
+                deleter.delete(names)
+                return
         client = self.client
         if self.chunked:
             names = [name + b".%d" % n for name in names for n in range(32)]
         elif len(self.servers) > 1:
             client = self._client_for(server)
-        client.delete_multi(names)
-        self._ensure_alive(client)
+        for start in range(0, len(names), BATCH_SIZE):
+            client.delete_multi(names[start : start + BATCH_SIZE])
+            self._ensure_alive(client)
 
     def _client_for(self, server: str) -> Any:
         """A client of the same library as the app's, for ``server`` alone."""
