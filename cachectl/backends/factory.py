@@ -213,19 +213,8 @@ def _build_memcached(location: MemcachedLocation, settings: CacheSettings, timeo
                 f"{settings.cache_type} authenticates with SASL, which needs pylibmc: "
                 "pip install pylibmc"
             ) from exc
-    else:
-        try:
-            import pylibmc  # noqa: F401  # cachelib prefers it, so the app does too
-        except ImportError:
-            try:
-                client = memcached_clients.python_memcached_client(servers, timeout)
-            except ImportError as exc:
-                raise ConfigError(
-                    "MemcachedCache needs a memcached client: "
-                    "pip install 'flask-cachectl[memcached]'"
-                ) from exc
-        else:
-            client = memcached_clients.pylibmc_client(servers, timeout)
+    else:  # the library the app uses (memcache_client_lib, else cachelib's order)
+        client = memcached_clients.build_client(servers, timeout, location.client_lib)
     return cachelib.MemcachedCache(
         client, default_timeout=settings.default_timeout, key_prefix=settings.key_prefix or None
     )

@@ -160,7 +160,22 @@ def _memcached_addresses(client: Any) -> list[str] | None:
     return None
 
 
+#: The top package of a memcached client's class, and cachelib's memcache_client_lib name.
+_CLIENT_PACKAGES = {
+    "pylibmc": "pylibmc",
+    "_pylibmc": "pylibmc",
+    "memcache": "memcache",
+    "libmc": "libmc",
+    "google": "google",
+}
+
+
 def _read_memcached(backend: Any, reading: LiveReading) -> None:
+    # The library cachelib chose decides the value format and the servers a key goes to:
+    # read from the client's class (its module), nothing of it run.
+    package = type(access.memcached_client(backend)).__module__.split(".")[0]
+    if package in _CLIENT_PACKAGES and "SASL" not in type(backend).__name__:
+        reading.values["CACHE_OPTIONS"] = {"memcache_client_lib": _CLIENT_PACKAGES[package]}
     addresses = _memcached_addresses(access.memcached_client(backend))
     reserve = access.memcached_client_context(backend)
     if addresses is None and reserve is not None:  # a pool of clients (cachelib 0.17+)

@@ -13,11 +13,84 @@ own, so that neither needs the backend module (``memcached``) that uses both.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from cachectl.backends.deadline import DeadlineSocket
 from cachectl.codec.stored import MEMCACHED_ZLIB, decode_memcached_value
 from cachectl.codec.unpickler import RestrictedUnpickler
+from cachectl.errors import ConfigError
+
+#: cachelib 0.17's ``memcache_client_lib`` names, in the order cachelib tries them when
+#: none is named (``MemcachedCache.import_preferred_memcache_lib``), with their modules.
+CLIENT_LIBRARIES = {
+    "pylibmc": "pylibmc",
+    "google": "google.appengine.api.memcache",
+    "memcache": "memcache",
+    "libmc": "libmc",
+}
+
+#: Why cachectl cannot work with a library cachelib can use.
+_UNSUPPORTED = {
+    "google": (
+        "App Engine's memcache service (memcache_client_lib 'google') is reached only from "
+        "inside App Engine, not over CACHE_MEMCACHED_SERVERS, which cachelib ignores for it; "
+        "cachectl cannot administer it"
+    ),
+    "libmc": (
+        "libmc (memcache_client_lib 'libmc') is not supported: it is not installed with "
+        "cachectl, and it writes values in a format of its own (marshal, its own flags) and "
+        "unpickles them itself, where cachectl could not bound them; cachectl reads values "
+        "written by pylibmc or python-memcached ('memcache')"
+    ),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or set to None
+        return False
+
+
+def client_library(named: Any) -> tuple[str, str]:
+    """The library the app's cachelib uses, and why: the one ``memcache_client_lib``
+    names, else the first of cachelib's order that is installed (as cachelib picks it
+    when none is named). Nothing is imported."""
+    if named is not None:
+        if named not in CLIENT_LIBRARIES:
+            raise ConfigError(
+                "CACHE_OPTIONS memcache_client_lib must be pylibmc, memcache, libmc or "
+                f"google, not {named!r}"
+            )
+        return str(named), "named by CACHE_OPTIONS memcache_client_lib"
+    for name, module in CLIENT_LIBRARIES.items():
+        if _installed(module):
+            return (
+                name,
+                "the first of pylibmc, google, memcache, libmc installed, as cachelib picks",
+            )
+    raise ConfigError(
+        "MemcachedCache needs a memcached client: pip install 'flask-cachectl[memcached]'"
+    )
+
+
+def build_client(servers: list[str], timeout: float, named: Any) -> Any:
+    """cachectl's own client, of the library the app uses (``client_library``); one
+    error line (exit 2) for a library cachectl cannot use or that is not installed."""
+    name, _why = client_library(named)
+    if name in _UNSUPPORTED:
+        raise ConfigError(_UNSUPPORTED[name])
+    try:
+        if name == "pylibmc":
+            return pylibmc_client(servers, timeout)
+        return python_memcached_client(servers, timeout)
+    except ImportError as exc:
+        package = "pylibmc" if name == "pylibmc" else "python-memcached"
+        raise ConfigError(
+            f"memcache_client_lib {name!r} names a library that is not installed: "
+            f"pip install {package}"
+        ) from exc
 
 
 def python_memcached_client(servers: list[str], timeout: float) -> Any:

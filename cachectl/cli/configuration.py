@@ -107,8 +107,10 @@ def config(session: Session, target: str | None, force: bool) -> None:
             return
     resolved = session.config
     resolved.settings()  # what no command could use is an error here too (exit 2)
+    client = render.memcached_client(resolved)
     if session.output.as_json:
         decided = resolved.generation.decided
+        shown_client = {} if client is None else {"memcached_client": client}
         session.output.document(
             {
                 "ok": True,
@@ -117,11 +119,14 @@ def config(session: Session, target: str | None, force: bool) -> None:
                 "generation": resolved.generation.name if decided else None,
                 "generation_source": resolved.generation.origin,
                 "settings": render.settings_document(resolved),
+                **shown_client,
             }
         )
         return
     session.output.result(render.generation_text(resolved))
     render.settings_table(session, resolved)
+    if client is not None:
+        session.output.result(f"memcached client library: {client['library']} ({client['why']})")
 
 
 @cli.command()

@@ -79,6 +79,22 @@ def settings_table(session: Session, resolved: ResolvedConfig) -> None:
     session.output.table(("setting", "value", "source"), rows)
 
 
+def memcached_client(resolved: ResolvedConfig) -> dict[str, str] | None:
+    """The memcached client library the app uses and why (None: not a memcached cache,
+    or one of the SASL types, which always use pylibmc). Decided in ``backends``."""
+    from cachectl.config.settings import MemcachedLocation
+
+    location = resolved.settings().location
+    if not isinstance(location, MemcachedLocation):
+        return None
+    if location.sasl:
+        return {"library": "pylibmc", "why": "the SASL caches of Flask-Caching use pylibmc"}
+    from cachectl.backends.memcached_clients import client_library
+
+    library, why = client_library(location.client_lib)
+    return {"library": library, "why": why}
+
+
 def _location(resolved: ResolvedConfig) -> str:
     try:
         return resolved.settings().describe_location()

@@ -166,6 +166,8 @@ class MemcachedLocation(NamedTuple):
     sasl: bool = False
     #: Values split over several keys (SpreadSASLMemcachedCache).
     chunked: bool = False
+    #: CACHE_OPTIONS memcache_client_lib (cachelib 0.17), checked by the client factory.
+    client_lib: Any = None
 
     def describe(self) -> str:
         return "memcached " + ",".join(self.servers)

@@ -249,6 +249,7 @@ def _location(
             secret_text(get("CACHE_MEMCACHED_PASSWORD")),
             sasl=cache_type != "MemcachedCache",
             chunked=cache_type == "SpreadSASLMemcachedCache",
+            client_lib=options.get("memcache_client_lib"),
         )
     if cache_type == "FileSystemCache":
         directory = get("CACHE_DIR")
