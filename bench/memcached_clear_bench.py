@@ -7,7 +7,8 @@ that the prefix is empty and every other key is still there (``lru_crawler metad
 The contenders:
 
 - floor: this script in ``--floor`` mode, a fresh Python process (interpreter start-up
-  counted, as for cachectl) that takes one ``lru_crawler metadump all``, keeps the lines
+  counted, as for cachectl) that takes one ``lru_crawler metadump hash`` (``all``, the LRU
+  queues, left keys behind right after a load: items still moving between queues), keeps the lines
   whose key starts with the prefix (compared URL-encoded, as the server prints it), and
   sends a quiet meta delete ``md KEY q`` for each, pipelined on one connection, then
   ``mn`` and waits for its ``MN``: the least a client can do for this job;
