@@ -77,20 +77,34 @@ def client_library(named: Any) -> tuple[str, str]:
 
 def build_client(servers: list[str], timeout: float, named: Any) -> Any:
     """cachectl's own client, of the library the app uses (``client_library``); one
-    error line (exit 2) for a library cachectl cannot use or that is not installed."""
+    error line (exit 2) for a library cachectl cannot use or that is not installed. With
+    none named, a library whose import fails is passed over, as cachelib passes it over."""
     name, _why = client_library(named)
-    if name in _UNSUPPORTED:
-        raise ConfigError(_UNSUPPORTED[name])
-    try:
-        if name == "pylibmc":
-            return pylibmc_client(servers, timeout)
-        return python_memcached_client(servers, timeout)
-    except ImportError as exc:
-        package = "pylibmc" if name == "pylibmc" else "python-memcached"
-        raise ConfigError(
-            f"memcache_client_lib {name!r} names a library that is not installed: "
-            f"pip install {package}"
-        ) from exc
+    order = (
+        [name]
+        if named is not None
+        else list(CLIENT_LIBRARIES)[list(CLIENT_LIBRARIES).index(name) :]
+    )
+    for candidate in order:
+        if named is None and not _installed(CLIENT_LIBRARIES[candidate]):
+            continue
+        if candidate in _UNSUPPORTED:
+            raise ConfigError(_UNSUPPORTED[candidate])
+        try:
+            if candidate == "pylibmc":
+                return pylibmc_client(servers, timeout)
+            return python_memcached_client(servers, timeout)
+        except ImportError as exc:
+            if named is None:
+                continue
+            package = "pylibmc" if candidate == "pylibmc" else "python-memcached"
+            raise ConfigError(
+                f"memcache_client_lib {candidate!r} names a library that is not installed: "
+                f"pip install {package}"
+            ) from exc
+    raise ConfigError(
+        "MemcachedCache needs a memcached client: pip install 'flask-cachectl[memcached]'"
+    )
 
 
 def python_memcached_client(servers: list[str], timeout: float) -> Any:
