@@ -1,13 +1,14 @@
 """One pass over a Redis keyspace that counts, inside the server, what ``stats`` reports.
 
-Asking for each key's TTL and memory from the client costs a reply per key and
-the client's time to parse it: on a million keys that was five times what a plain
-count costs. Here a Lua script runs SCAN steps until about four milliseconds have
-passed (so other clients wait no longer than that), labels each key by the shape
-Flask-Caching gives it (``statistics.census_label``, which this script mirrors),
-and returns, per label, how many keys there were, how many in each TTL bucket and
-the memory of the keys it sampled. Only those totals, and the few version keys
-with their values, cross the wire; the client adds them up, so its memory depends
+Asking for each key's TTL and memory from the client costs a reply per key and the
+client's time to parse it: on a million keys that was five times what a plain count
+costs. Here a Lua script runs SCAN steps until about four milliseconds have passed or
+a cap on its SCAN steps is reached (so other clients wait no longer than that, even on
+a server whose clock stands still inside a script: ``WorkCap``), labels each key by
+the shape Flask-Caching gives it (``statistics.census_label``, which this script
+mirrors), and returns, per label, how many keys there were, how many in each TTL
+bucket and the memory of the keys it sampled. Only those totals, and the few version
+keys with their values, cross the wire; the client adds them up, so its memory depends
 on how many labels there are, not on how many keys.
 
 Where the server runs no script (scripting disabled, an ACL, managed services),
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import redis
 import redis.exceptions
 
+from cachectl.backends.redis_scripts import WorkCap, server_time_us
 from cachectl.backends.redis_sweep import (
     SCAN_COUNT,
     ScriptsRefused,
@@ -51,6 +53,9 @@ STEP_BUDGET_MICROSECONDS = 4000
 #: budget runs out in ends soon after (calls take 4.4 ms at the median, 4.8 ms at most
 #: by the server's SLOWLOG on a census of 200,000 keys among 400,000).
 CENSUS_SCAN_COUNT = 250
+#: Inner SCAN steps of the first call, before the work cap is sized (``WorkCap``): a
+#: few milliseconds of a census's labelling on the servers measured.
+FIRST_CALL_SCANS = 6
 
 #: A version key's value longer than this is not returned (Flask-Caching writes 6
 #: characters, pickled in about 20 bytes): a foreign key named ``*_memver`` could be
@@ -62,9 +67,13 @@ VERSION_VALUE_LIMIT = 256
 #: stays even across calls), the TTL bucket limits in milliseconds, the version
 #: value limit, the time budget in microseconds, the most keys to walk (0: all),
 #: '1' for labels in detail (by function version, view path, fragment name; and the
-#: version keys' values) or '0' for kinds only (plain ``stats``: cheaper), and the
-#: longest view path or fragment name kept (``statistics.MAX_NAME_BYTES``).
-#: Returns: cursor, keys walked, whether MEMORY was refused, the totals as three
+#: version keys' values) or '0' for kinds only (plain ``stats``: cheaper), the
+#: longest view path or fragment name kept (``statistics.MAX_NAME_BYTES``), and the
+#: work cap: the most SCAN steps the call may take (0: none).
+#: Returns: cursor, keys walked, whether MEMORY was refused, the SCAN steps taken,
+#: the microseconds they took by the script's clock (0 where it stands still inside
+#: a script, as on Valkey: the work cap then bounds the call), the time the call
+#: started in microseconds (``WorkCap``), the totals as three
 #: strings, packed little-endian: per label eight 8-byte counts (keys, one per TTL
 #: bucket with no expiry first, keys sampled, bytes sampled); per label its length in
 #: two bytes; the labels one after the other. Then per version key: name, value (''
@@ -81,6 +90,8 @@ local budget = tonumber(ARGV[11])
 local most = tonumber(ARGV[12])
 local detail = ARGV[13] == '1'
 local longest = tonumber(ARGV[14])
+local most_scans = tonumber(ARGV[15])
+local scans, spent = 0, 0
 local byte, find, sub, call = string.byte, string.find, string.sub, redis.call
 -- The totals of label i are counts[base + 1] to counts[base + 8], base = 8 * (i - 1):
 -- keys, the five TTL buckets, keys measured, bytes measured. One flat array and an
@@ -179,8 +190,10 @@ repeat
     end
   end
   local now = call('TIME')
-  local spent = (now[1] - started[1]) * 1000000 + (now[2] - started[2])
+  spent = (now[1] - started[1]) * 1000000 + (now[2] - started[2])
+  scans = scans + 1
 until cursor == '0' or spent >= budget or (most > 0 and walked >= most)
+  or (most_scans > 0 and scans >= most_scans)
 
 -- Packed 128 numbers a call (unpack has a limit on how many values it spreads).
 local function packed(numbers, format, width)
@@ -195,7 +208,7 @@ local function packed(numbers, format, width)
 end
 
 local reply = {
-  cursor, walked, memory_refused,
+  cursor, walked, memory_refused, scans, spent, started[1] * 1000000 + started[2],
   packed(counts, 'i8'), packed(lengths, 'I2'), table.concat(labels),
 }
 for _, version in ipairs(versions) do
@@ -214,14 +227,14 @@ _LENGTH = struct.Struct("<H")
 
 def _read_reply(reply: list[Any], census: Census) -> None:
     """Add one script call's totals to ``census``."""
-    memory_refused, counts, lengths, labels = reply[2], reply[3], reply[4], reply[5]
+    memory_refused, counts, lengths, labels = reply[2], reply[6], reply[7], reply[8]
     if int(memory_refused):
         census.memory_unavailable = "the server's user may not run MEMORY USAGE"
     at = 0
     for totals, (size,) in zip(_COUNTS.iter_unpack(counts), _LENGTH.iter_unpack(lengths)):
         census.add_totals(labels[at : at + size], totals)
         at += size
-    at = 6
+    at = 9
     while at < len(reply):
         name, value, ttl = reply[at], reply[at + 1], int(reply[at + 2])
         census.add_version(bytes(name), bytes(value) or None, None if ttl < 0 else ttl / 1000)
@@ -246,15 +259,35 @@ class CensusRequest(NamedTuple):
     exclusions: Exclusions | None = None
 
 
+def _call(client: Any, sha: str, args: list[Any]) -> tuple[list[Any], int | None]:
+    """One call of the census script with a TIME right behind it (``WorkCap``): its
+    reply and what the TIME read. By digest; by text (which caches it) where the
+    server does not have it, so SCRIPT LOAD, which some servers refuse, is never needed."""
+    for command, script in (("EVALSHA", sha), ("EVAL", CENSUS_SCRIPT)):
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command(command, script, 0, *args)
+        pipe.time()
+        reply, ended = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError) and command == "EVALSHA":
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        return list(reply), None if isinstance(ended, Exception) else server_time_us(ended)
+    raise AssertionError("unreachable: EVAL never answers NOSCRIPT")
+
+
 def _census_with_script(client: Any, request: CensusRequest, census: Census, tally: Tally) -> None:
     """Call the script until the cursor comes full circle. Each reply is added up by a
     second thread while the server runs the next call, so the client's share of the
     time hides behind the server's."""
-    script = client.register_script(CENSUS_SCRIPT)
+    import hashlib  # here, not at import: `get` and the other light commands need none
+
+    sha = hashlib.sha1(CENSUS_SCRIPT.encode()).hexdigest()
     limits = [str(seconds * 1000) for seconds in LIFETIME_BUCKET_LIMITS]
     head = [request.match, CENSUS_SCAN_COUNT, request.cut, request.every]
     tail = [*limits, VERSION_VALUE_LIMIT, STEP_BUDGET_MICROSECONDS, request.limit or 0]
     tail += ["1" if request.detail else "0", MAX_NAME_BYTES]
+    cap = WorkCap(STEP_BUDGET_MICROSECONDS, FIRST_CALL_SCANS)
     cursor: Any = 0
     walked = 0
     first = True
@@ -262,7 +295,7 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
         added: Future | None = None
         while True:
             try:
-                reply = script(args=[cursor, *head, walked, *tail])
+                reply, ended_us = _call(client, sha, [cursor, *head, walked, *tail, cap.scans])
             except redis.exceptions.ResponseError as exc:
                 if not refuses_scripts(exc, first):
                     raise
@@ -272,6 +305,7 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
             first = False
             before = walked
             cursor, walked = reply[0], int(reply[1])
+            cap.observe(int(reply[3]), int(reply[4]), int(reply[5]), ended_us)
             if added is not None:
                 added.result()  # one reply at a time: the census has one writer
             added = adder.submit(_read_reply, reply, census)

@@ -10,9 +10,11 @@ Two ways to run a step, chosen automatically:
 
 - a short Lua script, inside the server (redis_scripts): SCAN and UNLINK of the
   matches, again and again for about a millisecond (the server's clock
-  decides), then the cursor goes back. One round trip per step and no key names
-  on the wire; the time budget rather than a fixed key count makes each step as
-  long as other clients can wait and no longer. A removal runs two lanes, one per
+  decides, and a cap on the SCAN steps sized from the first call where the
+  clock stands still inside a script, as on Valkey), then the cursor goes back.
+  One round trip per step and no key names on the wire; the time budget rather
+  than a fixed key count makes each step as long as other clients can wait and
+  no longer. A removal runs two lanes, one per
   half of the hash table, so that one lane's next step is always queued at the
   server while the other's reply travels: the server goes from step to step
   without waiting, about as fast as one script doing the whole job while
@@ -48,6 +50,8 @@ from cachectl.backends.redis_scripts import (
     SCRIPT_SCAN_COUNT,
     STEP_BUDGET_US,
     STEP_SCRIPT,
+    WorkCap,
+    server_time_us,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +91,8 @@ class _Lane:
         self.connection: Any = None
         #: No reply of this lane has come back yet: any refusal means no scripts.
         self.first = True
+        #: What the TIME behind its last call read (``WorkCap``).
+        self.ended_us: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -95,8 +101,8 @@ class _Lane:
 
 
 class _Steps:
-    """Calls of the Lua step as bytes ready to send: only the cursor changes between
-    calls, so the rest is encoded once, and each call is one write on a connection
+    """Calls of the Lua step as bytes ready to send: only the cursor and the work cap
+    change between calls, so the rest is encoded once, and each call is one write on a connection
     of the client's pool and one read, without the per-command work of redis-py's
     ``execute_command`` (argument encoding, retry and observability wrappers)."""
 
@@ -106,24 +112,23 @@ class _Steps:
         encoder = client.connection_pool.get_encoder()
         self._sha = self._bulk(hashlib.sha1(script.encode()).hexdigest().encode())
         self._text = self._bulk(script.encode())
-        #: EVALSHA, the script, the number of keys (0), the cursor, then ARGV's rest.
-        self._head = b"*%d\r\n" % (4 + len(args) + 1)
+        #: EVALSHA, the script, the number of keys (0), the cursor, ARGV[2] to [6], the
+        #: work cap, then the exclusions' ARGV.
+        self._head = b"*%d\r\n" % (4 + len(args) + 2)
         self._rests = {
-            half: b"".join(self._bulk(encoder.encode(arg)) for arg in self._with_half(args, half))
+            half: b"".join(self._bulk(encoder.encode(arg)) for arg in [*args[:4], str(int(half))])
             for half in (False, True)
         }
-
-    @staticmethod
-    def _with_half(args: list[Any], half: bool) -> list[Any]:
-        return [*args[:4], "1" if half else "0", *args[4:]]
+        self._tail = b"".join(self._bulk(encoder.encode(arg)) for arg in args[4:])
 
     @staticmethod
     def _bulk(value: bytes) -> bytes:
         return b"$%d\r\n%s\r\n" % (len(value), value)
 
-    def send(self, lane: _Lane, full: bool = False) -> None:
-        """Send the lane's next step: as EVAL with the script's text when ``full`` (which
-        also caches the script), else as EVALSHA."""
+    def send(self, lane: _Lane, cap: WorkCap, full: bool = False) -> None:
+        """Send the lane's next step, bounded by ``cap``, and a TIME right behind it: as
+        EVAL with the script's text when ``full`` (which also caches the script), else
+        as EVALSHA."""
         cursor = lane.cursor if isinstance(lane.cursor, bytes) else str(lane.cursor).encode()
         command = b"EVAL" if full else b"EVALSHA"
         packed = (
@@ -133,17 +138,32 @@ class _Steps:
             + b"$1\r\n0\r\n"
             + self._bulk(cursor)
             + self._rests[lane.half]
+            + self._bulk(b"%d" % cap.scans)
+            + self._tail
+            + b"*1\r\n$4\r\nTIME\r\n"
         )
         lane.connection.send_packed_command([packed], check_health=False)
 
-    def receive(self, lane: _Lane) -> list[Any]:
+    @staticmethod
+    def _read_time(lane: _Lane) -> None:
+        try:
+            lane.ended_us = server_time_us(lane.connection.read_response())
+        except redis.exceptions.ResponseError:  # TIME refused: the script is too
+            lane.ended_us = None
+
+    def receive(self, lane: _Lane, cap: WorkCap) -> list[Any]:
         """The reply of the lane's step in flight; a script cache emptied meanwhile
         (SCRIPT FLUSH, a failover) is met by sending the step again with the text."""
         try:
             reply = lane.connection.read_response()
         except redis.exceptions.NoScriptError:
-            self.send(lane, full=True)
+            self._read_time(lane)
+            self.send(lane, cap, full=True)
             reply = lane.connection.read_response()
+        except redis.exceptions.ResponseError:
+            self._read_time(lane)  # the connection stays in step, to go back to the pool
+            raise
+        self._read_time(lane)
         lane.first = False
         lane.cursor = reply[0]
         return list(reply)
@@ -185,6 +205,7 @@ def _sweep_with_script(
     if exclusions is not None:
         args += [cut, *exclusions.script_args()]
     steps = _Steps(client, EXCLUDE_STEP_SCRIPT if exclusions is not None else STEP_SCRIPT, args)
+    cap = WorkCap(STEP_BUDGET_US)
     pool = client.connection_pool
     # The SCAN that crosses into the second half goes on past it, so the first lane
     # may see a few keys the second sees too: harmless where only removals are
@@ -204,27 +225,30 @@ def _sweep_with_script(
             if second is not None:
                 held.append(second)
             waiting[0].connection = second or lanes[0].connection
-        steps.send(lanes[0], full=True)
+        steps.send(lanes[0], cap, full=True)
         in_flight.append(lanes[0])
         refused: BaseException | None = None
         while in_flight:
             lane = in_flight.popleft()
             try:
-                reply = steps.receive(lane)
+                reply = steps.receive(lane, cap)
             except redis.exceptions.ResponseError as exc:
                 if not refuses_scripts(exc, lane.first):
                     raise
                 refused = refused or exc
                 continue
             if exclusions is not None:
-                exclusions.add(reply[2], reply[4:], reply[3])
+                exclusions.add(reply[5], reply[7:], reply[6])
             going = refused is None and not tally.stop_requested
+            if cap.clock_stands_still is None and int(reply[2]) > 1 and not int(reply[3]):
+                log.debug("the server's clock stands still in a script: steps bounded by work")
+            cap.observe(int(reply[2]), int(reply[3]), int(reply[4]), lane.ended_us)
             if going and not lane.finished:
-                steps.send(lane)
+                steps.send(lane, cap)
                 in_flight.append(lane)
             busy = {id(other.connection) for other in in_flight}
             if going and waiting and id(waiting[0].connection) not in busy:
-                steps.send(waiting[0])
+                steps.send(waiting[0], cap)
                 in_flight.append(waiting.pop(0))
             # Counted without stopping: a Ctrl-C stops the sweep once the replies
             # in flight are in, below, so the count it reports is exact.
