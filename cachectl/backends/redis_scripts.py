@@ -183,7 +183,8 @@ class WorkCap:
     from what the calls before did in how long.
 
     Each call goes with a ``TIME`` right behind it on the same connection: the server
-    runs that as soon as the call ends (one client's pipelined commands run in a row),
+    runs that as soon as the call ends (one client's pipelined commands run in a row;
+    were another's to come between, the measure would only err long, the cap small),
     outside any script, where its clock is right everywhere. The call's length is that
     time less the time the call started at, which its script returns (where the clock
     stands still, that is the one value it has): the server's own clock, with no round
