@@ -1,6 +1,8 @@
 """Clear and bulk delete at scale: cachectl against the server's own floor and the usual ways.
 
-Starts a private redis-server, loads N keys under the app's prefix and N other
+Starts a private server (``--server``: Debian's redis-server 7.0, or redis 6.2 or
+valkey 9.1 from the PyPI wheels scripts/servers.sh installs; ``--no-scripting``
+renames every scripting command away), loads N keys under the app's prefix and N other
 keys, and for each method, on a freshly loaded data set, measures the wall
 time, the worst and 99th-percentile round trip of a client that PINGs every
 millisecond meanwhile, and the method's peak resident memory, and the longest command the server ran
@@ -10,7 +12,9 @@ the prefix is empty and every other key survived. The contenders:
 - floor: one ``EVAL`` (sent by redis-cli) whose script SCANs the whole keyspace
   and UNLINKs every matching key, blocking the server from start to end: the
   least work the server can do for this job, and what no method that lets other
-  clients in between its steps can beat;
+  clients in between its steps can beat; on a server without scripting, the
+  leanest pipelined client sweep instead (a few lines of redis-py: SCAN COUNT
+  1000, each step's UNLINK sent with the next SCAN, nothing else);
 - cachelib: ``RedisCache(key_prefix=...).clear()``, what Flask-Caching's
   ``cache.clear()`` runs (KEYS + one DEL);
 - redis-cli: ``redis-cli --scan --pattern 'prefix*' | xargs -n 1000 redis-cli unlink``
@@ -34,6 +38,7 @@ against ``xargs -n 1000 redis-cli unlink`` on the same list (one run each).
 
     python bench/clear_bench.py                 # N = 1,000,000
     python bench/clear_bench.py --keys 4000000  # memory must not grow with N
+    python bench/clear_bench.py --server valkey-9.1 --no-scripting
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ import time
 from pathlib import Path
 
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import REDIS_FAMILY_SERVERS, redis_server_binary
 
 PREFIX = "flask_cache_"
 HERE = Path(__file__).resolve().parent
@@ -74,7 +82,26 @@ until cursor == '0'
 return removed
 """
 
+#: The floor where the server runs no script: the leanest client sweep, pipelined as
+#: cachectl's client-side step is (the next SCAN goes with the previous UNLINK).
+CLIENT_FLOOR_PROGRAM = """
+import sys, redis
+client = redis.Redis(port=int(sys.argv[1]))
+cursor, pending = 0, []
+while True:
+    pipe = client.pipeline(transaction=False)
+    pipe.scan(cursor, match=sys.argv[2], count=1000)
+    if pending:
+        pipe.unlink(*pending)
+    cursor, pending = pipe.execute()[0]
+    if int(cursor) == 0:
+        break
+if pending:
+    client.unlink(*pending)
+"""
+
 FLOOR = "floor: one EVAL, SCAN+UNLINK all"
+CLIENT_FLOOR = "floor: pipelined SCAN+UNLINK"
 CACHELIB = "cachelib RedisCache.clear()"
 PIPELINE = "redis-cli --scan | xargs unlink"
 CACHECTL_CLEAR = "cachectl clear --yes"
@@ -86,15 +113,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
+#: Every command that runs a script, renamed away for ``--no-scripting`` (Redis 6.2
+#: has only the first three, and refuses to rename a command it lacks).
+SCRIPTING = ("EVAL", "EVALSHA", "SCRIPT", "EVAL_RO", "EVALSHA_RO", "FUNCTION", "FCALL", "FCALL_RO")
+
+
+def start_redis(workdir: Path, name: str, scripting: bool) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir), "--enable-debug-command", "yes",
-            "--logfile", str(workdir / "redis.log"),
-        ]
-    )  # fmt: skip
+    args = [
+        redis_server_binary(name), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
+    ]  # fmt: skip
+    old = name == "redis-6.2"
+    if not old:  # DEBUG POPULATE; 6.2 allows DEBUG without being told, and knows no such option
+        args += ["--enable-debug-command", "yes"]
+    if not scripting:
+        for command in SCRIPTING[:3] if old else SCRIPTING:
+            args += ["--rename-command", command, ""]
+    process = subprocess.Popen(args)
     client = redis.Redis(port=port)
     for _ in range(200):
         try:
@@ -234,16 +270,34 @@ def main() -> None:
     parser.add_argument(
         "--delete-keys", type=int, default=100_000, help="keys for the --from-file comparison"
     )
+    parser.add_argument(
+        "--server",
+        choices=list(REDIS_FAMILY_SERVERS),
+        default="redis-7.0",
+        help="the server to run on (default redis-7.0, Debian's)",
+    )
+    parser.add_argument(
+        "--scripting",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-scripting renames every scripting command away (the floor is then the "
+        "leanest pipelined client sweep)",
+    )
     options = parser.parse_args()
-    if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
-        raise SystemExit("needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
+    if shutil.which("redis-cli") is None:
+        raise SystemExit("needs redis-cli (Debian: redis-tools)")
 
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-bench-"))
-    server, port = start_redis(workdir)
+    server, port = start_redis(workdir, options.server, options.scripting)
     client = redis.Redis(port=port)
     url = f"redis://127.0.0.1:{port}/0"
+    floor = FLOOR if options.scripting else CLIENT_FLOOR
     clears: dict[str, list[str] | str] = {
-        FLOOR: ["redis-cli", "-p", str(port), "EVAL", FLOOR_SCRIPT, "0", PREFIX + "*"],
+        floor: (
+            ["redis-cli", "-p", str(port), "EVAL", FLOOR_SCRIPT, "0", PREFIX + "*"]
+            if options.scripting
+            else [sys.executable, "-c", CLIENT_FLOOR_PROGRAM, str(port), PREFIX + "*"]
+        ),
         CACHELIB: [
             sys.executable, "-c",
             f"import cachelib; cachelib.RedisCache(port={port}, key_prefix={PREFIX!r}).clear()",
@@ -261,8 +315,12 @@ def main() -> None:
         client.flushall()
         for name in (CACHELIB, CACHECTL_CLEAR):
             subprocess.run(clears[name], env=ENV, stdout=subprocess.DEVNULL, check=True)
+        info = client.info("server")
+        family = "valkey" if "valkey_version" in info else "redis"
+        version = info.get("valkey_version", info["redis_version"])
+        scripting = "" if options.scripting else " without scripting"
         print(
-            f"redis-server {client.info()['redis_version']}, {os.cpu_count()} cores, "
+            f"{family}-server {version}{scripting}, {os.cpu_count()} cores, "
             f"{options.keys:,} keys under {PREFIX!r} + {options.keys:,} others, "
             f"{options.rounds} rounds"
         )
@@ -283,7 +341,7 @@ def main() -> None:
         print(header("median wall", 22))
         for name in names:
             print(summary_row(name, runs[name]))
-        print(f"cachectl / floor:              {ratio(runs, CACHECTL_CLEAR, FLOOR)}  target <= 1.2")
+        print(f"cachectl / floor:              {ratio(runs, CACHECTL_CLEAR, floor)}  target <= 1.2")
         print(f"cachectl / cachelib clear():   {ratio(runs, CACHECTL_CLEAR, CACHELIB)}")
         if options.pipeline:
             print(f"cachectl / redis-cli pipeline: {ratio(runs, CACHECTL_CLEAR, PIPELINE)}")
