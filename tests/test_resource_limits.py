@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -394,9 +395,20 @@ def test_stats_by_function_counts_alike_with_and_without_scripts(renamed: redis.
                      (renamed, scripted)]  # fmt: skip
         for document in documents:
             document.pop("target", None)
-        assert documents[0] == documents[1]
+        assert _counted(documents[0]) == _counted(documents[1])
     finally:
         normal.stop()
+
+
+def _counted(value: Any) -> Any:
+    """``value`` without the bytes of memory: ``MEMORY USAGE`` of the same key differs by
+    a few bytes from one server process to another (Valkey 9.1's), which is no part of
+    how keys are labelled and counted."""
+    if isinstance(value, dict):
+        return {key: _counted(item) for key, item in value.items() if "bytes" not in key}
+    if isinstance(value, list):
+        return [_counted(item) for item in value]
+    return value
 
 
 if sys.platform != "linux":  # RLIMIT_AS and ru_maxrss in KB are Linux's
