@@ -13,6 +13,8 @@ and both censuses over 200,000 keys leave no entry, on the session's server
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +91,31 @@ def test_no_scripted_step_holds_the_server_past_the_bound(server: ServerProcess,
     assert calls["cmdstat_scan"] >= 2 * steps, calls
     if name.startswith("clear") and name != "clear-dry-run":
         assert client.dbsize() == OTHER_KEYS + (KEPT_KEYS if name == "clear-exclude" else 0)
+
+
+def test_a_script_cache_flushed_mid_clear_costs_nothing(server: ServerProcess) -> None:
+    """SCRIPT FLUSH (or a failover to a server that never saw the script) between two
+    steps: the step answered NOSCRIPT goes again with the script's text, the TIME
+    behind each call keeps every connection in step, and the count is exact."""
+    client = _fresh(server)
+    flusher = redis.Redis(port=server.port)
+    stop = threading.Event()
+
+    def flush_again_and_again() -> None:
+        while not stop.is_set():
+            flusher.script_flush()
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=flush_again_and_again, daemon=True)
+    thread.start()
+    try:
+        done = run("--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_",
+                   "--json", "clear", "--yes")  # fmt: skip
+    finally:
+        stop.set()
+        thread.join()
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["removed"] == APP_KEYS + KEPT_KEYS
+    assert client.dbsize() == OTHER_KEYS
+    calls = {command: stats["calls"] for command, stats in client.info("commandstats").items()}
+    assert calls.get("cmdstat_eval", 0) > 1, calls  # the text went again: NOSCRIPT was met

@@ -9,16 +9,15 @@ holds more than a step's names.
 Two ways to run a step, chosen automatically:
 
 - a short Lua script, inside the server (redis_scripts): SCAN and UNLINK of the
-  matches, again and again for about a millisecond (the server's clock
-  decides, and a cap on the SCAN steps sized from the first call where the
-  clock stands still inside a script, as on Valkey), then the cursor goes back.
-  One round trip per step and no key names on the wire; the time budget rather
-  than a fixed key count makes each step as long as other clients can wait and
-  no longer. A removal runs two lanes, one per
-  half of the hash table, so that one lane's next step is always queued at the
-  server while the other's reply travels: the server goes from step to step
-  without waiting, about as fast as one script doing the whole job while
-  blocking everyone. The fastest.
+  matches, again and again for about a millisecond (the server's clock decides;
+  where it stands still inside a script, as on Valkey's, a cap on the SCAN steps
+  sized from how long the calls before took), then the cursor goes back. One
+  round trip per step and no key names on the wire; the time budget rather than
+  a fixed key count makes each step as long as other clients can wait and no
+  longer. A removal runs two lanes, one per half of the hash table, so that one
+  lane's next step is always queued at the server while the other's reply
+  travels: the server goes from step to step without waiting, about as fast as
+  one script doing the whole job while blocking everyone. The fastest.
 - client-side: SCAN, then UNLINK of the matches, pipelined so that each round
   trip carries the next SCAN together with the previous step's UNLINK. For
   servers that refuse scripts (managed services often do), or a command the
@@ -102,9 +101,10 @@ class _Lane:
 
 class _Steps:
     """Calls of the Lua step as bytes ready to send: only the cursor and the work cap
-    change between calls, so the rest is encoded once, and each call is one write on a connection
-    of the client's pool and one read, without the per-command work of redis-py's
-    ``execute_command`` (argument encoding, retry and observability wrappers)."""
+    change between calls, so the rest is encoded once, and each call is one write on a
+    connection of the client's pool and one read, without the per-command work of
+    redis-py's ``execute_command`` (argument encoding, retry and observability
+    wrappers)."""
 
     def __init__(self, client: Any, script: str, args: list[Any]) -> None:
         import hashlib  # here, not at import: `get` and the other light commands need none
@@ -151,19 +151,25 @@ class _Steps:
         except redis.exceptions.ResponseError:  # TIME refused: the script is too
             lane.ended_us = None
 
+    def _reply(self, lane: _Lane) -> Any:
+        """The reply of the call in flight, then the TIME behind it, read whatever the
+        reply: the connection stays in step, to go back to the pool."""
+        try:
+            reply = lane.connection.read_response()
+        except redis.exceptions.ResponseError:
+            self._read_time(lane)
+            raise
+        self._read_time(lane)
+        return reply
+
     def receive(self, lane: _Lane, cap: WorkCap) -> list[Any]:
         """The reply of the lane's step in flight; a script cache emptied meanwhile
         (SCRIPT FLUSH, a failover) is met by sending the step again with the text."""
         try:
-            reply = lane.connection.read_response()
+            reply = self._reply(lane)
         except redis.exceptions.NoScriptError:
-            self._read_time(lane)
             self.send(lane, cap, full=True)
-            reply = lane.connection.read_response()
-        except redis.exceptions.ResponseError:
-            self._read_time(lane)  # the connection stays in step, to go back to the pool
-            raise
-        self._read_time(lane)
+            reply = self._reply(lane)
         lane.first = False
         lane.cursor = reply[0]
         return list(reply)
