@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import compileall
 import itertools
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from flask_caching import Cache
 
+import cachectl
 from cachectl.cli import cli
 from tests.servers import (
     ServerProcess,
@@ -24,6 +26,13 @@ from tests.servers import (
 )
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Byte-compile the package first, as an install does: the console-script runs the tests
+    start set PYTHONDONTWRITEBYTECODE (no __pycache__ in a case's directory), so a module no
+    test process had imported yet would be compiled again by every run."""
+    compileall.compile_dir(str(Path(cachectl.__file__).parent), quiet=1)
 
 
 def pytest_report_header() -> str:

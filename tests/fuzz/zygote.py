@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import importlib
 import json
 import os
+import pkgutil
 import selectors
 import signal
 import socket
 import sys
+
+#: The package's modules that run something, or import Flask, when imported.
+ENTRY_POINTS = ("cachectl.__main__", "cachectl.flask_command", "cachectl.flask_group")
 
 
 def _receive(connection: socket.socket) -> tuple[dict | None, list[int]]:
@@ -119,7 +124,18 @@ if __name__ == "__main__":
     socket_path, *preload = sys.argv[1:]
     for module in preload:
         importlib.import_module(module)
+    import cachectl
     from cachectl.cli import main
+
+    # Every module of the package a run may import lazily (its commands, operations and
+    # backends), but the entry points that run something or import Flask when imported.
+    for found in pkgutil.walk_packages(cachectl.__path__, "cachectl."):
+        if found.name not in ENTRY_POINTS:
+            importlib.import_module(found.name)
+
+    # What was imported stays put: the collector does not walk it in each child, where
+    # touching every object's header would copy most of the server's pages.
+    gc.freeze()
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
