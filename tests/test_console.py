@@ -112,24 +112,32 @@ def test_ctrl_c_during_a_long_operation_reports_progress_and_exits_130(
 ) -> None:
     client = redis_target.client
     total = 300_000
-    # Shaped like memoize entries of reports.total under version ABCDEF, so purge finds them.
-    client.set("big_reports.total_memver", b"!" + pickle.dumps("ABCDEF"))
-    for start in range(0, total, 10_000):
-        pipe = client.pipeline(transaction=False)
-        for n in range(start, start + 10_000):
-            pipe.set(f"big_{n:016d}ABCDEF", b"1")
-        pipe.execute()
     args = ["--url", redis_target.url, "--key-prefix", "big_", *LONG_OPERATIONS[operation]]
-
-    process = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while client.dbsize() >= total and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    stopped_at = time.monotonic()
-    _, stderr = process.communicate(timeout=30)
+    # The signal must land while the run is removing keys; on a loaded machine this test
+    # may be descheduled until the run has ended, so a run the signal missed (it removed
+    # everything and exited 0) is tried again, up to three times.
+    for _attempt in range(3):
+        client.flushdb()
+        # Shaped like memoize entries of reports.total under version ABCDEF, so purge
+        # finds them.
+        client.set("big_reports.total_memver", b"!" + pickle.dumps("ABCDEF"))
+        for start in range(0, total, 10_000):
+            pipe = client.pipeline(transaction=False)
+            for n in range(start, start + 10_000):
+                pipe.set(f"big_{n:016d}ABCDEF", b"1")
+            pipe.execute()
+        process = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while client.dbsize() >= total and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        stopped_at = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        missed = process.returncode == 0 and client.dbsize() <= 1
+        if not missed:
+            break
 
     assert time.monotonic() - stopped_at < 1.0
     assert process.returncode == 130, stderr

@@ -90,7 +90,9 @@ def _in_main_thread() -> bool:
 @contextmanager
 def handled() -> Iterator[None]:
     """Inside, SIGINT, SIGTERM and SIGHUP stop the run as this module says; the handlers
-    that were there come back after. Re-entrant: only the outermost use installs them
+    that were there come back after, unless a signal stopped the run: then the process is
+    ending, and further stop signals are ignored so that it ends with the first one's
+    status. Re-entrant: only the outermost use installs them
     (and starts a fresh run's state); a thread other than the main one cannot install
     handlers and changes nothing."""
     if not _in_main_thread():
@@ -112,8 +114,12 @@ def handled() -> Iterator[None]:
     finally:
         _state.depth -= 1
         if outermost:
+            stopping = _state.received is not None
             for signum, previous in _state.previous.items():
-                signal.signal(signum, previous)
+                # A run a signal stopped is ending with that signal's status: another
+                # signal (the second TERM a supervisor sends) arriving while it exits
+                # would otherwise kill it by the default action, after its report.
+                signal.signal(signum, signal.SIG_IGN if stopping else previous)
             _state.previous.clear()
 
 
