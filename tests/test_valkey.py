@@ -201,6 +201,29 @@ def test_the_password_is_used_and_never_shown(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_password_given_in_cache_args_is_used_and_never_shown(tmp_path: Path) -> None:
+    """ValkeyCache(host, port, password, ...): the third of CACHE_ARGS has no name saying
+    it is a secret, and is masked all the same, in `config` and in an error line."""
+    server = start_valkey("--requirepass", PASSWORD)
+    try:
+        args = ["127.0.0.1", server.port, PASSWORD]
+        app, cache = valkey_app({"key_prefix": "pw_"}, args)
+        with app.app_context():
+            cache.set("k", "guarded")
+        config = config_file(tmp_path, {"key_prefix": "pw_"}, f"CACHE_ARGS = {json.dumps(args)}\n")
+        assert run("--config", config, "get", "k").stdout == "guarded\n"
+        for listing in (["--json", "config"], ["config"]):
+            shown = run("--config", config, *listing)
+            assert shown.exit_code == 0, shown.output
+            assert PASSWORD not in shown.output and "****" in shown.output
+        server.stop()
+        down = run_console("--config", config, "--debug", "get", "k")
+        assert down.returncode == 3
+        assert PASSWORD.encode() not in down.stderr + down.stdout
+    finally:
+        server.stop()
+
+
 def test_the_valkey_client_is_used_where_installed(tmp_path: Path, target: Target) -> None:
     config = config_file(tmp_path, target.options)
     target.watch()

@@ -127,7 +127,21 @@ def secret_values(values: Mapping[str, Any]) -> frozenset[str]:
 
     for name, value in values.items():
         visit(str(name), value)
+    # cachelib's RedisCache and ValkeyCache take (host, port, password, ...): given as
+    # CACHE_ARGS, the third is a password under no name.
+    args = values.get("CACHE_ARGS")
+    if (
+        isinstance(args, (list, tuple))
+        and len(args) > _POSITIONAL_PASSWORD
+        and str(values.get("CACHE_TYPE", "")).rsplit(".", 1)[-1] in _POSITIONAL_PASSWORD_TYPES
+    ):
+        found.update(secret_texts(args[_POSITIONAL_PASSWORD]))
     return frozenset(secret for secret in found if len(secret) >= _SHORTEST_MASKED)
+
+
+#: Where a password sits among CACHE_ARGS, for the cachelib classes that take one there.
+_POSITIONAL_PASSWORD = 2
+_POSITIONAL_PASSWORD_TYPES = ("RedisCache", "ValkeyCache")
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -237,7 +251,9 @@ def masked_value(name: str, value: Any) -> Any:
     if name.endswith("HASH_METHOD"):
         return hash_method_name(value)
     if isinstance(value, str):  # user:password@host in a URL, a sentinel, a server
-        return mask_url(value) if "://" in value else scrub(value)
+        # and every secret this run has met, also one under no secret name (a password
+        # among CACHE_ARGS)
+        return scrub(mask_url(value) if "://" in value else value, remembered())
     if isinstance(value, dict):
         return {str(k): masked_value(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
