@@ -423,6 +423,9 @@ def main() -> None:
         # program that calls ``cli`` itself (tests, ``flask cachectl``) keeps its collector.
         import gc
 
+        from cachectl.runtime import interrupts
+
+        interrupts.ignore_further_stops()
         gc.freeze()
 
 

@@ -90,9 +90,7 @@ def _in_main_thread() -> bool:
 @contextmanager
 def handled() -> Iterator[None]:
     """Inside, SIGINT, SIGTERM and SIGHUP stop the run as this module says; the handlers
-    that were there come back after, unless a signal stopped the run: then the process is
-    ending, and further stop signals are ignored so that it ends with the first one's
-    status. Re-entrant: only the outermost use installs them
+    that were there come back after. Re-entrant: only the outermost use installs them
     (and starts a fresh run's state); a thread other than the main one cannot install
     handlers and changes nothing."""
     if not _in_main_thread():
@@ -114,12 +112,8 @@ def handled() -> Iterator[None]:
     finally:
         _state.depth -= 1
         if outermost:
-            stopping = _state.received is not None
             for signum, previous in _state.previous.items():
-                # A run a signal stopped is ending with that signal's status: another
-                # signal (the second TERM a supervisor sends) arriving while it exits
-                # would otherwise kill it by the default action, after its report.
-                signal.signal(signum, signal.SIG_IGN if stopping else previous)
+                signal.signal(signum, previous)
             _state.previous.clear()
 
 
@@ -148,6 +142,19 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         _state.shielded -= 1
+
+
+def ignore_further_stops() -> None:
+    """For a process that is ending (the console script, after its run): when a signal
+    stopped the run, the process ends with that signal's status and report, so another
+    stop signal (the second TERM a supervisor sends) arriving during the interpreter's
+    shutdown is ignored instead of killing it by the default action. Only the process's
+    own end may call this: the ignoring outlives every handler."""
+    if _state.received is None or not _in_main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not None:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def stopping_signal(cause: BaseException | None = None) -> int:
