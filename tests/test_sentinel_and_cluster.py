@@ -19,6 +19,7 @@ from flask_caching import Cache
 from tests.conftest import CONSOLE_SCRIPT, oracle_app, run, run_console
 from tests.servers import (
     ServerProcess,
+    free_port,
     start_redis_cluster,
     start_sentinel_set,
     stop_all,
@@ -262,3 +263,19 @@ def test_a_wrong_sentinel_password_fails_within_the_timeout(sentinel_set: dict) 
     assert result.returncode == 3, result.stderr
     # One attempt per sentinel, as for data connections: not redis-py's retries.
     assert time.monotonic() - started < 5
+
+
+def test_no_sentinel_answering_is_one_readable_line() -> None:
+    """redis-py's MasterNotFoundError quotes its sentinel client's repr (its pool and every
+    option, about 1,500 characters): the error line says what failed and leaves it out."""
+    config = {
+        "CACHE_TYPE": "RedisSentinelCache",
+        "CACHE_REDIS_SENTINELS": [["127.0.0.1", free_port()]],
+        "CACHE_REDIS_SENTINEL_MASTER": "mymaster",
+    }
+    done = run_console(*as_options(config), "get", "k")
+    assert done.returncode == 3
+    line = done.stderr.decode()
+    assert line.count("\n") == 1 and line.startswith("error: "), line
+    assert "No master found for 'mymaster'" in line and "Connection refused" in line, line
+    assert "<redis." not in line and len(line) < 400, line

@@ -4,6 +4,7 @@ valkey client (``redis_clients``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,17 @@ def describe_client(client: Any, family: str | None = None) -> str:
     return mask_url(
         f"{scheme}://{auth}{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
     )
+
+
+#: A client object's repr inside a message (redis-py's MasterNotFoundError quotes the
+#: sentinel client it asked: its pool, connection and every option, hundreds of characters).
+_CLIENT_REPR = re.compile(r"\s*:?\s*<(?:redis|valkey)\.[^\n]*>(?=\s*-|\s*$)")
+
+
+def _without_client_reprs(exc: BaseException) -> str:
+    """The client's message, one readable line: reprs of client objects left out (what
+    failed still shows: "No master found for 'mymaster' - network:ConnectionError: ...")."""
+    return _CLIENT_REPR.sub("", str(exc))
 
 
 def _raised_by_redis_py(exc: BaseException) -> bool:
@@ -198,7 +210,7 @@ class RedisBackend(CacheBackend):
         except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63)
             raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
         except client_errors() as exc:  # redis-py's, and the valkey client's
-            message = f"{self.describe()}: {type(exc).__name__}: {exc}"
+            message = f"{self.describe()}: {type(exc).__name__}: {_without_client_reprs(exc)}"
             if is_error(exc, "OutOfMemoryError") or str(exc).startswith("OOM"):
                 message = (
                     f"{self.describe()}: the server is out of memory and evicts nothing "
