@@ -91,6 +91,18 @@ def _routes(tree: ast.Module) -> list[tuple[Route, frozenset[str]]]:
     ]
 
 
+def _added_rules(tree: ast.Module, path: str) -> list[Unreadable]:
+    """``app.add_url_rule(...)`` (or a blueprint's): a route whose view is some callable
+    this reading does not follow, so the arguments it takes are not known."""
+    return [
+        Unreadable(f"{path}: the route added by add_url_rule (line {node.lineno})", _EXPLICIT)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "add_url_rule"
+    ]
+
+
 def source_routes(roots: list[str]) -> SourceRoutes:
     """Every GET route decorator's rule in the Python files under ``roots``, joined with
     its blueprint's ``url_prefix`` (from ``Blueprint(...)`` or ``register_blueprint``)."""
@@ -113,6 +125,7 @@ def source_routes(roots: list[str]) -> SourceRoutes:
         for name, blueprint in scan.blueprints.items():
             revision.blueprints.setdefault(name, []).append(blueprint)
         revision.registrations += scan.registrations
+        found.problems += _added_rules(tree, path)
         routes = _routes(tree)
         if routes:
             modules.append((path, scan, routes))
