@@ -22,6 +22,7 @@ from pathlib import Path
 import cachelib
 import pytest
 import redis
+from flask_caching import Cache
 
 from tests.conftest import oracle_app, run, run_console
 from tests.servers import ServerProcess, free_port, start_valkey
@@ -228,6 +229,47 @@ def test_the_valkey_client_is_used_where_installed(tmp_path: Path, target: Targe
     config = config_file(tmp_path, target.options)
     target.watch()
     assert run("--config", config, "keys").exit_code == 0
+    assert target.lib_names() == {b"valkey-py"}
+
+
+scripted_cache = Cache()
+
+
+@scripted_cache.memoize()
+def scripted_price(n: int) -> dict:
+    return {"n": n}
+
+
+def test_every_scripted_path_works_through_the_valkey_client(
+    tmp_path: Path, target: Target
+) -> None:
+    """The census, show-memoized, clear --exclude and --dry-run send EVALSHA and fall back
+    on NOSCRIPT: the valkey client raises its own NoScriptError, which must be caught as
+    redis-py's is (it was not: each of these exited 3 with the valkey client)."""
+    app, cache = valkey_app(target.options)
+    scripted_cache.init_app(
+        app, config={"CACHE_TYPE": "cachelib.ValkeyCache", "CACHE_OPTIONS": target.options}
+    )
+    with app.app_context():
+        for n in range(5):
+            scripted_price(n)
+        cache.set("menu", "soup")
+    config = config_file(tmp_path, target.options)
+    target.client.script_flush()
+    target.watch()
+    name = "tests.test_valkey.scripted_price"
+    shown = run("--config", config, "--json", "show-memoized", name, "3")
+    assert shown.exit_code == 0, shown.output
+    by_function = run("--config", config, "--json", "stats", "--by-function")
+    assert by_function.exit_code == 0, by_function.output
+    rows = json.loads(by_function.stdout)["functions"]
+    assert [(row["function"], row["entries"]) for row in rows] == [(name, 5)]
+    dry = run("--config", config, "--json", "clear", "--dry-run", "--exclude", "menu")
+    assert dry.exit_code == 0, dry.output
+    cleared = run("--config", config, "--json", "clear", "--yes", "--exclude", "menu")
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.stdout)["removed"] == 6
+    assert target.client.keys("vk_*") == [b"vk_menu"]
     assert target.lib_names() == {b"valkey-py"}
 
 

@@ -22,9 +22,7 @@ import struct
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import redis
-import redis.exceptions
-
+from cachectl.backends.redis_clients import errors_named, is_cluster, is_error
 from cachectl.backends.redis_scripts import WorkCap, server_time_us
 from cachectl.backends.redis_sweep import (
     SCAN_COUNT,
@@ -268,7 +266,7 @@ def _call(client: Any, sha: str, args: list[Any]) -> tuple[list[Any], int | None
         pipe.execute_command(command, script, 0, *args)
         pipe.time()
         reply, ended = pipe.execute(raise_on_error=False)
-        if isinstance(reply, redis.exceptions.NoScriptError) and command == "EVALSHA":
+        if is_error(reply, "NoScriptError") and command == "EVALSHA":
             continue
         if isinstance(reply, Exception):
             raise reply
@@ -296,7 +294,7 @@ def _census_with_script(client: Any, request: CensusRequest, census: Census, tal
         while True:
             try:
                 reply, ended_us = _call(client, sha, [cursor, *head, walked, *tail, cap.scans])
-            except redis.exceptions.ResponseError as exc:
+            except errors_named("ResponseError") as exc:
                 if not refuses_scripts(exc, first):
                     raise
                 # The client goes on from the cursor of the refused call (the whole
@@ -391,7 +389,7 @@ def take_census(client: Any, request: CensusRequest, tally: Tally) -> Census:
     """Totals by label of every key ``request`` matches, every primary of a cluster at
     once (``request.limit`` then shared out between them)."""
     census = Census()
-    if not isinstance(client, redis.RedisCluster):
+    if not is_cluster(client):
         _census_node(client, request, census, tally)
         return census
     primaries = client.get_primaries()

@@ -74,3 +74,18 @@ def error_class(exc: BaseException, name: str) -> type[BaseException] | tuple[()
 def is_error(exc: BaseException, name: str) -> bool:
     """Whether ``exc`` is its library's exception ``name`` (``ResponseError``)."""
     return isinstance(exc, error_class(exc, name))
+
+
+def errors_named(name: str) -> tuple[type[BaseException], ...]:
+    """For an ``except`` clause: the exception class ``name`` (``NoScriptError``) of each
+    library in use."""
+    found = [getattr(redis.exceptions, name)]
+    valkey = _valkey()
+    if valkey is not None and hasattr(valkey.exceptions, name):
+        found.append(getattr(valkey.exceptions, name))
+    return tuple(found)
+
+
+def is_blocking_pool(pool: Any) -> bool:
+    """Whether ``pool`` is a ``BlockingConnectionPool`` of either library."""
+    return isinstance(pool, library_of(pool).BlockingConnectionPool)

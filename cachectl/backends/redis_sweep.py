@@ -40,10 +40,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import redis
-import redis.exceptions
-
 from cachectl.backends.base import Tally
+from cachectl.backends.redis_clients import errors_named, is_blocking_pool, is_cluster, is_error
 from cachectl.backends.redis_scripts import (
     EXCLUDE_STEP_SCRIPT,
     SCRIPT_SCAN_COUNT,
@@ -148,7 +146,7 @@ class _Steps:
     def _read_time(lane: _Lane) -> None:
         try:
             lane.ended_us = server_time_us(lane.connection.read_response())
-        except redis.exceptions.ResponseError:  # TIME refused: the script is too
+        except errors_named("ResponseError"):  # TIME refused: the script is too
             lane.ended_us = None
 
     def _reply(self, lane: _Lane) -> Any:
@@ -156,7 +154,7 @@ class _Steps:
         reply: the connection stays in step, to go back to the pool."""
         try:
             reply = lane.connection.read_response()
-        except redis.exceptions.ResponseError:
+        except errors_named("ResponseError"):
             self._read_time(lane)
             raise
         self._read_time(lane)
@@ -167,7 +165,7 @@ class _Steps:
         (SCRIPT FLUSH, a failover) is met by sending the step again with the text."""
         try:
             reply = self._reply(lane)
-        except redis.exceptions.NoScriptError:
+        except errors_named("NoScriptError"):
             self.send(lane, cap, full=True)
             reply = self._reply(lane)
         lane.first = False
@@ -185,11 +183,11 @@ def _connection(pool: Any) -> Any:
 def _second_connection(pool: Any) -> Any:
     """Another connection for the second lane, or None where the pool has no more
     to give at once (a pool of one): the lanes then take turns on one."""
-    if isinstance(pool, redis.BlockingConnectionPool):  # would wait for the first one
+    if is_blocking_pool(pool):  # would wait for the first one
         return None
     try:
         return _connection(pool)
-    except redis.exceptions.ConnectionError:
+    except errors_named("ConnectionError"):
         return None
 
 
@@ -238,7 +236,7 @@ def _sweep_with_script(
             lane = in_flight.popleft()
             try:
                 reply = steps.receive(lane, cap)
-            except redis.exceptions.ResponseError as exc:
+            except errors_named("ResponseError") as exc:
                 if not refuses_scripts(exc, lane.first):
                     raise
                 refused = refused or exc
@@ -287,15 +285,15 @@ def refuses_scripts(exc: BaseException, first: bool) -> bool:
     old server's rules); to a later one, a refusal of a command (EVALSHA renamed while
     EVAL ran the first step, UNLINK not allowed once the first steps removed nothing).
     The one place that decides, for every scripted path."""
-    if not isinstance(exc, redis.exceptions.ResponseError):
+    if not is_error(exc, "ResponseError"):
         return False
     return first or any(word in str(exc).lower() for word in _REFUSALS)
 
 
 def is_refused_permission(reply: Any) -> bool:
     """A reply saying the user may not run the command (an ACL, a managed service)."""
-    return isinstance(reply, redis.exceptions.ResponseError) and (
-        isinstance(reply, getattr(redis.exceptions, "NoPermissionError", ()))
+    return is_error(reply, "ResponseError") and (
+        is_error(reply, "NoPermissionError")
         or "NOPERM" in str(reply)
         or "no permissions" in str(reply)
     )
@@ -388,7 +386,7 @@ def sweep(
     ``match``, on every primary of a cluster (never a replica), but those the
     ``exclusions`` keep: their globs apply to a key's name after its first ``cut``
     bytes (the prefix)."""
-    if not isinstance(client, redis.RedisCluster):
+    if not is_cluster(client):
         _sweep_node(client, match, dry_run, tally, False, exclusions, cut)
         return
     primaries = client.get_primaries()
@@ -421,7 +419,7 @@ def scan_all(client: Any, match: str) -> Iterator[Any]:
     """Every key matching ``match``, streamed; a cluster's primaries are scanned at
     the same time (one thread each, never a replica), through a bounded queue so
     memory stays flat when the consumer is slower than the scans."""
-    if not isinstance(client, redis.RedisCluster):
+    if not is_cluster(client):
         yield from client.scan_iter(match=match, count=SCAN_COUNT)
         return
     primaries = client.get_primaries()
