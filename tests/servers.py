@@ -357,9 +357,10 @@ def start_sentinel(
 
 
 @_retry_on_port_clash
-def start_tls_redis() -> ServerProcess:
+def start_tls_redis(flavour: str | None = None) -> ServerProcess:
     """A redis-server speaking only TLS, with a throwaway self-signed certificate
-    (``extra["ca"]`` is the file a client must trust)."""
+    (``extra["ca"]`` is the file a client must trust); ``flavour`` names a build of
+    REDIS_FAMILY_SERVERS that has TLS (the PyPI wheels' builds have none)."""
     workdir = Path(tempfile.mkdtemp(prefix="cachectl-tls-"))
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(
@@ -374,7 +375,7 @@ def start_tls_redis() -> ServerProcess:
     port = free_port()
     log = workdir / "redis.log"
     args = [
-        redis_server_binary(), "--port", "0", "--tls-port", str(port),
+        redis_server_binary(flavour), "--port", "0", "--tls-port", str(port),
         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
         "--tls-auth-clients", "no", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--logfile", str(log),

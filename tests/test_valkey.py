@@ -25,7 +25,7 @@ import redis
 from flask_caching import Cache
 
 from tests.conftest import oracle_app, run, run_console
-from tests.servers import ServerProcess, free_port, start_valkey
+from tests.servers import ServerProcess, free_port, start_tls_redis, start_valkey
 
 PASSWORD = "s3cret-valkey-pw"
 
@@ -303,6 +303,29 @@ def test_valkey_urls_reach_the_server_and_name_it(target: Target) -> None:
     assert url in json.dumps(plan)
     shown = json.loads(run("--url", url, "--json", "config").stdout)["settings"]
     assert shown["CACHE_REDIS_URL"]["value"] == url
+
+
+def test_valkeys_reaches_a_tls_server_through_the_valkey_client(tmp_path: Path) -> None:
+    """valkeys:// is TLS: against a server speaking only TLS (Debian's redis-server: the
+    valkey-server of the PyPI wheel has no TLS built in; the protocol is the same), the
+    valkey client connects with the CA the options name, and refuses without it."""
+    server = start_tls_redis("redis-7.0")
+    try:
+        ca = server.extra["ca"]
+        options = {"host": "127.0.0.1", "port": server.port, "ssl": True, "ssl_ca_certs": ca}
+        app, cache = valkey_app({**options, "key_prefix": "tls_"})
+        with app.app_context():
+            cache.set("secure", "over TLS")
+        url = f"valkeys://127.0.0.1:{server.port}/0"
+        trust = ["-o", f'CACHE_OPTIONS={{"ssl_ca_certs": "{ca}"}}', "--key-prefix", "tls_"]
+        got = run_console("--url", url, *trust, "get", "secure")
+        assert (got.returncode, got.stdout) == (0, b"over TLS\n"), got.stderr
+        untrusted = run_console("--url", url, "--key-prefix", "tls_", "get", "secure")
+        assert untrusted.returncode == 3
+        assert "certificate verify failed" in untrusted.stderr.decode()
+        assert "valkeys://" in untrusted.stderr.decode()
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("scheme", ["valkey", "valkeys"])
