@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import fill_keys, run
+from tests.conftest import run
+from tests.scripted_paths import fresh_keyspace, scripted_commands
 from tests.servers import ServerProcess, redis_family_version, start_redis
 
 APP_KEYS = 60_000
@@ -57,32 +58,10 @@ def test_the_server_really_runs_no_script(server: ServerProcess) -> None:
 
 
 def _fresh(server: ServerProcess) -> redis.Redis:
-    client = redis.Redis(port=server.port)
-    client.flushall()
-    fill_keys(client, "app_{}", APP_KEYS)
-    fill_keys(client, "app_keep:{}", KEPT_KEYS)
-    fill_keys(client, "other_{}", OTHER_KEYS)
-    client.config_set("slowlog-log-slower-than", BOUND_MS * 1000)
-    client.config_set("slowlog-max-len", 1000)
-    client.slowlog_reset()
-    client.config_resetstat()
-    return client
+    return fresh_keyspace(server, APP_KEYS, KEPT_KEYS, OTHER_KEYS, BOUND_MS)
 
 
-COMMANDS = {
-    "clear": (["clear", "--yes"], {"removed": APP_KEYS + KEPT_KEYS}),
-    "clear-exclude": (
-        ["clear", "--exclude", "keep:*", "--yes"],
-        {"removed": APP_KEYS, "excluded": KEPT_KEYS},
-    ),
-    "clear-dry-run": (["clear", "--dry-run"], {"removed": APP_KEYS + KEPT_KEYS}),
-    "stats": (["stats"], {"total": APP_KEYS + KEPT_KEYS}),
-    "clear-dry-run-exclude": (
-        ["clear", "--dry-run", "--exclude", "keep:*"],
-        {"removed": APP_KEYS, "excluded": KEPT_KEYS},
-    ),
-    "stats-by-function": (["stats", "--by-function"], {}),
-}
+COMMANDS = scripted_commands(APP_KEYS, KEPT_KEYS)
 LEFT = {
     "clear": OTHER_KEYS,
     "clear-exclude": OTHER_KEYS + KEPT_KEYS,

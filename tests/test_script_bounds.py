@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.conftest import fill_keys, run
+from tests.conftest import run
+from tests.scripted_paths import fresh_keyspace, scripted_commands
 from tests.servers import ServerProcess, start_redis
 
 APP_KEYS = 150_000
@@ -40,29 +41,10 @@ def server() -> Iterator[ServerProcess]:
 
 
 def _fresh(server: ServerProcess) -> redis.Redis:
-    """The keys, then SLOWLOG and the command statistics emptied (filling is not ours)."""
-    client = redis.Redis(port=server.port)
-    client.flushall()
-    fill_keys(client, "app_{}", APP_KEYS)
-    fill_keys(client, "app_keep:{}", KEPT_KEYS)
-    fill_keys(client, "other_{}", OTHER_KEYS)
-    client.config_set("slowlog-log-slower-than", BOUND_MS * 1000)
-    client.config_set("slowlog-max-len", 1000)
-    client.slowlog_reset()
-    client.config_resetstat()
-    return client
+    return fresh_keyspace(server, APP_KEYS, KEPT_KEYS, OTHER_KEYS, BOUND_MS)
 
 
-COMMANDS = {
-    "clear": (["clear", "--yes"], {"removed": APP_KEYS + KEPT_KEYS}),
-    "clear-exclude": (
-        ["clear", "--exclude", "keep:*", "--yes"],
-        {"removed": APP_KEYS, "excluded": KEPT_KEYS},
-    ),
-    "clear-dry-run": (["clear", "--dry-run"], {"removed": APP_KEYS + KEPT_KEYS}),
-    "stats": (["stats"], {"total": APP_KEYS + KEPT_KEYS}),
-    "stats-by-function": (["stats", "--by-function"], {}),
-}
+COMMANDS = scripted_commands(APP_KEYS, KEPT_KEYS)
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -89,7 +71,7 @@ def test_no_scripted_step_holds_the_server_past_the_bound(server: ServerProcess,
     # call still carries several of the script's SCANs (a round trip per 250 keys
     # looked at would cost a clear most of its speed).
     assert calls["cmdstat_scan"] >= 2 * steps, calls
-    if name.startswith("clear") and name != "clear-dry-run":
+    if name.startswith("clear") and "dry-run" not in name:
         assert client.dbsize() == OTHER_KEYS + (KEPT_KEYS if name == "clear-exclude" else 0)
 
 
