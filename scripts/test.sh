@@ -95,7 +95,17 @@ start_lane() {
   shift
   lanes_in_order+=("$name")
   lane_started[$name]=$SECONDS
-  ( set -euo pipefail; "$@" ) >"$logs/$name.log" 2>&1 &
+  # The lane notes when it ends: one waited for later (the static checks, a lane beside
+  # the main one) still reports its own time.
+  # (Not `( ... ) || status=$?`: inside a `||` list bash ignores set -e, so a lane's
+  # failing step would not stop it.)
+  (
+    set +e
+    ( set -euo pipefail; "$@" )
+    status=$?
+    echo "$SECONDS" >"$logs/$name.end"
+    exit "$status"
+  ) >"$logs/$name.log" 2>&1 &
   lane_pid[$name]=$!
 }
 # Waits for the lane named, or with no name for whichever running lane ends first.
@@ -118,7 +128,7 @@ finish_lane() {
     done
     running=("${still[@]}")
   fi
-  lane_seconds[$name]=$((SECONDS - lane_started[$name]))
+  lane_seconds[$name]=$(($(cat "$logs/$name.end" 2>/dev/null || echo "$SECONDS") - lane_started[$name]))
   lane_status[$name]=$status
   echo "== lane $name: $([ "$status" = 0 ] && echo passed || echo "FAILED (exit $status)") in ${lane_seconds[$name]}s" >&2
   cat "$logs/$name.log" >&2
