@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -250,3 +251,34 @@ def test_a_closed_standard_output_is_141_like_sigpipe_and_logged(
     assert done.stderr == b""
     (line,) = _lines(log)
     assert line["exit_code"] == 141 and line["done"]["removed"] == 10
+
+
+PROBE = """
+import os, signal, sys
+from cachectl.runtime import interrupts
+if sys.argv[1] == "console":
+    interrupts.own_the_process()
+try:
+    with interrupts.handled():
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler raises Stop here: no long run
+        for _ in range(1000):
+            pass
+except interrupts.Stop:
+    pass
+print(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+"""
+
+
+@pytest.mark.parametrize(("caller", "ignored"), [("console", True), ("in-process", False)])
+def test_after_a_stop_the_console_script_ignores_further_stop_signals(
+    caller: str, ignored: bool
+) -> None:
+    """A second TERM arriving between the end of the run and the end of the process (a
+    supervisor's second signal, a moment later) killed the console script by the default
+    action after its report: exit -15 instead of 143. Its process ignores stop signals once
+    a stop has ended its run; a program running the group in-process gets its own back."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, caller], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(ignored)

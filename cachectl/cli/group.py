@@ -413,6 +413,9 @@ def pass_session(function: F) -> F:
 
 def main() -> None:
     """Console entry point (the process ends when it returns or raises)."""
+    from cachectl.runtime import interrupts
+
+    interrupts.own_the_process()
     try:
         cli(prog_name="cachectl")
     finally:
@@ -423,9 +426,6 @@ def main() -> None:
         # program that calls ``cli`` itself (tests, ``flask cachectl``) keeps its collector.
         import gc
 
-        from cachectl.runtime import interrupts
-
-        interrupts.ignore_further_stops()
         gc.freeze()
 
 

@@ -62,6 +62,8 @@ class _RunState:
 
 
 _state = _RunState()
+#: Whether the run's end is the process's end (``own_the_process``).
+_owns_process = False
 
 
 def exit_status(signum: int) -> int:
@@ -112,8 +114,9 @@ def handled() -> Iterator[None]:
     finally:
         _state.depth -= 1
         if outermost:
+            ending = _owns_process and _state.received is not None
             for signum, previous in _state.previous.items():
-                signal.signal(signum, previous)
+                signal.signal(signum, signal.SIG_IGN if ending else previous)
             _state.previous.clear()
 
 
@@ -144,17 +147,15 @@ def shielded() -> Iterator[None]:
         _state.shielded -= 1
 
 
-def ignore_further_stops() -> None:
-    """For a process that is ending (the console script, after its run): when a signal
-    stopped the run, the process ends with that signal's status and report, so another
-    stop signal (the second TERM a supervisor sends) arriving during the interpreter's
-    shutdown is ignored instead of killing it by the default action. Only the process's
-    own end may call this: the ignoring outlives every handler."""
-    if _state.received is None or not _in_main_thread():
-        return
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not None:
-            signal.signal(signum, signal.SIG_IGN)
+def own_the_process() -> None:
+    """Called by the console script, whose process ends when its run ends: once a signal
+    has stopped the run, the handlers are not given back at the end of ``handled`` but
+    set to ignore, so that another stop signal (the second TERM a supervisor sends, a
+    moment later) arriving while the process exits cannot kill it by the default action
+    after its report; it ends with the first signal's status. A program that calls the
+    group in-process (tests, ``flask cachectl``) gets its handlers back as they were."""
+    global _owns_process
+    _owns_process = True
 
 
 def stopping_signal(cause: BaseException | None = None) -> int:
