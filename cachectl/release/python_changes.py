@@ -172,9 +172,7 @@ def plan_rendering_views(
             if function.decorator != "cached" or not used:
                 continue
             reason = f"renders {', '.join(used)}, changed by the release"
-            why = (reason, f"{path}:{function.line}")
-            at, versions = (plan.since, module), (function, None)
-            _planned(plan, sources, at, versions, (scan, None), why, app_rules, approximate=True)
+            _planned_as_changed(plan, sources, path, module, scan, function, reason, app_rules)
 
 
 def plan_cached_function(
@@ -196,6 +194,21 @@ def plan_cached_function(
     if scan is None or function is None:
         return
     reason = f"calls {via}, which changed (followed with --follow-calls: approximate)"
+    _planned_as_changed(plan, sources, path, module, scan, function, reason, app_rules)
+
+
+def _planned_as_changed(
+    plan: Plan,
+    sources: PythonSources,
+    path: str,
+    module: str,
+    scan: ModuleScan,
+    function: CachedFunction,
+    reason: str,
+    app_rules: AppRules | None,
+) -> None:
+    """A cached function of the older revision whose own code did not change, planned as
+    if it had (it renders a changed template, or calls changed code): approximate."""
     why = (reason, f"{path}:{function.line}")
     at, versions = (plan.since, module), (function, None)
     _planned(plan, sources, at, versions, (scan, None), why, app_rules, approximate=True)
