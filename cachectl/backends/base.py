@@ -23,6 +23,9 @@ from cachectl.runtime.wording import counted
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
     from cachectl.backends.statistics import CacheStats, Census
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.reader import RestoreCounts
+    from cachectl.backup.writer import BackupWriter, Keeper
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -315,6 +318,47 @@ class CacheBackend:
         """Remove (or with ``dry_run`` count) the expired entries; how many."""
         self.require_prune()
         raise NotImplementedError
+
+    # --- backups: --backup FILE, restore -------------------------------------------------
+
+    #: Why this backend cannot keep what it removes (None where it can): a backup must
+    #: hold the bytes as stored, which only the backends that read them raw can give.
+    cannot_back_up: str | None = (
+        "this cache hands back decoded values only, so --backup cannot keep the entries "
+        "it removes byte for byte"
+    )
+    #: The family a backup file names, and the only one its entries restore into.
+    backup_family = "cache"
+    #: Where removed and overwritten entries go first (``--backup``); None: nowhere.
+    backup: BackupWriter | None = None
+    _backup_labels: dict[str, Any] | None = None
+
+    def attach_backup(self, writer: BackupWriter, labels: dict[str, Any]) -> None:
+        """Keep every entry this backend removes or overwrites in ``writer``'s file;
+        ``labels`` (the cache's name, its Flask-Caching generation) go in its header.
+        Refused, before anything changes, where the backend cannot keep entries."""
+        if self.cannot_back_up is not None:
+            raise UsageError(f"--backup: {self.cannot_back_up}")
+        self.backup = writer
+        self._backup_labels = dict(labels)
+
+    def backup_section(self) -> dict[str, Any]:
+        """How a backup file names this cache: family, server (no credentials), prefix."""
+        return {"family": self.backup_family, "server": self.describe(), "prefix": self.key_prefix}
+
+    def keeper(self) -> Keeper | None:
+        """Where to put entries before removing them; None without ``--backup``. Asking
+        creates the file, so a command asks only once it is about to remove something."""
+        if self.backup is None:
+            return None
+        return self.backup.keeper({**self.backup_section(), **(self._backup_labels or {})})
+
+    def restore(
+        self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        """Put ``entries`` (taken at ``taken_ms``) back with the lifetime they had left
+        minus the time since; a key that exists now stays unless ``replace``."""
+        raise UsageError(f"--backup files cannot be restored into {self.kind}")
 
 
 class Tally:

@@ -38,6 +38,8 @@ from cachectl.runtime.secrets import mask_url
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
     from cachectl.backends.statistics import CacheStats, Census
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.reader import RestoreCounts
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
 _NO_PREFIX_REFUSAL = (
@@ -268,6 +270,7 @@ class RedisBackend(CacheBackend):
         """As the app's ``cache.set``: None is the default timeout, 0 never expires. The
         app's CACHE_SERIALIZER writes through cachelib; the default format is written
         here, with a pickle protocol an app on any Python 3 reads."""
+        self._keep_one(key)
         if self.serializer is not None and self.cache is not None:
             with self.server_errors():
                 self.cache.set(key, value, timeout=timeout)
@@ -302,12 +305,43 @@ class RedisBackend(CacheBackend):
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
         with partial_work(tally, "removed"), self.server_errors():
+            keeper = self.keeper()
             for batch in batched(keys):
                 # Bytes: a key that is not UTF-8 (listed with surrogates) is sent as stored.
                 prefix = self.key_prefix
                 names = [(prefix + key).encode("utf-8", "surrogateescape") for key in batch]
-                tally.add(self._unlink(names))
+                if keeper is not None:
+                    from cachectl.backends.redis_keep import keep
+
+                    names = keep(self.client, keeper, names)  # on disk before it goes
+                tally.add(self._unlink(names) if names else 0)
         return tally.count
+
+    def _keep_one(self, key: str) -> None:
+        """With ``--backup``: ``key`` as it is now, kept before it is overwritten."""
+        keeper = self.keeper()
+        if keeper is not None:
+            from cachectl.backends.redis_keep import keep
+
+            with self.server_errors():
+                name = (self.key_prefix + key).encode("utf-8", "surrogateescape")
+                keep(self.client, keeper, [name])
+
+    backup_family = "redis"
+    cannot_back_up = None
+
+    def backup_section(self) -> dict[str, Any]:
+        from cachectl.backends.redis_keep import database_of
+
+        return {**super().backup_section(), "database": database_of(self.client)}
+
+    def restore(
+        self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        from cachectl.backends.redis_keep import restore_entries
+
+        with self.server_errors():
+            return restore_entries(self.client, entries, taken_ms, replace, dry_run)
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:
         """TTL of each key, a batch per round trip (a cluster routes each to its node)."""
@@ -329,6 +363,7 @@ class RedisBackend(CacheBackend):
 
     def set_lifetime(self, key: str, seconds: int | None) -> bool:
         """EXPIRE, or PERSIST for None; the value is not touched."""
+        self._keep_one(key)
         name = self.key_prefix + key
         with self.server_errors():
             if seconds is not None:
@@ -388,10 +423,19 @@ class RedisBackend(CacheBackend):
         match = escape_glob(self.key_prefix) + pattern
         cut = len(self.key_prefix.encode())
         with partial_work(tally, "counted" if dry_run else "removed"), self.server_errors():
-            sweep(self.client, match, dry_run, tally, exclusions, cut)
+            keeper = None if dry_run else self.keeper()
+            if keeper is not None:
+                from cachectl.backends.redis_keep import sweep_keeping
+
+                sweep_keeping(self.client, match, tally, keeper, exclusions, cut)
+            else:
+                sweep(self.client, match, dry_run, tally, exclusions, cut)
         return tally.count
 
     def flush_db(self, dry_run: bool) -> int:
+        if self.backup is not None and not dry_run:
+            # Kept key by key, then removed: FLUSHDB would take what is written meanwhile.
+            return self.delete_matching("*", dry_run)
         with self.server_errors():
             size = self.client.dbsize()
             if not dry_run:

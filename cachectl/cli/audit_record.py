@@ -135,6 +135,7 @@ class AuditRecord:
             exit_code=exit_code,
             error=self.failure if exit_code else None,
             stopped_line_done=self.stopped_line_done,
+            backup=session.current_backup.summary() if session.current_backup else None,
         )
         try:
             descriptor = self._descriptor

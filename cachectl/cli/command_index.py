@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, str] = {
     "invalidate": "cachectl.cli.groups",
     "groups": "cachectl.cli.groups",
     "plan": "cachectl.cli.plan",
+    "restore": "cachectl.cli.restore",
 }
 
 

@@ -116,6 +116,7 @@ class CachectlGroup(UsageHints):
             status = interrupts.as_error(cause).exit_code
             raise
         finally:
+            _finish_backup(ctx)
             _write_audit(ctx, status)
 
     def _invoke_reporting(self, ctx: click.Context) -> Any:
@@ -132,6 +133,15 @@ class CachectlGroup(UsageHints):
         except (Exception, KeyboardInterrupt) as exc:
             message, code, done = failure_of(exc)
             _fail(ctx, message, code, done)
+
+
+def _finish_backup(ctx: click.Context) -> None:
+    """Close the run's backup file (``--backup``), whatever the run's outcome."""
+    session = ctx.find_object(Session)
+    if session is not None and session.current_backup is not None:
+        from cachectl.cli.backups import finish
+
+        finish(session)
 
 
 def _write_audit(ctx: click.Context, status: int) -> None:
@@ -318,6 +328,14 @@ def _parse_option(text: str) -> tuple[str, Any]:
     help="Refuse (exit 2, nothing done) to change a cache when the audit log cannot be "
     "written. Without it, a log that cannot be written is a warning.",
 )
+@click.option(
+    "--backup",
+    "backup_path",
+    metavar="FILE",
+    help="Keep every entry the command removes or overwrites in FILE (created 0600, never "
+    "over an existing file), each on disk before it goes; 'cachectl restore FILE' puts them "
+    "back. Or backup_dir in the config file: a new file there for every such run.",
+)
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -338,6 +356,7 @@ def cli(
     connect_timeout: float,
     audit_log: str | None,
     audit_required: bool,
+    backup_path: str | None,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -381,8 +400,9 @@ def cli(
     session.audit.argv = list(getattr(ctx.command, "invoked_with", []))
     session.audit.log_path = audit_log
     session.audit.required = audit_required
+    session.backup_path = backup_path
     given_flags = (("--url", url), ("--type", cache_type), ("--dir", cache_dir))
-    for flag, given in (*given_flags, ("--audit-log", audit_log)):
+    for flag, given in (*given_flags, ("--audit-log", audit_log), ("--backup", backup_path)):
         if given is not None and not given.strip():
             raise UsageError(f"{flag} is empty: give a value or leave the option out")
     _warn_about_passwords(output, overrides)
@@ -402,7 +422,12 @@ def pass_session(function: F) -> F:
         session = ctx.find_object(Session)
         if session is None:
             raise RuntimeError("a cachectl command runs inside the cachectl group")
+        first = session.audit.command is None
         session.audit.starting(ctx.info_name or "", ctx.params, session)
+        if first:
+            from cachectl.cli.backups import check_request
+
+            check_request(session)
         try:
             return ctx.invoke(function, session, *args, **kwargs)
         finally:

@@ -13,6 +13,7 @@ from cachectl.runtime.output import Output
 if TYPE_CHECKING:
     from cachectl.app.loader import AppCache, LoadedApp
     from cachectl.backends import CacheBackend
+    from cachectl.backup.writer import BackupWriter
     from cachectl.config.resolve import ConfigRequest, ResolvedConfig
     from cachectl.config.settings import CacheSettings
 
@@ -49,6 +50,10 @@ class Session:
         #: command and its options once it starts (a batch's lines do not replace it),
         #: what it reported doing, why it failed.
         self.audit = AuditRecord()
+        #: ``--backup FILE``: where this run keeps what it removes (``backup_dir`` in the
+        #: config file names one per run instead); the writer, once a command needs it.
+        self.backup_path: str | None = None
+        self._backup: BackupWriter | None = None
         from cachectl.runtime import secrets
 
         if new_run:
@@ -150,6 +155,7 @@ class Session:
         other._loaded_app = self._loaded_app
         other._backends = self._backends
         other.script_info = self.script_info
+        other.backup_path, other._backup = self.backup_path, self.backup_writer()
         return other
 
     def backend(self, create_dir: bool = False, connect: bool = True) -> CacheBackend:
@@ -179,9 +185,31 @@ class Session:
                 app_built = chosen.backend
             backend = build_backend(self.settings, self.timeout, create_dir, app_built)
             checked = False
+            writer = self.backup_writer()
+            if writer is not None:
+                labels = {
+                    "cache": self.config.cache_name,
+                    "generation": str(self.config.generation),
+                }
+                backend.attach_backup(writer, labels)
         if connect and not checked:
             self._backends[wanted] = (backend, False)  # the target, even if unreachable
             backend.check()
             checked = True
         self._backends[wanted] = (backend, checked)
         return backend
+
+    @property
+    def current_backup(self) -> BackupWriter | None:
+        """The run's backup writer if one was made (never makes one)."""
+        return self._backup
+
+    def backup_writer(self) -> BackupWriter | None:
+        """Where this run keeps what it removes or overwrites: ``--backup FILE``, else a new
+        file in the config file's ``backup_dir``; None without either, or for a command
+        that changes nothing (``cli.backups.backup_wanted`` decides that)."""
+        if self._backup is None:
+            from cachectl.cli.backups import backup_for
+
+            self._backup = backup_for(self)
+        return self._backup

@@ -153,6 +153,9 @@ class ConfigFile:
     #: Where destructive commands log what they did (``audit_log``, ``CACHECTL_AUDIT_LOG``
     #: in a .py file), relative to the file; ``--audit-log`` and the environment win.
     audit_log: str | None = None
+    #: Where destructive runs keep what they remove, one file per run (``backup_dir``,
+    #: ``CACHECTL_BACKUP_DIR`` in a .py file), relative to the file; ``--backup`` wins.
+    backup_dir: str | None = None
 
 
 def _is_settings_dict(value: Any) -> bool:
@@ -178,6 +181,7 @@ def read_config_file(path: Path) -> ConfigFile:
         compat = data.pop("CACHECTL_COMPAT", None)
         groups = data.pop("CACHECTL_GROUPS", None)
         audit_log = data.pop("CACHECTL_AUDIT_LOG", None)
+        backup_dir = data.pop("CACHECTL_BACKUP_DIR", None)
         if isinstance(named, dict):
             for name, value in list(data.items()):
                 if _is_settings_dict(value):
@@ -188,6 +192,7 @@ def read_config_file(path: Path) -> ConfigFile:
         compat = data.pop("compat", None)
         groups = data.pop("groups", None)
         audit_log = data.pop("audit_log", None)
+        backup_dir = data.pop("backup_dir", None)
     else:
         raise ConfigError(f"config file {path}: use a .py, .toml or .json file")
     if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
@@ -198,6 +203,10 @@ def read_config_file(path: Path) -> ConfigFile:
         raise ConfigError(f"{path}: audit_log must be the path of a file, not {audit_log!r}")
     if audit_log is not None:
         audit_log = str(path.parent / audit_log)  # relative to the file, as an operator reads it
+    if backup_dir is not None and not (isinstance(backup_dir, str) and backup_dir.strip()):
+        raise ConfigError(f"{path}: backup_dir must be the path of a directory, not {backup_dir!r}")
+    if backup_dir is not None:
+        backup_dir = str(path.parent / backup_dir)
     top = {k: v for k, v in data.items() if k.startswith("CACHE_")}
     caches: dict[str, dict[str, Any]] = {}
     if top:
@@ -206,7 +215,7 @@ def read_config_file(path: Path) -> ConfigFile:
         caches[str(name)] = {**top, **settings}
     if found:
         _refuse_code(path, caches)
-    return ConfigFile(caches, compat, groups, audit_log)
+    return ConfigFile(caches, compat, groups, audit_log, backup_dir)
 
 
 def _code_named(settings: Mapping[str, Any]) -> str | None:

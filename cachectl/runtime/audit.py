@@ -40,6 +40,7 @@ DESTRUCTIVE = frozenset(
         "batch",
         "invalidate",
         "plan",
+        "restore",
     }
 )
 
@@ -52,6 +53,8 @@ def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
         return bool(params.get("delete"))
     if command == "plan":
         return bool(params.get("apply_plan"))  # plan --apply
+    if command == "restore":
+        return not params.get("list_only")
     return True
 
 
@@ -183,6 +186,7 @@ def entry(
     exit_code: int,
     error: str | None,
     stopped_line_done: Mapping[str, Any] | None = None,
+    backup: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The line for one run. Its ``error`` passes the run's secrets filter, with the
     ``hidden`` VALUE of ``set`` among the secrets: the log never holds a value."""
@@ -204,4 +208,5 @@ def entry(
         "done": dict(done) if done is not None else None,
         "exit_code": exit_code,
         "error": scrub(error, error_secrets) if error is not None else None,
+        **({"backup": dict(backup)} if backup is not None else {}),
     }

@@ -35,6 +35,9 @@ class Output:
     def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json = as_json
         self.quiet = quiet
+        #: What a ``--backup`` run kept (``BackupWriter.summary``): every JSON document
+        #: the run prints says it under ``backup``, failures included.
+        self.backup_summary: Callable[[], dict[str, Any]] | None = None
         self._consoles: dict[bool, Console] = {}
 
     def _console(self, stderr: bool) -> Console:
@@ -67,6 +70,8 @@ class Output:
         """The one JSON document a command prints with ``--json``."""
         from cachectl.codec.rendering import stack_room
 
+        if self.backup_summary is not None:
+            payload = {**payload, "backup": self.backup_summary()}
         payload = _filtered_messages(payload)
         with stack_room(2 * 1000 + 10):  # values nest up to twice max_depth (<= 1000)
             text = json.dumps(payload, ensure_ascii=False, indent=2, default=str)

@@ -196,7 +196,7 @@ def read_trusted(path: str | os.PathLike[str]) -> bytes:
         return stream.read()
 
 
-def _fsync_directory(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
     """Make a rename in ``directory`` durable (where the platform allows it)."""
     with suppress(OSError):
         descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -236,7 +236,7 @@ def write_atomically(
     finally:
         with suppress(FileNotFoundError):
             os.remove(temporary)
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 def _link_without_replacing(temporary: str, path: str, data: bytes, mode: int) -> None:
