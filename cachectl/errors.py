@@ -25,8 +25,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0    done
   1    not found (get, ttl, expire, persist, show-memoized; delete-memoized of a
-       name not imported here with nothing cached under it), or a clear
-       declined at the prompt
+       name not imported here with nothing cached under it), a clear
+       declined at the prompt, or a restore that left entries out
   2    usage or configuration error
   3    cache server unreachable, timed out or refused
   4    internal error (a bug: --debug shows the traceback)

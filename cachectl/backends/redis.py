@@ -338,9 +338,12 @@ class RedisBackend(CacheBackend):
     def restore(
         self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
     ) -> RestoreCounts:
-        from cachectl.backends.redis_keep import restore_entries
+        from cachectl.backends.redis_keep import keep, restore_entries
 
         with self.server_errors():
+            keeper = self.keeper() if replace and not dry_run else None
+            if keeper is not None:  # what --replace overwrites is kept first
+                keep(self.client, keeper, [entry.name for entry in entries])
             return restore_entries(self.client, entries, taken_ms, replace, dry_run)
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:

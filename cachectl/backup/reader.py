@@ -99,6 +99,11 @@ class BackupFile:
             head = stream.read(FRAME_SIZE)
             if not head:
                 return
+            if len(head) < FRAME_SIZE:
+                self.contents.damaged.append(
+                    f"the file ends inside a record at byte {at} (cut short while it was written)"
+                )
+                return
             framed = read_frame_head(head)
             packed = stream.read(framed[1]) if framed is not None else b""
             if framed is not None and len(packed) < framed[1]:
