@@ -139,4 +139,6 @@ def test_a_chunk_that_lies_about_its_entries_is_damaged_not_a_crash(tmp_path: Pa
         stream.write(frame(ENTRIES, lying))
     entries, backup = _read(path)
     assert len(entries) == 3
-    assert any("does not parse" in line or "past its end" in line for line in backup.contents.damaged)
+    assert any(
+        "does not parse" in line or "past its end" in line for line in backup.contents.damaged
+    )

@@ -42,7 +42,7 @@ class AuditRecord:
         self.command, self.params = name, dict(params)
         if not self.required:
             return
-        from cachectl.runtime.audit import changes_cache  # loaded only where a log is in play
+        from cachectl.runtime.changing import changes_cache
 
         if changes_cache(name, params):
             path = self.path(session, resolve=True)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _changes_cache(session: Session) -> bool:
-    from cachectl.runtime.audit import changes_cache
+    from cachectl.runtime.changing import changes_cache
 
     command = session.audit.command
     return command is not None and changes_cache(command, session.audit.params)

@@ -169,7 +169,7 @@ def _checked_by_running(name: str, params: dict[str, Any], reads_stdin: bool) ->
     (or would, but for --dry-run) or changes nothing. Not a line that reads standard
     input (its input would be gone), nor one that writes elsewhere before it needs a
     server (``config --write`` writes its file): those are only parsed."""
-    from cachectl.runtime.audit import DESTRUCTIVE
+    from cachectl.runtime.changing import DESTRUCTIVE
 
     return not reads_stdin and (name in DESTRUCTIVE or _dry_run_kind(name, params) == "reads")
 

@@ -23,39 +23,8 @@ from typing import Any
 
 from cachectl import __version__
 from cachectl.errors import EXIT_STOPPED
+from cachectl.runtime.changing import DESTRUCTIVE, changes_cache  # noqa: F401  (the log's list)
 from cachectl.runtime.secrets import masked_arg, scrub, secret_texts
-
-#: Commands that change a cache, and so are logged (unless run as a dry run).
-DESTRUCTIVE = frozenset(
-    {
-        "set",
-        "delete",
-        "clear",
-        "delete-memoized",
-        "delete-view",
-        "make-fragment-key",
-        "expire",
-        "persist",
-        "prune",
-        "batch",
-        "invalidate",
-        "plan",
-        "restore",
-    }
-)
-
-
-def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
-    """Whether this run of ``command`` may change a cache: only then is it logged."""
-    if command not in DESTRUCTIVE or params.get("dry_run"):
-        return False
-    if command == "make-fragment-key":
-        return bool(params.get("delete"))
-    if command == "plan":
-        return bool(params.get("apply_plan"))  # plan --apply
-    if command == "restore":
-        return not params.get("list_only")
-    return True
 
 
 def masked_argv(
