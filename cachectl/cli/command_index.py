@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, str] = {
     "groups": "cachectl.cli.groups",
     "plan": "cachectl.cli.plan",
     "restore": "cachectl.cli.restore",
+    "warm": "cachectl.cli.warming",
 }
 
 

@@ -23,6 +23,7 @@ DESTRUCTIVE = frozenset(
         "invalidate",
         "plan",
         "restore",
+        "warm",
     }
 )
 
