@@ -265,3 +265,97 @@ def test_filesystem_warmed_files_equal_what_the_app_stores(tmp_path: Path) -> No
     found = payloads(warmed)
     assert len(found) >= 4  # price(1), price(2) and price(1, USD), the view, the version
     assert found == payloads(judged)
+
+
+def _stale(client: redis.Redis, key: bytes) -> None:
+    """Put a value the app never computed under ``key``, to see it replaced."""
+    import pickle
+
+    client.set(key, b"!" + pickle.dumps("stale"), ex=300)
+
+
+def _key_of(where: Path, env: dict[str, str], *warm_args: str) -> tuple[str, str]:
+    done = _warm(where, env, "--json", "warm", *warm_args)
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["results"]
+    return result["status"], "shop:" + result["key"]
+
+
+def test_invalidate_warm_stores_again_what_it_removed(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    where = _write_app(tmp_path)
+    (tmp_path / "cachectl.toml").write_text(
+        "[groups.prices]\n"
+        'memoized = ["warmapp.price 1", "warmapp.price 2 --kw currency=USD"]\n'
+        'views = ["/pricing", "/search --all-queries"]\n'
+        "[groups.everything]\n"
+        'memoized = ["warmapp.price"]\n'
+        'patterns = ["report:*"]\n'
+    )
+    env = {"WARM_URL": redis_target.url}
+    client = redis_target.client
+    _, price_key = _key_of(where, env, "memoized", "warmapp.price", "1")
+    _, view_key = _key_of(where, env, "view", "/pricing")
+    _stale(client, price_key.encode())
+    _stale(client, view_key.encode())
+    done = _warm(where, env, "--json", "invalidate", "prices", "--warm")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    commands = [line["command"] for line in document["lines"]]
+    assert commands[4:] == [
+        "warm memoized -- warmapp.price 1",
+        "warm memoized --kw currency=USD -- warmapp.price 2",
+        "warm view -- /pricing",
+    ]
+    statuses = [line["document"]["results"][0]["status"] for line in document["lines"][4:]]
+    assert statuses == ["stored", "stored", "stored"]
+    assert document["not_warmed"] == [
+        {
+            "command": "delete-view /search --all-queries",
+            "why": "every query of a view cannot be warmed: only one path and query",
+        }
+    ]
+    import pickle
+
+    assert pickle.loads(client.get(price_key)[1:]) == {"item": 1, "currency": "EUR", "price": 10}
+    assert pickle.loads(client.get(view_key)[1:]) != "stale"
+    assert _key_of(where, env, "memoized", "warmapp.price", "2", "--kw", "currency=USD")[0] == (
+        "already cached"
+    )
+    whole = _warm(where, env, "invalidate", "everything", "--warm", "--yes")
+    assert whole.returncode == 0, whole.stderr
+    said = whole.stderr.decode()
+    assert "not warmed: delete-memoized warmapp.price: a whole function cannot be warmed" in said
+    assert "not warmed: delete --yes --pattern 'report:*'" in said
+    no_app = run_console("--url", redis_target.url, "invalidate", "prices", "--warm", cwd=where)
+    assert no_app.returncode == 2 and "--app" in no_app.stderr.decode()
+
+
+def test_batch_runs_warm_lines_and_checks_them_first(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    where = _write_app(tmp_path)
+    env = {"WARM_URL": redis_target.url}
+    _, price_key = _key_of(where, env, "memoized", "warmapp.price", "3")
+    _stale(redis_target.client, price_key.encode())
+    deploy = tmp_path / "deploy.txt"
+    deploy.write_text(
+        "delete-memoized warmapp.price 3\nwarm memoized warmapp.price 3\nwarm view /pricing\n"
+    )
+    done = _warm(where, env, "--json", "batch", str(deploy))
+    assert done.returncode == 0, done.stderr
+    lines = json.loads(done.stdout)["lines"]
+    assert [line["document"].get("results", [{}])[0].get("status") for line in lines] == [
+        None,
+        "stored",
+        "stored",
+    ]
+    assert b"stale" not in redis_target.client.get(price_key)
+    # A warm line that fails its checks stops the batch before the deletion runs.
+    _stale(redis_target.client, price_key.encode())
+    deploy.write_text("delete-memoized warmapp.price 3\nwarm memoized warmapp.nothing 3\n")
+    refused = _warm(where, env, "batch", str(deploy))
+    assert refused.returncode == 2, refused.stderr
+    assert "line 2" in refused.stderr.decode()
+    assert b"stale" in redis_target.client.get(price_key)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import click
 
 from cachectl.cli.group import Session, cli, pass_session
 from cachectl.cli.options import dry_run_option, keep_going_option, yes_option
+from cachectl.errors import UsageError
 from cachectl.runtime.wording import counted
 
 
@@ -49,9 +51,22 @@ def groups_command(session: Session) -> None:
 @dry_run_option("Run every action as its dry run: say what would go, change nothing.")
 @keep_going_option
 @yes_option("Delete by the groups' patterns without asking (needed without a terminal).")
+@click.option(
+    "--warm",
+    "warm_after",
+    is_flag=True,
+    help="With --app: after the invalidations, warm what they removed that names a call or a "
+    "path (a memoized call with its arguments, a view path), as 'cachectl warm' does; list "
+    "the others (a whole function, a pattern), which cannot be warmed.",
+)
 @pass_session
 def invalidate(
-    session: Session, names: tuple[str, ...], dry_run: bool, keep_going: bool, yes: bool
+    session: Session,
+    names: tuple[str, ...],
+    dry_run: bool,
+    keep_going: bool,
+    yes: bool,
+    warm_after: bool,
 ) -> None:
     """Run the invalidation groups GROUP... of the config file, as one batch.
 
@@ -67,11 +82,14 @@ def invalidate(
     runs once), with the output, --dry-run, --keep-going and exit status of
     'cachectl batch'. Groups with patterns ask first on a terminal and need
     --yes without one. An unknown GROUP exits 2 and lists the groups there are.
+    --warm adds a 'warm' action after the invalidations for each memoized call
+    and view path they name (checked with the others, before the first runs).
 
     \b
       cachectl invalidate prices
       cachectl invalidate prices catalog --dry-run
       cachectl --app 'shop:create_app()' invalidate prices --yes
+      cachectl --app 'shop:create_app()' invalidate prices --warm
     """
     from cachectl.cli.batch_runner import finish, run_batch
     from cachectl.cli.entries import confirm
@@ -90,6 +108,17 @@ def invalidate(
     globs = [glob for group in chosen for glob in group.patterns]
     group_ctx = click.get_current_context().parent
     assert group_ctx is not None
+    extra: dict[str, Any] = {"groups": [group.name for group in chosen], "file": str(path)}
+    if warm_after:
+        from cachectl.cli.warming import warm_lines
+
+        if session.request.app_import is None:
+            raise UsageError("--warm runs the app's own code: name the app with --app IMPORT")
+        warming, not_warmable = warm_lines(group_ctx, lines)
+        lines += warming
+        extra["not_warmed"] = [{"command": shown, "why": why} for shown, why in not_warmable]
+        for shown, why in not_warmable:
+            session.output.notice(f"not warmed: {shown}: {why}")
 
     def ask() -> None:  # once every action has passed its checks, before the first runs
         if globs and not dry_run:
@@ -101,4 +130,4 @@ def invalidate(
             )
 
     report = run_batch(group_ctx, lines, dry_run=dry_run, keep_going=keep_going, before_running=ask)
-    finish(session, report, {"groups": [group.name for group in chosen], "file": str(path)})
+    finish(session, report, extra)

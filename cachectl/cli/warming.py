@@ -173,3 +173,51 @@ def _render(session: Session, report: Any) -> None:
         output.error(f"{total} warmed: {said}")
     else:
         output.notice(f"{total} warmed: {said or 'nothing'}")
+
+
+#: Why an invalidation names nothing concrete to warm, by command.
+_NOT_CONCRETE = {
+    "make-fragment-key": "a template fragment is stored when its template renders: warm the "
+    "view that renders it",
+    "delete": "a key or a pattern names no call of the app's code",
+}
+
+
+def warm_lines(group_ctx: click.Context, lines: list[Any]) -> tuple[list[Any], list[Any]]:
+    """For ``invalidate --warm``: a ``warm`` line for each invalidation that names something
+    concrete (a memoized call with its arguments, a view path), after every invalidation;
+    and ``(command, why)`` for each that does not (a whole function, every query of a view,
+    a fragment, a pattern), which is listed instead."""
+    from cachectl.cli.batch_runner import check_line
+    from cachectl.operations.batch import BatchLine
+
+    warm: list[Any] = []
+    not_warmable: list[tuple[str, str]] = []
+    for line in lines:
+        params, _ = check_line(group_ctx, line, stdin_taken=False)
+        argv, why = warm_argv(line.argv[0], params)
+        if argv is None:
+            not_warmable.append((line.shown, why))
+        else:
+            warm.append(BatchLine(len(lines) + len(warm) + 1, argv, line.group))
+    return warm, not_warmable
+
+
+def warm_argv(command: str, params: dict[str, Any]) -> tuple[tuple[str, ...] | None, str]:
+    """The ``warm`` command that stores again what one invalidation removed, or None and
+    why it names nothing that can be warmed."""
+    if command == "delete-memoized":
+        if params.get("instance") or params.get("reprs"):
+            return None, "a method's instance or a --repr argument cannot be rebuilt here"
+        if not (params.get("args") or params.get("keywords")):
+            return None, "a whole function cannot be warmed: only a call with its arguments"
+        keywords = [word for text in params["keywords"] for word in ("--kw", text)]
+        return ("warm", "memoized", *keywords, "--", params["function"], *params["args"]), ""
+    if command == "delete-view":
+        if params.get("endpoint") is not None:
+            return None, "a view named by --endpoint: give its path to warm it"
+        if params.get("all_queries"):
+            return None, "every query of a view cannot be warmed: only one path and query"
+        query = ("--query", params["query"]) if params.get("query") is not None else ()
+        return ("warm", "view", *query, "--", params["path"]), ""
+    return None, _NOT_CONCRETE.get(command, "it names nothing the app computes")
