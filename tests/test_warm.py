@@ -359,3 +359,48 @@ def test_batch_runs_warm_lines_and_checks_them_first(
     assert refused.returncode == 2, refused.stderr
     assert "line 2" in refused.stderr.decode()
     assert b"stale" in redis_target.client.get(price_key)
+
+
+def test_plan_apply_warm_requests_the_view_paths_it_invalidated(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    where = _write_app(tmp_path)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=where,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", "warmapp")
+    git("commit", "-qm", "v1")
+    git("tag", "v1")
+    env = {"WARM_URL": redis_target.url}
+    _, view_key = _key_of(where, env, "view", "/pricing")
+    _stale(redis_target.client, view_key.encode())
+    module = where / "warmapp" / "__init__.py"
+    text = module.read_text().replace('"prices: "', '"prices now: "')
+    module.write_text(text.replace("item * 10", "item * 11"))
+    git("commit", "-qam", "v2")
+    dry = _warm(where, env, "--json", "plan", "--since", "v1", "--apply", "--warm", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["warm"]["results"][0]["status"] == "would warm"
+    assert b"stale" in redis_target.client.get(view_key)
+    done = _warm(where, env, "--json", "plan", "--since", "v1", "--apply", "--warm")
+    assert done.returncode == 0, done.stderr
+    warmed = json.loads(done.stdout)["warm"]
+    assert [(r["target"], r["status"]) for r in warmed["results"]] == [("GET /pricing", "stored")]
+    assert warmed["not_warmable"] == [
+        {
+            "what": "delete-memoized warmapp.price",
+            "why": "a whole function cannot be warmed: only a call with its arguments",
+        }
+    ]
+    import pickle
+
+    assert pickle.loads(redis_target.client.get(view_key)[1:]).startswith("prices now: ")
+    no_apply = _warm(where, env, "plan", "--since", "v1", "--warm")
+    assert no_apply.returncode == 2 and "--apply" in no_apply.stderr.decode()

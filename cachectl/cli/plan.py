@@ -36,6 +36,14 @@ else:
 )
 @click.option("--apply", "apply_plan", is_flag=True, help="Run the plan on the cache.")
 @dry_run_option("With --apply: print what each action would write or delete; change nothing.")
+@click.option(
+    "--warm",
+    "warm_after",
+    is_flag=True,
+    help="With --apply and --app: then request each view path the plan invalidated through "
+    "the app's test client, as 'cachectl warm view' does; the other actions (a whole "
+    "function, a pattern) are listed as not warmable.",
+)
 @pass_session
 def plan(
     session: Session,
@@ -44,6 +52,7 @@ def plan(
     follow_calls: bool,
     apply_plan: bool,
     dry_run: bool,
+    warm_after: bool,
 ) -> None:
     """Print what the release SINCE..UNTIL may have left stale in the cache; --apply runs it.
 
@@ -80,6 +89,10 @@ def plan(
       cachectl --config cache.toml plan --since v1.4.0 --apply --dry-run
       cachectl --app 'shop:create_app()' plan --since v1.4.0 --apply
     """
+    if warm_after and (not apply_plan or session.request.app_import is None):
+        from cachectl.errors import UsageError
+
+        raise UsageError("--warm runs the app's own code after --apply: give --apply and --app")
     # The app's code runs only when named with --app (or CACHECTL_APP), never
     # because FLASK_APP happens to be exported: the plan itself reads git alone.
     app = session.app if session.request.app_import is not None else None
@@ -105,15 +118,28 @@ def plan(
                 f"{done.action.command(run.generation)} found nothing{where}: never cached "
                 "or expired, or the entries are in another cache"
             )
+    document = run.document()
+    warmed = None
+    if warm_after:
+        from cachectl.operations.warming import warm_applied
+
+        warmed = warm_applied(run.results, app, dry_run, run.generation)
+        document["warm"] = warmed.document()
     if session.output.as_json:
-        session.audit.record_done(run.document())
-        session.output.document(run.document())
-        return
-    _show(session, run)
-    for done in run.results:
-        session.output.result(f"» {done.action.command(run.generation)}")
-        render.report(session, done.report, done.target.backend, {})
-    session.audit.record_done(run.document())
+        session.audit.record_done(document)
+        session.output.document(document)
+    else:
+        _show(session, run)
+        for done in run.results:
+            session.output.result(f"» {done.action.command(run.generation)}")
+            render.report(session, done.report, done.target.backend, {})
+        session.audit.record_done(document)
+        if warmed is not None:
+            from cachectl.cli.warming import render_results
+
+            render_results(session.output, warmed)
+    if warmed is not None and warmed.failed:
+        click.get_current_context().exit(1)
 
 
 def _printed_generation(session: Session, made: plan_actions.Plan) -> str:

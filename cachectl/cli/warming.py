@@ -151,12 +151,17 @@ def _each_call(function: Any, each: str) -> list[Any]:
 
 
 def _render(session: Session, report: Any) -> None:
-    """A line per target (its status, its key, the app's error), then the counts."""
+    """The report's JSON document, or its lines (``render_results``)."""
     session.audit.record_done(report.document())
-    output = session.output
-    if output.as_json:
-        output.document(report.document())
+    if session.output.as_json:
+        session.output.document(report.document())
         return
+    render_results(session.output, report)
+
+
+def render_results(output: Any, report: Any) -> None:
+    """A line per target (its status, its key, the app's error), what could not be
+    warmed, then the counts (on standard error)."""
     for result in report.results:
         line = f"{result.status}: {result.target}"
         if result.key is not None:

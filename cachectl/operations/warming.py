@@ -27,6 +27,8 @@ STORED = "stored"
 ALREADY_CACHED = "already cached"
 NOT_STORED = "not stored"
 FAILED = "failed"
+#: A dry run's (``plan --apply --warm --dry-run``): what would be requested.
+WOULD_WARM = "would warm"
 
 #: The most targets --jobs runs at once: the app's code runs in this process's threads.
 MAX_JOBS = 64
@@ -79,7 +81,7 @@ class WarmReport:
         return [result for result in self.results if result.status == FAILED]
 
     def counts(self) -> dict[str, int]:
-        statuses = (STORED, ALREADY_CACHED, NOT_STORED, FAILED)
+        statuses = (STORED, ALREADY_CACHED, NOT_STORED, FAILED, WOULD_WARM)
         return {s: sum(1 for r in self.results if r.status == s) for s in statuses}
 
     def document(self) -> dict[str, Any]:
@@ -306,3 +308,32 @@ def warm_stream(
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+#: Why a plan's action names nothing concrete to warm, by its kind.
+_PLAN_NOT_CONCRETE = {
+    "delete-memoized": "a whole function cannot be warmed: only a call with its arguments",
+    "delete-view-all-queries": "every query of a view cannot be warmed: only one path and query",
+    "delete-view-pattern": "a route with variables is every path it matches, not one path",
+}
+
+
+def warm_applied(applied: Iterable[Any], app: Any, dry_run: bool, generation: str) -> WarmReport:
+    """``plan --apply --warm``: each view path the plan invalidated (``Applied`` records,
+    ``cachectl.operations.plan``), requested again, its key checked on its own cache; the
+    other actions listed as not warmable. With ``dry_run`` nothing is requested."""
+    from cachectl.release.plan_actions import VIEW
+
+    report = WarmReport()
+    for done in applied:
+        action = done.action
+        if action.what != VIEW:
+            why = _PLAN_NOT_CONCRETE.get(action.what, "it names no call of the app's code")
+            report.not_warmable.append((action.command(generation), why))
+            continue
+        target = view_target(done.target.settings, app, action.target)
+        if dry_run:
+            report.results.append(WarmResult(target.kind, target.label, WOULD_WARM))
+        else:
+            report.results.extend(warm_stream(done.target.backend, [target], 1))
+    return report
