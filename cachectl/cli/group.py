@@ -317,7 +317,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     metavar="FILE",
     envvar="CACHECTL_AUDIT_LOG",
     help="Append one JSON line to FILE for each run that changes a cache (set, delete, "
-    "clear, delete-memoized, delete-view, make-fragment-key --delete, expire, persist, "
+    "clear, delete-memoized, delete-view, make-fragment-key --delete, expire, persist, warm, "
     "prune, batch, invalidate, plan --apply): who, where, what was done, the exit status; "
     "never a value. Env: CACHECTL_AUDIT_LOG; or audit_log in the config file.",
 )
