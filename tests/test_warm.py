@@ -63,6 +63,12 @@ def price(item, currency="EUR"):
 @cache.memoize(300)
 def failing(item):
     raise ValueError(f"no item {item}")
+
+
+@cache.memoize(300)
+def noisy(item):
+    print("computing", item)
+    return item
 """
 
 IMPORT = "warmapp:create_app()"
@@ -404,3 +410,19 @@ def test_plan_apply_warm_requests_the_view_paths_it_invalidated(
     assert pickle.loads(redis_target.client.get(view_key)[1:]).startswith("prices now: ")
     no_apply = _warm(where, env, "plan", "--since", "v1", "--warm")
     assert no_apply.returncode == 2 and "--apply" in no_apply.stderr.decode()
+
+
+def test_what_the_app_prints_leaves_the_json_alone_and_debug_shows_the_traceback(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    where = _write_app(tmp_path)
+    env = {"WARM_URL": redis_target.url}
+    noisy = _warm(where, env, "--json", "warm", "memoized", "warmapp.noisy", "1")
+    assert noisy.returncode == 0, noisy.stderr
+    assert json.loads(noisy.stdout)["counts"]["stored"] == 1
+    assert "computing 1" in noisy.stderr.decode()
+    debug = _warm(where, env, "--debug", "warm", "memoized", "warmapp.failing", "2")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr.decode() and 'raise ValueError(f"no item' in (
+        debug.stderr.decode()
+    )

@@ -80,7 +80,7 @@ class LoadedApp:
 
 
 @contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
+def stdout_to_stderr() -> Iterator[None]:
     """Send what the app prints while starting to stderr, at the file-descriptor level
     too, so cachectl's stdout (one JSON document with --json) stays its own."""
     sys.stdout.flush()
@@ -171,7 +171,7 @@ def load_flask_app(import_path: str, script_info: Any = None) -> LoadedApp:
             "(pip install 'flask-cachectl[app]', or use --config)"
         ) from exc
     info = script_info or ScriptInfo(app_import_path=import_path, set_debug_flag=False)
-    with _stdout_to_stderr(), _watching_caches() as record:
+    with stdout_to_stderr(), _watching_caches() as record:
         try:
             app = info.load_app()
         except NoAppException as exc:

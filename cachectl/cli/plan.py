@@ -137,7 +137,7 @@ def plan(
         if warmed is not None:
             from cachectl.cli.warming import render_results
 
-            render_results(session.output, warmed)
+            render_results(session, warmed)
     if warmed is not None and warmed.failed:
         click.get_current_context().exit(1)
 

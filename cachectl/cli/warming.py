@@ -154,20 +154,40 @@ def _render(session: Session, report: Any) -> None:
     """The report's JSON document, or its lines (``render_results``)."""
     session.audit.record_done(report.document())
     if session.output.as_json:
+        for result in report.results if session.debug else ():
+            if result.cause is not None:
+                _traceback(result.cause)
         session.output.document(report.document())
         return
-    render_results(session.output, report)
+    render_results(session, report)
 
 
-def render_results(output: Any, report: Any) -> None:
-    """A line per target (its status, its key, the app's error), what could not be
+def _traceback(exc: BaseException) -> None:
+    import sys
+    import traceback
+
+    from cachectl.runtime.secrets import filtered
+
+    sys.stderr.write(
+        filtered("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    )
+
+
+def render_results(session: Session, report: Any) -> None:
+    """A line per target (its status, its key, the app's error: through the secrets
+    filter, as every message; with --debug its traceback first), what could not be
     warmed, then the counts (on standard error)."""
+    from cachectl.runtime.secrets import filtered
+
+    output = session.output
     for result in report.results:
         line = f"{result.status}: {result.target}"
         if result.key is not None:
             line += f" ({result.key})"
         if result.error is not None:
-            line += f": {result.error}"
+            line += f": {filtered(result.error)}"
+            if session.debug and result.cause is not None:
+                _traceback(result.cause)
         output.result(line)
     for what, why in report.not_warmable:
         output.result(f"not warmed: {what}: {why}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachectl.app.functions import ReprArgument
+from cachectl.app.loader import stdout_to_stderr
 from cachectl.backends.base import CacheBackend
 from cachectl.config.settings import CacheSettings
 from cachectl.errors import UsageError
@@ -57,6 +58,8 @@ class WarmResult:
     status: str
     key: str | None = None
     error: str | None = None
+    #: The app's exception behind ``error`` (its traceback is shown with --debug).
+    cause: BaseException | None = field(default=None, repr=False, compare=False)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -267,7 +270,7 @@ def warm_one(checker: _Checker, target: WarmTarget) -> WarmResult:
         result.key = key
         result.status = STORED if present else NOT_STORED
     except AppFailure as exc:
-        result.error = str(exc)
+        result.error, result.cause = str(exc), exc.__cause__
     return result
 
 
@@ -281,6 +284,15 @@ def warm(backend: CacheBackend, targets: Iterable[WarmTarget], jobs: int = 1) ->
 
 
 def warm_stream(
+    backend: CacheBackend, targets: Iterable[WarmTarget], jobs: int
+) -> Iterator[WarmResult]:
+    # What the app's code prints goes to standard error: standard output is cachectl's
+    # (one JSON document with --json), as while the app starts.
+    with stdout_to_stderr():
+        yield from _warm_each(backend, targets, jobs)
+
+
+def _warm_each(
     backend: CacheBackend, targets: Iterable[WarmTarget], jobs: int
 ) -> Iterator[WarmResult]:
     checker = _Checker(backend)
