@@ -426,3 +426,14 @@ def test_what_the_app_prints_leaves_the_json_alone_and_debug_shows_the_traceback
     assert "Traceback" in debug.stderr.decode() and 'raise ValueError(f"no item' in (
         debug.stderr.decode()
     )
+
+
+def test_warm_is_recorded_in_the_audit_log(tmp_path: Path, redis_target: RedisTarget) -> None:
+    where = _write_app(tmp_path)
+    log = tmp_path / "audit.jsonl"
+    env = {"WARM_URL": redis_target.url}
+    done = _warm(where, env, "--audit-log", str(log), "warm", "memoized", "warmapp.price", "8")
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["command"] == "warm" and line["exit_code"] == 0
+    assert line["done"]["counts"]["stored"] == 1
