@@ -195,9 +195,9 @@ def render_results(session: Session, report: Any) -> None:
     said = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
     total = counted(len(report.results), "target")
     if report.failed:
-        output.error(f"{total} warmed: {said}")
+        output.error(f"warm: {total}: {said}")
     else:
-        output.notice(f"{total} warmed: {said or 'nothing'}")
+        output.notice(f"warm: {total}: {said or 'none'}")
 
 
 #: Why an invalidation names nothing concrete to warm, by command.
