@@ -286,6 +286,19 @@ class CacheBackend:
         """A capability this backend lacks: exit 2, before anything changes."""
         raise UsageError(message)
 
+    def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
+        """``--once-per``: claim ``once_id`` on this cache's server for ``ttl`` seconds
+        with ``value`` (``backends.once_markers``): None when claimed now, else the value
+        of the claim that holds it. Refused where no server outside this process holds it."""
+        self.refuse(
+            f"--once-per needs a cache server every host shares (Redis, Valkey, memcached, "
+            f"FileSystemCache); {self.describe()} cannot hold its claim"
+        )
+
+    def release_once(self, once_id: str, value: str) -> bool:
+        """Give up this run's claim of ``once_id`` if ``value`` still holds it."""
+        return False
+
     def require_lifetimes(self, change: bool) -> None:
         """Refuse reading (or, with ``change``, setting) lifetimes where it cannot be done."""
         if change and not self.can_set_lifetimes:

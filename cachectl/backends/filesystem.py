@@ -135,6 +135,20 @@ class FileSystemBackend(CacheBackend):
             return False
         return all(ch in "0123456789abcdef" for ch in name)
 
+    def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
+        """A file no clear, prune or keys takes (``is_cache_file``); ``value`` says
+        when it expires."""
+        from cachectl.backends import once_markers as markers
+
+        with self._os_errors():
+            return markers.file_claim(self.directory, markers.marker_file_name(once_id), value)
+
+    def release_once(self, once_id: str, value: str) -> bool:
+        from cachectl.backends import once_markers as markers
+
+        with self._os_errors():
+            return markers.file_release(self.directory, markers.marker_file_name(once_id), value)
+
     def get(self, key: str, unsafe: bool = False) -> StoredValue | None:
         path = self._file_name(key)
         try:

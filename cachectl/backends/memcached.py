@@ -269,6 +269,21 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
                 tally.add(len(batch))
         return None
 
+    def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
+        """The marker's key is hashed: memcached keys are short and hold no spaces."""
+        from cachectl.backends import once_markers as markers
+
+        with self._client_errors():
+            name = markers.marker_key(self.key_prefix, once_id, hashed=True)
+            return markers.memcached_claim(self.client, name, value, ttl, self._ensure_alive)
+
+    def release_once(self, once_id: str, value: str) -> bool:
+        from cachectl.backends import once_markers as markers
+
+        with self._client_errors():
+            name = markers.marker_key(self.key_prefix, once_id, hashed=True)
+            return markers.memcached_release(self.client, name, value)
+
     def require_lifetimes(self, change: bool) -> None:
         """Reading an expiry takes the meta command ``mg``, which neither client library
         sends: cachectl sends it itself, on the one server there is. With several, which

@@ -21,7 +21,7 @@ from cachectl.backends.base import (
     escape_glob,
     partial_work,
 )
-from cachectl.backends.redis_clients import client_errors, is_cluster, is_error
+from cachectl.backends.redis_clients import client_errors, describe_client, is_cluster, is_error
 from cachectl.backends.redis_deadline import bound_each_reply
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.codec.limits import current_limits
@@ -33,7 +33,6 @@ from cachectl.codec.stored import (
     shown_in_part,
 )
 from cachectl.errors import BackendError, ConfigError, UsageError
-from cachectl.runtime.secrets import mask_url
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
@@ -46,41 +45,6 @@ _NO_PREFIX_REFUSAL = (
     "no key prefix is configured, so every key in {target} would look like the "
     "app's; clear refuses. Pass --flush-db to empty that whole database on purpose"
 )
-
-
-def describe_client(client: Any, family: str | None = None) -> str:
-    """``redis://host:port/db`` (or the socket path) of a client, no password: valkey://
-    where the app names its server Valkey (``family``; by default, for the valkey
-    client's), whichever library speaks to it."""
-    from cachectl.backends.redis_clients import is_cluster, is_valkey, library_of
-
-    family = family or ("valkey" if is_valkey(client) else "redis")
-    if is_cluster(client):
-        nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes()[:3])
-        return f"{family} cluster {nodes}"
-    pool = client.connection_pool
-    kwargs = pool.connection_kwargs
-    service = getattr(pool, "service_name", None)
-    if service:  # a SentinelConnectionPool
-        sentinels = ",".join(
-            f"{s.connection_pool.connection_kwargs.get('host')}:"
-            f"{s.connection_pool.connection_kwargs.get('port')}"
-            for s in pool.sentinel_manager.sentinels
-        )
-        return f"{family} sentinel master {service!r} via {sentinels} db {kwargs.get('db', 0)}"
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    tls = issubclass(pool.connection_class, library_of(client).SSLConnection)
-    scheme = family + ("s" if tls else "")
-    user = kwargs.get("username")
-    auth = (
-        f"{user}:****@"
-        if user and kwargs.get("password")
-        else ("****@" if kwargs.get("password") else "")
-    )
-    return mask_url(
-        f"{scheme}://{auth}{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
-    )
 
 
 #: A client object's repr inside a message (redis-py's MasterNotFoundError quotes the
@@ -345,6 +309,20 @@ class RedisBackend(CacheBackend):
             if keeper is not None:  # what --replace overwrites is kept first
                 keep(self.client, keeper, [entry.name for entry in entries])
             return restore_entries(self.client, entries, taken_ms, replace, dry_run)
+
+    def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
+        from cachectl.backends import once_markers as markers
+
+        with self.server_errors():
+            name = markers.marker_key(self.key_prefix, once_id)
+            return markers.redis_claim(self.client, name, value, ttl)
+
+    def release_once(self, once_id: str, value: str) -> bool:
+        from cachectl.backends import once_markers as markers
+
+        with self.server_errors():
+            name = markers.marker_key(self.key_prefix, once_id)
+            return markers.redis_release(self.client, name, value)
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:
         """TTL of each key, a batch per round trip (a cluster routes each to its node)."""

@@ -89,3 +89,38 @@ def errors_named(name: str) -> tuple[type[BaseException], ...]:
 def is_blocking_pool(pool: Any) -> bool:
     """Whether ``pool`` is a ``BlockingConnectionPool`` of either library."""
     return isinstance(pool, library_of(pool).BlockingConnectionPool)
+
+
+def describe_client(client: Any, family: str | None = None) -> str:
+    """``redis://host:port/db`` (or the socket path) of a client, no password: valkey://
+    where the app names its server Valkey (``family``; by default, for the valkey
+    client's), whichever library speaks to it."""
+    from cachectl.runtime.secrets import mask_url
+
+    family = family or ("valkey" if is_valkey(client) else "redis")
+    if is_cluster(client):
+        nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes()[:3])
+        return f"{family} cluster {nodes}"
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    service = getattr(pool, "service_name", None)
+    if service:  # a SentinelConnectionPool
+        sentinels = ",".join(
+            f"{s.connection_pool.connection_kwargs.get('host')}:"
+            f"{s.connection_pool.connection_kwargs.get('port')}"
+            for s in pool.sentinel_manager.sentinels
+        )
+        return f"{family} sentinel master {service!r} via {sentinels} db {kwargs.get('db', 0)}"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    tls = issubclass(pool.connection_class, library_of(client).SSLConnection)
+    scheme = family + ("s" if tls else "")
+    user = kwargs.get("username")
+    auth = (
+        f"{user}:****@"
+        if user and kwargs.get("password")
+        else ("****@" if kwargs.get("password") else "")
+    )
+    return mask_url(
+        f"{scheme}://{auth}{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    )

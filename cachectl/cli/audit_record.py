@@ -29,6 +29,8 @@ class AuditRecord:
         #: What the batch line a signal stopped had done (its keys removed): the batch's
         #: own document, logged as ``done``, has each line's exit status only.
         self.stopped_line_done: dict[str, Any] | None = None
+        #: ``--once-per``: the claim (``operations.once.OnceClaim.document``), if any.
+        self.once: dict[str, Any] | None = None
         self._depth = 0
         self._descriptor: int | None = None
 
@@ -76,6 +78,15 @@ class AuditRecord:
         command only, not for each line of a batch."""
         if self._depth <= 1:
             self.done = dict(document)
+
+    def masked_argv(self, session: Session) -> list[str]:
+        """The command line as the log shows it (credentials masked, ``set``'s VALUE
+        hidden): also what a ``--once-per`` claim records of its run."""
+        from cachectl.runtime.audit import masked_argv
+
+        hidden = self.params.get("value") if self.command == "set" else None
+        hidden = hidden if isinstance(hidden, str) else None
+        return masked_argv(self.argv, session.known_secrets(), hidden)
 
     def path(self, session: Session, resolve: bool = False) -> str | None:
         if self.log_path:
@@ -136,6 +147,7 @@ class AuditRecord:
             error=self.failure if exit_code else None,
             stopped_line_done=self.stopped_line_done,
             backup=session.current_backup.summary() if session.current_backup else None,
+            once=self.once,
         )
         try:
             descriptor = self._descriptor

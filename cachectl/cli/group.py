@@ -16,7 +16,8 @@ import click
 from cachectl import __version__
 from cachectl.cli.command_index import COMMAND_MODULES
 from cachectl.cli.failures import failure_of, report, report_failure, report_usage_error
-from cachectl.cli.options import COMPAT_HELP, json_option
+from cachectl.cli.once import guarded, once_request
+from cachectl.cli.options import COMPAT_HELP, json_option, once_options
 from cachectl.cli.session import Session
 from cachectl.cli.usage import UsageHints
 from cachectl.errors import EXIT_CODES_HELP, EXIT_USAGE, ConfigError, UsageError
@@ -336,6 +337,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     "over an existing file), each on disk before it goes; 'cachectl restore FILE' puts them "
     "back. Or backup_dir in the config file: a new file there for every such run.",
 )
+@once_options
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -357,6 +359,8 @@ def cli(
     audit_log: str | None,
     audit_required: bool,
     backup_path: str | None,
+    once_per: str | None,
+    once_ttl: int,
     as_json: bool,
     quiet: bool,
     debug: bool,
@@ -401,6 +405,7 @@ def cli(
     session.audit.log_path = audit_log
     session.audit.required = audit_required
     session.backup_path = backup_path
+    session.once = once_request(ctx, once_per, once_ttl)
     given_flags = (("--url", url), ("--type", cache_type), ("--dir", cache_dir))
     for flag, given in (*given_flags, ("--audit-log", audit_log), ("--backup", backup_path)):
         if given is not None and not given.strip():
@@ -429,7 +434,7 @@ def pass_session(function: F) -> F:
 
             check_request(session)
         try:
-            return ctx.invoke(function, session, *args, **kwargs)
+            return guarded(ctx, session, lambda: ctx.invoke(function, session, *args, **kwargs))
         finally:
             session.audit.finished()
 

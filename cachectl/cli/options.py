@@ -122,3 +122,36 @@ def decode_limits_from(values: dict[str, Any]) -> DecodeLimits:
     from cachectl.codec.limits import DecodeLimits
 
     return DecodeLimits(**values).checked()
+
+
+def _checked_once_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from cachectl.operations.once import id_problem
+
+    problem = id_problem(value) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--once-per")
+    return value
+
+
+def once_options(function: F) -> F:
+    """``--once-per ID`` and ``--once-ttl``: a change a fleet runs, done once (cli/once.py)."""
+    from cachectl.operations.once import DEFAULT_TTL, MAX_ID_LENGTH, MAX_TTL
+
+    function = click.option(
+        "--once-ttl",
+        type=click.IntRange(1, MAX_TTL),
+        default=DEFAULT_TTL,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"How long a --once-per claim lives (at most {MAX_TTL} s, 30 days).",
+    )(function)
+    return click.option(
+        "--once-per",
+        metavar="ID",
+        envvar="CACHECTL_ONCE_PER",
+        callback=_checked_once_id,
+        help="Run a command that changes the cache once per ID across every host: the first "
+        "run claims ID on the cache's server and does the work; every other run exits 0, "
+        "changing nothing, and names the run that claimed it. A failed run gives the claim "
+        f"back. ID: printable, at most {MAX_ID_LENGTH} characters. Env: CACHECTL_ONCE_PER.",
+    )(function)

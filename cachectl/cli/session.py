@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from cachectl.app.loader import AppCache, LoadedApp
     from cachectl.backends import CacheBackend
     from cachectl.backup.writer import BackupWriter
+    from cachectl.cli.once import OnceRequest
     from cachectl.config.resolve import ConfigRequest, ResolvedConfig
     from cachectl.config.settings import CacheSettings
 
@@ -54,6 +55,8 @@ class Session:
         #: config file names one per run instead); the writer, once a command needs it.
         self.backup_path: str | None = None
         self._backup: BackupWriter | None = None
+        #: ``--once-per``: the claim the command runs under (``cli/once.py``), or None.
+        self.once: OnceRequest | None = None
         from cachectl.runtime import secrets
 
         if new_run:

@@ -156,6 +156,7 @@ def entry(
     error: str | None,
     stopped_line_done: Mapping[str, Any] | None = None,
     backup: Mapping[str, Any] | None = None,
+    once: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The line for one run. Its ``error`` passes the run's secrets filter, with the
     ``hidden`` VALUE of ``set`` among the secrets: the log never holds a value."""
@@ -167,7 +168,7 @@ def entry(
             error = _lines_masked_in(error, done)
         done = batch_summary(done, stopped_line_done)
     error_secrets = secrets | value_forms(hidden) if hidden is not None else secrets
-    return {
+    line = {
         "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         **who_and_where(),
         "cachectl": __version__,
@@ -179,3 +180,6 @@ def entry(
         "error": scrub(error, error_secrets) if error is not None else None,
         **({"backup": dict(backup)} if backup is not None else {}),
     }
+    if once is not None:
+        line["once_per"] = dict(once)
+    return line
