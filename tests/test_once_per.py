@@ -364,6 +364,15 @@ def test_memcached_claims_with_add_and_keeps_it_through_clear(
         cache.set("missing", "v")
     assert run(*args, "--once-per", "m2", "expire", "missing", "60").exit_code == 0
     assert "nothing done" in run(*args, "--once-per", "m2", "expire", "missing", "60").stderr
+    # Emptying the whole server removes the marker with it: it is written again.
+    flushed = run(*args, "--once-per", "m3", "clear", "--flush-all", "--yes")
+    assert flushed.exit_code == 0, flushed.output
+    with app.app_context():
+        cache.set("a", "after")
+    again = run(*args, "--once-per", "m3", "clear", "--flush-all", "--yes")
+    assert again.exit_code == 0 and "nothing done" in again.stderr
+    with app.app_context():
+        assert cache.get("a") == "after"
 
 
 # FileSystemCache ---------------------------------------------------------------------------
@@ -435,3 +444,19 @@ def test_filesystem_a_link_planted_at_the_marker_is_refused(tmp_path: Path) -> N
     assert done.exit_code == 2, done.output
     assert victim.read_text() == "keep me"
     assert run("--dir", str(directory), "get", "a").exit_code != 0
+
+
+def test_a_clear_of_the_whole_database_writes_its_claim_again(redis_target: RedisTarget) -> None:
+    """``clear --flush-db`` empties the database, the marker with it: the marker is
+    written again after the work, so the next host still skips."""
+    client = redis_target.client
+    args = ["--url", redis_target.url, "-o", "CACHE_KEY_PREFIX=", "--once-per", "db1"]
+    client.set("anything", b"1")
+    done = run(*args, "clear", "--flush-db", "--yes")
+    assert done.exit_code == 0, done.output
+    assert client.keys("*") == [b"cachectl-once::db1"]
+    assert client.pttl("cachectl-once::db1") > 600_000_000
+    client.set("anything", b"1")
+    skipped = run(*args, "clear", "--flush-db", "--yes")
+    assert skipped.exit_code == 0 and "nothing done" in skipped.stderr
+    assert client.exists("anything")

@@ -72,22 +72,44 @@ def guarded(ctx: click.Context, session: Session, call: Callable[[], Any]) -> An
     from cachectl.operations import once
 
     backend = session.backend()
-    held = once.claim(backend, request.once_id, request.ttl, session.audit.masked_argv(session))
-    session.audit.once = held.document()
-    if not held.claimed:
-        _report_skipped(session, name, held)
-        return None
+    held: OnceClaim | None = None
     succeeded = False
     try:
+        held = once.claim(backend, request.once_id, request.ttl, session.audit.masked_argv(session))
+        session.audit.once = held.document()
+        if not held.claimed:
+            succeeded = True
+            _report_skipped(session, name, held)
+            return None
         result = call()
         succeeded = not (isinstance(result, int) and result != 0)
+        if succeeded:
+            _keep(session, backend, held)
         return result
     except click.exceptions.Exit as exc:
         succeeded = exc.exit_code == 0
+        if succeeded and held is not None:
+            _keep(session, backend, held)
         raise
     finally:
-        if not succeeded:
+        if not succeeded and held is not None and held.claimed:
             _give_back(session, backend, held)
+
+
+def _keep(session: Session, backend: Any, held: OnceClaim) -> None:
+    """The marker after the work: a command that emptied the whole server (``clear
+    --flush-db``, ``--flush-all``) removed it too, so it is written again; a warning if
+    it cannot be (the command's own result stands)."""
+    from cachectl.operations import once
+
+    try:
+        if once.keep(backend, held) is False:
+            session.output.warn(
+                f"--once-per {held.once_id!r}: the command removed its own claim and another "
+                "run claimed the ID before it was written again"
+            )
+    except Exception as exc:
+        session.output.warn(f"--once-per {held.once_id!r}: the claim could not be checked: {exc}")
 
 
 def _report_skipped(session: Session, name: str, held: OnceClaim) -> None:

@@ -139,3 +139,12 @@ def release(backend: CacheBackend, held: OnceClaim) -> bool:
         return False
     held.released = backend.release_once(held.once_id, held.value)
     return held.released
+
+
+def keep(backend: CacheBackend, held: OnceClaim) -> bool:
+    """After the work: the marker is there again (for what is left of its lifetime) if
+    the command removed it with the whole server's keys (``clear --flush-db``, ``clear
+    --flush-all``), so the ID stays done; False when another run claimed it meanwhile."""
+    left = max(1, int(held.record["expires"] - time.time()))
+    again = backend.claim_once(held.once_id, held.value, left)
+    return again is None or again == held.value
