@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisTarget, fill_keys, oracle_app, run
-from tests.servers import start_redis, start_redis_cluster
+from tests.servers import start_redis, start_redis_cluster, start_sentinel_set, stop_all
 
 WORKTREE = Path(__file__).resolve().parent.parent
 PREFIX = "app_"
@@ -460,3 +460,48 @@ def test_a_clear_of_the_whole_database_writes_its_claim_again(redis_target: Redi
     skipped = run(*args, "clear", "--flush-db", "--yes")
     assert skipped.exit_code == 0 and "nothing done" in skipped.stderr
     assert client.exists("anything")
+
+
+def test_invalidate_claims_once_on_the_cache_its_groups_act_on(
+    tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    config = tmp_path / "cachectl.toml"
+    config.write_text(
+        f'CACHE_TYPE = "RedisCache"\nCACHE_REDIS_URL = "{redis_target.url}"\n'
+        f'CACHE_KEY_PREFIX = "{PREFIX}"\n[groups.reports]\npatterns = ["report:*"]\n'
+    )
+    client = redis_target.client
+    fill_keys(client, PREFIX + "report:{}", 10)
+    args = ["--config", str(config), "--once-per", "inv-1", "invalidate", "reports", "--yes"]
+    done = _console(*args)
+    assert done.returncode == 0, done.stderr
+    assert client.keys(PREFIX + "report:*") == [] and client.exists(MARKER + "inv-1")
+    fill_keys(client, PREFIX + "report:{}", 10)
+    skipped = _console(*args)
+    assert skipped.returncode == 0 and "nothing done" in skipped.stderr
+    assert len(client.keys(PREFIX + "report:*")) == 10
+
+
+def test_a_sentinel_claims_once_on_the_master_and_hides_its_password() -> None:
+    started = start_sentinel_set("sentinel-pw-9", replicas=0, sentinels=1)
+    try:
+        sentinel = started["sentinels"][0]
+        options = [
+            "-o", "CACHE_TYPE=RedisSentinelCache",
+            "-o", f'CACHE_REDIS_SENTINELS=[["127.0.0.1", {sentinel.port}]]',
+            "-o", "CACHE_REDIS_SENTINEL_MASTER=mymaster",
+            "-o", "CACHE_REDIS_SENTINEL_PASSWORD=sentinel-pw-9",
+            "--key-prefix", PREFIX,
+        ]  # fmt: skip
+        master = redis.Redis(port=started["master"].port)
+        master.set(PREFIX + "k", b"!\x80\x05N.")
+        assert run(*options, "--once-per", "s1", "delete", "k").exit_code == 0
+        assert not master.exists(PREFIX + "k")
+        record = master.get(MARKER + "s1")
+        assert record is not None and b"sentinel-pw-9" not in record
+        master.set(PREFIX + "k", b"!\x80\x05N.")
+        skipped = run(*options, "--once-per", "s1", "delete", "k")
+        assert skipped.exit_code == 0 and "nothing done" in skipped.stderr
+        assert "sentinel-pw-9" not in skipped.stderr and master.exists(PREFIX + "k")
+    finally:
+        stop_all(started)
