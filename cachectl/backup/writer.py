@@ -54,10 +54,8 @@ class BackupWriter:
         self.entries = 0
         self.chunks = 0
         self.closed = False
-
-    @property
-    def created(self) -> bool:
-        return self._descriptor is not None or self.closed
+        #: Whether the file exists (made on the first ``keeper`` call).
+        self.created = False
 
     def check_can_create(self) -> None:
         """Refuse, before anything changes, a path already taken (the file is created
@@ -74,6 +72,7 @@ class BackupWriter:
                 raise RuntimeError("the backup is closed")
             descriptor = safe_files.create_new(self.path)
             self._descriptor = descriptor
+            self.created = True
             import getpass
             import socket
 

@@ -192,7 +192,7 @@ class Session:
             if writer is not None:
                 labels = {
                     "cache": self.config.cache_name,
-                    "generation": str(self.config.generation),
+                    "generation": self.config.generation.name,
                 }
                 backend.attach_backup(writer, labels)
         if connect and not checked:
