@@ -25,9 +25,10 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachectl.backends import cachelib_access as access
+from cachectl.backends import filesystem_keep as keeping
 from cachectl.backends.base import (
     MISSING,
     NO_EXPIRY,
@@ -52,11 +53,14 @@ from cachectl.config.generations import HEADER, PICKLED, Generation
 from cachectl.errors import BackendError, ConfigError, UsageError
 from cachectl.runtime.safe_files import UnsafeFile, existing_regular, open_regular, read_regular
 
+if TYPE_CHECKING:
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.reader import RestoreCounts
+
 log = logging.getLogger("cachectl")
 #: How many cache files are read to learn the directory's file format.
 _FORMAT_SAMPLE = 16
-#: Suffix of the temporary file a write goes through (cachelib and the app skip it).
-_IN_FLIGHT = ".__wz_cache"
+_IN_FLIGHT = keeping.IN_FLIGHT
 
 
 class FileSystemBackend(CacheBackend):
@@ -181,6 +185,8 @@ class FileSystemBackend(CacheBackend):
         expires = 0 if timeout == 0 else int(time.time()) + timeout
         with self._os_errors():
             is_new = not existing_regular(path, single_link=True)
+            if not is_new:
+                keeping.keep_existing(self, key, path)  # --backup: kept before it is replaced
             self._write(path, file_format, expires, value)
             if is_new:
                 count = self._adjust_count(1)
@@ -271,14 +277,13 @@ class FileSystemBackend(CacheBackend):
         if self.generation is not None:  # refused before any file goes, not half-way
             self.generation.require_decided("the file name of a key (md5 or sha256)")
         tally = Tally(on_progress)
+        remover = keeping.Remover(self, sweeping=False)  # --backup: kept before removed
         try:
             with partial_work(tally, "removed"), self._os_errors():
                 for key in keys:
-                    try:
-                        os.remove(self._file_name(key))
-                    except FileNotFoundError:
-                        continue
-                    tally.add(1)
+                    name = key.encode("utf-8", "surrogateescape")
+                    tally.add(remover.remove(self._file_name(key), name))
+                tally.add(remover.flush())
         finally:
             # The item count the app prunes by, updated once rather than per file.
             if tally.count:
@@ -338,15 +343,12 @@ class FileSystemBackend(CacheBackend):
 
     def clear(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         tally = Tally(on_progress)
+        remover = None if dry_run else keeping.Remover(self, sweeping=True)
         with partial_work(tally, "removed"), self._os_errors():
             for path in self.cache_files():
-                if not dry_run:
-                    try:
-                        os.remove(path)
-                    except FileNotFoundError:
-                        continue  # expired and pruned by the app meanwhile
-                tally.add(1)
-            if not dry_run:
+                tally.add(1 if remover is None else remover.remove(path))
+            if remover is not None:
+                tally.add(remover.flush())
                 # Reset in place; a count file that was not there is not created.
                 count, count_format = self._read_count(self._count_path())
                 if count_format is not None:
@@ -413,6 +415,9 @@ class FileSystemBackend(CacheBackend):
                     head = read_head(handle.read(HEAD_SIZE))
                     if head is None or not _lifetime(head, time.time()).found:
                         return False  # expired (or truncated): the app reads it as missing
+                    if self.backup is not None:  # kept as it is before its head changes
+                        handle.seek(0)
+                        keeping.keep_before_change(self, key, path, handle.read())
                     patch = expiry_in_place(head, expires)
                     if patch is not None and head.expiry_offset is not None:
                         handle.seek(head.expiry_offset)
@@ -425,6 +430,27 @@ class FileSystemBackend(CacheBackend):
                 return False
             self._rewrite(path, before, head_bytes(head.file_format, expires), raw, head)
         return True
+
+    # --- backups: --backup keeps each file before it goes, restore writes it back ------
+
+    backup_family = "filesystem"
+    cannot_back_up = None
+
+    def backup_section(self) -> dict[str, Any]:
+        """CACHE_DIR as the server (any directory may take the file back)."""
+        return {"family": self.backup_family, "server": self.directory, "prefix": self.key_prefix}
+
+    def restore(
+        self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        """Each file back under its name (``filesystem_keep.restore_files``); the item
+        count grows by the files that are new, as ``set`` keeps it."""
+        mode = access.filesystem_mode(self.cache)
+        with self._os_errors():
+            counts, added = keeping.restore_files(self, entries, mode, replace, dry_run)
+            if added:
+                self._adjust_count(added)
+        return counts
 
     def _rewrite(
         self, path: str, before: os.stat_result, new_head: bytes, raw: bytes, head: FileHead
@@ -457,33 +483,17 @@ class FileSystemBackend(CacheBackend):
         """Remove the expired cache files (files named like this cache's keys, as clear
         finds them); any other file stays, and so does a file the app rewrote meanwhile."""
         tally = Tally(on_progress)
+        remover = keeping.Remover(self, sweeping=True)  # --backup: expired ones kept too
         try:
             with partial_work(tally, "counted" if dry_run else "removed"), self._os_errors():
                 for path in self.cache_files():
-                    if self._prune_one(path, time.time(), dry_run):
-                        tally.add(1)
+                    tally.add(keeping.prune_one(path, time.time(), dry_run, remover))
+                tally.add(remover.flush())
         finally:
             if tally.count and not dry_run:
                 with self._os_errors():
                     self._adjust_count(-tally.count)
         return tally.count
-
-    def _prune_one(self, path: str, now: float, dry_run: bool) -> bool:
-        try:
-            with os.fdopen(open_regular(path, single_link=True), "rb") as handle:
-                head = read_head(handle.read(HEAD_SIZE))
-                read = os.fstat(handle.fileno())
-            if head is None or _lifetime(head, now).found:
-                return False  # alive, or truncated (left as the app's own prune leaves it)
-            if not dry_run:
-                if os.lstat(path).st_ino != read.st_ino:
-                    return False  # written anew since it was read: a fresh entry
-                os.remove(path)
-        except FileNotFoundError:
-            return False  # removed meanwhile (the app pruned it)
-        except UnsafeFile:
-            return False  # replaced by a link or a FIFO since the listing: not an entry
-        return True
 
 
 def _lifetime(head: FileHead | None, now: float) -> Lifetime:
