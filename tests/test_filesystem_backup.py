@@ -425,3 +425,94 @@ def test_a_redis_backup_is_refused_by_a_cache_dir(cache_dir: Path, tmp_path: Pat
     result = run(*args(cache_dir, "restore", str(backup)))
     assert result.exit_code == 2 and "redis entries" in result.stderr
     assert snapshot(cache_dir) == {}
+
+
+def test_restore_replace_with_backup_keeps_the_files_it_replaces(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    app, cache = fill(cache_dir)
+    first, second = tmp_path / "first.backup", tmp_path / "second.backup"
+    assert run(*args(cache_dir, "--backup", str(first), "clear", "--yes")).exit_code == 0
+    with app.app_context():
+        cache.set("hits", "newer")
+    newer = file_of(cache_dir, "hits").read_bytes()
+
+    replaced = run(*args(cache_dir, "--backup", str(second), "restore", "--replace", str(first)))
+
+    assert replaced.exit_code == 0, replaced.output
+    assert app_reads(app, cache) == VALUES
+    assert [e.value for e in kept_entries(second)] == [newer]
+    assert run(*args(cache_dir, "restore", "--replace", str(second))).exit_code == 0
+    assert app_reads(app, cache)["hits"] == "newer"
+
+
+def test_files_of_flask_caching_110_round_trip_with_their_pickled_expiry(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """Flask-Caching <= 1.10 pickles the expiry before the value, and names files by md5."""
+    import pickle
+
+    soon, gone = int(time.time()) + 600, int(time.time()) - 60
+    files = {
+        "alive": pickle.dumps(soon, 1) + pickle.dumps({"v": 1}, 4),
+        "forever": pickle.dumps(0, 1) + pickle.dumps([1], 4),
+        "expired": pickle.dumps(gone, 1) + pickle.dumps("old", 4),
+    }
+    for key, data in files.items():
+        (cache_dir / hashlib.md5(key.encode()).hexdigest()).write_bytes(data)
+    before = snapshot(cache_dir)
+    legacy = ["--dir", str(cache_dir), "--compat", "1.10"]
+    backup = tmp_path / "legacy.backup"
+
+    assert run(*legacy, "--backup", str(backup), "clear", "--yes").exit_code == 0
+    assert snapshot(cache_dir) == {}
+    ttls = {e.extra.decode(): e.ttl_ms for e in kept_entries(backup)}
+    assert ttls[hashlib.md5(b"forever").hexdigest()] == -1
+    assert ttls[hashlib.md5(b"expired").hexdigest()] == 0
+    assert 590_000 < ttls[hashlib.md5(b"alive").hexdigest()] <= 600_000
+
+    restored = json.loads(run(*legacy, "--json", "restore", str(backup)).stdout)
+
+    assert (restored["restored"], restored["expired"]) == (2, 1)
+    expired_name = hashlib.md5(b"expired").hexdigest()
+    assert snapshot(cache_dir) == {k: v for k, v in before.items() if k != expired_name}
+    assert run(*legacy, "get", "alive").stdout == "{'v': 1}\n"
+
+
+def test_a_clear_killed_midway_leaves_a_backup_of_every_file_gone(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    original = {}
+    for n in range(3_000):
+        name = FILE_HASH(f"k{n}".encode()).hexdigest()
+        original[name] = struct.pack("I", 0) + pickle.dumps("x" * 200 + str(n), 4)
+        (cache_dir / name).write_bytes(original[name])
+    backup = tmp_path / "killed.backup"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = args(cache_dir, "--backup", str(backup), "clear", "--yes")
+    clearing = subprocess.Popen(
+        [sys.executable, "-m", "cachectl", *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(os.listdir(cache_dir)) > 2_500 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    clearing.send_signal(signal.SIGKILL)
+    clearing.wait()
+    left = snapshot(cache_dir)
+    assert 0 < len(left) <= 2_500  # killed midway
+
+    listing = json.loads(run("--json", "restore", "--list", str(backup)).stdout)
+    assert listing["complete"] is False and listing["damaged"] == []
+    restored = json.loads(run(*args(cache_dir, "--json", "restore", str(backup))).stdout)
+
+    assert restored["restored"] == len(original) - len(left)
+    assert restored["present"] == listing["entries"] - restored["restored"]  # kept, not yet gone
+    assert snapshot(cache_dir) == original

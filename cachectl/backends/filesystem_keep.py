@@ -248,12 +248,30 @@ def _place(directory: str, path: str, data: bytes, mode: int, replace: bool) -> 
             os.remove(temporary)
 
 
+def _keep_replaced(backend: FileSystemBackend, paths: list[str]) -> None:
+    """With ``--backup`` on ``restore``: the files about to be replaced, kept first."""
+    if backend.backup is None or not paths:
+        return
+    keeper, taken = backend.keeper(), now_ms()
+    assert keeper is not None
+    batch: list[Entry] = []
+    for path in paths:
+        read = read_whole(path)
+        if read is not None:
+            batch.append(entry_of(b"", path, read[0], taken))
+        if len(batch) >= KEEP_FILES or sum(len(e.value) for e in batch) >= KEEP_BYTES:
+            keeper.keep(batch, taken)
+            batch = []
+    keeper.keep(batch, taken)
+
+
 def restore_files(
     backend: FileSystemBackend, entries: list[Entry], mode: int, replace: bool, dry_run: bool
 ) -> tuple[RestoreCounts, int]:
     """``entries`` written back into CACHE_DIR (see the module's docstring); the counts,
     and how many files are new (the item count grows by that many)."""
-    counts, added, now = RestoreCounts(), 0, time.time()
+    counts, now = RestoreCounts(), time.time()
+    planned: list[tuple[Entry, str, bool]] = []
     for entry in entries:
         name = restorable_name(backend, entry.extra)
         if name is None:
@@ -261,7 +279,7 @@ def restore_files(
             counts.refused(f"{shown!r} is not the name of a cache file here: not written")
             continue
         head = read_head(entry.value[:HEAD_SIZE])
-        if head is not None and head.expires != 0 and head.expires < now:
+        if head is not None and not is_live(head, now):  # its own head: an absolute expiry
             counts.expired += 1
             continue
         path = os.path.join(backend.directory, name)
@@ -273,15 +291,18 @@ def restore_files(
             continue
         if live and not replace:
             counts.present += 1
-            continue
-        if dry_run:
+        elif dry_run:
             counts.restored += 1
-            continue
+        else:
+            planned.append((entry, path, exists))
+    _keep_replaced(backend, [path for _, path, exists in planned if exists])
+    added = 0
+    for entry, path, exists in planned:
         if not _place(backend.directory, path, entry.value, mode, replace or exists):
             counts.present += 1  # written by the app meanwhile
             continue
         counts.restored += 1
         added += 0 if exists else 1
-    if counts.restored and not dry_run:
+    if planned:
         fsync_directory(backend.directory)
     return counts, added
