@@ -516,3 +516,22 @@ def test_a_clear_killed_midway_leaves_a_backup_of_every_file_gone(
     assert restored["restored"] == len(original) - len(left)
     assert restored["present"] == listing["entries"] - restored["restored"]  # kept, not yet gone
     assert snapshot(cache_dir) == original
+
+
+def test_a_file_too_large_to_keep_is_refused_and_stays(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cachectl.backends import filesystem_keep
+
+    app, cache = fill(cache_dir)
+    monkeypatch.setattr(filesystem_keep, "KEEP_FILE_LIMIT", 500)  # "blob" is 600 bytes
+    before = snapshot(cache_dir)
+
+    for command in (["delete", "blob"], ["set", "blob", "x"], ["persist", "blob"]):
+        backup = tmp_path / f"{command[0]}.backup"
+        refused = run(*args(cache_dir, "--backup", str(backup), *command))
+        assert refused.exit_code == 2, refused.output
+        assert "more than a backup keeps" in refused.stderr
+        assert not backup.exists()  # nothing kept, so no file either
+    assert snapshot(cache_dir) == before
+    assert app_reads(app, cache) == VALUES

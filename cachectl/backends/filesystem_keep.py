@@ -30,6 +30,7 @@ from cachectl.backends.filesystem_format import HEAD_SIZE, FileHead, read_head
 from cachectl.backup.file_format import NO_EXPIRY, Entry
 from cachectl.backup.reader import RestoreCounts
 from cachectl.backup.writer import now_ms
+from cachectl.errors import UsageError
 from cachectl.runtime.safe_files import (
     UnsafeFile,
     create_new,
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 #: A chunk of kept files is written once it holds this many files, or this many bytes.
 KEEP_FILES = 1000
 KEEP_BYTES = 4 * 1024 * 1024
+#: The largest file a backup keeps: a chunk (up to ``KEEP_BYTES`` plus one file) must fit
+#: in one backup record (``MAX_BODY``, 64 MiB), however badly its bytes compress.
+KEEP_FILE_LIMIT = 56 * 1024 * 1024
 #: Suffix of the temporary file a write goes through (cachelib and the app skip it).
 IN_FLIGHT = ".__wz_cache"
 
@@ -60,7 +64,13 @@ def read_whole(path: str) -> tuple[bytes, os.stat_result] | None:
 
 
 def entry_of(name: bytes, path: str, raw: bytes, taken_ms: int) -> Entry:
-    """A cache file as a backup entry; its lifetime from its head (0 once expired)."""
+    """A cache file as a backup entry; its lifetime from its head (0 once expired).
+    Refused (exit 2) for a file too large for a backup record: it is not removed."""
+    if len(raw) > KEEP_FILE_LIMIT:
+        raise UsageError(
+            f"--backup: {path} holds {len(raw):,} bytes, more than a backup keeps in one "
+            f"piece ({KEEP_FILE_LIMIT:,}); it was not removed or changed, nor anything after it"
+        )
     head = read_head(raw[:HEAD_SIZE])
     ttl_ms = NO_EXPIRY
     if head is not None and head.expires != 0:
@@ -104,6 +114,8 @@ class Remover:
         #: named key's file refuses it (the refusal is reported).
         self._sweeping = sweeping
         self.keeping = backend.backup is not None
+        #: False: only keep (the files ``restore --replace`` is about to replace).
+        self.removing = True
         self._keeper: Keeper | None = None
         self._entries: list[Entry] = []
         self._files: list[tuple[str, os.stat_result]] = []
@@ -149,6 +161,8 @@ class Remover:
         entries, files = self._entries, self._files
         self._entries, self._files, self._bytes = [], [], 0
         self._keeper.keep(entries, self._taken_ms)
+        if not self.removing:
+            return 0
         return sum(_remove(path) for path, info in files if _unchanged(path, info))
 
 
@@ -180,10 +194,12 @@ def prune_one(path: str, now: float, dry_run: bool, remover: Remover) -> int:
 def keep_before_change(backend: FileSystemBackend, key: str, path: str, raw: bytes) -> None:
     """With ``--backup``: the file of ``key`` (its bytes ``raw``) kept before it is
     overwritten or its expiry rewritten."""
-    keeper = backend.keeper()
-    if keeper is not None:
+    if backend.backup is not None:
         taken = now_ms()
-        keeper.keep([entry_of(key.encode("utf-8", "surrogateescape"), path, raw, taken)], taken)
+        entry = entry_of(key.encode("utf-8", "surrogateescape"), path, raw, taken)
+        keeper = backend.keeper()  # the file is created only once there is an entry for it
+        assert keeper is not None
+        keeper.keep([entry], taken)
 
 
 def keep_existing(backend: FileSystemBackend, key: str, path: str) -> None:
@@ -250,19 +266,13 @@ def _place(directory: str, path: str, data: bytes, mode: int, replace: bool) -> 
 
 def _keep_replaced(backend: FileSystemBackend, paths: list[str]) -> None:
     """With ``--backup`` on ``restore``: the files about to be replaced, kept first."""
-    if backend.backup is None or not paths:
+    if backend.backup is None:
         return
-    keeper, taken = backend.keeper(), now_ms()
-    assert keeper is not None
-    batch: list[Entry] = []
+    remover = Remover(backend, sweeping=True)  # its chunks, without the removing
+    remover.removing = False
     for path in paths:
-        read = read_whole(path)
-        if read is not None:
-            batch.append(entry_of(b"", path, read[0], taken))
-        if len(batch) >= KEEP_FILES or sum(len(e.value) for e in batch) >= KEEP_BYTES:
-            keeper.keep(batch, taken)
-            batch = []
-    keeper.keep(batch, taken)
+        remover.remove(path)
+    remover.flush()
 
 
 def restore_files(
