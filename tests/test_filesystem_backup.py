@@ -535,3 +535,48 @@ def test_a_file_too_large_to_keep_is_refused_and_stays(
         assert not backup.exists()  # nothing kept, so no file either
     assert snapshot(cache_dir) == before
     assert app_reads(app, cache) == VALUES
+
+
+def test_a_batch_keeps_every_line_s_changes_in_one_file(cache_dir: Path, tmp_path: Path) -> None:
+    app, cache = fill(cache_dir)
+    lines = tmp_path / "deploy.txt"
+    lines.write_text("delete user:1\nset hits 0\nexpire forever 60\nclear --yes\n")
+    backup = tmp_path / "batch.backup"
+
+    done = run(*args(cache_dir, "--backup", str(backup), "batch", str(lines)))
+
+    assert done.exit_code == 0, done.output
+    assert app_reads(app, cache) == dict.fromkeys(VALUES)
+    names = [e.name for e in kept_entries(backup)]
+    # each line's entries, in order: the key where the line names it, none from clear
+    assert names == [b"user:1", b"hits", b"forever", b"", b"", b"", b""]
+    restored = json.loads(run(*args(cache_dir, "--json", "restore", str(backup))).stdout)
+    # The first copy of each file is the one from before the batch: it goes back first,
+    # and the later copies of hits and forever (as clear found them) are present by then.
+    assert (restored["restored"], restored["present"]) == (5, 2)
+    assert app_reads(app, cache) == VALUES
+
+
+def test_a_file_the_app_rewrites_while_its_chunk_is_kept_stays(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cachectl.backup.writer import BackupWriter
+
+    app, cache = fill(cache_dir)
+    write_chunk = BackupWriter.write_chunk
+
+    def app_writes_meanwhile(self, *given, **named):
+        write_chunk(self, *given, **named)
+        with app.app_context():  # the app sets hits again between the keep and the removal
+            cache.set("hits", "fresh")
+
+    monkeypatch.setattr(BackupWriter, "write_chunk", app_writes_meanwhile)
+    backup = tmp_path / "race.backup"
+
+    cleared = run(*args(cache_dir, "--backup", str(backup), "--json", "clear", "--yes"))
+
+    assert json.loads(cleared.stdout)["removed"] == 4
+    assert app_reads(app, cache) == {**dict.fromkeys(VALUES), "hits": "fresh"}
+    monkeypatch.undo()
+    assert run(*args(cache_dir, "restore", str(backup))).exit_code == 0
+    assert app_reads(app, cache) == {**VALUES, "hits": "fresh"}
