@@ -16,7 +16,6 @@ from cachectl.backup.file_format import MARKER, Entry
 from cachectl.backup.reader import BackupFile
 from cachectl.backup.writer import BackupWriter, now_ms
 from cachectl.errors import UsageError
-from cachectl.runtime.safe_files import UnsafeFile
 
 CACHE = {"family": "redis", "server": "redis://127.0.0.1:1/0", "prefix": "app_"}
 
@@ -125,8 +124,10 @@ def test_a_file_that_is_not_a_backup_is_one_line(tmp_path: Path) -> None:
         BackupFile(str(path))
     fifo = tmp_path / "fifo.backup"
     os.mkfifo(fifo)
-    with pytest.raises(UnsafeFile):
+    with pytest.raises(UsageError, match="FIFO"):  # never waited on
         BackupFile(str(fifo))
+    with pytest.raises(UsageError, match="cannot read the backup"):
+        BackupFile(str(tmp_path / "missing.backup"))
 
 
 def test_a_chunk_that_lies_about_its_entries_is_damaged_not_a_crash(tmp_path: Path) -> None:

@@ -580,3 +580,52 @@ def test_a_file_the_app_rewrites_while_its_chunk_is_kept_stays(
     monkeypatch.undo()
     assert run(*args(cache_dir, "restore", str(backup))).exit_code == 0
     assert app_reads(app, cache) == {**VALUES, "hits": "fresh"}
+
+
+def test_a_file_of_two_alike_caches_goes_back_only_where_each_came_from(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """Two directories without key prefix in one file (``--cache all``): each restore takes
+    the entries of its own directory; a third directory is told the file is ambiguous."""
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.writer import BackupWriter, now_ms
+
+    second = tmp_path / "second"
+    second.mkdir()
+    app, cache = fs_app(cache_dir)
+    with app.app_context():
+        cache.set("one", 1)
+    path = tmp_path / "two.backup"
+    writer = BackupWriter(str(path), ["cachectl", "--cache", "all", "clear"])
+    for directory in (cache_dir, second):
+        keeper = writer.keeper({"family": "filesystem", "server": str(directory), "prefix": ""})
+        files = {name: (directory / name).read_bytes() for name in os.listdir(directory)}
+        named = {
+            name: data
+            for name, data in files.items()
+            if len(name) == len(COUNT_FILE) and name != COUNT_FILE
+        }
+        entries = [Entry(b"", data, -1, 0, name.encode()) for name, data in named.items()]
+        keeper.keep(
+            entries
+            or [
+                Entry(b"", struct.pack("I", 0) + b"x", -1, 0, FILE_HASH(b"x").hexdigest().encode())
+            ],
+            now_ms(),
+        )
+        for name in named:
+            os.remove(directory / name)
+    writer.close()
+
+    third = tmp_path / "third"
+    third.mkdir()
+    refused = run(*args(third, "restore", str(path)))
+    assert refused.exit_code == 2
+    assert "holds 2 caches" in refused.output
+    assert os.listdir(third) == []
+
+    restored = run(*args(cache_dir, "restore", str(path)))
+    assert restored.exit_code == 0, restored.output
+    with app.app_context():
+        assert cache.get("one") == 1
+    assert FILE_HASH(b"x").hexdigest() not in os.listdir(cache_dir)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import pickle
 import tempfile
@@ -29,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from cachectl.backends import cachelib_access as access
 from cachectl.backends import filesystem_keep as keeping
+from cachectl.backends import once_markers as markers
 from cachectl.backends.base import (
-    MISSING,
-    NO_EXPIRY,
     CacheBackend,
     ClearPlan,
     Lifetime,
@@ -45,6 +43,7 @@ from cachectl.backends.filesystem_format import (
     FileHead,
     expiry_in_place,
     head_bytes,
+    lifetime_of,
     read_head,
 )
 from cachectl.backends.statistics import CacheStats, ttl_bucket
@@ -142,14 +141,10 @@ class FileSystemBackend(CacheBackend):
     def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
         """A file no clear, prune or keys takes (``is_cache_file``); ``value`` says
         when it expires."""
-        from cachectl.backends import once_markers as markers
-
         with self._os_errors():
             return markers.file_claim(self.directory, markers.marker_file_name(once_id), value)
 
     def release_once(self, once_id: str, value: str) -> bool:
-        from cachectl.backends import once_markers as markers
-
         with self._os_errors():
             return markers.file_release(self.directory, markers.marker_file_name(once_id), value)
 
@@ -399,7 +394,7 @@ class FileSystemBackend(CacheBackend):
                 if not isinstance(exc.__cause__, FileNotFoundError):
                     raise
                 head = None
-            found.append(_lifetime(head, now))
+            found.append(lifetime_of(head, now))
         return found
 
     def set_lifetime(self, key: str, seconds: int | None) -> bool:
@@ -413,7 +408,7 @@ class FileSystemBackend(CacheBackend):
                 descriptor = open_regular(path, os.O_RDWR, single_link=True)
                 with os.fdopen(descriptor, "r+b") as handle:
                     head = read_head(handle.read(HEAD_SIZE))
-                    if head is None or not _lifetime(head, time.time()).found:
+                    if head is None or not lifetime_of(head, time.time()).found:
                         return False  # expired (or truncated): the app reads it as missing
                     if self.backup is not None:  # kept as it is before its head changes
                         handle.seek(0)
@@ -494,14 +489,3 @@ class FileSystemBackend(CacheBackend):
                 with self._os_errors():
                     self._adjust_count(-tally.count)
         return tally.count
-
-
-def _lifetime(head: FileHead | None, now: float) -> Lifetime:
-    """What a file's head says of its entry, as the app reads it: a file that is
-    truncated or expired holds no entry."""
-    if head is None:
-        return MISSING
-    if head.expires == 0:
-        return NO_EXPIRY
-    left = head.expires - now
-    return Lifetime(True, math.ceil(left)) if left >= 0 else MISSING

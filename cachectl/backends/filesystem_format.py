@@ -16,10 +16,12 @@ after 2038), so the two cannot be confused in a file either one wrote.
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 from dataclasses import dataclass
 
+from cachectl.backends.base import MISSING, NO_EXPIRY, Lifetime
 from cachectl.config.generations import HEADER, PICKLED
 
 #: cachelib's expiry header.
@@ -125,3 +127,14 @@ def expiry_in_place(head: FileHead, expires: int) -> bytes | None:
 
 #: How many bytes of a file ``read_head`` needs to decide.
 HEAD_SIZE = 32
+
+
+def lifetime_of(head: FileHead | None, now: float) -> Lifetime:
+    """What a file's head says of its entry, as the app reads it: a file that is
+    truncated or expired holds no entry."""
+    if head is None:
+        return MISSING
+    if head.expires == 0:
+        return NO_EXPIRY
+    left = head.expires - now
+    return Lifetime(True, math.ceil(left)) if left >= 0 else MISSING

@@ -59,7 +59,10 @@ class BackupFile:
 
     def __init__(self, path: str) -> None:
         self.contents = BackupContents(path)
-        descriptor = safe_files.open_regular(path)
+        try:
+            descriptor = safe_files.open_regular(path)
+        except OSError as exc:  # missing, a link, a FIFO: one line, exit 2
+            raise UsageError(f"cannot read the backup {path}: {exc.strerror or exc}") from None
         self._stream: IO[bytes] = os.fdopen(descriptor, "rb", buffering=1 << 20)
         first = self._stream.read(len(MARKER))
         if first != MARKER:

@@ -69,6 +69,19 @@ def matching_caches(contents: BackupContents, backend: CacheBackend) -> set[int]
         for cache_id, cache in contents.caches.items()
         if cache.get("family") == family and cache.get("prefix", "") == prefix
     }
+    if len(matching) > 1:
+        # A file of several caches alike (--cache all over two directories with no
+        # prefix, two databases): the one on this server, else which is ambiguous.
+        server = backend.backup_section().get("server")
+        here = {i for i in matching if contents.caches[i].get("server") == server}
+        if len(here) != 1:
+            servers = ", ".join(sorted(str(contents.caches[i].get("server")) for i in matching))
+            raise UsageError(
+                f"{contents.path} holds {len(matching)} caches of {family} entries under the "
+                f"prefix {prefix!r} ({servers}); restore into one of them (--url, --dir, "
+                "--cache), so each goes back where it came from"
+            )
+        matching = here
     if not matching:
         first = next(iter(contents.caches.values()))
         raise UsageError(
