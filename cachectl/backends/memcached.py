@@ -37,6 +37,12 @@ from cachectl.backends.base import (
 from cachectl.backends.cachelib_access import memcached_client
 from cachectl.backends.deadline import DeadlineSocket
 from cachectl.backends.memcached_crawler import check_answers, read_item, socket_address
+from cachectl.backends.memcached_keep import (
+    SPREAD_MAX_CHUNKS,
+    KeptEntries,
+    MetaSessions,
+    backup_refusal,
+)
 from cachectl.backends.memcached_keys import FLUSH_ALL_HINT, CrawledKeys
 from cachectl.codec.limits import current_limits
 from cachectl.codec.stored import (
@@ -47,16 +53,15 @@ from cachectl.codec.stored import (
 )
 from cachectl.errors import BackendError, UsageError
 
-#: Flask-Caching's SpreadSASLMemcachedCache defaults (chunksize, maxchunk).
+#: Flask-Caching's SpreadSASLMemcachedCache chunk size (maxchunk: SPREAD_MAX_CHUNKS).
 SPREAD_CHUNK_SIZE = 1048448
-SPREAD_MAX_CHUNKS = 32
 #: memcached reads an expiry up to 30 days as seconds from now, beyond as a Unix time.
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
 #: The last Unix time memcached can hold as an expiry (a signed 32-bit number).
 _LAST_EXPIRY = 2**31 - 1
 
 
-class MemcachedBackend(CrawledKeys, CacheBackend):
+class MemcachedBackend(KeptEntries, CrawledKeys, CacheBackend):
     """A cachelib MemcachedCache over one of cachectl's safe clients.
 
     Keys are listed, counted, swept and cleared by prefix through the LRU crawler
@@ -68,6 +73,7 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
     kind = "memcached"
     can_set_lifetimes = True
     can_flush_all = True
+    backup_family = "memcached"
 
     def __init__(
         self,
@@ -94,6 +100,9 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         # (A server whose crawler is off is refused when it is asked.)
         self.can_list_keys = not sasl
         self.cannot_exclude = None
+        #: ``--backup`` keeps entries through meta commands, on the text protocol.
+        self.cannot_back_up = backup_refusal(servers, sasl)
+        self._meta: MetaSessions | None = None
         if sasl:
             self.cannot_exclude = (
                 "SASL memcached servers cannot list their keys (binary protocol only), so "
@@ -239,6 +248,7 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
 
     def set(self, key: str, value: Any, timeout: int | None) -> None:
         self._refuse_past_2038(timeout)
+        self._keep_existing(key)
         with self._client_errors():
             if self.chunked:
                 self._set_chunked(key, value, timeout)
@@ -259,6 +269,10 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
 
     def delete(self, keys: Iterable[str], on_progress: ProgressCallback | None = None) -> None:
         tally = Tally(on_progress)
+        if self.backup is not None:  # kept first, then removed over meta commands
+            with partial_work(tally, "sent"):
+                self._delete_keeping(keys, tally)
+            return None
         with partial_work(tally, "sent"), self._client_errors():
             for batch in batched(keys):
                 names = batch
@@ -350,6 +364,7 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         """memcached's ``touch``: a new expiry, the value untouched (0: never expires)."""
         expiry = 0 if seconds is None else seconds
         self._refuse_past_2038(expiry)
+        self._keep_existing(key)
         if expiry > _RELATIVE_EXPIRY_LIMIT:
             expiry += int(time.time())
         prefixed = self.key_prefix + key
@@ -377,11 +392,19 @@ class MemcachedBackend(CrawledKeys, CacheBackend):
         return ClearPlan(self.describe(), scope, refused=refusal)
 
     def flush_all_plan(self) -> ClearPlan:
+        refused = None
+        if self.backup is not None:
+            refused = (
+                "--backup: clear --flush-all empties every app's keys on the server at once "
+                "(flush_all), which cannot be kept first; nothing was done. clear without "
+                "--flush-all keeps and removes the app's keys (found by the LRU crawler)"
+            )
         return ClearPlan(
             self.describe(),
             "every key on the server, of every app (flush_all)",
             whole_server=True,
             needs_yes="clear --flush-all empties the whole server: pass --yes to flush it",
+            refused=refused,
         )
 
     def flush_all(self, dry_run: bool) -> None:

@@ -72,6 +72,10 @@ class CrawledKeys:
     _client_errors: Callable[[], AbstractContextManager[None]]
     _ensure_alive: Callable[[Any], None]
     _server_clients: dict[str, Any]
+    #: ``--backup``: where removed entries are kept first (the backend's).
+    backup: Any
+    _keep_and_remove_on: Callable[[str, list[bytes]], None]
+    _close_meta: Callable[[], None]
     get: Callable[..., Any]  # the backend's: a value read safely
     #: Set once every server said it can list its keys.
     _listing_checked = False
@@ -166,6 +170,7 @@ class CrawledKeys:
                 if deleter is not None:
                     deleter.close()
             self._deleters.clear()
+            self._close_meta()
         return tally.count
 
     def _server_batches(
@@ -199,7 +204,10 @@ class CrawledKeys:
         would send elsewhere, left from an older server list, goes too): quiet meta
         deletes pipelined on one connection (``memcached_meta``); through the client
         library on a server before 1.6, and for spread values (every chunk, where the
-        app's client put them)."""
+        app's client put them). With ``--backup``: each kept first (``memcached_keep``)."""
+        if self.backup is not None:
+            self._keep_and_remove_on(server, names)
+            return
         if not self.chunked:
             if server not in self._deleters:
                 self._deleters[server] = open_deleter(server, self.timeout)

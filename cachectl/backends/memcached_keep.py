@@ -1,0 +1,443 @@
+"""memcached entries kept before they go (``--backup``), and put back (``restore``).
+
+Neither client library reads an entry's client flags and lifetime, and a backup needs
+both: the flags are how the app's client decodes the bytes (a pickle, an int, deflated),
+the lifetime is what a restore gives back. memcached 1.6's meta commands read all three
+at once, so cachectl speaks them itself, over its own connection to the server that holds
+each key (the one the app's client library hashes it to; the one the LRU crawler found
+it on for a clear):
+
+- keep: ``mg KEY v f t c k q`` for a batch of keys, then ``mn`` (quiet: a key that is not
+  there answers nothing), read in groups so that neither side waits on the other; the
+  entries go to the backup's ``Keeper``, which returns once they are on disk;
+- remove: ``md KEY C<cas> q``: only the value that was kept goes. A key the app wrote
+  again meanwhile answers ``EX``; it is read and kept again before it goes, so no value
+  is removed that the backup does not hold;
+- restore: ``ms KEY SIZE F<flags> T<seconds> ME`` (add: a key that exists now answers
+  ``NS`` and stays, counted) or ``MS`` with ``--replace``; pipelined the same way.
+
+A key the text protocol cannot carry as it is goes base64-encoded (the ``b`` flag), as in
+``memcached_meta``. SASL servers speak only the binary protocol, which has no such
+commands: there ``--backup`` is refused before anything changes (``backup_refusal``), as
+it is on a server older than 1.6 (no ``mn``), before the first key goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from cachectl.backends.base import Tally, batched
+from cachectl.backends.memcached_crawler import _Connection, socket_address
+from cachectl.backup.file_format import MAX_BODY, NO_EXPIRY, Entry
+from cachectl.backup.reader import RestoreCounts, lifetime_left
+from cachectl.backup.writer import now_ms
+from cachectl.errors import BackendError, UsageError
+
+if TYPE_CHECKING:
+    from cachectl.backup.writer import Keeper
+
+    #: The backend's ``keeper``: asked for only once there is an entry to keep.
+    KeeperSource = Callable[[], Keeper | None]
+
+#: Flask-Caching's SpreadSASLMemcachedCache maxchunk: a value spread over KEY.0 to KEY.31.
+SPREAD_MAX_CHUNKS = 32
+#: Commands written before their replies are read: few enough that their bytes fit the
+#: socket buffers, so the server never waits for cachectl to read while it writes.
+META_GROUP = 200
+#: Bytes of values held before they are kept (a chunk of the backup file each), well under
+#: the file's largest record.
+KEEP_BYTES = 16 * 1024 * 1024
+#: Bytes of values written by one restore group before its replies are read.
+STORE_BYTES = 4 * 1024 * 1024
+#: Rounds of "kept, then changed by the app before it went" before a remove gives up.
+_ROUNDS = 10
+#: memcached reads an expiry over 30 days as a Unix time.
+_RELATIVE_LIMIT = 30 * 24 * 3600
+#: Bytes the text protocol cannot carry inside a key.
+_UNSAFE = bytes(range(33)) + b"\x7f"
+
+
+def backup_refusal(servers: list[str], sasl: bool) -> str | None:
+    """Why ``--backup`` cannot keep these servers' entries (None where it can)."""
+    if sasl:
+        return (
+            "SASL memcached servers speak only the binary protocol, which has no command "
+            "that reads an entry's client flags and lifetime, so nothing could be kept; "
+            "nothing was done (run without --backup)"
+        )
+    unread = [server for server in servers if socket_address(server) is None]
+    if unread:
+        return (
+            f"cachectl cannot connect to {unread[0]} itself (an address form it does not "
+            "read), and keeping an entry takes its own connection; nothing was done"
+        )
+    return None
+
+
+def _key(name: bytes) -> tuple[bytes, bytes]:
+    """``name`` as a meta command carries it, and the flag that says how."""
+    if len(name.translate(None, _UNSAFE)) == len(name):
+        return name, b""
+    return base64.b64encode(name), b" b"
+
+
+def _named(words: list[bytes]) -> bytes:
+    """The key a reply names (``k`` flag; base64 when the reply has ``b``)."""
+    key = next((word[1:] for word in words[1:] if word.startswith(b"k")), b"")
+    return base64.b64decode(key) if b"b" in words[1:] else key
+
+
+def _token(words: list[bytes], flag: bytes) -> int | None:
+    for word in words[1:]:
+        if word[:1] == flag and word[1:].lstrip(b"-").isdigit():
+            return int(word[1:])
+    return None
+
+
+def _groups(items: list[Any], size: int = META_GROUP) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class MetaSession:
+    """One connection to one server, reading, removing and storing with meta commands."""
+
+    def __init__(self, server: str, timeout: float, purpose: str) -> None:
+        self.server = server
+        self.connection = _Connection(server, timeout)
+        try:
+            self.connection.send(b"mn\r\n")
+            reply = self.connection.line()
+        except BaseException:
+            self.connection.close()
+            raise
+        if reply != b"MN":
+            self.connection.close()
+            if reply.startswith(b"ERROR"):
+                raise UsageError(
+                    f"memcached {server} has no meta commands (memcached before 1.6), the "
+                    f"only way {purpose}; nothing was changed"
+                )
+            raise BackendError(f"memcached {server}: unexpected reply to mn: {reply[:60]!r}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _failed(self, what: str, reply: bytes) -> BackendError:
+        return BackendError(f"memcached {self.server}: {what}: {reply[:80]!r}")
+
+    def read(self, names: list[bytes]) -> tuple[list[Entry], dict[bytes, int], int]:
+        """Each of ``names`` that is there, as stored (bytes, flags, lifetime left), its
+        CAS, and when they were read."""
+        taken = now_ms()
+        entries: list[Entry] = []
+        cas: dict[bytes, int] = {}
+        connection = self.connection
+        for group in _groups(names):
+            commands = []
+            for name in group:
+                key, how = _key(name)
+                commands.append(b"mg " + key + how + b" v f t c k q\r\n")
+            connection.send(b"".join(commands) + b"mn\r\n")
+            while True:
+                line = connection.line()
+                if line == b"MN":
+                    break
+                words = line.split()
+                if words[:1] != [b"VA"] or len(words) < 2 or not words[1].isdigit():
+                    raise self._failed("a read to keep an entry failed", line)
+                size = int(words[1])
+                if size + 1024 > MAX_BODY:
+                    raise BackendError(
+                        f"memcached {self.server}: an entry of {size:,} bytes is too large "
+                        "to keep in a backup; nothing more was removed"
+                    )
+                data = connection.block(size + 2)
+                if data[-2:] != b"\r\n":
+                    raise self._failed("a value does not end as it should", data[-2:])
+                name = _named(words)
+                seconds = _token(words, b"t")
+                ttl_ms = NO_EXPIRY if seconds is None or seconds < 0 else seconds * 1000
+                entries.append(Entry(name, data[:-2], ttl_ms, _token(words, b"f") or 0))
+                cas[name] = _token(words, b"c") or 0
+        return entries, cas, taken
+
+    def remove(self, cas: dict[bytes, int]) -> list[bytes]:
+        """Delete each key if its CAS is still the one read; the keys the app changed
+        meanwhile (still there, to keep again). A key gone already is no failure."""
+        changed = []
+        connection = self.connection
+        for group in _groups(list(cas.items())):
+            commands = []
+            for name, token in group:
+                key, how = _key(name)
+                commands.append(b"md %s%s C%d k q\r\n" % (key, how, token))
+            connection.send(b"".join(commands) + b"mn\r\n")
+            while True:
+                line = connection.line()
+                if line == b"MN":
+                    break
+                words = line.split()
+                if words[:1] == [b"EX"]:
+                    changed.append(_named(words))
+                elif words[:1] != [b"NF"]:
+                    raise self._failed("a delete failed", line)
+        return changed
+
+    def keep_and_remove(self, keeper: KeeperSource, names: list[bytes]) -> None:
+        """Keep ``names`` (those there), each on disk before it is deleted."""
+        for _ in range(_ROUNDS):
+            cas = self.keep(keeper, names)
+            if not cas:
+                return
+            names = self.remove(cas)
+            if not names:
+                return
+        raise BackendError(
+            f"memcached {self.server}: {len(names)} keys changed each time they were kept "
+            "and about to be removed; they were left as they are"
+        )
+
+    def keep(self, keeper: KeeperSource, names: list[bytes]) -> dict[bytes, int]:
+        """Keep ``names`` (those there) in the backup; their CAS, for ``remove``. The
+        keeper is asked for once there is an entry to keep (asking creates the file)."""
+        kept: dict[bytes, int] = {}
+        pending: list[Entry] = []
+        held, first = 0, 0
+        for group in _groups(names, META_GROUP * 5):
+            entries, cas, taken = self.read(group)
+            kept.update(cas)
+            if entries and not pending:
+                first = taken  # the chunk's time: its earliest read, so no lifetime grows
+            pending.extend(entries)
+            held += sum(len(entry.value) + len(entry.name) for entry in entries)
+            if held >= KEEP_BYTES:
+                _keep(keeper, pending, first)
+                pending, held = [], 0
+        _keep(keeper, pending, first)
+        return kept
+
+    def store(
+        self,
+        entries: list[Entry],
+        taken_ms: int,
+        replace: bool,
+        dry_run: bool,
+        counts: RestoreCounts,
+    ) -> None:
+        """``entries`` back with what is left of their lifetimes (see the module)."""
+        now = now_ms()
+        mode = b"MS" if replace else b"ME"
+        group: list[bytes] = []
+        held = 0
+        for entry in entries:
+            left = lifetime_left(entry.ttl_ms, taken_ms, now)
+            if left is not None and left <= 0:
+                counts.expired += 1
+                continue
+            key, how = _key(entry.name)
+            if dry_run:
+                group.append(b"mg " + key + how + b" k q\r\n")
+            else:
+                expiry = _expiry(left)
+                group.append(
+                    b"ms %s %d%s F%d T%d %s k q\r\n%s\r\n"
+                    % (key, len(entry.value), how, entry.flags, expiry, mode, entry.value)
+                )
+                held += len(entry.value)
+            if len(group) >= META_GROUP or held >= STORE_BYTES:
+                self._stored(group, replace, dry_run, counts)
+                group, held = [], 0
+        if group:
+            self._stored(group, replace, dry_run, counts)
+
+    def _stored(
+        self, commands: list[bytes], replace: bool, dry_run: bool, counts: RestoreCounts
+    ) -> None:
+        connection = self.connection
+        connection.send(b"".join(commands) + b"mn\r\n")
+        present = refused = 0
+        while True:
+            line = connection.line()
+            if line == b"MN":
+                break
+            words = line.split()
+            if dry_run and words[:1] == [b"HD"]:
+                present += 0 if replace else 1
+            elif not dry_run and words[:1] == [b"NS"] and not replace:
+                present += 1
+            else:
+                refused += 1
+                counts.refused(f"{_named(words)!r}: {line[:80].decode('ascii', 'replace')}")
+        counts.present += present
+        counts.restored += len(commands) - present - refused
+
+
+def _keep(source: KeeperSource, entries: list[Entry], taken: int) -> None:
+    if entries:
+        keeper = source()
+        assert keeper is not None, "entries are read to keep only under --backup"
+        keeper.keep(entries, taken)
+
+
+def _expiry(left_ms: int | None) -> int:
+    """memcached's expiry for what is left of a lifetime (rounded up to a second): 0 for
+    none, seconds up to 30 days, a Unix time beyond."""
+    if left_ms is None:
+        return 0
+    seconds = -(-left_ms // 1000)
+    return seconds if seconds <= _RELATIVE_LIMIT else int(time.time()) + seconds
+
+
+class MetaSessions:
+    """A run's meta connections, one per server, opened when first needed and every
+    server checked before the first key goes (``check``)."""
+
+    def __init__(self, servers: list[str], timeout: float, purpose: str) -> None:
+        self.servers = servers
+        self.timeout = timeout
+        #: What the meta commands are for, said where a server has none.
+        self.purpose = purpose
+        self._open: dict[str, MetaSession] = {}
+
+    def check(self) -> None:
+        """Each server answers meta commands (else exit 2, before anything changes)."""
+        for server in self.servers:
+            self.on(server)
+
+    def on(self, server: str) -> MetaSession:
+        if server not in self._open:
+            self._open[server] = MetaSession(server, self.timeout, self.purpose)
+        return self._open[server]
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+        self._open.clear()
+
+
+def by_server(names: Iterable[bytes], holder: Any) -> dict[str, list[bytes]]:
+    """``names`` grouped by the server ``holder`` says holds each."""
+    grouped: dict[str, list[bytes]] = {}
+    for name in names:
+        grouped.setdefault(holder(name), []).append(name)
+    return grouped
+
+
+#: What ``--backup`` needs meta commands for, said where a server has none.
+_KEEPING = "--backup can read an entry's flags and lifetime to keep it"
+
+
+class KeptEntries:
+    """What MemcachedBackend does with ``--backup`` and ``restore`` (meta commands)."""
+
+    servers: list[str]
+    timeout: float
+    sasl: bool
+    chunked: bool
+    client: Any
+    cannot_back_up: str | None
+    backup: Any
+    _meta: MetaSessions | None
+    describe: Callable[[], str]
+    keeper: Callable[[], Keeper | None]
+    _client_errors: Callable[[], AbstractContextManager[None]]
+
+    @property
+    def key_prefix(self) -> str:
+        raise NotImplementedError  # the backend's: the app's cachelib prefix
+
+    def _delete_keeping(self, keys: Iterable[str], tally: Tally) -> None:
+        """``delete`` with ``--backup``: each batch kept, then removed (meta commands) on
+        the server the app's client sends each key to."""
+        try:
+            for batch in batched(keys):
+                for server, names in by_server(self._names(batch), self._holder).items():
+                    self._meta_sessions().on(server).keep_and_remove(self.keeper, names)
+                tally.add(len(batch))
+        finally:
+            self._close_meta()
+
+    def _names(self, keys: Iterable[str]) -> list[bytes]:
+        """The names on the server of ``keys``: every chunk a spread value may have."""
+        names = [(self.key_prefix + key).encode("utf-8", "surrogateescape") for key in keys]
+        if self.chunked:
+            return [name + b".%d" % n for name in names for n in range(SPREAD_MAX_CHUNKS)]
+        return names
+
+    def _holder(self, name: bytes) -> str:
+        """The server the app's client library sends ``name`` to (its hash, its order)."""
+        if len(self.servers) == 1:
+            return self.servers[0]
+        with self._client_errors():
+            if hasattr(self.client, "behaviors"):  # pylibmc: libmemcached's distribution
+                return str(self.client.addresses[self.client.hash(name)])
+            host, _name = self.client._get_server(name)  # python-memcached's, as it sends
+        if host is None:
+            raise BackendError(f"{self.describe()}: no server is reachable")
+        return str(self.servers[self.client.servers.index(host)])
+
+    def _meta_sessions(self, purpose: str = _KEEPING) -> MetaSessions:
+        """Meta connections for this run, every server checked before the first change."""
+        if self._meta is None:
+            sessions = MetaSessions(self.servers, self.timeout, purpose)
+            try:
+                sessions.check()
+            except BaseException:
+                sessions.close()
+                raise
+            self._meta = sessions
+        return self._meta
+
+    def _close_meta(self) -> None:
+        if self._meta is not None:
+            self._meta.close()
+            self._meta = None
+
+    def _keep_existing(self, key: str) -> None:
+        """With ``--backup``: ``key`` as it is now (if it is), kept before it changes."""
+        if self.backup is None:
+            return
+        try:
+            for server, names in by_server(self._names([key]), self._holder).items():
+                self._meta_sessions().on(server).keep(self.keeper, names)
+        finally:
+            self._close_meta()
+
+    def _keep_and_remove_on(self, server: str, names: list[bytes]) -> None:
+        """A clear's batch, found on ``server``: kept, then removed (spread values: each
+        chunk on the server the app's client put it on)."""
+        if self.chunked:
+            chunks = [name + b".%d" % n for name in names for n in range(SPREAD_MAX_CHUNKS)]
+            for holder, held in by_server(chunks, self._holder).items():
+                self._meta_sessions().on(holder).keep_and_remove(self.keeper, held)
+        else:
+            self._meta_sessions().on(server).keep_and_remove(self.keeper, names)
+
+    def restore(
+        self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        """Each entry stored on the server the app's client reads it from (meta ``ms``:
+        its bytes, its flags, what is left of its lifetime; add unless ``replace``)."""
+        if self.sasl:
+            raise UsageError(
+                "restore: SASL memcached servers speak only the binary protocol, and cachectl "
+                "writes entries back with meta commands (text protocol); nothing was restored"
+            )
+        if self.cannot_back_up is not None:
+            raise UsageError(f"restore: {self.cannot_back_up}")
+        counts = RestoreCounts()
+        grouped: dict[str, list[Entry]] = {}
+        for entry in entries:
+            grouped.setdefault(self._holder(entry.name), []).append(entry)
+        try:
+            sessions = self._meta_sessions("restore can write an entry with its flags")
+            for server, held in grouped.items():
+                sessions.on(server).store(held, taken_ms, replace, dry_run, counts)
+        finally:
+            self._close_meta()
+        return counts
