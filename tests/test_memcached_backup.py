@@ -344,3 +344,58 @@ def test_a_backup_of_another_family_is_refused_in_one_line(
     assert refused.exit_code == 2, refused.output
     assert refused.stderr.count("\n") == 1 and "holds redis entries" in refused.stderr
     assert stored(memcached_address) == {}
+
+
+def test_pattern_and_exclude_keep_exactly_what_they_remove(
+    memcached_address: str, library: str, tmp_path: Path
+) -> None:
+    app, cache = fill_app(memcached_address)
+    before = under_prefix(stored(memcached_address))
+    args = args_for(memcached_address, prefix=PREFIX)
+    by_pattern, rest = str(tmp_path / "p"), str(tmp_path / "r")
+
+    done = documented(
+        *args, "--json", "--backup", by_pattern, "delete", "--pattern", "user:1*", "--yes"
+    )
+    assert done["removed"] == 11
+    done = documented(*args, "--json", "--backup", rest, "clear", "--exclude", "user:*", "--yes")
+    assert done["removed"] == 6
+    assert len(under_prefix(stored(memcached_address))) == 39
+    assert documented("--json", "restore", "--list", by_pattern)["entries"] == 11
+    assert documented("--json", "restore", "--list", rest)["entries"] == 6
+
+    assert documented(*args, "--json", "restore", by_pattern)["restored"] == 11
+    assert documented(*args, "--json", "restore", rest)["restored"] == 6
+    same_entries(before, under_prefix(stored(memcached_address)), 30)
+    with app.app_context():
+        assert cache.get("user:12") == {"n": 12} and cache.get("count") == 42
+
+
+def test_an_entry_the_server_refuses_is_counted_and_the_rest_restored(
+    memcached_address: str, tmp_path: Path
+) -> None:
+    """A value larger than the server takes (restored into a server with a smaller item
+    size): reported, exit 1, and the entries around it restored."""
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.writer import BackupWriter, now_ms
+
+    path = str(tmp_path / "b")
+    writer = BackupWriter(path, ["cachectl", "clear"])
+    keeper = writer.keeper({"family": "memcached", "server": "x", "prefix": PREFIX})
+    entries = [
+        Entry(b"app_a", b"1", 60_000),
+        Entry(b"app_huge", b"x" * 2_000_000),
+        Entry(b"app_b", b"2"),
+    ]
+    keeper.keep(entries, now_ms())
+    writer.close()
+
+    done = run(*args_for(memcached_address, prefix=PREFIX), "--json", "restore", path)
+
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["restored"], report["failed"]) == (2, 1)
+    assert "too large" in report["failures"][0]
+    items = stored(memcached_address)
+    assert items[b"app_a"][:2] == (b"1", 0) and 55 <= items[b"app_a"][2] <= 60
+    assert items[b"app_b"] == (b"2", 0, -1)

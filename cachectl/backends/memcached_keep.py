@@ -272,7 +272,7 @@ class MetaSession:
                 present += 1
             else:
                 refused += 1
-                counts.refused(f"{_named(words)!r}: {line[:80].decode('ascii', 'replace')}")
+                counts.refused(f"memcached {self.server}: {line[:80].decode('ascii', 'replace')}")
         counts.present += present
         counts.restored += len(commands) - present - refused
 
