@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import base64
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, batched
-from cachectl.backends.memcached_crawler import _Connection, socket_address
+from cachectl.backends.memcached_crawler import MAX_LINE, _Connection, socket_address
 from cachectl.backup.file_format import MAX_BODY, NO_EXPIRY, Entry
 from cachectl.backup.reader import RestoreCounts, lifetime_left
 from cachectl.backup.writer import now_ms
@@ -45,8 +46,11 @@ if TYPE_CHECKING:
 
 #: Flask-Caching's SpreadSASLMemcachedCache maxchunk: a value spread over KEY.0 to KEY.31.
 SPREAD_MAX_CHUNKS = 32
-#: Commands written before their replies are read: few enough that their bytes fit the
-#: socket buffers, so the server never waits for cachectl to read while it writes.
+#: Bytes of commands written before their replies are read: few enough to fit the socket
+#: buffers whatever the server does meanwhile, so cachectl never waits to write while the
+#: server waits for it to read (a restore's values go in groups of ``STORE_BYTES``).
+COMMAND_BYTES = 64 * 1024
+#: Entries of a restore written before their replies are read.
 META_GROUP = 200
 #: Bytes of values held before they are kept (a chunk of the backup file each), well under
 #: the file's largest record.
@@ -98,9 +102,23 @@ def _token(words: list[bytes], flag: bytes) -> int | None:
     return None
 
 
-def _groups(items: list[Any], size: int = META_GROUP) -> Iterator[list[Any]]:
+def _groups(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _written(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Command lines joined into writes of about ``COMMAND_BYTES``."""
+    group: list[bytes] = []
+    held = 0
+    for line in lines:
+        group.append(line)
+        held += len(line)
+        if held >= COMMAND_BYTES:
+            yield b"".join(group)
+            group, held = [], 0
+    if group:
+        yield b"".join(group)
 
 
 class MetaSession:
@@ -137,46 +155,62 @@ class MetaSession:
         entries: list[Entry] = []
         cas: dict[bytes, int] = {}
         connection = self.connection
-        for group in _groups(names):
-            commands = []
-            for name in group:
-                key, how = _key(name)
-                commands.append(b"mg " + key + how + b" v f t c k q\r\n")
-            connection.send(b"".join(commands) + b"mn\r\n")
-            while True:
-                line = connection.line()
-                if line == b"MN":
-                    break
-                words = line.split()
-                if words[:1] != [b"VA"] or len(words) < 2 or not words[1].isdigit():
-                    raise self._failed("a read to keep an entry failed", line)
-                size = int(words[1])
-                if size + 1024 > MAX_BODY:
-                    raise BackendError(
-                        f"memcached {self.server}: an entry of {size:,} bytes is too large "
-                        "to keep in a backup; nothing more was removed"
-                    )
-                data = connection.block(size + 2)
-                if data[-2:] != b"\r\n":
-                    raise self._failed("a value does not end as it should", data[-2:])
-                name = _named(words)
-                seconds = _token(words, b"t")
-                ttl_ms = NO_EXPIRY if seconds is None or seconds < 0 else seconds * 1000
-                entries.append(Entry(name, data[:-2], ttl_ms, _token(words, b"f") or 0))
-                cas[name] = _token(words, b"c") or 0
+        lines = (b"mg %s%s v f t c k q\r\n" % _key(name) for name in names)
+        for commands in _written(lines):
+            connection.send(commands + b"mn\r\n")
+            self._replies(entries, cas)
         return entries, cas, taken
+
+    def _replies(self, entries: list[Entry], cas: dict[bytes, int]) -> None:
+        """The replies to a group of ``mg KEY v f t c k q``, up to ``MN``: read straight
+        from the buffered reader (a clear reads every entry it removes), each line and
+        value within the timeout."""
+        connection = self.connection
+        sock, reader = connection.sock, connection.reader
+        while True:
+            sock.expect_reply()
+            try:
+                line = reader.readline(MAX_LINE)
+            except OSError as exc:
+                raise BackendError(f"memcached {self.server}: {exc or 'timed out'}") from exc
+            if line == b"MN\r\n":
+                return
+            words = line.split()
+            # VA <size> f<flags> t<seconds left> c<cas> k<key> [b]: the order asked for.
+            if (
+                len(words) < 6
+                or words[0] != b"VA"
+                or not words[1].isdigit()
+                or [word[:1] for word in words[2:6]] != [b"f", b"t", b"c", b"k"]
+            ):
+                if not line.endswith(b"\n"):
+                    connection.line()  # names a lost connection or an endless line
+                raise self._failed("a read to keep an entry failed", line.rstrip())
+            size = int(words[1])
+            if size + 1024 > MAX_BODY:
+                raise BackendError(
+                    f"memcached {self.server}: an entry of {size:,} bytes is too large "
+                    "to keep in a backup; nothing more was removed"
+                )
+            data = connection.block(size + 2)
+            if data[-2:] != b"\r\n":
+                raise self._failed("a value does not end as it should", data[-2:])
+            name = words[5][1:]
+            if words[6:7] == [b"b"]:
+                name = base64.b64decode(name)
+            seconds = int(words[3][1:])
+            ttl_ms = NO_EXPIRY if seconds < 0 else seconds * 1000
+            entries.append(Entry(name, data[:-2], ttl_ms, int(words[2][1:])))
+            cas[name] = int(words[4][1:])
 
     def remove(self, cas: dict[bytes, int]) -> list[bytes]:
         """Delete each key if its CAS is still the one read; the keys the app changed
         meanwhile (still there, to keep again). A key gone already is no failure."""
         changed = []
         connection = self.connection
-        for group in _groups(list(cas.items())):
-            commands = []
-            for name, token in group:
-                key, how = _key(name)
-                commands.append(b"md %s%s C%d k q\r\n" % (key, how, token))
-            connection.send(b"".join(commands) + b"mn\r\n")
+        lines = (b"md %s%s C%d k q\r\n" % (*_key(name), token) for name, token in cas.items())
+        for commands in _written(lines):
+            connection.send(commands + b"mn\r\n")
             while True:
                 line = connection.line()
                 if line == b"MN":
@@ -189,9 +223,13 @@ class MetaSession:
         return changed
 
     def keep_and_remove(self, keeper: KeeperSource, names: list[bytes]) -> None:
-        """Keep ``names`` (those there), each on disk before it is deleted."""
+        """Keep ``names`` (those there), each on disk before it is deleted. A key whose
+        CAS changed before its delete is read again, and kept again only if its bytes or
+        flags changed: memcached gives an entry a new CAS when it moves it in memory (slab
+        rebalancing), and a restore must not find the same entry twice."""
+        seen: dict[bytes, tuple[int, int, int]] = {}
         for _ in range(_ROUNDS):
-            cas = self.keep(keeper, names)
+            cas = self.keep(keeper, names, seen)
             if not cas:
                 return
             names = self.remove(cas)
@@ -202,15 +240,24 @@ class MetaSession:
             "and about to be removed; they were left as they are"
         )
 
-    def keep(self, keeper: KeeperSource, names: list[bytes]) -> dict[bytes, int]:
+    def keep(
+        self,
+        keeper: KeeperSource,
+        names: list[bytes],
+        seen: dict[bytes, tuple[int, int, int]] | None = None,
+    ) -> dict[bytes, int]:
         """Keep ``names`` (those there) in the backup; their CAS, for ``remove``. The
-        keeper is asked for once there is an entry to keep (asking creates the file)."""
+        keeper is asked for once there is an entry to keep (asking creates the file).
+        ``seen``: what was kept of each name already (flags, length, CRC-32), to leave out
+        an entry kept as it is now."""
         kept: dict[bytes, int] = {}
         pending: list[Entry] = []
         held, first = 0, 0
-        for group in _groups(names, META_GROUP * 5):
+        for group in _groups(names, 1000):
             entries, cas, taken = self.read(group)
             kept.update(cas)
+            if seen is not None:
+                entries = [entry for entry in entries if _first_sight(seen, entry)]
             if entries and not pending:
                 first = taken  # the chunk's time: its earliest read, so no lifetime grows
             pending.extend(entries)
@@ -275,6 +322,15 @@ class MetaSession:
                 counts.refused(f"memcached {self.server}: {line[:80].decode('ascii', 'replace')}")
         counts.present += present
         counts.restored += len(commands) - present - refused
+
+
+def _first_sight(seen: dict[bytes, tuple[int, int, int]], entry: Entry) -> bool:
+    """Whether ``entry`` differs from what was kept of its name (noted for next time)."""
+    mark = (entry.flags, len(entry.value), zlib.crc32(entry.value))
+    if seen.get(entry.name) == mark:
+        return False
+    seen[entry.name] = mark
+    return True
 
 
 def _keep(source: KeeperSource, entries: list[Entry], taken: int) -> None:
