@@ -210,7 +210,8 @@ def test_a_key_written_again_between_keep_and_delete_is_kept_as_it_went(
     memcached_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The delete names the CAS it kept: a value the app wrote meanwhile is not removed
-    unkept; it is read and kept again, then removed."""
+    unkept; it is read and kept again, then removed. The same bytes written again (a new
+    CAS, as memcached also gives an entry it moves in memory) are not kept twice."""
     from cachectl.backends import memcached_keep
 
     app, cache = fill_app(memcached_address)
@@ -224,6 +225,16 @@ def test_a_key_written_again_between_keep_and_delete_is_kept_as_it_went(
             rewritten.append(True)
         return original(self, cas)
 
+    answers: list[list[bytes]] = []
+
+    def remove_same(self: memcached_keep.MetaSession, cas: dict[bytes, int]) -> list[bytes]:
+        if not answers:
+            with app.app_context():
+                cache.set("profile", {"name": "alice", "roles": ["admin"]}, timeout=300)
+        changed = original(self, cas)
+        answers.append(changed)
+        return changed
+
     monkeypatch.setattr(memcached_keep.MetaSession, "remove", remove)
     args = args_for(memcached_address, prefix=PREFIX)
     backup = str(tmp_path / "b")
@@ -236,6 +247,13 @@ def test_a_key_written_again_between_keep_and_delete_is_kept_as_it_went(
     documented(*args, "--json", "restore", "--replace", "--only", "profile", backup)
     with app.app_context():
         assert cache.get("profile") == "rewritten"  # the last one kept is the one that went
+
+    fill_app(memcached_address)
+    monkeypatch.setattr(memcached_keep.MetaSession, "remove", remove_same)
+    same = str(tmp_path / "same")
+    assert documented(*args, "--json", "--backup", same, "clear", "--yes")["removed"] == 56
+    assert answers[0] == [b"app_profile"]  # a new CAS: read again, found the same
+    assert documented("--json", "restore", "--list", same)["entries"] == 56
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ it is on a server older than 1.6 (no ``mn``), before the first key goes.
 from __future__ import annotations
 
 import base64
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +62,8 @@ STORE_BYTES = 4 * 1024 * 1024
 _ROUNDS = 10
 #: memcached reads an expiry over 30 days as a Unix time.
 _RELATIVE_LIMIT = 30 * 24 * 3600
+#: A reply to ``mg KEY v f t c k q``: VA <size> f<flags> t<seconds left> c<cas> k<key> [b].
+_VALUE = re.compile(rb"VA (\d{1,10}) f(\d{1,10}) t(-?\d{1,10}) c(\d{1,20}) k(\S{1,400})( b)?\r\n")
 #: Bytes the text protocol cannot carry inside a key.
 _UNSAFE = bytes(range(33)) + b"\x7f"
 
@@ -162,46 +165,58 @@ class MetaSession:
         return entries, cas, taken
 
     def _replies(self, entries: list[Entry], cas: dict[bytes, int]) -> None:
-        """The replies to a group of ``mg KEY v f t c k q``, up to ``MN``: read straight
-        from the buffered reader (a clear reads every entry it removes), each line and
-        value within the timeout."""
+        """The replies to a group of ``mg KEY v f t c k q``, up to ``MN``, parsed from
+        blocks as they arrive (a clear reads every entry it removes). The clock of the
+        timeout restarts whenever an entry has arrived whole."""
         connection = self.connection
         sock, reader = connection.sock, connection.reader
+        buffer = bytearray()
+        at = 0
+        sock.expect_reply()
         while True:
-            sock.expect_reply()
-            try:
-                line = reader.readline(MAX_LINE)
-            except OSError as exc:
-                raise BackendError(f"memcached {self.server}: {exc or 'timed out'}") from exc
-            if line == b"MN\r\n":
+            found = _VALUE.match(buffer, at)
+            if found is not None:
+                size = int(found[1])
+                end = found.end() + size
+                if size + 1024 > MAX_BODY:
+                    raise BackendError(
+                        f"memcached {self.server}: an entry of {size:,} bytes is too large "
+                        "to keep in a backup; nothing more was removed"
+                    )
+                if len(buffer) >= end + 2:
+                    if buffer[end : end + 2] != b"\r\n":
+                        raise self._failed("a value does not end as it should", buffer[end:])
+                    name = bytes(found[5])
+                    if found[6]:
+                        name = base64.b64decode(name)
+                    seconds = int(found[3])
+                    ttl_ms = NO_EXPIRY if seconds < 0 else seconds * 1000
+                    value = bytes(buffer[found.end() : end])
+                    entries.append(Entry(name, value, ttl_ms, int(found[2])))
+                    cas[name] = int(found[4])
+                    at = end + 2
+                    sock.expect_reply()
+                    continue
+            elif buffer.startswith(b"MN\r\n", at):
+                if len(buffer) > at + 4:
+                    raise self._failed("more after the end of a reply", buffer[at + 4 :])
                 return
-            words = line.split()
-            # VA <size> f<flags> t<seconds left> c<cas> k<key> [b]: the order asked for.
-            if (
-                len(words) < 6
-                or words[0] != b"VA"
-                or not words[1].isdigit()
-                or [word[:1] for word in words[2:6]] != [b"f", b"t", b"c", b"k"]
-            ):
-                if not line.endswith(b"\n"):
-                    connection.line()  # names a lost connection or an endless line
-                raise self._failed("a read to keep an entry failed", line.rstrip())
-            size = int(words[1])
-            if size + 1024 > MAX_BODY:
-                raise BackendError(
-                    f"memcached {self.server}: an entry of {size:,} bytes is too large "
-                    "to keep in a backup; nothing more was removed"
-                )
-            data = connection.block(size + 2)
-            if data[-2:] != b"\r\n":
-                raise self._failed("a value does not end as it should", data[-2:])
-            name = words[5][1:]
-            if words[6:7] == [b"b"]:
-                name = base64.b64decode(name)
-            seconds = int(words[3][1:])
-            ttl_ms = NO_EXPIRY if seconds < 0 else seconds * 1000
-            entries.append(Entry(name, data[:-2], ttl_ms, int(words[2][1:])))
-            cas[name] = int(words[4][1:])
+            else:
+                line_end = buffer.find(b"\r\n", at, at + MAX_LINE)
+                if line_end >= 0:
+                    raise self._failed("a read to keep an entry failed", buffer[at:line_end])
+                if len(buffer) - at >= MAX_LINE:
+                    raise self._failed("a reply line too long", buffer[at : at + 60])
+            if at:
+                del buffer[:at]
+                at = 0
+            try:
+                more = reader.read1(1 << 20)
+            except OSError as exc:  # socket.timeout included
+                raise BackendError(f"memcached {self.server}: {exc or 'timed out'}") from exc
+            if not more:
+                raise BackendError(f"memcached {self.server}: the connection was closed mid-reply")
+            buffer += more
 
     def remove(self, cas: dict[bytes, int]) -> list[bytes]:
         """Delete each key if its CAS is still the one read; the keys the app changed
