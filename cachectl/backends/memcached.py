@@ -36,13 +36,9 @@ from cachectl.backends.base import (
 )
 from cachectl.backends.cachelib_access import memcached_client
 from cachectl.backends.deadline import DeadlineSocket
+from cachectl.backends.memcached_backups import KeptEntries
 from cachectl.backends.memcached_crawler import check_answers, read_item, socket_address
-from cachectl.backends.memcached_keep import (
-    SPREAD_MAX_CHUNKS,
-    KeptEntries,
-    MetaSessions,
-    backup_refusal,
-)
+from cachectl.backends.memcached_keep import SPREAD_MAX_CHUNKS, MetaSessions, backup_refusal
 from cachectl.backends.memcached_keys import FLUSH_ALL_HINT, CrawledKeys
 from cachectl.codec.limits import current_limits
 from cachectl.codec.stored import (
