@@ -46,15 +46,24 @@ def stored(address: str) -> dict[bytes, tuple[bytes, int, int]]:
         while (line := reader.readline()) != b"END\r\n":
             keys.append(unquote_to_bytes(line.split()[0][4:]))
         items = {}
-        for key in keys:
-            conn.sendall(b"mg " + key + b" v f t\r\n")
-            head = reader.readline().split()
-            if head[0] != b"VA":
-                continue
-            data = reader.read(int(head[1]) + 2)[:-2]
-            flags = {word[:1]: int(word[1:]) for word in head[2:]}
-            items[key] = (data, flags[b"f"], flags[b"t"])
+        for start in range(0, len(keys), 500):  # pipelined, 500 at a time
+            group = keys[start : start + 500]
+            conn.sendall(b"".join(b"mg %s v f t k q\r\n" % key for key in group) + b"mn\r\n")
+            while (head := reader.readline().split())[0] != b"MN":
+                data = reader.read(int(head[1]) + 2)[:-2]
+                flags = {word[:1]: word[1:] for word in head[2:]}
+                items[flags[b"k"]] = (data, int(flags[b"f"]), int(flags[b"t"]))
     return items
+
+
+def items_on(address: str) -> int:
+    """How many items the server holds (``stats``: curr_items)."""
+    with socket.create_connection(("127.0.0.1", port_of(address)), timeout=5) as conn:
+        conn.sendall(b"stats\r\n")
+        reply = b""
+        while not reply.endswith(b"END\r\n"):
+            reply += conn.recv(65536)
+    return int(reply.split(b"STAT curr_items ")[1].split()[0])
 
 
 def under_prefix(items: dict[bytes, Any]) -> dict[bytes, Any]:
@@ -419,3 +428,54 @@ def test_an_entry_the_server_refuses_is_counted_and_the_rest_restored(
     items = stored(memcached_address)
     assert items[b"app_a"][:2] == (b"1", 0) and 55 <= items[b"app_a"][2] <= 60
     assert items[b"app_b"] == (b"2", 0, -1)
+
+
+def test_a_clear_killed_midway_leaves_a_backup_of_every_entry_gone(
+    memcached_address: str, tmp_path: Path
+) -> None:
+    """SIGKILL once the first keys are gone: each key the clear removed is in the
+    file (its chunk was on disk before its delete went), so a restore gives back exactly
+    the keyspace there was; the keys the run did not reach are present, left alone."""
+    import signal
+    import subprocess
+    import sys
+
+    total = 60_000
+    with socket.create_connection(("127.0.0.1", port_of(memcached_address)), timeout=5) as conn:
+        reader = conn.makefile("rb")
+        for start in range(0, total, 5000):
+            lines = (
+                b"ms app_k%d 8 T3600 q\r\nvalue%03d\r\n" % (n, n % 1000)
+                for n in range(start, start + 5000)
+            )
+            conn.sendall(b"".join(lines) + b"mn\r\n")
+            assert reader.readline() == b"MN\r\n"
+    started = time.monotonic()
+    before = under_prefix(stored(memcached_address))
+    assert len(before) == total
+    backup = tmp_path / "killed.backup"
+    args = args_for(memcached_address, prefix=PREFIX)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cachectl", *args, "--backup", str(backup), "clear", "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if items_on(memcached_address) < total:
+            break
+        time.sleep(0.002)
+    assert process.poll() is None, "the clear ended before the kill: more keys are needed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    left = under_prefix(stored(memcached_address))
+    assert 0 < len(left) < total
+    listing = documented("--json", "restore", "--list", str(backup))
+    assert not listing["complete"] and listing["entries"] >= total - len(left)
+
+    restored = documented(*args, "--json", "restore", str(backup))
+
+    assert restored["restored"] == total - len(left)
+    assert restored["present"] == listing["entries"] - restored["restored"]
+    same_entries(before, under_prefix(stored(memcached_address)), time.monotonic() - started)
