@@ -95,6 +95,19 @@ MISSING = Lifetime(found=False)
 NO_EXPIRY = Lifetime(found=True)
 
 
+class StoredEntry(NamedTuple):
+    """One entry as ``stored_entries`` reads it, for ``check-pickles``."""
+
+    #: Its name on the server, prefix removed (a FileSystemCache file's name).
+    name: bytes
+    #: Its pickle, or None where the value is none (a number, plain bytes, another
+    #: serializer's format) or was not read (``note`` says why).
+    payload: bytes | None
+    #: Its stored length in bytes.
+    size: int
+    note: str | None = None
+
+
 class CacheBackend:
     """What the commands can ask of a cache, whatever the server behind it."""
 
@@ -271,6 +284,15 @@ class CacheBackend:
     def flush_all(self, dry_run: bool) -> int | None:
         """Empty the whole server, every app's keys (after ``flush_all_plan``)."""
         raise NotImplementedError
+
+    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+        """Every entry under the prefix with its pickle (none read past ``limit`` bytes),
+        streamed: what ``check-pickles`` reads. Needs a backend that can walk them."""
+        raise UsageError(f"{self.kind} cannot list its entries, so they cannot be read in turn")
+
+    def delete_entries(self, names: list[bytes]) -> int:
+        """Remove the entries ``stored_entries`` named ``names``; how many went."""
+        return self.delete([n.decode("utf-8", "surrogateescape") for n in names]) or 0
 
     # --- lifetimes: ttl, expire, persist, prune ----------------------------------------
 

@@ -34,6 +34,7 @@ from cachectl.backends.base import (
     ClearPlan,
     Lifetime,
     ProgressCallback,
+    StoredEntry,
     Tally,
     partial_work,
 )
@@ -349,6 +350,21 @@ class FileSystemBackend(CacheBackend):
                 if count_format is not None:
                     self._adjust_count(-count)
         return tally.count
+
+    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+        from cachectl.backends import filesystem_entries
+
+        with self._os_errors():
+            yield from filesystem_entries.stored_entries(self, limit)
+
+    def delete_entries(self, names: list[bytes]) -> int:
+        from cachectl.backends import filesystem_entries
+
+        with self._os_errors():
+            removed = filesystem_entries.delete_entries(self, names)
+            if removed:
+                self._adjust_count(-removed)  # the item count the app prunes by
+        return removed
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
         """Cache files: their count, expiry from each file's header, size on disk.

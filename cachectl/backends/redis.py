@@ -16,6 +16,7 @@ from cachectl.backends.base import (
     ClearPlan,
     Lifetime,
     ProgressCallback,
+    StoredEntry,
     Tally,
     batched,
     escape_glob,
@@ -458,6 +459,20 @@ class RedisBackend(CacheBackend):
 
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
         return self.stats_except(None, sample, on_progress)
+
+    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+        """SCAN, and each batch's values in one bounded call (``redis_values``)."""
+        from cachectl.backends.redis_values import scan_values
+
+        cut, pickled = len(self.key_prefix.encode()), self.serializer is None
+        with self.server_errors():
+            for name, value in scan_values(self.client, escape_glob(self.key_prefix) + "*", limit):
+                if type(value) is int:
+                    why = "not a string" if value < 0 else f"not read: over {limit:,} bytes"
+                    yield StoredEntry(name[cut:], None, max(value, 0), why)
+                elif value is not None:
+                    payload = value[1:] if pickled and value[:1] == b"!" else None
+                    yield StoredEntry(name[cut:], payload, len(value))
 
     def stats_except(
         self,

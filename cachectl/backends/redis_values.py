@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from cachectl.backends.base import batched
+from cachectl.backends.redis_clients import errors_named, is_cluster, is_error
+from cachectl.backends.redis_sweep import refuses_scripts, scan_all
 from cachectl.errors import BackendError
 
 #: Bytes read with the length in the first round trip: most cache values are shorter.
@@ -64,3 +67,59 @@ def stream_rest(client: Any, name: Any, head: bytes, size: int) -> Iterator[byte
             )
         yield bytes(chunk)
         offset += len(chunk)
+
+
+#: One batch's values (KEYS), each only if it is a string of at most ARGV[1] bytes:
+#: else its length (-1: not a string), so a huge value never crosses the wire whole.
+_BOUNDED_GET = """
+local limit = tonumber(ARGV[1])
+local out = {}
+for i, name in ipairs(KEYS) do
+  local size = redis.pcall('STRLEN', name)
+  if type(size) ~= 'number' then out[i] = -1
+  elseif size > limit then out[i] = size
+  else out[i] = redis.call('GET', name) or false end
+end
+return out
+"""
+#: Keys fetched in one round trip by ``scan_values``.
+VALUES_BATCH = 1000
+
+
+def scan_values(client: Any, match: str, limit: int) -> Iterator[tuple[bytes, Any]]:
+    """Each key matching ``match`` with its value: the bytes, or the length of a string
+    over ``limit`` bytes (not read), -1 for a key that holds no string, None for one gone
+    since SCAN found it. Streamed, a batch of keys per round trip: one bounded script
+    call each, or MGET where the server runs no script (a value is then read whole), a
+    GET per key on a cluster (whose keys of a batch lie in many slots)."""
+    import hashlib
+
+    sha = hashlib.sha1(_BOUNDED_GET.encode()).hexdigest()
+    scripted, first = not is_cluster(client), True
+    for names in batched(scan_all(client, match), VALUES_BATCH):
+        values: list[Any] = []
+        if scripted:
+            try:
+                values = _bounded_batch(client, sha, names, limit)
+            except errors_named("ResponseError") as exc:
+                if not refuses_scripts(exc, first):
+                    raise
+                scripted = False
+            first = False
+        if not scripted and is_cluster(client):
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.get(name)
+            values = [-1 if isinstance(v, Exception) else v for v in pipe.execute(False)]
+        elif not scripted:
+            values = client.mget(names)
+        yield from zip(names, values)
+
+
+def _bounded_batch(client: Any, sha: str, names: list[Any], limit: int) -> list[Any]:
+    try:
+        return list(client.evalsha(sha, len(names), *names, limit))
+    except Exception as exc:
+        if not is_error(exc, "NoScriptError"):
+            raise
+    return list(client.eval(_BOUNDED_GET, len(names), *names, limit))

@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, str] = {
     "plan": "cachectl.cli.plan",
     "restore": "cachectl.cli.restore",
     "warm": "cachectl.cli.warming",
+    "check-pickles": "cachectl.cli.pickles",
 }
 
 

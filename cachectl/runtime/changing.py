@@ -24,6 +24,7 @@ DESTRUCTIVE = frozenset(
         "plan",
         "restore",
         "warm",
+        "check-pickles",
     }
 )
 
@@ -36,6 +37,8 @@ def changes_cache(command: str, params: Mapping[str, Any]) -> bool:
         return bool(params.get("delete"))
     if command == "plan":
         return bool(params.get("apply_plan"))  # plan --apply
+    if command == "check-pickles":
+        return bool(params.get("delete"))  # check-pickles --delete
     if command == "restore":
         return not params.get("list_only")
     return True

@@ -1,0 +1,326 @@
+"""check-pickles: a real app's release renames a model class; the entries its old code
+pickled are found (by --app and by --python), and --delete removes exactly those.
+
+The app is a package in a real git repository made here: commit 1 has ``Product``,
+commit 2 renames it ``Item``, commit 3 keeps the name ``Product`` for a factory function.
+The cache is filled by the app itself at commit 1 (``@cache.memoize`` functions that
+return model instances, a plain value), in its own process; cachectl then reads it with
+the code of a later commit checked out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cachectl.codec import pickle_refs
+from tests.conftest import RedisTarget, run, run_console
+from tests.test_hostile_pickles import CASES, assert_harmless
+
+INIT = """
+import os
+from flask import Flask
+from flask_caching import Cache
+
+cache = Cache()
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.update(
+        CACHE_TYPE="RedisCache",
+        CACHE_REDIS_URL=os.environ["SHOP_REDIS_URL"],
+        CACHE_KEY_PREFIX="shop_",
+    )
+    cache.init_app(app)
+    from shop import views  # noqa: F401
+    return app
+"""
+
+MODELS_V1 = """
+class Product:
+    def __init__(self, number):
+        self.number = number
+
+
+class Category:
+    def __init__(self, name):
+        self.name = name
+"""
+
+MODELS_V2 = MODELS_V1.replace("class Product:", "class Item:")
+
+MODELS_V3 = (
+    MODELS_V2
+    + """
+
+def Product(number):
+    return Item(number)
+"""
+)
+
+VIEWS = """
+from shop import cache
+from shop.models import {model} as Model, Category
+
+
+@cache.memoize()
+def get_product(number):
+    return Model(number)
+
+
+@cache.memoize()
+def get_category(name):
+    return Category(name)
+
+
+@cache.memoize()
+def get_price(number):
+    return {{"number": number, "price": number * 1.5}}
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def commit(repo: Path, models: str, model: str, message: str) -> str:
+    package = repo / "shop"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(textwrap.dedent(INIT))
+    (package / "models.py").write_text(textwrap.dedent(models))
+    (package / "views.py").write_text(textwrap.dedent(VIEWS.format(model=model)))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def shop(tmp_path: Path, redis_target: RedisTarget) -> dict[str, object]:
+    """The repository, three commits, and the cache filled by the app at commit 1."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    revisions = [
+        commit(repo, MODELS_V1, "Product", "models"),
+        commit(repo, MODELS_V2, "Item", "rename Product to Item"),
+        commit(repo, MODELS_V3, "Item", "Product is a factory now"),
+    ]
+    git(repo, "checkout", "-q", revisions[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
+    env["SHOP_REDIS_URL"] = redis_target.url
+    fill = """
+        from shop import create_app, cache
+        from shop.views import get_product, get_category, get_price
+        app = create_app()
+        with app.app_context():
+            for n in range(1, 4):
+                assert get_product(n).number == n
+                get_category(str(n))
+                get_price(n)
+            cache.set("banner", "hello")
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(fill)], cwd=repo, env=env, check=True)
+    return {"repo": repo, "env": env, "revisions": revisions, "client": redis_target.client}
+
+
+def keys_holding(client, text: bytes) -> set[bytes]:  # type: ignore[no-untyped-def]
+    return {k for k in client.scan_iter("shop_*") if text in (client.get(k) or b"")}
+
+
+def check(shop: dict[str, object], *args: str) -> subprocess.CompletedProcess:
+    return run_console(*args, cwd=shop["repo"], env=shop["env"])  # type: ignore[arg-type]
+
+
+def test_without_the_app_the_classes_are_counted_per_class_and_function(
+    shop: dict[str, object],
+) -> None:
+    done = check(
+        shop,
+        "--url",
+        str(shop["env"]["SHOP_REDIS_URL"]),
+        "--key-prefix",
+        "shop_",  # type: ignore[index]
+        "--json",
+        "check-pickles",
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    classes = {c["name"]: c for c in document["classes"]}
+    assert set(classes) == {"shop.models.Product", "shop.models.Category"}
+    product = classes["shop.models.Product"]
+    assert product["entries"] == 3 and product["resolves"] is None
+    assert product["uses"] == ["referenced", "instantiated"]
+    client = shop["client"]
+    held = keys_holding(client, b"Product")
+    assert product["bytes"] == sum(client.strlen(k) for k in held)  # type: ignore[attr-defined]
+    groups = {g["group"]: g for g in document["groups"]}
+    assert groups["memoized shop.views.get_product"]["entries"] == 3
+    assert groups["memoized shop.views.get_product"]["classes"] == ["shop.models.Product"]
+    assert groups["memoized shop.views.get_category"]["classes"] == ["shop.models.Category"]
+    assert document["entries"] == len(list(client.scan_iter("shop_*")))  # type: ignore[attr-defined]
+
+
+def test_after_the_rename_the_app_finds_the_old_entries_and_delete_removes_exactly_them(
+    shop: dict[str, object],
+) -> None:
+    repo, client = shop["repo"], shop["client"]
+    git(repo, "checkout", "-q", shop["revisions"][1])  # type: ignore[index, arg-type]
+    done = check(shop, "--app", "shop:create_app()", "--json", "check-pickles")
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    classes = {c["name"]: c for c in document["classes"]}
+    assert classes["shop.models.Product"]["resolves"] is False
+    assert classes["shop.models.Product"]["problem"] == "shop.models has no attribute Product"
+    assert classes["shop.models.Category"]["resolves"] is True
+    assert document["unresolvable"] == {"classes": 1, "entries_at_most": 3}
+
+    text = check(shop, "--app", "shop:create_app()", "check-pickles")
+    assert text.returncode == 1
+    assert b"shop.models has no attribute Product" in text.stdout
+    assert b"1 class no longer resolve" in text.stdout
+
+    before = set(client.scan_iter("shop_*"))  # type: ignore[attr-defined]
+    doomed = keys_holding(client, b"Product")
+    assert len(doomed) == 3
+    dry = check(
+        shop, "--app", "shop:create_app()", "--json", "check-pickles", "--delete", "--dry-run"
+    )
+    assert json.loads(dry.stdout)["would_remove"] == 3
+    assert set(client.scan_iter("shop_*")) == before  # type: ignore[attr-defined]
+    refused = check(shop, "--app", "shop:create_app()", "check-pickles", "--delete")
+    assert refused.returncode == 2 and b"--yes" in refused.stderr
+    gone = check(shop, "--app", "shop:create_app()", "--json", "check-pickles", "--delete", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(gone.stdout)["removed"] == 3
+    assert set(client.scan_iter("shop_*")) == before - doomed  # type: ignore[attr-defined]
+    again = check(shop, "--app", "shop:create_app()", "--json", "check-pickles")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["unresolvable"]["classes"] == 0
+
+
+def test_the_apps_own_interpreter_resolves_the_names(shop: dict[str, object]) -> None:
+    git(shop["repo"], "checkout", "-q", shop["revisions"][1])  # type: ignore[index, arg-type]
+    url = str(shop["env"]["SHOP_REDIS_URL"])  # type: ignore[index]
+    done = check(
+        shop,
+        "--url",
+        url,
+        "--key-prefix",
+        "shop_",
+        "--json",
+        "check-pickles",
+        "--python",
+        sys.executable,
+    )
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    assert document["resolved_in"] == f"--python {sys.executable}"
+    broken = {c["name"]: c["problem"] for c in document["classes"] if c["resolves"] is False}
+    assert broken == {"shop.models.Product": "shop.models has no attribute Product"}
+
+
+def test_a_class_that_became_a_function_is_reported(shop: dict[str, object]) -> None:
+    git(shop["repo"], "checkout", "-q", shop["revisions"][2])  # type: ignore[index, arg-type]
+    done = check(shop, "--app", "shop:create_app()", "--json", "check-pickles")
+    assert done.returncode == 1, done.stderr
+    classes = {c["name"]: c for c in json.loads(done.stdout)["classes"]}
+    assert classes["shop.models.Product"]["problem"] == "now a function, not a class"
+
+
+def test_a_missing_module_is_reported(shop: dict[str, object]) -> None:
+    repo = shop["repo"]
+    git(repo, "checkout", "-q", shop["revisions"][1])  # type: ignore[index, arg-type]
+    (repo / "shop" / "models.py").rename(repo / "shop" / "entities.py")  # type: ignore[operator]
+    views = repo / "shop" / "views.py"  # type: ignore[operator]
+    views.write_text(views.read_text().replace("shop.models", "shop.entities"))
+    done = check(shop, "--app", "shop:create_app()", "--json", "check-pickles")
+    problems = {c["name"]: c["problem"] for c in json.loads(done.stdout)["classes"]}
+    assert problems == {
+        "shop.models.Product": "module shop.models is missing",
+        "shop.models.Category": "module shop.models is missing",
+    }
+
+
+def test_delete_needs_the_apps_code(redis_target: RedisTarget) -> None:
+    result = run("--url", redis_target.url, "--key-prefix", "app_", "check-pickles", "--delete")
+    assert result.exit_code == 2
+    assert "--app or --python" in result.stderr
+
+
+def test_hostile_pickles_are_read_without_running_anything(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "file").write_text("precious")
+    pipe = redis_target.client.pipeline()
+    for name, hostile in CASES.items():
+        pipe.set(f"app_{name}", b"!" + hostile.build(tmp_path))
+    pipe.execute()
+    started = time.perf_counter()
+    result = run(
+        "--url",
+        redis_target.url,
+        "--key-prefix",
+        "app_",
+        "--json",
+        "check-pickles",
+        "--python",
+        sys.executable,
+    )
+    seconds = time.perf_counter() - started
+    assert_harmless(tmp_path)
+    assert result.exit_code in (0, 1), result.stderr
+    document = json.loads(result.stdout)
+    assert document["entries"] == len(CASES)
+    names = {c["name"] for c in document["classes"]}
+    assert {"posix.system", "builtins.eval"} <= names or {"os.system"} <= names
+    assert seconds < 2.0 * len(CASES) / 50, seconds  # bounded per value, as get is
+
+
+def test_the_opcode_reader_names_what_pickle_would_import() -> None:
+    class_path = f"{__name__}.Sample"
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        refs = pickle_refs.references(pickle.dumps([Sample(1), Sample(2)], protocol))
+        assert refs.names[class_path] & pickle_refs.INSTANTIATED, protocol
+        assert refs.stopped is None
+    assert pickle_refs.references(pickle.dumps({"a": [1, 2.5, "x"]}, 5)).names == {}
+    cut = pickle_refs.references(b"\x80\x05\x8c\x02os\x94\x8c\x06system\x94\x93")
+    assert cut == pickle_refs.Refs({"os.system": pickle_refs.REFERENCED}, "truncated pickle")
+
+
+class Sample:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+def test_a_filesystem_cache_is_read_file_by_file(tmp_path: Path) -> None:
+    from flask import Flask
+    from flask_caching import Cache
+
+    app = Flask("fs")
+    app.config.update(CACHE_TYPE="FileSystemCache", CACHE_DIR=str(tmp_path / "c"))
+    cache = Cache(app)
+    with app.app_context():
+        cache.set("one", Sample(1))
+        cache.set("two", {"plain": True})
+    result = run("--dir", str(tmp_path / "c"), "--json", "check-pickles")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [c["name"] for c in document["classes"]] == [f"{__name__}.Sample"]
+    assert document["pickles"] == 2
