@@ -10,6 +10,8 @@ the code of a later commit checked out.
 
 from __future__ import annotations
 
+import collections
+import datetime
 import json
 import os
 import pickle
@@ -17,13 +19,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 
 from cachectl.codec import pickle_refs
 from tests.conftest import RedisTarget, run, run_console
+from tests.servers import start_redis
 from tests.test_hostile_pickles import CASES, assert_harmless
+from tests.test_no_scripting import scripting_commands
 
 INIT = """
 import os
@@ -193,7 +199,7 @@ def test_after_the_rename_the_app_finds_the_old_entries_and_delete_removes_exact
     text = check(shop, "--app", "shop:create_app()", "check-pickles")
     assert text.returncode == 1
     assert b"shop.models has no attribute Product" in text.stdout
-    assert b"1 class no longer resolve" in text.stdout
+    assert b"1 class no longer resolves in" in text.stdout
 
     before = set(client.scan_iter("shop_*"))  # type: ignore[attr-defined]
     doomed = keys_holding(client, b"Product")
@@ -290,7 +296,7 @@ def test_hostile_pickles_are_read_without_running_anything(
     assert document["entries"] == len(CASES)
     names = {c["name"] for c in document["classes"]}
     assert {"posix.system", "builtins.eval"} <= names or {"os.system"} <= names
-    assert seconds < 2.0 * len(CASES) / 50, seconds  # bounded per value, as get is
+    assert seconds < 60, seconds  # each value bounded as get bounds it (2 s at most)
 
 
 def test_the_opcode_reader_names_what_pickle_would_import() -> None:
@@ -324,3 +330,68 @@ def test_a_filesystem_cache_is_read_file_by_file(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert [c["name"] for c in document["classes"]] == [f"{__name__}.Sample"]
     assert document["pickles"] == 2
+
+
+def ordinary_values() -> dict[str, bytes]:
+    """Pickles of every protocol of values an app caches: classes of the standard
+    library, a model of this module, plain data."""
+    value = [datetime.datetime(2020, 1, 1), Decimal(1), collections.OrderedDict(a=1), {1, 2}]
+    value += [b"xx", "text", Sample(3), (Sample(4), [Sample(5)])]
+    return {f"ordinary-p{p}": pickle.dumps(value, p) for p in range(pickle.HIGHEST_PROTOCOL + 1)}
+
+
+def test_the_walk_inside_redis_names_what_the_walk_in_python_names(
+    redis_target: RedisTarget, tmp_path: Path
+) -> None:
+    """The script's walk (redis_pickles) and codec.pickle_refs agree on every pickle
+    of the hostile corpus and on ordinary ones: the same names, the same roles."""
+    from cachectl.backends.redis_pickles import SCRIPT_VALUE_BYTES, walked_entries
+    from cachectl.codec.limits import DecodeLimits
+
+    values = {name: case.build(tmp_path) for name, case in CASES.items()}
+    values.update(ordinary_values())
+    pipe = redis_target.client.pipeline()
+    for name, data in values.items():
+        pipe.set(f"app_{name}", b"!" + data)
+    pipe.execute()
+    patient = DecodeLimits(max_seconds=60)
+    walked = walked_entries(redis_target.client, "app_*", 4, 16 * 1024 * 1024 + 1, 500_000)
+    assert walked is not None
+    compared = 0
+    for entry in walked:
+        data = values[entry.name.decode()]
+        if len(data) + 1 > SCRIPT_VALUE_BYTES:
+            assert entry.refs is None  # read and walked on the client
+            continue
+        expected = pickle_refs.references(data, patient)
+        assert entry.refs is not None
+        assert entry.refs.names == expected.names, entry.name
+        assert (entry.refs.stopped is None) == (expected.stopped is None), entry.name
+        compared += 1
+    assert compared > 150
+
+
+def test_a_server_that_runs_no_script_gives_the_same_report(tmp_path: Path) -> None:
+    renames: list[str] = []
+    for command in scripting_commands():
+        renames += ["--rename-command", command, ""]
+    plain, scripted = start_redis(*renames), start_redis()
+    try:
+        reports = []
+        for server in (plain, scripted):
+            client = redis.Redis(port=server.port)
+            for name, data in ordinary_values().items():
+                client.set(f"app_{name}", b"!" + data)
+            client.set("app_count", b"12")
+            url = f"redis://127.0.0.1:{server.port}/0"
+            result = run("--url", url, "--key-prefix", "app_", "--json", "check-pickles")
+            assert result.exit_code == 0, result.stderr
+            report = json.loads(result.stdout)
+            del report["target"]
+            reports.append(report)
+        assert reports[0] == reports[1]
+        assert reports[0]["not_pickles"] == 1
+        assert {c["name"] for c in reports[0]["classes"]} >= {f"{__name__}.Sample"}
+    finally:
+        plain.stop()
+        scripted.stop()

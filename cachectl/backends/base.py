@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cachectl.backup.file_format import Entry
     from cachectl.backup.reader import RestoreCounts
     from cachectl.backup.writer import BackupWriter, Keeper
+    from cachectl.codec.pickle_refs import Refs
 
 #: Called with the running total of keys handled, so the CLI can show progress.
 ProgressCallback = Callable[[int], None]
@@ -106,6 +107,9 @@ class StoredEntry(NamedTuple):
     #: Its stored length in bytes.
     size: int
     note: str | None = None
+    #: The names the pickle refers to, where the backend read them where the value lies
+    #: (Redis: ``redis_pickles``); ``payload`` is then empty.
+    refs: Refs | None = None
 
 
 class CacheBackend:

@@ -461,12 +461,21 @@ class RedisBackend(CacheBackend):
         return self.stats_except(None, sample, on_progress)
 
     def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
-        """SCAN, and each batch's values in one bounded call (``redis_values``)."""
+        """Walked inside the server (``redis_pickles``) where it runs scripts; else SCAN,
+        and each batch's values in one bounded call (``redis_values``)."""
+        from cachectl.backends.redis_pickles import walked_entries
         from cachectl.backends.redis_values import scan_values
 
         cut, pickled = len(self.key_prefix.encode()), self.serializer is None
+        match = escape_glob(self.key_prefix) + "*"
         with self.server_errors():
-            for name, value in scan_values(self.client, escape_glob(self.key_prefix) + "*", limit):
+            if pickled and not self.is_cluster:
+                most = current_limits().max_elements
+                walked = walked_entries(self.client, match, cut, limit, most)
+                if walked is not None:
+                    yield from walked
+                    return
+            for name, value in scan_values(self.client, match, limit):
                 if type(value) is int:
                     why = "not a string" if value < 0 else f"not read: over {limit:,} bytes"
                     yield StoredEntry(name[cut:], None, max(value, 0), why)

@@ -135,7 +135,8 @@ def _render(session: Session, document: dict[str, Any], broken: dict[str, str]) 
     if broken:
         at_most = document["unresolvable"]["entries_at_most"]
         output.result(
-            f"{counted(len(broken), 'class', 'classes')} no longer resolve in "
+            f"{counted(len(broken), 'class', 'classes')} "
+            f"{'no longer resolves' if len(broken) == 1 else 'no longer resolve'} in "
             f"{document['resolved_in']}, named by up to {counted(at_most, 'entry', 'entries')}"
         )
     if document.get("would_remove") is not None:

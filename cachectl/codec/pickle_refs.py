@@ -113,6 +113,8 @@ def _table() -> dict[int, _Op]:
 
 
 _OPS = _table()
+#: The table, for the script that walks pickles inside Redis (``redis_pickles``).
+OPCODE_TABLE = _OPS
 _POP_MARK = _OPS[ord("1")]
 
 
@@ -121,7 +123,7 @@ def _text(raw: bytes, opname: str) -> str:
         return raw.decode("raw-unicode-escape")
     if opname == "STRING":
         return raw.strip(b"'\"").decode("latin-1")
-    return raw.decode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def references(data: bytes | memoryview, limits: DecodeLimits | None = None) -> Refs:
@@ -133,110 +135,188 @@ def references(data: bytes | memoryview, limits: DecodeLimits | None = None) -> 
 
 
 def _walk(data: bytes, limits: DecodeLimits) -> Refs:
+    """The walk: the opcodes protocols 2-5 write most inline, in order of frequency (a
+    pickle of model instances is mostly MEMOIZE, short strings and BINGET), the others
+    through the table. A string is kept as its bytes until STACK_GLOBAL needs it."""
     names: dict[str, int] = {}
     stack: list[Any] = []
     marks: list[int] = []
     memo: dict[int, Any] = {}
-    ops, end, at, count, protocol = _OPS, len(data), 0, 0, 0
+    end, at, protocol = len(data), 0, 0
     most, deadline = limits.max_elements, time.monotonic() + limits.max_seconds
     try:
-        while at < end:
-            code = data[at]
-            op = ops.get(code)
-            if op is None:
-                return Refs(names, f"unknown opcode 0x{code:02x} at byte {at}")
-            kind, how, width, length, to_mark, pops, pushes, opname = op
-            at += 1
-            count += 1
-            if count > most:
-                return Refs(names, f"{most:,} opcodes")
-            if not count & 255 and time.monotonic() > deadline:
+        while at < end:  # a window of the pickle at a time, the limits checked between
+            if len(stack) + len(memo) > most:
+                return Refs(names, f"{most:,} elements")
+            if at and time.monotonic() > deadline:
                 return Refs(names, f"{limits.max_seconds:g} s")
-            if how == _NOARG:
-                raw = b""
-            elif how == _SIZED:
-                size = length.unpack_from(data, at)[0]
-                at += width
-                if size < 0 or at + size > end:
-                    return Refs(names, "truncated pickle")
-                raw = data[at : at + size]
-                at += size
-            elif how == _FIXED:
-                raw = data[at : at + width]
-                at += width
-                if opname == "PROTO":
-                    protocol = raw[0]
-            else:
-                stop = data.find(b"\n", at)
-                if how == _TWO_LINES and stop >= 0:
-                    stop = data.find(b"\n", stop + 1)
-                if stop < 0:
-                    return Refs(names, "truncated pickle")
-                raw = data[at:stop]
-                at = stop + 1
-            value: Any = None
-            if kind == _PLAIN:
-                pass
-            elif kind == _STRING:
-                value = _text(raw, opname)
-            elif kind == _MEMOIZE:
-                memo[len(memo)] = stack[-1]
-                continue
-            elif kind == _GET:
-                stack.append(memo.get(int(raw) if how == _LINE else int.from_bytes(raw, "little")))
-                continue
-            elif kind == _PUT:
-                memo[int(raw) if how == _LINE else int.from_bytes(raw, "little")] = stack[-1]
-                continue
-            elif kind == _MARK:
-                marks.append(len(stack))
-                continue
-            elif kind == _STACK_GLOBAL:
-                module, qualname = stack[-2], stack[-1]
-                del stack[-2:]
-                both = type(module) is str and type(qualname) is str
-                path = f"{module}.{qualname}" if both else "(a name built on the stack)"
-                names[path] = names.get(path, 0) | REFERENCED
-                stack.append(_Name(path))
-                continue
-            elif kind == _GLOBAL:
-                path = _global_name(raw, protocol)
-                role = INSTANTIATED if opname == "INST" else REFERENCED
-                names[path] = names.get(path, 0) | role
-                value = _Name(path)
-            elif kind == _EXT:
-                value = _Name(f"(extension code {int.from_bytes(raw, 'little')})")
-                names[value.path] = names.get(value.path, 0) | REFERENCED
-            elif kind == _STOP:
-                return Refs(names)
-            elif kind == _USE:
-                depth, role = _USED.get(opname, (0, INSTANTIATED))
-                used = (
-                    stack[-depth] if depth else stack[marks[-1]] if len(stack) > marks[-1] else None
-                )
-                if type(used) is _Name:
-                    names[used.path] = names.get(used.path, 0) | role
-            elif kind == _POP and not stack:  # a bare mark: POP pops it, as pickle does
-                kind, how, width, length, to_mark, pops, pushes, opname = _POP_MARK
-            if to_mark:
-                del stack[marks.pop() :]
-            if pops:
-                if len(stack) < pops:
-                    raise IndexError
-                del stack[len(stack) - pops :]
-            if pushes == 1:
-                stack.append(value)
-            elif pushes:
-                stack.extend([value] * pushes)
+            window = min(end, at + _WINDOW)
+            while at < window:
+                code = data[at]
+                at += 1
+                if code == 0x94:  # MEMOIZE
+                    memo[len(memo)] = stack[-1]
+                elif code == 0x8C:  # SHORT_BINUNICODE
+                    size = data[at]
+                    stack.append(data[at + 1 : at + 1 + size])
+                    at += 1 + size
+                elif code == 0x68:  # BINGET
+                    stack.append(memo.get(data[at]))
+                    at += 1
+                elif code in _PUSH_FIXED:  # BININT1/2, BININT, BINFLOAT, {}, [], (), None, bools
+                    stack.append(None)
+                    at += _PUSH_FIXED[code]
+                elif code == 0x28:  # MARK
+                    marks.append(len(stack))
+                elif code == 0x75 or code == 0x65:  # SETITEMS, APPENDS: the container stays
+                    del stack[marks.pop() :]
+                elif code == 0x62:  # BUILD
+                    del stack[-1]
+                    stack[-1] = None
+                elif code == 0x81 or code == 0x52:  # NEWOBJ, REDUCE
+                    used = stack[-2]
+                    if type(used) is _Name:
+                        role = INSTANTIATED if code == 0x81 else CALLED
+                        names[used.path] = names.get(used.path, 0) | role
+                    del stack[-1]
+                    stack[-1] = None
+                elif code == 0x93:  # STACK_GLOBAL
+                    path = _stack_name(stack[-2], stack[-1])
+                    del stack[-1]
+                    stack[-1] = _Name(path)
+                    names[path] = names.get(path, 0) | REFERENCED
+                elif code == 0x43 or code == 0x8A:  # SHORT_BINBYTES, LONG1
+                    at += 1 + data[at]
+                    stack.append(None)
+                elif code == 0x95:  # FRAME
+                    at += 8
+                elif code == 0x2E:  # STOP
+                    return Refs(names)
+                else:
+                    at, protocol = _other(code, data, at, protocol, stack, marks, memo, names)
         return Refs(names, "truncated pickle")
+    except _Stopped as stopped:
+        return Refs(names, str(stopped))
     except (IndexError, ValueError, struct.error):
         return Refs(names, "malformed pickle")
 
 
-def _global_name(raw: bytes, protocol: int) -> str:
+#: Bytes walked between two checks of the limits: an opcode takes one byte at least, so
+#: the stack and the memo grow by at most this much in between.
+_WINDOW = 16 * 1024
+#: Opcodes that push one value of no interest, by the bytes of argument they take.
+_PUSH_FIXED = {0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8, 0x7D: 0, 0x5D: 0, 0x29: 0, 0x4E: 0}
+_PUSH_FIXED |= {0x88: 0, 0x89: 0}
+
+
+class _Stopped(Exception):
+    """The walk cannot go on: the pickle is cut short, or names an unknown opcode."""
+
+
+def _stack_name(module: Any, qualname: Any) -> str:
+    """STACK_GLOBAL's name from the two strings below it (kept as bytes until now)."""
+    if type(module) is bytes:
+        module = module.decode("utf-8", "backslashreplace")
+    if type(qualname) is bytes:
+        qualname = qualname.decode("utf-8", "backslashreplace")
+    if type(module) is str and type(qualname) is str:
+        return f"{module}.{qualname}"
+    return "(a name built on the stack)"
+
+
+def _other(
+    code: int,
+    data: bytes,
+    at: int,
+    protocol: int,
+    stack: list[Any],
+    marks: list[int],
+    memo: dict[int, Any],
+    names: dict[str, int],
+) -> tuple[int, int]:
+    """One opcode the walk does not inline: its argument read, its stack effect made;
+    where the walk goes on, and the protocol (PROTO sets it)."""
+    op = _OPS.get(code)
+    if op is None:
+        raise _Stopped(f"unknown opcode 0x{code:02x} at byte {at - 1}")
+    kind, how, width, length, to_mark, pops, pushes, opname = op
+    end = len(data)
+    if how == _NOARG:
+        raw = b""
+    elif how == _SIZED:
+        size = length.unpack_from(data, at)[0]
+        at += width
+        if size < 0 or at + size > end:
+            raise _Stopped("truncated pickle")
+        raw = data[at : at + size]
+        at += size
+    elif how == _FIXED:
+        raw = data[at : at + width]
+        at += width
+        if opname == "PROTO":
+            protocol = raw[0]
+    else:
+        stop = data.find(b"\n", at)
+        if how == _TWO_LINES and stop >= 0:
+            stop = data.find(b"\n", stop + 1)
+        if stop < 0:
+            raise _Stopped("truncated pickle")
+        raw = data[at:stop]
+        at = stop + 1
+    if at > end:
+        raise _Stopped("truncated pickle")
+    value: Any = None
+    if kind == _STRING:
+        value = _text(raw, opname)
+    elif kind == _MEMOIZE:
+        memo[len(memo)] = stack[-1]
+        return at, protocol
+    elif kind == _GET:
+        stack.append(memo.get(int(raw) if how == _LINE else int.from_bytes(raw, "little")))
+        return at, protocol
+    elif kind == _PUT:
+        memo[int(raw) if how == _LINE else int.from_bytes(raw, "little")] = stack[-1]
+        return at, protocol
+    elif kind == _MARK:
+        marks.append(len(stack))
+        return at, protocol
+    elif kind == _STACK_GLOBAL:
+        value = _Name(_stack_name(stack[-2], stack[-1]))
+        names[value.path] = names.get(value.path, 0) | REFERENCED
+    elif kind == _GLOBAL:
+        value = _Name(global_name(raw, protocol))
+        role = INSTANTIATED if opname == "INST" else REFERENCED
+        names[value.path] = names.get(value.path, 0) | role
+    elif kind == _EXT:
+        value = _Name(f"(extension code {int.from_bytes(raw, 'little')})")
+        names[value.path] = names.get(value.path, 0) | REFERENCED
+    elif kind == _STOP:
+        raise _Stopped("")  # never: STOP is inlined
+    elif kind == _USE:
+        depth, role = _USED.get(opname, (0, INSTANTIATED))
+        above = stack[marks[-1] :] if not depth else []  # OBJ: the class is above the mark
+        used = stack[-depth] if depth else above[0] if above else None
+        if type(used) is _Name:
+            names[used.path] = names.get(used.path, 0) | role
+    elif kind == _POP and not stack:  # a bare mark: POP pops it, as pickle does
+        kind, how, width, length, to_mark, pops, pushes, opname = _POP_MARK
+    if to_mark:
+        del stack[marks.pop() :]
+    if pops:
+        if len(stack) < pops:
+            raise IndexError
+        del stack[len(stack) - pops :]
+    if pushes == 1:
+        stack.append(value)
+    elif pushes:
+        stack.extend([value] * pushes)
+    return at, protocol
+
+
+def global_name(raw: bytes, protocol: int) -> str:
     """GLOBAL's and INST's two lines as one name; Python 2's names (protocols 0-2)
     mapped as pickle maps them when it loads."""
-    module, _, qualname = raw.decode("utf-8", "surrogateescape").partition("\n")
+    module, _, qualname = raw.decode("utf-8", "backslashreplace").partition("\n")
     if protocol < 3:
         module, qualname = _compat_pickle.NAME_MAPPING.get((module, qualname), (module, qualname))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)

@@ -210,9 +210,15 @@ def take_census(backend: CacheBackend, on_progress: ProgressCallback | None = No
             if label == b"v" and entry.payload is not None:
                 _note_version(found, entry, suffix)
                 continue
-            refs = pickle_refs.references(entry.payload) if entry.payload else pickle_refs.NONE
-            found.add(entry, refs, label)
+            found.add(entry, _refs(entry), label)
     return found
+
+
+def _refs(entry: StoredEntry) -> pickle_refs.Refs:
+    """The names an entry's pickle refers to: as the backend read them, or walked here."""
+    if entry.refs is not None:
+        return entry.refs
+    return pickle_refs.references(entry.payload) if entry.payload else pickle_refs.NONE
 
 
 def _note_version(found: PickleCensus, entry: StoredEntry, suffix: bytes) -> None:
@@ -289,7 +295,7 @@ def delete_unresolvable(
         for entry in _entries(backend, Tally()):
             if entry.payload is None:
                 continue
-            refs = pickle_refs.references(entry.payload)
+            refs = _refs(entry)
             if any(problem(verdicts.get(n), roles) for n, roles in refs.names.items()):
                 doomed.append(entry.name)
             if len(doomed) >= BATCH_SIZE:

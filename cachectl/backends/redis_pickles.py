@@ -1,0 +1,348 @@
+"""check-pickles inside Redis: each value's names read from its opcodes by a Lua script.
+
+Reading every value on the client costs a reply per value and a walk in Python per
+pickle: on a million entries, ten times what ``stats`` costs. Here the client SCANs
+and hands each batch of names to a script that reads every value where it lies and
+walks its opcodes as ``codec.pickle_refs`` does (the same table of opcodes, generated
+from ``pickletools``; a test holds the two walks to the same names), returning per
+key only its length and the names its pickle refers to, with how it uses them. A call
+stops once it has walked ``STEP_BYTES`` (other clients wait no longer than that takes,
+a few milliseconds), and the client sends the rest of the batch
+again. A value longer than ``SCRIPT_VALUE_BYTES`` is left to the client (read whole
+and walked there), so one planted value cannot hold the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cachectl.backends.base import StoredEntry, batched
+from cachectl.backends.redis_clients import errors_named, is_error
+from cachectl.backends.redis_sweep import refuses_scripts, scan_all
+from cachectl.codec import pickle_refs
+
+#: The most bytes one call walks before it hands the rest of its keys back.
+STEP_BYTES = 16 * 1024
+#: Longer values are read and walked on the client.
+SCRIPT_VALUE_BYTES = 64 * 1024
+#: Keys sent to one call.
+KEYS_PER_CALL = 500
+
+
+def _opcode_table() -> str:
+    """``pickle_refs``' table of opcodes as a Lua table literal."""
+    rows = []
+    for code, (kind, how, width, length, to_mark, pops, pushes, _) in sorted(
+        pickle_refs.OPCODE_TABLE.items()
+    ):
+        signed = 1 if length is not None and length.format == "<i" else 0
+        rows.append(f"[{code}]={{{kind},{how},{width},{int(to_mark)},{pops},{pushes},{signed}}}")
+    return "local OPS = {" + ",".join(rows) + "}"
+
+
+PICKLES_SCRIPT = (
+    """
+local most, budget, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local byte, sub, find, bor, char = string.byte, string.sub, string.find, bit.bor, string.char
+"""
+    + _opcode_table()
+    + """
+local PUSH_FIXED = {[0x4B]=1, [0x4D]=2, [0x4A]=4, [0x47]=8, [0x7D]=0, [0x5D]=0, [0x29]=0,
+  [0x4E]=0, [0x88]=0, [0x89]=0}
+local NOARG, FIXED, LINE, TWO_LINES, SIZED = 0, 1, 2, 3, 4
+local STRING, MEMOIZE, GET, PUT, MARK, STACK_GLOBAL, GLOBAL, EXT, STOP, USE, POP =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+
+local function le(data, at, width)
+  local value = 0
+  for k = width - 1, 0, -1 do
+    local b = byte(data, at + k)
+    if b == nil then return nil end
+    value = value * 256 + b
+  end
+  return value
+end
+
+-- The names a pickle (data, from byte 2: byte 1 is cachelib's '!') refers to, as
+-- 'p' or 'c' (cut short) then, per name, its role bits as one character and its
+-- path, each ended by a NUL.
+local function walk(data)
+  local found, order = {}, {}
+  local stack, top, marks, nmarks, memo, nmemo = {}, 0, {}, 0, {}, 0
+  local at, size, protocol = 2, #data, 0
+  local function note(item, role)
+    if type(item) == 'table' then
+      local path = item[1]
+      if found[path] == nil then
+        order[#order + 1] = path
+        found[path] = role
+      else
+        found[path] = bor(found[path], role)
+      end
+    end
+  end
+  local function reply(status)
+    local parts = {status}
+    for _, path in ipairs(order) do parts[#parts + 1] = char(48 + found[path]) .. path .. '\\0' end
+    return table.concat(parts)
+  end
+  local function push(value) top = top + 1; stack[top] = value end
+  while at <= size do
+    if top + nmemo > most then return reply('c') end
+    local code = byte(data, at)
+    at = at + 1
+    if code == 0x94 then
+      if top < 1 then return reply('c') end
+      memo[nmemo] = stack[top]; nmemo = nmemo + 1
+    elseif code == 0x8C then
+      local n = byte(data, at)
+      if n == nil then return reply('c') end
+      top = top + 1; stack[top] = sub(data, at + 1, at + n); at = at + 1 + n
+    elseif code == 0x68 then
+      local index = byte(data, at)
+      if index == nil then return reply('c') end
+      local got = memo[index]; if got == nil then got = false end
+      push(got); at = at + 1
+    elseif PUSH_FIXED[code] then
+      top = top + 1; stack[top] = false; at = at + PUSH_FIXED[code]
+    elseif code == 0x28 then
+      nmarks = nmarks + 1; marks[nmarks] = top
+    elseif code == 0x75 or code == 0x65 then
+      if nmarks < 1 then return reply('c') end
+      top = marks[nmarks]; nmarks = nmarks - 1
+    elseif code == 0x62 then
+      if top < 2 then return reply('c') end
+      top = top - 1; stack[top] = false
+    elseif code == 0x81 or code == 0x52 then
+      if top < 2 then return reply('c') end
+      if code == 0x81 then note(stack[top - 1], 4) else note(stack[top - 1], 2) end
+      top = top - 1; stack[top] = false
+    elseif code == 0x93 then
+      if top < 2 then return reply('c') end
+      local module, qualname = stack[top - 1], stack[top]
+      local path = '(a name built on the stack)'
+      if type(module) == 'string' and type(qualname) == 'string' then
+        path = module .. '.' .. qualname
+      end
+      top = top - 1; stack[top] = {path}; note(stack[top], 1)
+    elseif code == 0x43 or code == 0x8A then
+      local n = byte(data, at)
+      if n == nil then return reply('c') end
+      at = at + 1 + n; push(false)
+    elseif code == 0x95 then
+      at = at + 8
+    elseif code == 0x2E then
+      return reply('p')
+    else
+      local op = OPS[code]
+      if op == nil then return reply('c') end
+      local kind, how, width, to_mark, pops, pushes = op[1], op[2], op[3], op[4], op[5], op[6]
+      local raw = ''
+      if how == SIZED then
+        local n = le(data, at, width)
+        if n == nil then return reply('c') end
+        if op[7] == 1 and n >= 2147483648 then return reply('c') end
+        at = at + width
+        if at + n - 1 > size then return reply('c') end
+        raw = sub(data, at, at + n - 1); at = at + n
+      elseif how == FIXED then
+        raw = sub(data, at, at + width - 1); at = at + width
+        if code == 0x80 then protocol = byte(raw, 1) or 0 end
+      elseif how == LINE or how == TWO_LINES then
+        local stop = find(data, '\\n', at, true)
+        if how == TWO_LINES and stop then stop = find(data, '\\n', stop + 1, true) end
+        if stop == nil then return reply('c') end
+        raw = sub(data, at, stop - 1); at = stop + 1
+      end
+      if at > size + 1 then return reply('c') end
+      local value, done = false, false
+      if kind == STRING then
+        value = raw
+      elseif kind == MEMOIZE then
+        if top < 1 then return reply('c') end
+        memo[nmemo] = stack[top]; nmemo = nmemo + 1; done = true
+      elseif kind == GET or kind == PUT then
+        local index
+        if how == LINE then index = tonumber(raw) else index = le(raw, 1, #raw) end
+        if index == nil then return reply('c') end
+        if kind == GET then
+          local got = memo[index]; if got == nil then got = false end
+          push(got)
+        else
+          if top < 1 then return reply('c') end
+          memo[index] = stack[top]
+          if index >= nmemo then nmemo = index + 1 end
+        end
+        done = true
+      elseif kind == MARK then
+        nmarks = nmarks + 1; marks[nmarks] = top; done = true
+      elseif kind == STACK_GLOBAL then
+        if top < 2 then return reply('c') end
+        local module, qualname = stack[top - 1], stack[top]
+        local path = '(a name built on the stack)'
+        if type(module) == 'string' and type(qualname) == 'string' then
+          path = module .. '.' .. qualname
+        end
+        value = {path}; note(value, 1)
+      elseif kind == GLOBAL then
+        local form = '3'
+        if protocol < 3 then form = '2' end
+        value = {'\\1' .. form .. raw}
+        if code == 0x69 then note(value, 4) else note(value, 1) end
+      elseif kind == EXT then
+        value = {'(extension code ' .. le(raw, 1, #raw) .. ')'}; note(value, 1)
+      elseif kind == USE then
+        if code == 0x81 then
+          if top < 2 then return reply('c') end
+          note(stack[top - 1], 4)
+        elseif code == 0x92 then
+          if top < 3 then return reply('c') end
+          note(stack[top - 2], 4)
+        elseif code == 0x52 then
+          if top < 2 then return reply('c') end
+          note(stack[top - 1], 2)
+        elseif nmarks > 0 and top > marks[nmarks] then
+          note(stack[marks[nmarks] + 1], 4)
+        end
+      elseif kind == POP and top == 0 then
+        to_mark, pops = 1, 0
+      end
+      if not done then
+        if to_mark == 1 then
+          if nmarks < 1 then return reply('c') end
+          top = marks[nmarks]; nmarks = nmarks - 1
+        end
+        if pops > 0 then
+          if top < pops then return reply('c') end
+          top = top - pops
+        end
+        for _ = 1, pushes do push(value) end
+      end
+    end
+  end
+  return reply('c')
+end
+
+-- Per key, packed: its length (-1: no string, -2: gone) and its status: 'p' or 'c' and
+-- its names; 'n' not a pickle; 'b' longer than this script walks (the client reads
+-- it); 'v' and the value of a short memoize version key. Then how many keys were done.
+local out, walked, done = {}, 0, 0
+for i, name in ipairs(KEYS) do
+  if walked > budget then break end
+  local data = redis.pcall('GET', name)
+  local size, status = -2, 'x'
+  if type(data) == 'table' then
+    size = -1
+  elseif data then
+    size = #data
+    if size > longest then
+      status = 'b'
+    elseif size <= 256 and #name >= 7 and sub(name, -7) == '_memver' then
+      status = 'v' .. data
+    elseif byte(data, 1) ~= 33 then
+      status = 'n'
+    elseif not (find(data, '\\147', 2, true) or find(data, '\\n', 2, true)
+        or find(data, '\\130', 2, true) or find(data, '\\131', 2, true)
+        or find(data, '\\132', 2, true)) then
+      status = 'p'
+    else
+      walked = walked + size
+      status = walk(data)
+    end
+  end
+  out[#out + 1] = struct.pack('<iI4', size, #status) .. status
+  done = i
+end
+return {done, table.concat(out)}
+"""
+)
+_SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
+#: Each key's length and its status's length, as the script packs them.
+_HEAD = struct.Struct("<iI")
+
+
+def _decoded(path: bytes) -> str:
+    if path[:1] == b"\x01":  # GLOBAL or INST: protocol form, then the two lines
+        return pickle_refs.global_name(path[2:], 2 if path[1:2] == b"2" else 3)
+    return path.decode("utf-8", "backslashreplace")
+
+
+def _refs(status: bytes) -> pickle_refs.Refs:
+    names: dict[str, int] = {}
+    for part in status[1:].split(b"\0")[:-1]:
+        path = _decoded(part[1:])
+        names[path] = names.get(path, 0) | (part[0] - 48)
+    return pickle_refs.Refs(names, "cut short" if status[:1] == b"c" else None)
+
+
+def _call(client: Any, names: list[Any], limits: tuple[int, int, int]) -> list[Any]:
+    try:
+        return list(client.evalsha(_SHA, len(names), *names, *limits))
+    except Exception as exc:
+        if not is_error(exc, "NoScriptError"):
+            raise
+    return list(client.eval(PICKLES_SCRIPT, len(names), *names, *limits))
+
+
+def walked_entries(
+    client: Any, match: str, cut: int, limit: int, most: int
+) -> Iterator[StoredEntry] | None:
+    """The entries under ``match`` with the names each pickle refers to, walked inside
+    the server (``refs`` set; a long value is read here, ``payload`` set instead), or
+    None where the server runs no script (before any entry was read)."""
+    limits = (most, STEP_BYTES, SCRIPT_VALUE_BYTES)
+    batches = batched(scan_all(client, match), KEYS_PER_CALL)
+    first = next(batches, None)
+    if first is None:
+        return iter(())
+    try:
+        reply = _call(client, first, limits)
+    except errors_named("ResponseError") as exc:
+        if refuses_scripts(exc, True):
+            return None
+        raise
+
+    def entries() -> Iterator[StoredEntry]:
+        # The next call goes out before this one's keys are handed on: the server walks
+        # while the client counts (redis-py lends each thread a connection of its own).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickles") as caller:
+            pending: list[Any] | None = first
+            answer = reply
+            while pending is not None:
+                done, packed = int(answer[0]), bytes(answer[1])
+                handed, rest = pending[:done], pending[done:]
+                pending = rest if rest else next(batches, None)
+                following = caller.submit(_call, client, pending, limits) if pending else None
+                at = 0
+                for name in handed:
+                    size, length = _HEAD.unpack_from(packed, at)
+                    at += _HEAD.size + length
+                    status = packed[at - length : at]
+                    yield _entry(client, name[cut:], name, size, status, limit)
+                if following is not None:
+                    answer = following.result()
+
+    return entries()
+
+
+def _entry(
+    client: Any, rest: bytes, name: Any, size: int, status: bytes, limit: int
+) -> StoredEntry:
+    kind = status[:1]
+    if kind == b"x":
+        return StoredEntry(rest, None, 0, "not a string" if size == -1 else "gone")
+    if kind == b"n":
+        return StoredEntry(rest, None, size)
+    if kind == b"v":
+        value = status[1:]
+        return StoredEntry(rest, value[1:] if value[:1] == b"!" else None, size)
+    if kind == b"b":
+        if size > limit:
+            return StoredEntry(rest, None, size, f"not read: over {limit:,} bytes")
+        value = client.get(name) or b""
+        return StoredEntry(rest, value[1:] if value[:1] == b"!" else None, len(value))
+    return StoredEntry(rest, b"", size, refs=_refs(status))
