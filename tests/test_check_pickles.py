@@ -395,3 +395,43 @@ def test_a_server_that_runs_no_script_gives_the_same_report(tmp_path: Path) -> N
     finally:
         plain.stop()
         scripted.stop()
+
+
+def test_delete_on_a_filesystem_cache_removes_only_the_files_naming_a_lost_class(
+    tmp_path: Path,
+) -> None:
+    from flask import Flask
+    from flask_caching import Cache
+
+    app = Flask("fs")
+    app.config.update(CACHE_TYPE="FileSystemCache", CACHE_DIR=str(tmp_path / "c"))
+    cache = Cache(app)
+    # A pickle of an instance of gone_module.Thing, a class no code has.
+    lost = b"\x80\x04\x8c\x0bgone_module\x94\x8c\x05Thing\x94\x93\x94)\x81\x94."
+    assert pickle_refs.references(lost).names == {"gone_module.Thing": 5}
+    with app.app_context():
+        cache.set("kept", Sample(1))
+        cache.set("plain", [1, 2])
+        cache.set("lost", "placeholder")
+    lost_file = Path(cache.cache._get_filename("lost"))
+    head = lost_file.read_bytes()[:4]  # cachelib's expiry header, then the pickle
+    lost_file.write_bytes(head + lost)
+    (tmp_path / "c" / "notes.txt").write_text("not a cache file")
+    before = sorted(p.name for p in (tmp_path / "c").iterdir())
+    log = tmp_path / "audit.jsonl"
+    result = run(
+        "--dir", str(tmp_path / "c"), "--audit-log", str(log), "--json", "check-pickles",
+        "--python", sys.executable, "--delete", "--yes",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["removed"] == 1
+    assert {c["name"]: c["problem"] for c in document["classes"] if c["problem"]} == {
+        "gone_module.Thing": "module gone_module is missing"
+    }
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        set(before) - {lost_file.name}
+    )
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert logged[-1]["command"] == "check-pickles"
+    assert logged[-1]["done"]["removed"] == 1
