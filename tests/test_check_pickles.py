@@ -435,3 +435,45 @@ def test_delete_on_a_filesystem_cache_removes_only_the_files_naming_a_lost_class
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert logged[-1]["command"] == "check-pickles"
     assert logged[-1]["done"]["removed"] == 1
+
+
+def test_plan_since_lists_the_entries_of_a_renamed_class_and_apply_removes_them(
+    shop: dict[str, object],
+) -> None:
+    repo, client = shop["repo"], shop["client"]
+    rev0, rev1, _ = shop["revisions"]  # type: ignore[misc]
+    git(repo, "checkout", "-q", rev1)  # type: ignore[arg-type]
+    url = str(shop["env"]["SHOP_REDIS_URL"])  # type: ignore[index]
+    ours = ["--url", url, "--key-prefix", "shop_"]
+    planned = check(shop, *ours, "--json", "plan", "--since", rev0, "--until", rev1)
+    assert planned.returncode == 0, planned.stderr
+    actions = [a for a in json.loads(planned.stdout)["actions"] if a["action"] == "delete-pickles"]
+    assert [(a["target"], a["command"]) for a in actions] == [
+        (
+            "shop.models.Product",
+            "check-pickles --class shop.models.Product --delete --yes",
+        )
+    ]
+    assert "renamed or removed" in actions[0]["reason"]
+    assert actions[0]["source"] == "shop/models.py:2"
+
+    before = set(client.scan_iter("shop_*"))  # type: ignore[attr-defined]
+    doomed = keys_holding(client, b"Product")
+    applied = check(shop, *ours, "plan", "--since", rev0, "--until", rev1, "--apply")
+    assert applied.returncode == 0, applied.stderr
+    assert set(client.scan_iter("shop_*")) == before - doomed  # type: ignore[attr-defined]
+
+
+def test_delete_class_removes_the_entries_naming_it(shop: dict[str, object]) -> None:
+    client = shop["client"]
+    url = str(shop["env"]["SHOP_REDIS_URL"])  # type: ignore[index]
+    ours = ["--url", url, "--key-prefix", "shop_"]
+    before = set(client.scan_iter("shop_*"))  # type: ignore[attr-defined]
+    doomed = keys_holding(client, b"Category")
+    dry = check(shop, *ours, "--json", "check-pickles", "--delete", "--class",
+                "shop.models.Category", "--dry-run")  # fmt: skip
+    assert json.loads(dry.stdout)["would_remove"] == len(doomed) == 3
+    done = check(shop, *ours, "check-pickles", "--delete", "--class", "shop.models.Category",
+                 "--yes")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert set(client.scan_iter("shop_*")) == before - doomed  # type: ignore[attr-defined]

@@ -272,6 +272,8 @@ def _decoded(path: bytes) -> str:
 
 
 def _refs(status: bytes) -> pickle_refs.Refs:
+    if status == b"p":  # a pickle that names nothing: most values
+        return pickle_refs.NONE
     names: dict[str, int] = {}
     for part in status[1:].split(b"\0")[:-1]:
         path = _decoded(part[1:])

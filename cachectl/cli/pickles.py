@@ -33,11 +33,24 @@ else:
     is_flag=True,
     help="Remove the entries that name a class that no longer resolves (needs --app or --python).",
 )
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAME",
+    help="With --delete: remove the entries that name NAME (module.qualname), without "
+    "resolving anything. Repeatable.",
+)
 @dry_run_option("With --delete: count what would be removed; remove nothing.")
 @yes_option("With --delete: do not ask for confirmation (needed without a terminal).")
 @pass_session
 def check_pickles(
-    session: Session, python: str | None, delete: bool, dry_run: bool, yes: bool
+    session: Session,
+    python: str | None,
+    delete: bool,
+    classes: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
 ) -> None:
     """Report the classes the cached values name; with --app or --python, those the app lost.
 
@@ -57,6 +70,8 @@ def check_pickles(
 
     --delete removes exactly the entries that name such a class, judged again as each
     is read; it asks first on a terminal, needs --yes without one; --dry-run counts.
+    --delete --class NAME removes the entries that name NAME, resolving nothing (what
+    plan --since applies for a class the release renamed or removed).
     Exit 1 when any name does not resolve (and nothing was removed).
 
     \b
@@ -65,8 +80,11 @@ def check_pickles(
       cachectl check-pickles --python /srv/shop/venv/bin/python --json
       cachectl --app 'shop:create_app()' check-pickles --delete --yes
     """
-    if (dry_run or yes) and not delete:
-        raise UsageError("--dry-run and --yes apply to --delete")
+    if (dry_run or yes or classes) and not delete:
+        raise UsageError("--dry-run, --yes and --class apply to --delete")
+    if classes:
+        _delete_classes(session, set(classes), dry_run, yes)
+        return
     if delete and python is None and session.app_import is None:
         raise UsageError("--delete needs the app's code to resolve names: --app or --python")
     output = session.output
@@ -100,6 +118,24 @@ def check_pickles(
         _render(session, document, broken)
     if broken and not (delete and not dry_run):
         click.get_current_context().exit(1)
+
+
+def _delete_classes(session: Session, classes: set[str], dry_run: bool, yes: bool) -> None:
+    """``--delete --class NAME``: one walk, the entries naming a NAME removed."""
+    output, backend = session.output, session.backend()
+    if not dry_run:
+        named = ", ".join(sorted(classes))
+        confirm(session, f"Remove the entries naming {named} from {backend.describe()}", yes)
+    with output.progress("counting" if dry_run else "removing") as on_progress:
+        count = pickle_check.delete_naming(backend, classes, dry_run, on_progress)
+    done = {"ok": True, "target": backend.describe(), "classes": sorted(classes)}
+    done["would_remove" if dry_run else "removed"] = count
+    session.audit.record_done(done)
+    if output.as_json:
+        output.document(done)
+        return
+    verb = "would remove" if dry_run else "removed"
+    output.result(f"{verb} {counted(count, 'entry', 'entries')} from {backend.describe()}")
 
 
 def _render(session: Session, document: dict[str, Any], broken: dict[str, str]) -> None:

@@ -206,11 +206,13 @@ def take_census(backend: CacheBackend, on_progress: ProgressCallback | None = No
     tally = Tally(on_progress)
     with partial_work(tally, "examined"):
         for entry in _entries(backend, tally):
-            label = census_label(entry.name)
-            if label == b"v" and entry.payload is not None:
+            version = entry.payload is not None and entry.name.endswith(suffix)
+            if version and census_label(entry.name) == b"v":
                 _note_version(found, entry, suffix)
                 continue
-            found.add(entry, _refs(entry), label)
+            refs = _refs(entry)
+            # The label only where the entry names anything (most name nothing).
+            found.add(entry, refs, census_label(entry.name) if refs.names else b"")
     return found
 
 
@@ -281,6 +283,11 @@ def in_interpreter(python: str) -> Resolver:
     return ask
 
 
+def reads_entries(backend: CacheBackend) -> bool:
+    """Whether ``backend`` can read its entries in turn (Redis, FileSystemCache)."""
+    return type(backend).stored_entries is not CacheBackend.stored_entries
+
+
 def delete_unresolvable(
     backend: CacheBackend, found: PickleCensus, on_progress: ProgressCallback | None = None
 ) -> int:
@@ -288,22 +295,45 @@ def delete_unresolvable(
     resolves as that pickle uses it (by the verdicts ``found`` holds): an entry the
     app rewrote since the census is judged as it is now. How many went."""
     verdicts = {name: tally.verdict for name, tally in found.names.items()}
+
+    def doomed(names: dict[str, int]) -> bool:
+        return any(problem(verdicts.get(n), roles) for n, roles in names.items())
+
+    found.removed = _delete_where(backend, doomed, False, on_progress)
+    return found.removed
+
+
+def delete_naming(
+    backend: CacheBackend,
+    classes: set[str],
+    dry_run: bool,
+    on_progress: ProgressCallback | None = None,
+) -> int:
+    """Remove (or count) the entries whose pickles name any of ``classes``
+    (``check-pickles --class``, and ``plan``'s classes a release lost)."""
+    return _delete_where(backend, lambda names: not classes.isdisjoint(names), dry_run, on_progress)
+
+
+def _delete_where(
+    backend: CacheBackend,
+    doomed: Callable[[dict[str, int]], bool],
+    dry_run: bool,
+    on_progress: ProgressCallback | None,
+) -> int:
+    """One walk over the entries, removing (or counting) those whose names ``doomed``
+    picks, a batch at a time."""
     tally = Tally(on_progress)
-    doomed: list[bytes] = []
+    batch: list[bytes] = []
     removed = 0
-    with partial_work(tally, "removed"):
+    with partial_work(tally, "counted" if dry_run else "removed"):
         for entry in _entries(backend, Tally()):
-            if entry.payload is None:
-                continue
-            refs = _refs(entry)
-            if any(problem(verdicts.get(n), roles) for n, roles in refs.names.items()):
-                doomed.append(entry.name)
-            if len(doomed) >= BATCH_SIZE:
-                removed += backend.delete_entries(doomed)
-                tally.add(len(doomed))
-                doomed = []
-        if doomed:
-            removed += backend.delete_entries(doomed)
-            tally.add(len(doomed))
-    found.removed = removed
+            if entry.payload is not None and doomed(_refs(entry).names):
+                batch.append(entry.name)
+            if len(batch) >= BATCH_SIZE:
+                removed += len(batch) if dry_run else backend.delete_entries(batch)
+                tally.add(len(batch))
+                batch = []
+        if batch:
+            removed += len(batch) if dry_run else backend.delete_entries(batch)
+            tally.add(len(batch))
     return removed

@@ -24,10 +24,12 @@ from cachectl.config.generations import CURRENT
 from cachectl.config.settings import CacheSettings
 from cachectl.errors import CachectlError, UsageError
 from cachectl.operations import memoized as memoized_ops
+from cachectl.operations import pickle_check
 from cachectl.operations import views as view_ops
 from cachectl.operations.entries import checked_key
 from cachectl.operations.fragments import checked_fragment_key
 from cachectl.operations.reports import Report, delete_keys
+from cachectl.release.class_changes import plan_class_changes
 from cachectl.release.git_revisions import Checkout
 from cachectl.release.plan_actions import (
     FRAGMENT,
@@ -36,6 +38,7 @@ from cachectl.release.plan_actions import (
     KEY,
     MEMOIZED,
     NEEDS_KEY_LISTING,
+    PICKLED,
     VIEW,
     VIEW_PATTERN,
     VIEW_QUERIES,
@@ -112,6 +115,7 @@ def make_plan(
         path = change.old_path or change.new_path or ""
         if path.endswith(".py"):
             plan_python_change(plan, sources, change, app_rules)
+            plan_class_changes(plan, sources, change)
         else:
             plan_template_change(plan, checkout, change, folders, app)
     templates = changed_templates(plan, checkout, changes, folders, app)
@@ -252,6 +256,8 @@ def _check(backend: CacheBackend, settings: CacheSettings, action: Action, app: 
             backend.check_key(checked_key(action.target))
         elif action.what == FRAGMENT:
             backend.check_key(checked_fragment_key(action.target, list(action.vary_on)))
+        elif action.what == PICKLED and not pickle_check.reads_entries(backend):
+            raise UsageError(f"{backend.kind} cannot read its entries in turn")
     except CachectlError as exc:
         exc.message += f" (in: {action.command(settings.generation.key_form)}; nothing was changed)"
         raise
@@ -286,6 +292,10 @@ def _apply(
         return report
     if action.what == KEY:
         return delete_keys(backend, [action.target], "delete-key", dry_run)
+    if action.what == PICKLED:
+        report = Report("delete-pickles", dry_run)
+        report.purged = pickle_check.delete_naming(backend, {action.target}, dry_run, on_progress)
+        return report
     assert action.what == FRAGMENT, action.what
     key = keys.fragment_key(action.target, list(action.vary_on))
     return delete_keys(backend, [key], "delete-fragment", dry_run)

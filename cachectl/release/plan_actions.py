@@ -25,6 +25,8 @@ VIEW_PATTERN = "delete-view-pattern"
 KEY = "delete-key"
 FRAGMENT = "delete-fragment"
 FRAGMENT_PATTERN = "delete-fragment-pattern"
+#: The entries whose pickles name a class the release lost (``check-pickles --class``).
+PICKLED = "delete-pickles"
 #: Actions that find their keys by a glob, which only a cache that lists keys can do.
 NEEDS_KEY_LISTING = frozenset({VIEW_QUERIES, VIEW_PATTERN, FRAGMENT_PATTERN})
 #: The groups of the text plan, in the order it shows them.
@@ -32,6 +34,7 @@ GROUPS = (
     ("memoized functions", (MEMOIZED,)),
     ("cached views", (VIEW, VIEW_QUERIES, VIEW_PATTERN, KEY)),
     ("template fragments", (FRAGMENT, FRAGMENT_PATTERN)),
+    ("pickled classes", (PICKLED,)),
 )
 
 _RULE_VARIABLE = re.compile(r"<[^>]*>")
@@ -124,6 +127,7 @@ class Action(NamedTuple):
             VIEW_QUERIES: ["delete-view", self.target, "--all-queries", *prefix],
             KEY: ["delete", "--", self.target],
             FRAGMENT: ["make-fragment-key", self.target, *self.vary_on, "--delete"],
+            PICKLED: ["check-pickles", "--class", self.target, "--delete", "--yes"],
             # The plan is the confirmation: without --yes, and no terminal, it would not run.
         }.get(self.what, ["delete", "--pattern", str(self.glob(generation)), "--yes"])
         if self.cache is not None:  # --cache is cachectl's own option, before the command
