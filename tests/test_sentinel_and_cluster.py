@@ -290,3 +290,27 @@ def test_no_sentinel_answering_is_one_readable_line() -> None:
     assert line.count("\n") == 1 and line.startswith("error: "), line
     assert "No master found for 'mymaster'" in line and "Connection refused" in line, line
     assert "<redis." not in line and len(line) < 400, line
+
+
+class Stored:
+    """A class whose instances a cluster's entries hold (check-pickles)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_check_pickles_on_a_cluster_reads_every_primary(cluster: list[ServerProcess]) -> None:
+    config = cluster_config(cluster)
+    app, cache = oracle_app(config)
+    with app.app_context():
+        cache.clear()
+        for n in range(300):  # spread over every slot range of the cluster
+            cache.set(f"obj:{n}", Stored(n) if n % 3 == 0 else {"n": n})
+    found = cachectl(config, "check-pickles")
+    assert found["entries"] == 300
+    assert {c["name"]: c["entries"] for c in found["classes"]} == {f"{__name__}.Stored": 100}
+    gone = cachectl(config, "check-pickles", "--delete", "--class", f"{__name__}.Stored", "--yes")
+    assert gone["removed"] == 100
+    with app.app_context():
+        assert all(cache.get(f"obj:{n}") is None for n in range(0, 300, 3))
+        assert cache.get("obj:1") == {"n": 1}
