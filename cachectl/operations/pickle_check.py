@@ -40,6 +40,10 @@ from cachectl.keys import VERSION_SUFFIX
 Resolver = Callable[[list[str]], dict[str, dict[str, Any]]]
 #: How long the app's interpreter may take to import its modules and answer.
 RESOLVER_SECONDS = 300
+#: Past this many names (or groups), further ones are counted together, so a cache of
+#: values planted to name a class each cannot make the census grow with its entries.
+MAX_NAMES = 10_000
+OTHER_NAMES = "(other names, past 10,000)"
 _GROUP_WORDS = {ord("e"): "memoized", ord("w"): "view", ord("f"): "fragment", ord("o"): "other"}
 
 
@@ -119,16 +123,21 @@ class PickleCensus:
         for name, roles in refs.names.items():
             tally = self.names.get(name)
             if tally is None:
-                tally = self.names[name] = NameTally()
+                if len(self.names) >= MAX_NAMES:  # planted names cannot grow the census
+                    name = OTHER_NAMES
+                tally = self.names.setdefault(name, NameTally())
             tally.entries += 1
             tally.stored_bytes += entry.size
             tally.roles |= roles
         group = self.groups.get(label)
         if group is None:
-            group = self.groups[label] = GroupTally()
+            if len(self.groups) >= MAX_NAMES:
+                label = label[:1] + b"*"  # counted together from here on
+            group = self.groups.setdefault(label, GroupTally())
         group.entries += 1
         group.stored_bytes += entry.size
-        group.names.update(refs.names)
+        if len(group.names) < MAX_NAMES:
+            group.names.update(refs.names)
 
     def broken(self) -> dict[str, str]:
         """Each name that no longer resolves as the pickles use it, and why."""
@@ -237,9 +246,10 @@ def _note_version(found: PickleCensus, entry: StoredEntry, suffix: bytes) -> Non
 
 def resolve(found: PickleCensus, resolver: Resolver, where: str) -> None:
     """Each name's verdict from ``resolver`` (the app's code, ``where``)."""
-    verdicts = resolver(sorted(found.names))
+    verdicts = resolver(sorted(n for n in found.names if n != OTHER_NAMES))
+    missing = {"found": False, "why": "no answer", "kind": None}
     for name, tally in found.names.items():
-        tally.verdict = verdicts.get(name) or {"found": False, "why": "no answer", "kind": None}
+        tally.verdict = None if name == OTHER_NAMES else verdicts.get(name) or missing
     found.resolved_in = where
 
 
