@@ -110,6 +110,9 @@ class StoredEntry(NamedTuple):
     #: The names the pickle refers to, where the backend read them where the value lies
     #: (Redis: ``redis_pickles``); ``payload`` is then empty.
     refs: Refs | None = None
+    #: How many entries this stands for: more than one where the backend only counted
+    #: alike entries that name nothing (``name`` empty, ``size`` their total).
+    entries: int = 1
 
 
 class CacheBackend:

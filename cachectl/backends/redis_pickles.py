@@ -26,11 +26,11 @@ from cachectl.backends.redis_sweep import refuses_scripts, scan_all
 from cachectl.codec import pickle_refs
 
 #: The most bytes one call walks before it hands the rest of its keys back.
-STEP_BYTES = 16 * 1024
+STEP_BYTES = 32 * 1024
 #: Longer values are read and walked on the client.
 SCRIPT_VALUE_BYTES = 64 * 1024
 #: Keys sent to one call.
-KEYS_PER_CALL = 500
+KEYS_PER_CALL = 100
 
 
 def _opcode_table() -> str:
@@ -227,10 +227,13 @@ local function walk(data)
   return reply('c')
 end
 
--- Per key, packed: its length (-1: no string, -2: gone) and its status: 'p' or 'c' and
--- its names; 'n' not a pickle; 'b' longer than this script walks (the client reads
--- it); 'v' and the value of a short memoize version key. Then how many keys were done.
+-- Per key listed, packed: its place among KEYS, its length (-1: no string, -2: gone)
+-- and its status: 'p' or 'c' and its names; 'b' longer than this script walks (the
+-- client reads it); 'v' and the value of a short memoize version key. The reply: how
+-- many keys were done, those records, then the counts of the keys not listed.
+-- Pickles that name nothing and values that are no pickle (most keys) are only counted.
 local out, walked, done = {}, 0, 0
+local plain, plain_bytes, other, other_bytes = 0, 0, 0, 0
 for i, name in ipairs(KEYS) do
   if walked > budget then break end
   local data = redis.pcall('GET', name)
@@ -254,15 +257,21 @@ for i, name in ipairs(KEYS) do
       status = walk(data)
     end
   end
-  out[#out + 1] = struct.pack('<iI4', size, #status) .. status
+  if status == 'p' then
+    plain, plain_bytes = plain + 1, plain_bytes + size
+  elseif status == 'n' then
+    other, other_bytes = other + 1, other_bytes + size
+  else
+    out[#out + 1] = struct.pack('<I2iI4', i - 1, size, #status) .. status
+  end
   done = i
 end
-return {done, table.concat(out)}
+return {done, table.concat(out), plain, plain_bytes, other, other_bytes}
 """
 )
 _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
-#: Each key's length and its status's length, as the script packs them.
-_HEAD = struct.Struct("<iI")
+#: Each listed key's place in the call's keys, its length and its status's length.
+_HEAD = struct.Struct("<HiI")
 
 
 def _decoded(path: bytes) -> str:
@@ -319,11 +328,16 @@ def walked_entries(
                 handed, rest = pending[:done], pending[done:]
                 pending = rest if rest else next(batches, None)
                 following = caller.submit(_call, client, pending, limits) if pending else None
+                plain, plain_bytes, other, other_bytes = (int(n) for n in answer[2:6])
+                if plain:
+                    yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
+                if other:
+                    yield StoredEntry(b"", None, other_bytes, entries=other)
                 at = 0
-                for name in handed:
-                    size, length = _HEAD.unpack_from(packed, at)
+                while at < len(packed):
+                    index, size, length = _HEAD.unpack_from(packed, at)
                     at += _HEAD.size + length
-                    status = packed[at - length : at]
+                    status, name = packed[at - length : at], handed[index]
                     yield _entry(client, name[cut:], name, size, status, limit)
                 if following is not None:
                     answer = following.result()

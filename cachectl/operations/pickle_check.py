@@ -108,15 +108,15 @@ class PickleCensus:
     removed: int | None = None
 
     def add(self, entry: StoredEntry, refs: pickle_refs.Refs, label: bytes) -> None:
-        self.entries += 1
+        self.entries += entry.entries
         self.stored_bytes += entry.size
         if entry.payload is None:
             if entry.note is None:
-                self.not_pickles += 1
+                self.not_pickles += entry.entries
             else:
-                self.not_read += 1
+                self.not_read += entry.entries
             return
-        self.pickles += 1
+        self.pickles += entry.entries
         self.cut_short += refs.stopped is not None
         if not refs.names:
             return
@@ -201,8 +201,8 @@ def _entries(backend: CacheBackend, tally: Tally) -> Iterator[StoredEntry]:
     pending = 0
     for entry in backend.stored_entries(limit):
         yield entry
-        pending += 1
-        if pending == BATCH_SIZE:
+        pending += entry.entries
+        if pending >= BATCH_SIZE:
             tally.add(pending)
             pending = 0
     tally.add(pending)
