@@ -20,17 +20,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cachectl.backends.base import StoredEntry, batched
+from cachectl.backends.base import StoredEntry
 from cachectl.backends.redis_clients import errors_named, is_error
-from cachectl.backends.redis_sweep import refuses_scripts, scan_all
+from cachectl.backends.redis_sweep import refuses_scripts
 from cachectl.codec import pickle_refs
 
-#: The most bytes one call walks before it hands the rest of its keys back.
+#: The bytes of pickles one call walks, after which it ends with the SCAN step under way.
 STEP_BYTES = 32 * 1024
 #: Longer values are read and walked on the client.
 SCRIPT_VALUE_BYTES = 64 * 1024
-#: Keys sent to one call.
-KEYS_PER_CALL = 100
+#: Keys one SCAN step inside the script asks for, and the most steps one call takes.
+SCAN_COUNT = 100
+SCANS_PER_CALL = 20
 
 
 def _opcode_table() -> str:
@@ -47,6 +48,7 @@ def _opcode_table() -> str:
 PICKLES_SCRIPT = (
     """
 local most, budget, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cursor, match, count, steps = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local byte, sub, find, bor, char = string.byte, string.sub, string.find, bit.bor, string.char
 """
     + _opcode_table()
@@ -227,51 +229,57 @@ local function walk(data)
   return reply('c')
 end
 
--- Per key listed, packed: its place among KEYS, its length (-1: no string, -2: gone)
--- and its status: 'p' or 'c' and its names; 'b' longer than this script walks (the
--- client reads it); 'v' and the value of a short memoize version key. The reply: how
--- many keys were done, those records, then the counts of the keys not listed.
--- Pickles that name nothing and values that are no pickle (most keys) are only counted.
-local out, walked, done = {}, 0, 0
+-- SCAN steps (at most ``steps``) until ``budget`` bytes were walked (a step that walks
+-- eight times that leaves the rest of its keys to the client). Per key listed,
+-- packed: its name's length, its length (-1: no string, -2: gone), its status's length,
+-- the name, the status: 'p' or 'c' and its names; 'b' not walked here (longer than this
+-- script walks, or met once the budget was spent: the client reads it); 'v' and the
+-- value of a short memoize version key. Pickles that name nothing and values that are
+-- no pickle (most keys) are only counted. The reply: the cursor, the records, the counts.
+local out, walked = {}, 0
 local plain, plain_bytes, other, other_bytes = 0, 0, 0, 0
-for i, name in ipairs(KEYS) do
-  if walked > budget then break end
-  local data = redis.pcall('GET', name)
-  local size, status = -2, 'x'
-  if type(data) == 'table' then
-    size = -1
-  elseif data then
-    size = #data
-    if size > longest then
-      status = 'b'
-    elseif size <= 256 and #name >= 7 and sub(name, -7) == '_memver' then
-      status = 'v' .. data
-    elseif byte(data, 1) ~= 33 then
-      status = 'n'
-    elseif not (find(data, '\\147', 2, true) or find(data, '\\n', 2, true)
-        or find(data, '\\130', 2, true) or find(data, '\\131', 2, true)
-        or find(data, '\\132', 2, true)) then
-      status = 'p'
-    else
-      walked = walked + size
-      status = walk(data)
+local taken = 0
+repeat
+  local step = redis.call('SCAN', cursor, 'MATCH', match, 'COUNT', count)
+  cursor = step[1]
+  taken = taken + 1
+  for _, name in ipairs(step[2]) do
+    local data = redis.pcall('GET', name)
+    local size, status = -2, 'x'
+    if type(data) == 'table' then
+      size = -1
+    elseif data then
+      size = #data
+      if size > longest or walked > 8 * budget then
+        status = 'b'
+      elseif size <= 256 and #name >= 7 and sub(name, -7) == '_memver' then
+        status = 'v' .. data
+      elseif byte(data, 1) ~= 33 then
+        status = 'n'
+      elseif not (find(data, '\\147', 2, true) or find(data, '\\n', 2, true)
+          or find(data, '\\130', 2, true) or find(data, '\\131', 2, true)
+          or find(data, '\\132', 2, true)) then
+        status = 'p'
+      else
+        walked = walked + size
+        status = walk(data)
+      end
+    end
+    if status == 'p' then
+      plain, plain_bytes = plain + 1, plain_bytes + size
+    elseif status == 'n' then
+      other, other_bytes = other + 1, other_bytes + size
+    elseif status ~= 'x' or size == -1 then
+      out[#out + 1] = struct.pack('<I4iI4', #name, size, #status) .. name .. status
     end
   end
-  if status == 'p' then
-    plain, plain_bytes = plain + 1, plain_bytes + size
-  elseif status == 'n' then
-    other, other_bytes = other + 1, other_bytes + size
-  else
-    out[#out + 1] = struct.pack('<I2iI4', i - 1, size, #status) .. status
-  end
-  done = i
-end
-return {done, table.concat(out), plain, plain_bytes, other, other_bytes}
+until cursor == '0' or walked > budget or taken >= steps
+return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes}
 """
 )
 _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
-#: Each listed key's place in the call's keys, its length and its status's length.
-_HEAD = struct.Struct("<HiI")
+#: Each listed key's name's length, the value's length and its status's length.
+_HEAD = struct.Struct("<IiI")
 
 
 def _decoded(path: bytes) -> str:
@@ -290,13 +298,14 @@ def _refs(status: bytes) -> pickle_refs.Refs:
     return pickle_refs.Refs(names, "cut short" if status[:1] == b"c" else None)
 
 
-def _call(client: Any, names: list[Any], limits: tuple[int, int, int]) -> list[Any]:
+def _call(client: Any, cursor: Any, match: str, limits: tuple[int, ...]) -> list[Any]:
+    args = [*limits[:3], cursor, match, *limits[3:]]
     try:
-        return list(client.evalsha(_SHA, len(names), *names, *limits))
+        return list(client.evalsha(_SHA, 0, *args))
     except Exception as exc:
         if not is_error(exc, "NoScriptError"):
             raise
-    return list(client.eval(PICKLES_SCRIPT, len(names), *names, *limits))
+    return list(client.eval(PICKLES_SCRIPT, 0, *args))
 
 
 def walked_entries(
@@ -305,29 +314,23 @@ def walked_entries(
     """The entries under ``match`` with the names each pickle refers to, walked inside
     the server (``refs`` set; a long value is read here, ``payload`` set instead), or
     None where the server runs no script (before any entry was read)."""
-    limits = (most, STEP_BYTES, SCRIPT_VALUE_BYTES)
-    batches = batched(scan_all(client, match), KEYS_PER_CALL)
-    first = next(batches, None)
-    if first is None:
-        return iter(())
+    limits = (most, STEP_BYTES, SCRIPT_VALUE_BYTES, SCAN_COUNT, SCANS_PER_CALL)
     try:
-        reply = _call(client, first, limits)
+        reply = _call(client, 0, match, limits)
     except errors_named("ResponseError") as exc:
         if refuses_scripts(exc, True):
             return None
         raise
 
     def entries() -> Iterator[StoredEntry]:
-        # The next call goes out before this one's keys are handed on: the server walks
-        # while the client counts (redis-py lends each thread a connection of its own).
+        # The next call goes out before this one's entries are handed on: the server
+        # walks while the client counts (redis-py lends each thread its own connection).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickles") as caller:
-            pending: list[Any] | None = first
             answer = reply
-            while pending is not None:
-                done, packed = int(answer[0]), bytes(answer[1])
-                handed, rest = pending[:done], pending[done:]
-                pending = rest if rest else next(batches, None)
-                following = caller.submit(_call, client, pending, limits) if pending else None
+            while True:
+                cursor, packed = answer[0], bytes(answer[1])
+                last = int(cursor) == 0
+                following = None if last else caller.submit(_call, client, cursor, match, limits)
                 plain, plain_bytes, other, other_bytes = (int(n) for n in answer[2:6])
                 if plain:
                     yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
@@ -335,12 +338,14 @@ def walked_entries(
                     yield StoredEntry(b"", None, other_bytes, entries=other)
                 at = 0
                 while at < len(packed):
-                    index, size, length = _HEAD.unpack_from(packed, at)
-                    at += _HEAD.size + length
-                    status, name = packed[at - length : at], handed[index]
+                    named, size, length = _HEAD.unpack_from(packed, at)
+                    at += _HEAD.size + named + length
+                    name = packed[at - length - named : at - length]
+                    status = packed[at - length : at]
                     yield _entry(client, name[cut:], name, size, status, limit)
-                if following is not None:
-                    answer = following.result()
+                if following is None:
+                    return
+                answer = following.result()
 
     return entries()
 
