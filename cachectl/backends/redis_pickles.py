@@ -1,15 +1,15 @@
 """check-pickles inside Redis: each value's names read from its opcodes by a Lua script.
 
 Reading every value on the client costs a reply per value and a walk in Python per
-pickle: on a million entries, ten times what ``stats`` costs. Here the client SCANs
-and hands each batch of names to a script that reads every value where it lies and
-walks its opcodes as ``codec.pickle_refs`` does (the same table of opcodes, generated
-from ``pickletools``; a test holds the two walks to the same names), returning per
-key only its length and the names its pickle refers to, with how it uses them. A call
-stops once it has walked ``STEP_BYTES`` (other clients wait no longer than that takes,
-a few milliseconds), and the client sends the rest of the batch
-again. A value longer than ``SCRIPT_VALUE_BYTES`` is left to the client (read whole
-and walked there), so one planted value cannot hold the server.
+pickle: on a million entries, ten times what ``stats`` costs. Here a script SCANs and
+reads every value where it lies, walks its opcodes as ``codec.pickle_refs`` does (the
+same table of opcodes, generated from ``pickletools``; a test holds the two walks to
+the same names), and returns only the entries that name something (their names, and
+how they use each) and the counts of the others. A call ends with the SCAN step under
+way once it has walked ``STEP_BYTES`` of pickles; the client sends the next call as
+soon as a reply arrives, and counts while the server walks. A value longer than
+``SCRIPT_VALUE_BYTES``, or met in a step that walked far past the budget, is left to the
+client (read whole and walked there), so a planted value cannot hold the server long.
 """
 
 from __future__ import annotations
