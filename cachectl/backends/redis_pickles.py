@@ -93,6 +93,17 @@ local function walk(data)
     return table.concat(parts)
   end
   local function push(value) top = top + 1; stack[top] = value end
+-- A short string is kept as where it lies (start * SPAN + length), made a string only
+-- when STACK_GLOBAL takes it: most strings of a pickle are field names and values.
+local SPAN = 262144
+local function text(item, data)
+  if type(item) == 'number' then
+    local start = math.floor(item / SPAN)
+    return sub(data, start, start + item % SPAN - 1)
+  end
+  if type(item) == 'string' then return item end
+  return nil
+end
   while at <= size do
     if top + nmemo > most then return reply('c') end
     local code = byte(data, at)
@@ -103,7 +114,7 @@ local function walk(data)
     elseif code == 0x8C then
       local n = byte(data, at)
       if n == nil then return reply('c') end
-      top = top + 1; stack[top] = sub(data, at + 1, at + n); at = at + 1 + n
+      top = top + 1; stack[top] = (at + 1) * SPAN + n; at = at + 1 + n
     elseif code == 0x68 then
       local index = byte(data, at)
       if index == nil then return reply('c') end
@@ -125,11 +136,9 @@ local function walk(data)
       top = top - 1; stack[top] = false
     elseif code == 0x93 then
       if top < 2 then return reply('c') end
-      local module, qualname = stack[top - 1], stack[top]
+      local module, qualname = text(stack[top - 1], data), text(stack[top], data)
       local path = '(a name built on the stack)'
-      if type(module) == 'string' and type(qualname) == 'string' then
-        path = module .. '.' .. qualname
-      end
+      if module and qualname then path = module .. '.' .. qualname end
       top = top - 1; stack[top] = {path}; note(stack[top], 1)
     elseif code == 0x43 or code == 0x8A then
       local n = byte(data, at)
@@ -184,11 +193,9 @@ local function walk(data)
         nmarks = nmarks + 1; marks[nmarks] = top; done = true
       elseif kind == STACK_GLOBAL then
         if top < 2 then return reply('c') end
-        local module, qualname = stack[top - 1], stack[top]
+        local module, qualname = text(stack[top - 1], data), text(stack[top], data)
         local path = '(a name built on the stack)'
-        if type(module) == 'string' and type(qualname) == 'string' then
-          path = module .. '.' .. qualname
-        end
+        if module and qualname then path = module .. '.' .. qualname end
         value = {path}; note(value, 1)
       elseif kind == GLOBAL then
         local form = '3'
