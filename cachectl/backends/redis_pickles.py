@@ -26,12 +26,12 @@ from cachectl.backends.redis_sweep import refuses_scripts
 from cachectl.codec import pickle_refs
 
 #: The bytes of pickles one call walks, after which it ends with the SCAN step under way.
-STEP_BYTES = 32 * 1024
+STEP_BYTES = 16 * 1024
 #: Longer values are read and walked on the client.
 SCRIPT_VALUE_BYTES = 64 * 1024
 #: Keys one SCAN step inside the script asks for, and the most steps one call takes.
-SCAN_COUNT = 100
-SCANS_PER_CALL = 20
+SCAN_COUNT = 25
+SCANS_PER_CALL = 80
 
 
 def _opcode_table() -> str:
