@@ -430,13 +430,15 @@ def test_delete_on_a_filesystem_cache_removes_only_the_files_naming_a_lost_class
     (tmp_path / "c" / "notes.txt").write_text("not a cache file")
     before = sorted(p.name for p in (tmp_path / "c").iterdir())
     log = tmp_path / "audit.jsonl"
+    kept = tmp_path / "lost.backup"
     result = run(
-        "--dir", str(tmp_path / "c"), "--audit-log", str(log), "--json", "check-pickles",
-        "--python", sys.executable, "--delete", "--yes",
+        "--dir", str(tmp_path / "c"), "--audit-log", str(log), "--backup", str(kept), "--json",
+        "check-pickles", "--python", sys.executable, "--delete", "--yes",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["removed"] == 1
+    assert document["backup"]["entries"] == 1  # what --delete removed can be put back
     assert {c["name"]: c["problem"] for c in document["classes"] if c["problem"]} == {
         "gone_module.Thing": "module gone_module is missing"
     }
@@ -446,6 +448,8 @@ def test_delete_on_a_filesystem_cache_removes_only_the_files_naming_a_lost_class
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert logged[-1]["command"] == "check-pickles"
     assert logged[-1]["done"]["removed"] == 1
+    assert run("--dir", str(tmp_path / "c"), "restore", str(kept)).exit_code == 0
+    assert lost_file.read_bytes() == head + lost
 
 
 def test_plan_since_lists_the_entries_of_a_renamed_class_and_apply_removes_them(

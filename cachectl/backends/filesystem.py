@@ -27,6 +27,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends import cachelib_access as access
+from cachectl.backends import filesystem_entries
 from cachectl.backends import filesystem_keep as keeping
 from cachectl.backends import once_markers as markers
 from cachectl.backends.base import (
@@ -352,14 +353,10 @@ class FileSystemBackend(CacheBackend):
         return tally.count
 
     def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
-        from cachectl.backends import filesystem_entries
-
         with self._os_errors():
             yield from filesystem_entries.stored_entries(self, limit)
 
     def delete_entries(self, names: list[bytes]) -> int:
-        from cachectl.backends import filesystem_entries
-
         with self._os_errors():
             removed = filesystem_entries.delete_entries(self, names)
             if removed:
@@ -439,7 +436,9 @@ class FileSystemBackend(CacheBackend):
                     before = os.fstat(handle.fileno())
             except FileNotFoundError:
                 return False
-            self._rewrite(path, before, head_bytes(head.file_format, expires), raw, head)
+            keeping.rewrite(
+                self.directory, path, before, head_bytes(head.file_format, expires), raw, head
+            )
         return True
 
     # --- backups: --backup keeps each file before it goes, restore writes it back ------
@@ -462,33 +461,6 @@ class FileSystemBackend(CacheBackend):
             if added:
                 self._adjust_count(added)
         return counts
-
-    def _rewrite(
-        self, path: str, before: os.stat_result, new_head: bytes, raw: bytes, head: FileHead
-    ) -> None:
-        """A new head before the value's bytes, through a temporary file renamed into
-        place with the old file's mode; refused if the app rewrote the file meanwhile."""
-        handle, temporary = tempfile.mkstemp(suffix=_IN_FLIGHT, dir=self.directory)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                os.fchmod(stream.fileno(), before.st_mode & 0o7777)
-                stream.write(new_head)
-                stream.write(memoryview(raw)[head.payload_offset :])
-            now = os.lstat(path)
-            if (now.st_ino, now.st_mtime_ns, now.st_size) != (
-                before.st_ino,
-                before.st_mtime_ns,
-                before.st_size,
-            ):
-                raise BackendError(
-                    f"{path} was rewritten (by the app?) while its expiry was being changed; "
-                    "nothing was changed: run the command again"
-                )
-            os.replace(temporary, path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.remove(temporary)
-            raise
 
     def prune(self, dry_run: bool, on_progress: ProgressCallback | None = None) -> int:
         """Remove the expired cache files (files named like this cache's keys, as clear

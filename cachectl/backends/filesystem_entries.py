@@ -38,11 +38,13 @@ def stored_entries(backend: FileSystemBackend, limit: int) -> Iterator[StoredEnt
 
 
 def delete_entries(backend: FileSystemBackend, names: list[bytes]) -> int:
-    """Remove the cache files named ``names``; how many went."""
+    """Remove the cache files named ``names`` (with ``--backup``, each kept first, as
+    every removal of this backend is: ``filesystem_keep.Remover``); how many went."""
+    from cachectl.backends.filesystem_keep import Remover
+
+    remover = Remover(backend, sweeping=True)
     removed = 0
     for name in (n.decode("utf-8", "replace") for n in names):
         if backend.is_cache_file(name):
-            with suppress(FileNotFoundError):
-                os.remove(os.path.join(backend.directory, name))
-                removed += 1
-    return removed
+            removed += remover.remove(os.path.join(backend.directory, name))
+    return removed + remover.flush()

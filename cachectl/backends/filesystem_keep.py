@@ -30,7 +30,7 @@ from cachectl.backends.filesystem_format import HEAD_SIZE, FileHead, read_head
 from cachectl.backup.file_format import NO_EXPIRY, Entry
 from cachectl.backup.reader import RestoreCounts
 from cachectl.backup.writer import now_ms
-from cachectl.errors import UsageError
+from cachectl.errors import BackendError, UsageError
 from cachectl.runtime.safe_files import (
     UnsafeFile,
     create_new,
@@ -316,3 +316,32 @@ def restore_files(
     if planned:
         fsync_directory(backend.directory)
     return counts, added
+
+
+def rewrite(
+    directory: str, path: str, before: os.stat_result, new_head: bytes, raw: bytes, head: FileHead
+) -> None:
+    """A new head before the value's bytes (``expire``, ``persist``), through a temporary
+    file renamed into place with the old file's mode; refused if the app rewrote the file
+    since it was read (``before``)."""
+    handle, temporary = tempfile.mkstemp(suffix=IN_FLIGHT, dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            os.fchmod(stream.fileno(), before.st_mode & 0o7777)
+            stream.write(new_head)
+            stream.write(memoryview(raw)[head.payload_offset :])
+        now = os.lstat(path)
+        if (now.st_ino, now.st_mtime_ns, now.st_size) != (
+            before.st_ino,
+            before.st_mtime_ns,
+            before.st_size,
+        ):
+            raise BackendError(
+                f"{path} was rewritten (by the app?) while its expiry was being changed; "
+                "nothing was changed: run the command again"
+            )
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
