@@ -34,6 +34,12 @@ class LineOutput(Output):
         if text not in self.already_warned:
             super().warn(text)
 
+    def record(self, payload: dict[str, Any], last: bool = False) -> None:
+        """A streamed result's records are not kept (a batch's document holds one
+        document a line): its summary, the last, stands for it."""
+        if last:
+            self.document(payload)
+
     def document(self, payload: dict[str, Any]) -> None:
         from cachectl.codec.rendering import stack_room
 

@@ -4,7 +4,7 @@ name, and what the cache holds for a memoized function."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -30,6 +30,9 @@ class ReprPositionsCommand(click.Command):
     """Remembers where each ``--repr`` stood among the positional ARGs, which Click
     alone does not keep: ``f 1 --repr "Locale('en')" 3`` is ``f(1, Locale('en'), 3)``."""
 
+    #: Positional words before the first ARG (FUNCTION; none in a line of ``--each``).
+    leading_positionals = 1
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         takes_value = {
             name
@@ -45,7 +48,7 @@ class ReprPositionsCommand(click.Command):
                 break
             if name == "--repr":
                 # positionals counts FUNCTION too: the ARG index is one less.
-                positions.append(max(positionals - 1, 0))
+                positions.append(max(positionals - self.leading_positionals, 0))
             if token.startswith("-") and len(token) > 1:
                 index += 2 if name in takes_value and "=" not in token else 1
                 continue
@@ -63,8 +66,15 @@ def call_options(function: F) -> F:
     return function
 
 
-_CALL_OPTIONS: list[Callable[[Any], Any]] = [
-    click.argument("function"),
+def line_options(function: F) -> F:
+    """What a line of ``--each`` may hold: the options that name one call (its ARGs,
+    --repr, --kw, --instance), read by the same Click options as on the command line."""
+    for option in reversed(_LINE_OPTIONS):
+        function = option(function)
+    return function
+
+
+_LINE_OPTIONS: list[Callable[[Any], Any]] = [
     click.argument("args", nargs=-1),
     click.option(
         "--repr",
@@ -86,6 +96,10 @@ _CALL_OPTIONS: list[Callable[[Any], Any]] = [
         metavar="ID",
         help="For a method: the instance's repr() or __caching_id__(), verbatim.",
     ),
+]
+_CALL_OPTIONS: list[Callable[[Any], Any]] = [
+    click.argument("function"),
+    *_LINE_OPTIONS,
     click.option(
         "--signature",
         metavar="SIGNATURE",
@@ -112,11 +126,56 @@ _CALL_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 
 
+def each_options(function: F) -> F:
+    """--each FILE and --each-format: many calls of the function, one a line."""
+    function = click.option(
+        "--each-format",
+        type=click.Choice(["shell", "json"]),
+        help="How --each lines are written: shell (the default) is the ARGs and "
+        "--kw/--repr/--instance of one call as on the command line, split as bash "
+        'splits words; json is a JSON array (positional) or object (keyword; "*" holds '
+        'positional ones beside them: {"*": [3], "currency": "EUR"}).',
+    )(function)
+    return click.option(
+        "--each",
+        type=click.File("rb"),
+        metavar="FILE",
+        help="The calls, one a line, from FILE ('-': standard input); blank lines and "
+        "lines starting with # are skipped. Every line is read before anything changes.",
+    )(function)
+
+
+def _with_each(each: IO[bytes] | None, each_format: str | None, given: dict[str, Any]) -> bool:
+    """Whether --each is given, with what it refuses beside it refused (exit 2)."""
+    if each is None:
+        if each_format is not None:
+            raise UsageError("--each-format applies to --each")
+        return False
+    from cachectl.cli.memoized_each import check_each_options
+
+    check_each_options(**given)
+    return True
+
+
 def _hash_method(name: str | None) -> Any:
     """The hashlib constructor --hash-method names, or None for the settings' own."""
     from cachectl.config.settings import resolve_hash_method
 
     return resolve_hash_method("--hash-method", name) if name else None
+
+
+def call_arguments(
+    args: tuple[str, ...], reprs: tuple[str, ...], positions: list[int], keywords: tuple[str, ...]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of one call, from its ARGs, its --repr values and where each stood
+    among the ARGs (``ReprPositionsCommand``), and its --kw values: the command line's,
+    and each line's of ``--each``."""
+    if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
+        raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
+    call_args = functions.place_repr_arguments(
+        [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
+    )
+    return call_args, dict(functions.parse_keyword(text) for text in keywords)
 
 
 def build_call(
@@ -137,11 +196,7 @@ def build_call(
     if signature is not None and not signature.strip():
         raise UsageError("--signature is empty: give the parameter list, such as '(user_id)'")
     positions = click.get_current_context().meta.get("repr_positions", [])
-    if len(positions) != len(reprs):  # zip(strict=True), which Python 3.9 lacks
-        raise ValueError(f"{len(reprs)} --repr values but {len(positions)} positions found")
-    call_args = functions.place_repr_arguments(
-        [functions.parse_argument(arg) for arg in args], list(zip(positions, reprs))
-    )
+    call_args, call_kwargs = call_arguments(args, reprs, positions, keywords)
     settings = session.settings
     found, import_problem = functions.find_memoized(
         function, signature, app_loaded=session.request.app_import is not None
@@ -151,7 +206,7 @@ def build_call(
     call = memoized_ops.MemoizedCall(
         function=found,
         args=call_args,
-        kwargs=dict(functions.parse_keyword(text) for text in keywords),
+        kwargs=call_kwargs,
         instance_id=instance,
         make_name=make_name,
         ignore=ignore,
@@ -175,6 +230,7 @@ def build_call(
     help="Delete the version key itself, as delete_memoized_verhash does.",
 )
 @dry_run_option("Print the keys it would write or delete; change nothing.")
+@each_options
 @pass_session
 def delete_memoized(
     session: Session,
@@ -191,6 +247,8 @@ def delete_memoized(
     purge: bool,
     verhash: bool,
     dry_run: bool,
+    each: IO[bytes] | None,
+    each_format: str | None,
 ) -> None:
     """Invalidate what @cache.memoize stored for FUNCTION, as cache.delete_memoized() does.
 
@@ -220,7 +278,23 @@ def delete_memoized(
       cachectl delete-memoized myapp.models.get_user --purge --dry-run
       cachectl delete-memoized reports.total -- -5 --kw currency=EUR
       cachectl delete-memoized i18n.greeting 1 --repr "Locale('en')"
+      cachectl delete-memoized shop.get_product --each product-ids.txt
+      psql -Atc 'select id from fixed' | cachectl delete-memoized shop.get_product --each -
+
+    \b
+    --each FILE: one call a line, its ARGs (and --kw, --repr, --instance) written as
+      on the command line (42; 42 --kw currency=EUR; 'x y'), or with --each-format
+      json a JSON array or object ([42]; {"product_id": 42}). Each call's key is
+      formed as for a single call; every line is read and its key formed before
+      anything is deleted (a line that cannot be read: exit 2 naming it, nothing
+      deleted), then the keys go in batches of 1000. The report counts the results
+      deleted and the calls not cached.
     """
+    with_each = _with_each(
+        each, each_format,
+        {"ARGs": args, "--repr": reprs, "--kw": keywords, "--purge": purge,
+         "--verhash": verhash, "--dry-run": dry_run},
+    )  # fmt: skip
     memoized_ops.check_options(bool(args or reprs or keywords), purge, verhash)
     call, import_problem = build_call(
         session, function, args, reprs, keywords, instance, signature, make_name, ignore,
@@ -232,6 +306,12 @@ def delete_memoized(
             f"{found.dotted} is not decorated with @cache.memoize here; "
             "invalidating it as Flask-Caching would all the same"
         )
+    if with_each:
+        from cachectl.cli.memoized_each import run_delete
+
+        assert each is not None
+        run_delete(session, call, each, each_format or "shell")
+        return
     settings = session.settings
     backend = session.backend()
     with session.output.progress("purging") as on_progress:
@@ -268,6 +348,7 @@ def delete_memoized(
     help="Load the call's stored value with pickle itself, which runs whatever code the "
     "value names: only for values you trust.",
 )
+@each_options
 @pass_session
 def show_memoized(
     session: Session,
@@ -282,6 +363,8 @@ def show_memoized(
     hash_method: str | None,
     source_check: bool | None,
     unsafe: bool,
+    each: IO[bytes] | None,
+    each_format: str | None,
 ) -> None:
     """Show what @cache.memoize holds for FUNCTION: its version key, that key's value and
     TTL, and (Redis, memcached) how many results the current version holds, their
@@ -299,11 +382,26 @@ def show_memoized(
       cachectl show-memoized myapp.models.get_user
       cachectl show-memoized myapp.models.get_user 42
       cachectl show-memoized myapp.models.Person.has_membership 3 --instance 'Person(7)'
+      cachectl show-memoized shop.get_product --each product-ids.txt
+
+    With --each FILE (lines as in delete-memoized --each), a line per call as the
+    lines are read: "line N: cached KEY" or "line N: not cached KEY" (with --json, a JSON
+    object a line, then a summary object); exit 1 when any call is not cached.
     """
+    with_each = _with_each(
+        each, each_format,
+        {"ARGs": args, "--repr": reprs, "--kw": keywords, "--unsafe-unpickle": unsafe},
+    )  # fmt: skip
     call, import_problem = build_call(
         session, function, args, reprs, keywords, instance, signature, make_name, ignore,
         hash_method, source_check,
     )  # fmt: skip
+    if with_each:
+        from cachectl.cli.memoized_each import run_show
+
+        assert each is not None
+        run_show(session, call, each, each_format or "shell")
+        return
     shown = memoized_view.show_memoized(
         session.backend(), session.settings, call, app=session.app, unsafe=unsafe
     )

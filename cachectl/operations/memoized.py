@@ -164,16 +164,20 @@ class MemoizedInvalidator:
             report.removed = self.backend.delete(report.deleted)
         return report
 
-    def entry_key(self, call: MemoizedCall) -> str | None:
+    def entry_key(
+        self, call: MemoizedCall, read_version: Callable[[str], str | None] | None = None
+    ) -> str | None:
         """The key of one call's stored result, or None when no version is stored
-        (then no result can be stored either)."""
+        (then no result can be stored either). ``read_version`` reads a version key
+        in place of ``self.read_version`` (``--each`` reads each one once)."""
         function = call.function
         check_call(call, self.settings, self.app)
         from_the_app = self.app is not None and function.decorated is not None
         fname, instance = self.namespaces(call)
-        versions = [self.read_version(keys.version_key(fname))]
+        read = read_version or self.read_version
+        versions = [read(keys.version_key(fname))]
         if instance is not None:
-            versions.append(self.read_version(keys.version_key(instance)))
+            versions.append(read(keys.version_key(instance)))
         if any(version is None for version in versions):
             return None
         if from_the_app:

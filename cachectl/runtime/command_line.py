@@ -20,6 +20,8 @@ Words are joined back with ``shlex.join``, whose quoting bash and this parser re
 
 from __future__ import annotations
 
+import re
+
 #: What separates words (bash's blanks; a form feed is part of a word, as in bash).
 _BLANKS = " \t"
 #: Unquoted, these make a shell end the command or redirect it.
@@ -27,6 +29,13 @@ _OPERATORS = frozenset(";&|<>()")
 #: In double quotes a backslash escapes only these (and a line break); before any
 #: other character it stays, as in bash.
 _ESCAPED_IN_DOUBLE_QUOTES = frozenset('$`"\\')
+
+
+#: A line with none of the characters a shell reads specially (quotes, backslashes, ``#``,
+#: expansions, operators, line breaks) is only words between blanks: ``delete-memoized
+#: --each`` splits 100,000 such lines, and the character walk below costs ten times more.
+_PLAIN_LINE = re.compile(r"[^'\"\\#$`;&|<>()\n]*")
+_PLAIN_WORD = re.compile(r"[^ \t]+")
 
 
 class LineSyntaxError(ValueError):
@@ -48,6 +57,13 @@ def _refuse_expansion(char: str) -> None:
 def split_line(line: str) -> list[str]:
     """The words of ``line`` as bash would split them (see the module's rules); no
     words for a blank line or a comment. LineSyntaxError says why a line is refused."""
+    if _PLAIN_LINE.fullmatch(line):
+        return _PLAIN_WORD.findall(line)  # what _walk gives for such a line, sooner
+    return _walk(line)
+
+
+def _walk(line: str) -> list[str]:
+    """``split_line``, a character at a time."""
     words: list[str] = []
     word: list[str] = []
     in_word = False  # a word has begun, even one that is so far only quotes ('')

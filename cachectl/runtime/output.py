@@ -79,6 +79,12 @@ class Output:
         sys.stdout.write("\n")
         sys.stdout.flush()
 
+    def record(self, payload: dict[str, Any], last: bool = False) -> None:
+        """One record of a result streamed with ``--json`` (``show-memoized --each``): a
+        JSON object on a line of its own (JSON Lines), the ``last`` one its summary."""
+        sys.stdout.write(json.dumps(_filtered_messages(payload), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
     def result(self, text: str) -> None:
         """A human-readable result line (suppressed by --quiet and --json)."""
         if not (self.quiet or self.as_json):

@@ -26,6 +26,7 @@ import os
 import stat
 import tempfile
 from contextlib import suppress
+from typing import IO
 
 #: Added to every open: no link followed, no wait on a FIFO, no leak into a child.
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -159,6 +160,17 @@ def open_append(path: str | os.PathLike[str]) -> int:
     name elsewhere."""
     return open_regular(
         path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE, single_link=True
+    )
+
+
+def private_spool() -> IO[str]:
+    """A scratch file no other user can reach, for what a command must hold until it
+    has read all of its input (``delete-memoized --each`` keeps the keys there, so its
+    memory stays flat): created 0600 with ``O_EXCL`` in the temporary directory and
+    unlinked at once (``tempfile.TemporaryFile``), so no name of it can be replaced or
+    read, and it is gone when closed or when the process ends, however it ends."""
+    return tempfile.TemporaryFile(  # the caller closes it
+        "w+", encoding="utf-8", errors="surrogateescape", newline="\n"
     )
 
 

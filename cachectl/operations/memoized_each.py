@@ -1,0 +1,250 @@
+"""Many calls of one memoized function, one a line (``delete-memoized --each``,
+``show-memoized --each``): a data fix that touched 40,000 products invalidates each
+product's memoized result in one run.
+
+Each call's key is formed by the very code that forms a single call's
+(``MemoizedInvalidator.entry_key``: the same checks, the same key, the app's own
+decorator with ``--app``); only the version keys are read once each here instead of
+once a call. Memory stays flat in the number of lines: the lines are read one at a time,
+and the keys wait in a private scratch file (``safe_files.private_spool``) until every
+line has been read, because a line that cannot be read stops the run before anything
+is deleted. Then they are deleted in pipelined batches, as ``delete --from-file``
+deletes listed keys.
+
+What a line means (shell words, or JSON) is the command line's business
+(``cachectl.cli.memoized_each``); this module reads the lines and refuses the ones no
+command could mean, and holds the JSON form, which has no options to parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, NamedTuple
+
+from cachectl import keys
+from cachectl.backends.base import CacheBackend, ProgressCallback, batched
+from cachectl.errors import UsageError
+from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
+from cachectl.runtime.safe_files import private_spool
+
+#: The longest line read (bytes, its line feed included): an argument of 70,000 bytes
+#: fits many times over; a file without line breaks is refused, not read whole.
+MAX_LINE_BYTES = 1 << 20
+#: Instance versions kept in memory at once (a method called on many instances): past
+#: it the least recently used is read again when needed, so memory stays bounded.
+VERSIONS_KEPT = 10_000
+#: In the JSON form, the key of an object that holds the positional arguments: never a
+#: Python parameter name, so an object is otherwise its keyword arguments, whatever
+#: the function's parameters are called.
+POSITIONAL_KEY = "*"
+
+
+class EachLine(NamedTuple):
+    """A line of the file that names a call: its number (from 1) and its text."""
+
+    number: int
+    text: str
+
+
+def refusal(source: str, number: int, reason: str, stopped: str) -> UsageError:
+    """The one message for a line that stops the run (exit 2): where, why, and what was
+    not done (``stopped``: "nothing was deleted")."""
+    return UsageError(f"{source}, line {number}: {reason}; {stopped}", done={"line": number})
+
+
+def read_lines(stream: IO[bytes], source: str, stopped: str) -> Iterator[EachLine]:
+    """The lines of ``stream`` that name a call, one at a time. Blank lines and lines
+    whose first character past blanks is ``#`` are skipped (a comment; a call never
+    begins with ``#``). A line too long, holding a NUL byte (no shell word can), or not
+    UTF-8 text (no argument can be) stops the run. A carriage return before the line
+    feed goes (a file written on Windows)."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise refusal(source, number, f"longer than {MAX_LINE_BYTES:,} bytes", stopped)
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        nul = raw.find(b"\0")
+        if nul >= 0:
+            raise refusal(source, number, f"a NUL byte (byte {nul + 1})", stopped)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise refusal(
+                source, number, f"not UTF-8 text (byte {exc.start + 1})", stopped
+            ) from None
+        stripped = text.lstrip(" \t")
+        if stripped and not stripped.startswith("#"):
+            yield EachLine(number, text)
+
+
+def json_arguments(text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call written as JSON: an array is its positional arguments, an object its keyword
+    arguments, and an object's ``"*"`` holds positional arguments beside them
+    (``{"*": [3], "currency": "EUR"}`` is ``f(3, currency="EUR")``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:  # says where, never quotes the line
+        raise UsageError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("JSON nested too deeply") from None
+    if isinstance(value, list):
+        return tuple(value), {}
+    if not isinstance(value, dict):
+        raise UsageError(
+            "a call is a JSON array (positional arguments) or object (keyword arguments), "
+            f"not {type(value).__name__}"
+        )
+    positional = value.pop(POSITIONAL_KEY, [])
+    if not isinstance(positional, list):
+        raise UsageError(f'"{POSITIONAL_KEY}" holds the positional arguments: an array')
+    for name in value:
+        if not name.isidentifier():
+            raise UsageError(f"{name[:60]!r} is not a parameter name")
+    return tuple(positional), value
+
+
+class VersionsRead:
+    """Reads each version key once: the function's, then each instance's, the last
+    ``VERSIONS_KEPT`` of them kept (what a missing one reads as, None, is kept too)."""
+
+    def __init__(self, read: Callable[[str], str | None]) -> None:
+        self.read = read
+        self.kept: OrderedDict[str, str | None] = OrderedDict()
+
+    def __call__(self, key: str) -> str | None:
+        if key in self.kept:
+            self.kept.move_to_end(key)
+            return self.kept[key]
+        version = self.kept[key] = self.read(key)
+        if len(self.kept) > VERSIONS_KEPT:
+            self.kept.popitem(last=False)
+        return version
+
+
+class EachKeys:
+    """The entry key of each call, as a single call's is formed; a call that fails its
+    checks stops the run, naming its line."""
+
+    def __init__(self, invalidator: MemoizedInvalidator, source: str, stopped: str) -> None:
+        self.invalidator = invalidator
+        self.source = source
+        self.stopped = stopped
+        self.versions = VersionsRead(invalidator.read_version)
+
+    def key(self, number: int, call: MemoizedCall) -> str | None:
+        try:
+            return self.invalidator.entry_key(call, self.versions)
+        except UsageError as exc:
+            raise refusal(self.source, number, exc.message, self.stopped) from None
+
+    def function_version(self, call: MemoizedCall) -> str | None:
+        """The function's version (None: nothing of it is cached), read once."""
+        fname, _ = self.invalidator.namespaces(call)
+        return self.versions(keys.version_key(fname))
+
+
+class EachDeleted(NamedTuple):
+    """What ``delete-memoized --each`` did."""
+
+    #: Lines naming a call.
+    calls: int
+    #: Keys sent for deletion: the calls whose function (and instance) has a version.
+    requested: int
+    #: Entries that existed and were deleted; None where the server cannot tell
+    #: (memcached).
+    removed: int | None
+    #: Whether the function has no version at all (nothing of it can be cached).
+    no_version: bool
+
+    @property
+    def not_cached(self) -> int | None:
+        return None if self.removed is None else self.calls - self.removed
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "calls": self.calls,
+            "requested": self.requested,
+            "deleted": self.removed,
+            "not_cached": self.not_cached,
+        }
+
+
+def delete_each(
+    invalidator: MemoizedInvalidator,
+    calls: Iterable[tuple[int, MemoizedCall]],
+    source: str,
+    on_progress: ProgressCallback | None = None,
+) -> EachDeleted:
+    """Delete the stored result of each call: every line read and its key formed first
+    (kept in a private scratch file), so a line that stops the run stops it before
+    anything is deleted; then the keys deleted in batches, one round trip each."""
+    each = EachKeys(invalidator, source, "nothing was deleted")
+    count = requested = 0
+    no_version: bool | None = None
+    with private_spool() as spool:
+        for number, call in calls:
+            key = each.key(number, call)
+            if no_version is None:
+                no_version = each.function_version(call) is None
+            count += 1
+            if key is None:
+                continue
+            if "\n" in key or "\r" in key:  # an app's own make_cache_key could return one
+                raise refusal(source, number, f"the key {key!r} holds a line break", each.stopped)
+            spool.write(key)
+            spool.write("\n")
+            requested += 1
+        spool.seek(0)
+        listed = (line[:-1] for line in spool)
+        removed = invalidator.backend.delete(listed, on_progress) if requested else 0
+    return EachDeleted(count, requested, removed, bool(no_version))
+
+
+class EachShown(NamedTuple):
+    """One call as ``show-memoized --each`` reports it."""
+
+    line: int
+    #: Its entry key; None when no version is stored (nothing of it can be cached).
+    key: str | None
+    cached: bool
+
+    def document(self) -> dict[str, Any]:
+        return {"line": self.line, "key": self.key, "cached": self.cached}
+
+
+def present(backend: CacheBackend, names: list[str]) -> list[bool]:
+    """Whether each key is stored: a pipelined TTL read where the backend reads lifetimes
+    (Redis, FileSystemCache; an expired entry is not there), else a read of each."""
+    if names and backend.can_read_lifetimes:
+        try:
+            backend.require_lifetimes(change=False)
+        except UsageError:  # a memcached set-up whose expiries cannot be read
+            pass
+        else:
+            return [lifetime.found for lifetime in backend.lifetimes(names)]
+    return [backend.get(name) is not None for name in names]
+
+
+def show_each(
+    invalidator: MemoizedInvalidator, calls: Iterable[tuple[int, MemoizedCall]], source: str
+) -> Iterator[EachShown]:
+    """Whether each call's result is stored, streamed: the calls a batch at a time, each
+    batch's keys looked up in one round trip. A line that stops the run stops it there
+    (what came before it has been reported)."""
+    each = EachKeys(invalidator, source, "the lines before it were reported")
+    for batch in batched(calls):
+        formed = [(number, each.key(number, call)) for number, call in batch]
+        names = [key for _, key in formed if key is not None]
+        found = iter(present(invalidator.backend, names))
+        for number, key in formed:
+            yield EachShown(number, key, key is not None and next(found))
