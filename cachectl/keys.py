@@ -47,7 +47,12 @@ def filter_namespace(name: str, generation: str) -> str:
     (``<locals>`` becomes ``locals``); legacy meant to but its table was a no-op."""
     if generation == LEGACY:
         return name
-    return "".join(ch for ch in name if ch in _NAMESPACE_KEPT or ord(ch) >= 256)
+    return name.translate(_NAMESPACE_DROPPED)
+
+
+#: What ``filter_namespace`` drops, as a table for ``str.translate`` (formed once a call
+#: of ``delete-memoized --each``'s 100,000, a character at a time it took a tenth of them).
+_NAMESPACE_DROPPED = dict.fromkeys(c for c in range(256) if chr(c) not in _NAMESPACE_KEPT)
 
 
 def function_namespace(module: str, qualname: str, generation: str) -> str:
@@ -138,21 +143,18 @@ def memoize_key_arguments(
     """
     ignore = set(ignore)
     call_args: list[Any] = list(args)
-    if signature.first in ("self", "cls"):
+    first = signature.first
+    if first in ("self", "cls"):
         call_args.insert(0, first_id)  # the library sees the instance in args[0]
     remaining = [key for key in kwargs if keep_ignored_keywords or key not in ignore]
     values: list[Any] = []
     taken = 0
+    legacy = generation == LEGACY
     for index, (name, default) in enumerate(signature.positional):
-        has_default = default is not inspect.Parameter.empty
-        if generation == LEGACY:
-            use_default = has_default and bool(default)
-        else:
-            use_default = has_default and default is not None
         if name in ignore:
             value = None
             taken += 1
-        elif index == 0 and name in ("self", "cls"):
+        elif index == 0 and first in ("self", "cls"):
             if first_id is None:
                 raise ValueError(f"the {name!r} argument is needed to form the key")
             value = first_id
@@ -163,11 +165,18 @@ def memoize_key_arguments(
         elif taken < len(call_args):
             value = call_args[taken]
             taken += 1
-        else:
-            value = default if use_default else None
+        else:  # the default, looked at only here, as the library looks at it
+            if default is inspect.Parameter.empty:
+                value = None
+            elif legacy:
+                value = default if default else None
+            else:
+                value = default
             taken += 1
         values.append(value)
     values.extend(call_args[len(signature.positional) :])
+    if not kwargs:
+        return tuple(values), OrderedDict()
     return tuple(values), OrderedDict(sorted((k, v) for k, v in kwargs.items() if k in remaining))
 
 

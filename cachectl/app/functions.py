@@ -45,7 +45,9 @@ class MemoizedFunction:
     import_problem: str | None = None
     #: The signature ``check_call`` binds to, built once (``delete-memoized --each``
     #: checks every line's call against it).
-    _binding: inspect.Signature | None = field(default=None, init=False, repr=False, compare=False)
+    _binding: tuple[inspect.Signature, tuple[None, ...], int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def memoized(self) -> bool:
@@ -58,10 +60,26 @@ class MemoizedFunction:
         if self.signature is None:
             return
         if self._binding is None:
-            self._binding = self._binding_signature(self.signature)
-        leading: tuple[Any, ...] = (None,) if self.is_method or self.is_classmethod else ()
+            leading: tuple[None, ...] = (None,) if self.is_method or self.is_classmethod else ()
+            binding = self._binding_signature(self.signature)
+            required = sum(
+                parameter.default is inspect.Parameter.empty
+                and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+                for parameter in binding.parameters.values()
+            )
+            self._binding = (binding, leading, required)
+        binding, leading, required = self._binding
+        count = len(leading) + len(args)
+        # Without keywords, what bind() checks is only how many: enough for every
+        # parameter without a default, and not too many (unless *args).
+        if (
+            not kwargs
+            and required <= count
+            and (count <= len(self.signature.positional) or self.signature.has_var_positional)
+        ):
+            return
         try:
-            self._binding.bind(*leading, *args, **kwargs)
+            binding.bind(*leading, *args, **kwargs)
         except TypeError as exc:
             raise UsageError(f"the arguments do not fit {self.dotted}: {exc}") from None
 
@@ -331,6 +349,8 @@ class ReprArgument:
 def place_repr_arguments(arguments: list[Any], reprs: list[tuple[int, str]]) -> tuple[Any, ...]:
     """``arguments`` with each ``(position, text)`` of ``reprs`` inserted as a
     ReprArgument before the argument that stood at ``position`` on the command line."""
+    if not reprs:
+        return tuple(arguments)
     placed: list[Any] = []
     pending = sorted(reprs, key=lambda item: item[0])
     for index, argument in enumerate(arguments):

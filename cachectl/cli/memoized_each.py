@@ -11,12 +11,12 @@ of 100,000 ids is parsed in a second, not in ten.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import IO, Any
 
 import click
 
+from cachectl.app.functions import parse_argument
 from cachectl.cli.group import Session
 from cachectl.cli.memoized import ReprPositionsCommand, call_arguments, line_options
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
@@ -53,9 +53,8 @@ def _words_call(text: str) -> tuple[tuple[Any, ...], dict[str, Any], str | None]
         words = split_line(text)
     except LineSyntaxError as exc:
         raise UsageError(f"cannot split it as a shell would ({exc})") from None
-    if not any(word.startswith("-") for word in words):
-        args, kwargs = call_arguments(tuple(words), (), [], ())
-        return args, kwargs, None
+    if "-" not in text or not any(word.startswith("-") for word in words):
+        return tuple(map(parse_argument, words)), {}, None  # what call_arguments gives
     try:
         with _line_command.make_context("line", words) as ctx:
             params, positions = dict(ctx.params), ctx.meta["repr_positions"]
@@ -84,11 +83,7 @@ def numbered_calls(
                 )
         except UsageError as exc:
             raise each_ops.refusal(source, line.number, exc.message, stopped) from None
-        instance_id = base.instance_id if instance is None else instance
-        yield (
-            line.number,
-            dataclasses.replace(base, args=args, kwargs=kwargs, instance_id=instance_id),
-        )
+        yield line.number, base.called_with(args, kwargs, instance)
 
 
 def _source(stream: IO[bytes]) -> str:

@@ -41,6 +41,70 @@ class MemoizedCall:
     def has_call(self) -> bool:
         return bool(self.args or self.kwargs)
 
+    def called_with(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], instance_id: str | None
+    ) -> MemoizedCall:
+        """The same function, decorator options and instance (unless ``instance_id``
+        names another) called with ``args`` and ``kwargs``: a line of ``--each``."""
+        return MemoizedCall(
+            self.function,
+            args,
+            kwargs,
+            self.instance_id if instance_id is None else instance_id,
+            self.make_name,
+            self.ignore,
+            self.hash_method,
+            self.source_check,
+        )
+
+
+class KeyForm:
+    """What the keys of one function's (and instance's) calls share, formed once:
+    ``key`` adds a call's arguments, checked as ``check_call`` checks them. A single
+    call forms one; ``delete-memoized --each`` one per function and instance."""
+
+    def __init__(
+        self,
+        invalidator: MemoizedInvalidator,
+        call: MemoizedCall,
+        *,
+        from_the_app: bool = False,
+        name: str = "",
+        versions: str = "",
+        first_id: str | None = None,
+        hash_method: Callable[..., Any] | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.invalidator = invalidator
+        self.from_the_app = from_the_app
+        self.name, self.versions, self.first_id = name, versions, first_id
+        self.hash_method, self.source = hash_method, source
+        self.ignore = call.ignore
+        generation = invalidator.settings.generation
+        self.keeps = generation.keeps_ignored_keywords
+        self.generation = generation.name
+
+    def key(self, call: MemoizedCall) -> str:
+        """The key of ``call``, a call of the function (and instance) this form is of."""
+        function = call.function
+        function.check_call(call.args, call.kwargs)
+        if self.from_the_app:
+            return self.invalidator._entry_key_from_the_app(call)
+        _check_ignored_keywords(call, self.keeps)
+        assert function.signature is not None and self.hash_method is not None
+        arguments = keys.memoize_key_arguments(
+            function.signature,
+            call.args,
+            call.kwargs,
+            self.generation,
+            self.ignore,
+            self.first_id,
+            keep_ignored_keywords=bool(self.keeps),
+        )
+        return keys.memoize_entry_key(
+            self.name, arguments, self.versions, self.hash_method, self.source
+        )
+
 
 class MemoizedInvalidator:
     """Invalidation of memoized results on one backend, with the app's settings
@@ -164,15 +228,20 @@ class MemoizedInvalidator:
             report.removed = self.backend.delete(report.deleted)
         return report
 
-    def entry_key(
-        self, call: MemoizedCall, read_version: Callable[[str], str | None] | None = None
-    ) -> str | None:
+    def entry_key(self, call: MemoizedCall) -> str | None:
         """The key of one call's stored result, or None when no version is stored
-        (then no result can be stored either). ``read_version`` reads a version key
-        in place of ``self.read_version`` (``--each`` reads each one once)."""
+        (then no result can be stored either)."""
+        form = self.key_form(call)
+        return None if form is None else form.key(call)
+
+    def key_form(
+        self, call: MemoizedCall, read_version: Callable[[str], str | None] | None = None
+    ) -> KeyForm | None:
+        """What the key of every call of ``call``'s function (and instance) shares, after
+        every check of ``call``; None when no version is stored. ``read_version`` reads a
+        version key in place of ``self.read_version``."""
         function = call.function
         check_call(call, self.settings, self.app)
-        from_the_app = self.app is not None and function.decorated is not None
         fname, instance = self.namespaces(call)
         read = read_version or self.read_version
         versions = [read(keys.version_key(fname))]
@@ -180,26 +249,17 @@ class MemoizedInvalidator:
             versions.append(read(keys.version_key(instance)))
         if any(version is None for version in versions):
             return None
-        if from_the_app:
-            return self._entry_key_from_the_app(call)
+        if self.app is not None and function.decorated is not None:
+            return KeyForm(self, call, from_the_app=True)
         assert function.signature is not None
-        first_id = function.class_id() if function.is_classmethod else call.instance_id
-        keeps = self.settings.generation.keeps_ignored_keywords
-        arguments = keys.memoize_key_arguments(
-            function.signature,
-            call.args,
-            call.kwargs,
-            self.generation,
-            call.ignore,
-            first_id,
-            keep_ignored_keywords=bool(keeps),
-        )
-        return keys.memoize_entry_key(
-            call.make_name or fname,
-            arguments,
-            "".join(v for v in versions if v is not None),
-            call.hash_method or self.settings.hash_method,
-            function.source() if call.source_check else None,
+        return KeyForm(
+            self,
+            call,
+            name=call.make_name or fname,
+            versions="".join(v for v in versions if v is not None),
+            first_id=function.class_id() if function.is_classmethod else call.instance_id,
+            hash_method=call.hash_method or self.settings.hash_method,
+            source=function.source() if call.source_check else None,
         )
 
     def _entry_key_from_the_app(self, call: MemoizedCall) -> str:
@@ -265,7 +325,11 @@ def check_call(call: MemoizedCall, settings: CacheSettings, app: Any = None) -> 
             "pass --signature '(arg, other=default, ...)'"
         )
     settings.generation.require_decided("the key of one call (its hash, and how defaults enter it)")
-    if settings.generation.keeps_ignored_keywords is None and set(call.kwargs) & set(call.ignore):
+    _check_ignored_keywords(call, settings.generation.keeps_ignored_keywords)
+
+
+def _check_ignored_keywords(call: MemoizedCall, keeps: bool | None) -> None:
+    if keeps is None and call.ignore and set(call.kwargs) & set(call.ignore):
         raise UsageError(
             "an ignored argument given by keyword stays in the key in Flask-Caching "
             "1.9-2.1, not in 2.2-2.4: name the app's release with --compat (2.1, 2.4, ...)"

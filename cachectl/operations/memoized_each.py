@@ -3,10 +3,11 @@
 product's memoized result in one run.
 
 Each call's key is formed by the very code that forms a single call's
-(``MemoizedInvalidator.entry_key``: the same checks, the same key, the app's own
-decorator with ``--app``); only the version keys are read once each here instead of
-once a call. Memory stays flat in the number of lines: the lines are read one at a time,
-and the keys wait in a private scratch file (``safe_files.private_spool``) until every
+(``MemoizedInvalidator.key_form`` and ``KeyForm.key``: the same checks, the same key,
+the app's own decorator with ``--app``); only what every call of a function (and
+instance) shares, its checks and version keys, is done once here instead of once a
+call. Memory stays flat in the number of lines: the lines are read one at a time, and
+the keys wait in a private scratch file (``safe_files.private_spool``) until every
 line has been read, because a line that cannot be read stops the run before anything
 is deleted. Then they are deleted in pipelined batches, as ``delete --from-file``
 deletes listed keys.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 from cachectl import keys
-from cachectl.backends.base import CacheBackend, ProgressCallback, batched
+from cachectl.backends.base import BATCH_SIZE, CacheBackend, ProgressCallback, batched
 from cachectl.errors import UsageError
 from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
 from cachectl.runtime.safe_files import private_spool
@@ -112,44 +113,52 @@ def json_arguments(text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return tuple(positional), value
 
 
-class VersionsRead:
-    """Reads each version key once: the function's, then each instance's, the last
-    ``VERSIONS_KEPT`` of them kept (what a missing one reads as, None, is kept too)."""
+class Kept(OrderedDict):
+    """The last ``VERSIONS_KEPT`` things read by key (version keys, key forms), so that a
+    method called on many instances reads each instance's version once yet memory stays
+    bounded: past the limit the least recently used is read again when needed."""
 
-    def __init__(self, read: Callable[[str], str | None]) -> None:
-        self.read = read
-        self.kept: OrderedDict[str, str | None] = OrderedDict()
-
-    def __call__(self, key: str) -> str | None:
-        if key in self.kept:
-            self.kept.move_to_end(key)
-            return self.kept[key]
-        version = self.kept[key] = self.read(key)
-        if len(self.kept) > VERSIONS_KEPT:
-            self.kept.popitem(last=False)
-        return version
+    def get_or_read(self, key: Any, read: Callable[[], Any]) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = read()
+        if len(self) > VERSIONS_KEPT:
+            self.popitem(last=False)
+        return value
 
 
 class EachKeys:
-    """The entry key of each call, as a single call's is formed; a call that fails its
-    checks stops the run, naming its line."""
+    """The entry key of each call, formed as a single call's (``KeyForm``: a function's
+    checks and versions once per instance, each call's arguments checked and hashed);
+    a call that fails its checks stops the run, naming its line."""
 
     def __init__(self, invalidator: MemoizedInvalidator, source: str, stopped: str) -> None:
         self.invalidator = invalidator
         self.source = source
         self.stopped = stopped
-        self.versions = VersionsRead(invalidator.read_version)
+        self.versions = Kept()
+        self.forms = Kept()
+
+    def read_version(self, key: str) -> str | None:
+        version: str | None = self.versions.get_or_read(
+            key, lambda: self.invalidator.read_version(key)
+        )
+        return version
 
     def key(self, number: int, call: MemoizedCall) -> str | None:
         try:
-            return self.invalidator.entry_key(call, self.versions)
+            form = self.forms.get_or_read(
+                call.instance_id, lambda: self.invalidator.key_form(call, self.read_version)
+            )
+            return None if form is None else form.key(call)
         except UsageError as exc:
             raise refusal(self.source, number, exc.message, self.stopped) from None
 
     def function_version(self, call: MemoizedCall) -> str | None:
         """The function's version (None: nothing of it is cached), read once."""
         fname, _ = self.invalidator.namespaces(call)
-        return self.versions(keys.version_key(fname))
+        return self.read_version(keys.version_key(fname))
 
 
 class EachDeleted(NamedTuple):
@@ -191,6 +200,7 @@ def delete_each(
     each = EachKeys(invalidator, source, "nothing was deleted")
     count = requested = 0
     no_version: bool | None = None
+    pending: list[str] = []
     with private_spool() as spool:
         for number, call in calls:
             key = each.key(number, call)
@@ -201,9 +211,14 @@ def delete_each(
                 continue
             if "\n" in key or "\r" in key:  # an app's own make_cache_key could return one
                 raise refusal(source, number, f"the key {key!r} holds a line break", each.stopped)
-            spool.write(key)
-            spool.write("\n")
-            requested += 1
+            pending.append(key)
+            if len(pending) == BATCH_SIZE:
+                spool.write("\n".join(pending) + "\n")
+                requested += len(pending)
+                pending = []
+        if pending:
+            spool.write("\n".join(pending) + "\n")
+            requested += len(pending)
         spool.seek(0)
         listed = (line[:-1] for line in spool)
         removed = invalidator.backend.delete(listed, on_progress) if requested else 0
