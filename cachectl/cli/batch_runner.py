@@ -156,7 +156,8 @@ def check_line(
         raise _refuse(line, "get --raw writes bytes a batch's output cannot frame")
     options = _options_part(args)
     reads_stdin = (name == "set" and params.get("value") == "-") or any(
-        token == "--from-file=-" or (token == "--from-file" and following == "-")
+        token in ("--from-file=-", "--each=-")
+        or (token in ("--from-file", "--each") and following == "-")
         for token, following in zip(options, (*options[1:], ""))
     )
     if stdin_taken and reads_stdin:

@@ -17,8 +17,8 @@ from typing import IO, Any
 import click
 
 from cachectl.app.functions import parse_argument
+from cachectl.cli.call_options import ReprPositionsCommand, call_arguments, line_options
 from cachectl.cli.group import Session
-from cachectl.cli.memoized import ReprPositionsCommand, call_arguments, line_options
 from cachectl.errors import EXIT_NOT_FOUND, UsageError
 from cachectl.operations import memoized_each as each_ops
 from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
