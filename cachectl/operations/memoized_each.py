@@ -27,7 +27,7 @@ from typing import IO, Any, NamedTuple
 from cachectl import keys
 from cachectl.backends.base import BATCH_SIZE, CacheBackend, ProgressCallback, batched
 from cachectl.errors import UsageError
-from cachectl.operations.memoized import MemoizedCall, MemoizedInvalidator
+from cachectl.operations.memoized import KeyForm, MemoizedCall, MemoizedInvalidator
 from cachectl.runtime.safe_files import private_spool
 
 #: The longest line read (bytes, its line feed included): an argument of 70,000 bytes
@@ -139,6 +139,8 @@ class EachKeys:
         self.stopped = stopped
         self.versions = Kept()
         self.forms = Kept()
+        #: The instance of the last call and its form (a sentinel before the first).
+        self.last: tuple[Any, KeyForm | None] = (object(), None)
 
     def read_version(self, key: str) -> str | None:
         version: str | None = self.versions.get_or_read(
@@ -148,9 +150,13 @@ class EachKeys:
 
     def key(self, number: int, call: MemoizedCall) -> str | None:
         try:
-            form = self.forms.get_or_read(
-                call.instance_id, lambda: self.invalidator.key_form(call, self.read_version)
-            )
+            if call.instance_id == self.last[0]:  # the usual case: the same as the line before
+                form = self.last[1]
+            else:
+                form = self.forms.get_or_read(
+                    call.instance_id, lambda: self.invalidator.key_form(call, self.read_version)
+                )
+                self.last = (call.instance_id, form)
             return None if form is None else form.key(call)
         except UsageError as exc:
             raise refusal(self.source, number, exc.message, self.stopped) from None
