@@ -87,10 +87,9 @@ class KeyForm:
     def key(self, call: MemoizedCall) -> str:
         """The key of ``call``, a call of the function (and instance) this form is of."""
         function = call.function
-        function.check_call(call.args, call.kwargs)
+        check_arguments(call, self.keeps)
         if self.from_the_app:
             return self.invalidator._entry_key_from_the_app(call)
-        _check_ignored_keywords(call, self.keeps)
         assert function.signature is not None and self.hash_method is not None
         arguments = keys.memoize_key_arguments(
             function.signature,
@@ -326,6 +325,14 @@ def check_call(call: MemoizedCall, settings: CacheSettings, app: Any = None) -> 
         )
     settings.generation.require_decided("the key of one call (its hash, and how defaults enter it)")
     _check_ignored_keywords(call, settings.generation.keeps_ignored_keywords)
+
+
+def check_arguments(call: MemoizedCall, keeps: bool | None) -> None:
+    """The checks of one call's arguments (``check_call`` makes them with the function's):
+    they bind to its signature, and an ignored one given by keyword has a decided key
+    (``keeps``: the generation's ``keeps_ignored_keywords``)."""
+    call.function.check_call(call.args, call.kwargs)
+    _check_ignored_keywords(call, keeps)
 
 
 def _check_ignored_keywords(call: MemoizedCall, keeps: bool | None) -> None:

@@ -27,7 +27,12 @@ from typing import IO, Any, NamedTuple
 from cachectl import keys
 from cachectl.backends.base import BATCH_SIZE, CacheBackend, ProgressCallback, batched
 from cachectl.errors import UsageError
-from cachectl.operations.memoized import KeyForm, MemoizedCall, MemoizedInvalidator
+from cachectl.operations.memoized import (
+    KeyForm,
+    MemoizedCall,
+    MemoizedInvalidator,
+    check_arguments,
+)
 from cachectl.runtime.safe_files import private_spool
 
 #: The longest line read (bytes, its line feed included): an argument of 70,000 bytes
@@ -139,6 +144,7 @@ class EachKeys:
         self.stopped = stopped
         self.versions = Kept()
         self.forms = Kept()
+        self.keeps = invalidator.settings.generation.keeps_ignored_keywords
         #: The instance of the last call and its form (a sentinel before the first).
         self.last: tuple[Any, KeyForm | None] = (object(), None)
 
@@ -157,7 +163,10 @@ class EachKeys:
                     call.instance_id, lambda: self.invalidator.key_form(call, self.read_version)
                 )
                 self.last = (call.instance_id, form)
-            return None if form is None else form.key(call)
+            if form is None:  # nothing cached: the call is still checked, as a single one is
+                check_arguments(call, self.keeps)
+                return None
+            return form.key(call)
         except UsageError as exc:
             raise refusal(self.source, number, exc.message, self.stopped) from None
 
