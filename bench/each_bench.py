@@ -95,14 +95,24 @@ def load(client: redis.Redis, keys: list[str]) -> None:
     client.execute_command("DEBUG", "POPULATE", len(keys), "other", 16)
 
 
-def timed(command: list[str], cwd: Path) -> float:
+#: Peak memory of a run, where GNU time is installed (its maximum resident set).
+GNU_TIME = "/usr/bin/time"
+PEAKS: dict[str, list[int]] = {}
+
+
+def timed(command: list[str], cwd: Path, name: str = "") -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: modules load from bytecode
+    measured = bool(name) and os.path.exists(GNU_TIME)
+    prefix = [GNU_TIME, "-f", "peak %M"] if measured else []
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, cwd=cwd, env=env)
+    done = subprocess.run([*prefix, *command], capture_output=True, cwd=cwd, env=env)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr.decode()}")
+    if measured:
+        last = done.stderr.decode().strip().splitlines()[-1]
+        PEAKS.setdefault(name, []).append(int(last.split()[1]) // 1024)
     return elapsed
 
 
@@ -110,17 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds (at least 3)")
     parser.add_argument("--server", default="redis-7.0", choices=REDIS_FAMILY_SERVERS)
+    parser.add_argument("--calls", type=int, default=CALLS, help="lines (memory must not grow)")
     options = parser.parse_args()
     rounds = max(options.rounds, 3)
+    calls = options.calls
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         (workdir / "benchshop.py").write_text(BENCH_MODULE)
         # cachectl from this checkout, the bench module from the working directory.
         os.environ["PYTHONPATH"] = os.pathsep.join([str(repo), str(workdir)])
-        keys = flask_caching_keys(workdir, CALLS)
+        keys = flask_caching_keys(workdir, calls)
         (workdir / "keys.txt").write_text("\n".join(keys) + "\n")
-        (workdir / "ids.txt").write_text("\n".join(str(n) for n in range(CALLS)) + "\n")
+        (workdir / "ids.txt").write_text("\n".join(str(n) for n in range(calls)) + "\n")
         server, port = start_redis(workdir, options.server, True)
         try:
             client = redis.Redis(port=port)
@@ -140,9 +152,9 @@ def main() -> None:
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     load(client, keys)
-                    times[name].append(timed(contenders[name], workdir))
-                    left = client.exists(*(PREFIX + key for key in keys[:: CALLS // 1000]))
-                    if left or client.dbsize() != CALLS + 1:
+                    times[name].append(timed(contenders[name], workdir, name))
+                    left = client.exists(*(PREFIX + key for key in keys[:: calls // 1000]))
+                    if left or client.dbsize() != calls + 1:
                         raise SystemExit(f"{name} left entries, or removed other keys")
             load(client, keys)
             singles = sum(
@@ -156,18 +168,23 @@ def main() -> None:
             server.wait(timeout=10)
     median = {name: statistics.median(values) for name, values in times.items()}
     each, listed = median["delete-memoized --each"], median["delete --from-file"]
-    extrapolated = singles * CALLS / SINGLES
+    extrapolated = singles * calls / SINGLES
     print(
-        f"{CALLS:,} calls, {rounds} alternating rounds, {os.cpu_count()} cores, "
-        f"Python {sys.version.split()[0]}, {options.server}"
+        f"{calls:,} calls, {rounds} alternating rounds, {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}, {options.server}, load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     for name, seconds in median.items():
         spread = f"{min(times[name]):.2f}-{max(times[name]):.2f}"
-        print(f"  {name:<24} {seconds:7.2f} s ({spread})")
+        peak = f", peak {max(PEAKS[name])} MB" if name in PEAKS else ""
+        print(f"  {name:<24} {seconds:7.2f} s ({spread}){peak}")
     single = f"{SINGLES} single delete-memoized"
-    print(f"  {single:<24} {singles:7.2f} s ({extrapolated:,.0f} s for {CALLS:,})")
-    print(f"--each / --from-file: {each / listed:.2f} (goal: at most 3)")
-    print(f"{CALLS:,} single invocations / --each: {extrapolated / each:,.0f}x (goal: at least 50)")
+    print(f"  {single:<24} {singles:7.2f} s ({extrapolated:,.0f} s for {calls:,})")
+    ratios = ", ".join(
+        f"{e / f:.2f}" for e, f in zip(times["delete-memoized --each"], times["delete --from-file"])
+    )
+    print(f"--each / --from-file: {each / listed:.2f} (rounds: {ratios}; goal: at most 3)")
+    print(f"{calls:,} single invocations / --each: {extrapolated / each:,.0f}x (goal: at least 50)")
 
 
 if __name__ == "__main__":

@@ -141,12 +141,15 @@ def memoize_key_arguments(
     unless it is None; legacy only when it is truthy. Up to 2.1 an ignored argument given
     by keyword stayed among the remaining keyword arguments (``keep_ignored_keywords``).
     """
-    ignore = set(ignore)
+    ignore = set(ignore) if ignore else ()
     call_args: list[Any] = list(args)
     first = signature.first
     if first in ("self", "cls"):
         call_args.insert(0, first_id)  # the library sees the instance in args[0]
-    remaining = [key for key in kwargs if keep_ignored_keywords or key not in ignore]
+    # (Each step skipped where it has nothing to do: --each forms 100,000 keys.)
+    remaining = (
+        [key for key in kwargs if keep_ignored_keywords or key not in ignore] if kwargs else []
+    )
     values: list[Any] = []
     taken = 0
     legacy = generation == LEGACY
