@@ -13,11 +13,10 @@ from cachectl.runtime.wording import counted
 
 if TYPE_CHECKING:
     from cachectl.app import functions
-    from cachectl.operations import call_lines, warming
     from cachectl.operations import memoized as memoized_ops
+    from cachectl.operations import warming
 else:
     functions = lazy_module("cachectl.app.functions")
-    call_lines = lazy_module("cachectl.operations.call_lines")
     memoized_ops = lazy_module("cachectl.operations.memoized")
     warming = lazy_module("cachectl.operations.warming")
 
@@ -132,22 +131,24 @@ def _call(function: Any, args: tuple[str, ...], keywords: tuple[str, ...]) -> An
 
 
 def _each_call(function: Any, each: str) -> list[Any]:
-    """The calls of an --each file, every line read before the first call runs: a line
-    that does not parse stops the command with nothing warmed (exit 2, its number)."""
+    """The calls of an --each file, read as delete-memoized --each reads its lines (one
+    reader, ``cli.memoized_each.numbered_calls``), every line before the first call runs:
+    a line that does not parse stops the command with nothing warmed (exit 2, its number)."""
+    from cachectl.cli.memoized_each import numbered_calls
+
     source = "standard input" if each == "-" else each
+    base = memoized_ops.MemoizedCall(function=function)
     try:
-        with click.open_file(each, "r", encoding="utf-8", errors="strict") as stream:
-            found = list(call_lines.call_lines(stream, source))
+        with click.open_file(each, "rb") as stream:
+            found = [
+                call
+                for _, call in numbered_calls(base, stream, "shell", source, "nothing was warmed")
+            ]
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{source} is not UTF-8 text (byte {exc.start})") from exc
     if not found:
         raise UsageError(f"no call in {source}")
-    return [
-        memoized_ops.MemoizedCall(function=function, args=args, kwargs=kwargs)
-        for _, args, kwargs in found
-    ]
+    return found
 
 
 def _render(session: Session, report: Any) -> None:
