@@ -389,8 +389,8 @@ class CacheBackend:
         return {"family": self.backup_family, "server": self.describe(), "prefix": self.key_prefix}
 
     def keeper(self) -> Keeper | None:
-        """Where to put entries before removing them; None without ``--backup``. Asking
-        creates the file, so a command asks only once it is about to remove something."""
+        """Where to put entries before removing them; None without ``--backup``. The file
+        is created with the first entries kept: asking alone writes nothing."""
         if self.backup is None:
             return None
         return self.backup.keeper({**self.backup_section(), **(self._backup_labels or {})})

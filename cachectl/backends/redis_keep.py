@@ -119,7 +119,7 @@ while at <= #blob do
         present = present + 1
       else
         failed = failed + 1
-        if first == '' then first = reply.err end
+        if first == '' then first = 'RESTORE refused: ' .. reply.err end
       end
     else
       restored = restored + 1

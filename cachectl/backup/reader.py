@@ -211,7 +211,9 @@ class RestoreCounts:
         self.present += other.present
         self.expired += other.expired
         self.failed += other.failed
-        self.failures.extend(other.failures[: max(0, 5 - len(self.failures))])
+        for why in other.failures:  # each chunk's first refusal: the same one, often
+            if why not in self.failures and len(self.failures) < 5:
+                self.failures.append(why)
 
     def refused(self, why: str) -> None:
         self.failed += 1

@@ -4,7 +4,7 @@ A backend asks for a ``Keeper`` (``CacheBackend.keeper``) before it removes or o
 anything, hands it the entries as they were, and removes them only once ``keep`` has
 returned: by then the chunk holding them is written and ``fsync``ed, so a run killed at
 any point (``SIGKILL`` included) leaves a file from which every entry removed so far can
-be restored. The file is created on the first ``keeper`` call, 0600, never through a
+be restored. The file is created with the first chunk, 0600, never through a
 link and never over an existing file (``safe_files.create_new``); the trailer with the
 counts is written by ``close`` when the run ends, whatever its outcome.
 """
@@ -49,6 +49,10 @@ class BackupWriter:
         self._command_line = list(command_line)
         self._descriptor: int | None = None
         self._caches: dict[str, int] = {}
+        #: The caches whose ``CACH`` record is not written yet: a file is created, and a
+        #: cache named in it, only once an entry is about to go (a delete of keys that
+        #: do not exist leaves no file).
+        self._unwritten: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()  # a cluster's primaries are swept from threads
         #: Entries kept so far, and the chunks holding them.
         self.entries = 0
@@ -111,11 +115,10 @@ class BackupWriter:
         without credentials, ``database``, ``prefix``, ``generation``, ``cache``)."""
         described = json.dumps(cache, sort_keys=True, default=str)
         with self._lock:
-            self._open()
             if described not in self._caches:
                 cache_id = len(self._caches)
                 self._caches[described] = cache_id
-                self._write(frame(CACHE, json_body({**cache, "id": cache_id})))
+                self._unwritten[cache_id] = {**cache, "id": cache_id}
             return Keeper(self, self._caches[described])
 
     def write_chunk(self, cache_id: int, taken_ms: int, count: int, laid_out: bytes) -> None:
@@ -126,6 +129,9 @@ class BackupWriter:
         record = frame(ENTRIES, chunk_body(cache_id, taken_ms, count, laid_out))
         with self._lock:
             self._open()
+            described = self._unwritten.pop(cache_id, None)
+            if described is not None:  # the cache's record, before its first chunk
+                self._write(frame(CACHE, json_body(described)), durable=False)
             self._write(record)
             self.entries += count
             self.chunks += 1

@@ -29,7 +29,12 @@ def _changes_cache(session: Session) -> bool:
 def check_request(session: Session) -> None:
     """``--backup`` on a command that never removes or overwrites anything is a mistake
     to refuse, not to ignore; on a dry run it is said to write nothing."""
-    if session.backup_path is None or session.audit.command is None:
+    if session.audit.command is None:
+        return
+    if session.backup_path is None:
+        # backup_dir: the writer now, while the output is the run's own (a batch's
+        # lines print through outputs of their own; the run's document names the file).
+        session.backup_writer()
         return
     if session.audit.params.get("dry_run"):
         session.output.notice(
@@ -43,6 +48,7 @@ def check_request(session: Session) -> None:
             f"--backup applies to commands that remove or overwrite entries; "
             f"{session.audit.command} does neither"
         )
+    session.backup_writer()  # the path checked before anything changes, even in a batch
 
 
 def _configured_dir(session: Session) -> str | None:

@@ -192,7 +192,9 @@ class Session:
             if writer is not None:
                 labels = {
                     "cache": self.config.cache_name,
-                    "generation": self.config.generation.name,
+                    "generation": getattr(
+                        self.config.generation, "name", str(self.config.generation)
+                    ),
                 }
                 backend.attach_backup(writer, labels)
         if connect and not checked:
