@@ -402,6 +402,16 @@ class CacheBackend:
         minus the time since; a key that exists now stays unless ``replace``."""
         raise UsageError(f"--backup files cannot be restored into {self.kind}")
 
+    #: Whether ``restore_laid_out`` takes a chunk's entries as the file lays them out
+    #: (no Python object per entry: a whole-file restore's cost is then the server's).
+    restores_laid_out = False
+
+    def restore_laid_out(
+        self, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        """As ``restore``, for ``count`` entries in the file's layout."""
+        raise UsageError(f"--backup files cannot be restored into {self.kind}")
+
 
 class Tally:
     """A running count that reports progress and stops cleanly on a signal.

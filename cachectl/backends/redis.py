@@ -324,6 +324,15 @@ class RedisBackend(CacheBackend):
         with self.server_errors():
             name = markers.marker_key(self.key_prefix, once_id)
             return markers.redis_release(self.client, name, value)
+    restores_laid_out = True
+
+    def restore_laid_out(
+        self, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        from cachectl.backends.redis_keep import restore_laid_out
+
+        with self.server_errors():
+            return restore_laid_out(self.client, count, laid_out, taken_ms, replace, dry_run)
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:
         """TTL of each key, a batch per round trip (a cluster routes each to its node)."""

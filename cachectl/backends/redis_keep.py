@@ -25,13 +25,15 @@ that exists now is counted and left, an entry whose lifetime ran out since is sk
 from __future__ import annotations
 
 import logging
+import struct
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, batched
 from cachectl.backends.redis_clients import is_cluster, is_error
-from cachectl.backup.file_format import Entry, entry_bytes
+from cachectl.backup.file_format import Entry, chunk_body, entry_bytes, read_chunk
 from cachectl.backup.reader import RestoreCounts, lifetime_left
 from cachectl.backup.writer import now_ms
 from cachectl.errors import BackendError
@@ -79,54 +81,6 @@ for _, key in ipairs(step[2]) do
   end
 end
 return {step[1], removed, table.concat(names), table.concat(laid), count}
-"""
-
-#: ARGV: entries in the backup's layout, ms elapsed since they were taken, 'REPLACE' or
-#: '', '1' for a dry run. Returns restored, present, expired, failed, the first refusal.
-RESTORE_SCRIPT = """
-local blob, at = ARGV[1], 1
-local elapsed, replace, dry = tonumber(ARGV[2]), ARGV[3] == 'REPLACE', ARGV[4] == '1'
-local restored, present, expired, failed, first = 0, 0, 0, 0, ''
-while at <= #blob do
-  local size, name, payload, ttl, flags
-  size, at = struct.unpack('>I4', blob, at)
-  name = string.sub(blob, at, at + size - 1)
-  at = at + size
-  size, at = struct.unpack('>I4', blob, at)
-  payload = string.sub(blob, at, at + size - 1)
-  at = at + size
-  ttl, flags, size, at = struct.unpack('>i8I4I4', blob, at)
-  at = at + size
-  local left = 0
-  if ttl >= 0 then left = ttl - elapsed end
-  if ttl >= 0 and left <= 0 then
-    expired = expired + 1
-  elseif dry then
-    if not replace and redis.call('EXISTS', name) == 1 then
-      present = present + 1
-    else
-      restored = restored + 1
-    end
-  else
-    local reply
-    if replace then
-      reply = redis.pcall('RESTORE', name, left, payload, 'REPLACE')
-    else
-      reply = redis.pcall('RESTORE', name, left, payload)
-    end
-    if type(reply) == 'table' and reply.err then
-      if string.find(reply.err, 'BUSYKEY', 1, true) then
-        present = present + 1
-      else
-        failed = failed + 1
-        if first == '' then first = 'RESTORE refused: ' .. reply.err end
-      end
-    else
-      restored = restored + 1
-    end
-  end
-end
-return {restored, present, expired, failed, first}
 """
 
 
@@ -233,32 +187,56 @@ def _script_refused(exc: BaseException) -> bool:
     )
 
 
+#: Chunks a scripted sweep may have kept but not yet on disk: past it the sweep waits
+#: for the oldest (memory stays bounded whatever the disk's speed).
+MAX_BEHIND = 4
+
+
 def _sweep_in_server(client: Any, match: str, tally: Tally, keeper: Keeper) -> list[bytes] | None:
     """The scripted sweep; None when done, else the names kept but not yet unlinked when
-    the server turned out to refuse the script (the client-side sweep goes on)."""
+    the server turned out to refuse the script (the client-side sweep goes on).
+
+    Each step's chunk is written behind (``WriteBehind``): the next step is sent at once
+    and unlinks only the names of chunks already on disk, so the server's steps and the
+    disk's ``fsync`` overlap instead of taking turns."""
+    from cachectl.backup.behind import WriteBehind
+
     script = client.register_script(KEEP_STEP_SCRIPT)
     cursor, doomed, command = b"0", b"", "UNLINK"
-    pending: list[bytes] = []
-    while True:
-        try:
-            reply = script(args=[cursor, match, KEEP_SCAN_COUNT, doomed, command])
-        except Exception as exc:
-            if command == "UNLINK" and doomed and "unlink" in str(exc).lower():
-                command = "DEL"  # a user refused UNLINK: the step failed before any change
-                continue
-            if not _script_refused(exc):
-                raise
-            log.debug("the keeping sweep's script was refused (%s): going on client-side", exc)
-            return pending if pending else []
-        next_cursor, removed, names, laid_out, count = reply
-        tally.add(int(removed), stop=False)
-        pending = []
-        if cursor == b"":
-            return None
-        keeper.keep_laid_out(int(count), bytes(laid_out), now_ms())
-        doomed = bytes(names)
-        pending = _names_of(doomed)
-        cursor = b"" if int(next_cursor) == 0 or tally.stop_requested else bytes(next_cursor)
+    behind = WriteBehind(keeper)
+    kept: deque[tuple[int, bytes]] = deque()  # (ticket, names) not unlinked yet
+    try:
+        while True:
+            try:
+                reply = script(args=[cursor, match, KEEP_SCAN_COUNT, doomed, command])
+            except Exception as exc:
+                if command == "UNLINK" and doomed and "unlink" in str(exc).lower():
+                    command = "DEL"  # a user refused UNLINK: the step failed before any change
+                    continue
+                if not _script_refused(exc):
+                    raise
+                log.debug("the keeping sweep's script was refused (%s): going on client-side", exc)
+                behind.wait()
+                return _names_of(doomed) + [n for _, names in kept for n in _names_of(names)]
+            next_cursor, removed, names, laid_out, count = reply
+            tally.add(int(removed), stop=False)
+            if cursor == b"":
+                return None
+            if int(count):
+                kept.append((behind.submit(int(count), bytes(laid_out), now_ms()), bytes(names)))
+            done = int(next_cursor) == 0 or tally.stop_requested
+            if done:
+                behind.wait()
+            elif len(kept) > MAX_BEHIND:
+                behind.wait(kept[0][0])
+            durable = behind.durable
+            ready = []
+            while kept and kept[0][0] <= durable:
+                ready.append(kept.popleft()[1])
+            doomed = b"".join(ready)
+            cursor = b"" if done else bytes(next_cursor)
+    finally:
+        behind.close()
 
 
 def _names_of(laid_out: bytes) -> list[bytes]:
@@ -320,31 +298,104 @@ def restore_entries(
     client: Any, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
 ) -> RestoreCounts:
     """``entries`` back on the server (see the module's docstring)."""
+    laid_out = b"".join(entry_bytes(entry) for entry in entries)
+    return restore_laid_out(client, len(entries), laid_out, taken_ms, replace, dry_run)
+
+
+def restore_laid_out(
+    client: Any, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
+) -> RestoreCounts:
+    """``count`` entries in the backup's layout back on the server: their RESTORE commands
+    written straight from that layout and pipelined on one connection, as ``redis-cli
+    --pipe`` would send them (a Cluster's, and a dry run's, through the client's pipeline)."""
     counts = RestoreCounts()
-    elapsed = max(0, now_ms() - taken_ms)
-    if not is_cluster(client):
-        try:
-            reply = client.register_script(RESTORE_SCRIPT)(
-                args=[
-                    b"".join(entry_bytes(entry) for entry in entries),
-                    elapsed,
-                    "REPLACE" if replace else "",
-                    "1" if dry_run else "",
-                ]
-            )
-        except Exception as exc:
-            if not _script_refused(exc):
-                raise
-            log.debug("the restore script was refused (%s): restoring client-side", exc)
-        else:
-            restored, present, expired, failed, first = reply
-            counts.restored, counts.present = int(restored), int(present)
-            counts.expired, counts.failed = int(expired), int(failed)
-            if first:
-                counts.failures.append(_text(first))
-            return counts
-    _restore_client_side(client, entries, taken_ms, replace, dry_run, counts)
+    if is_cluster(client) or dry_run:
+        entries = read_chunk(chunk_body(0, taken_ms, count, laid_out)).entries
+        _restore_client_side(client, entries, taken_ms, replace, dry_run, counts)
+        return counts
+    commands, sent = _restore_commands(laid_out, max(0, now_ms() - taken_ms), replace, counts)
+    if sent:
+        _pipelined(client.connection_pool, commands, sent, counts)
     return counts
+
+
+_U32 = struct.Struct(">I")
+#: What follows an entry's value: lifetime left (ms), flags, the extra's length.
+_ENTRY_TAIL = struct.Struct(">qII")
+
+
+def _restore_commands(
+    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts
+) -> tuple[list[bytes | memoryview], int]:
+    """The RESTORE command of each entry still alive (RESP, the payload not copied), and
+    how many; the expired counted in ``counts``."""
+    head = b"*5\r\n$7\r\nRESTORE\r\n$" if replace else b"*4\r\n$7\r\nRESTORE\r\n$"
+    tail = b"\r\n$7\r\nREPLACE\r\n" if replace else b"\r\n"
+    parts: list[bytes | memoryview] = []
+    view, sent, at, end = memoryview(laid_out), 0, 0, len(laid_out)
+    unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
+    while at < end:
+        (size,) = unpack_u32(laid_out, at)
+        name = view[at + 4 : at + 4 + size]
+        at += 4 + size
+        (size,) = unpack_u32(laid_out, at)
+        payload = view[at + 4 : at + 4 + size]
+        at += 4 + size
+        ttl, _flags, extra = unpack_tail(laid_out, at)
+        at += 16 + extra
+        left = b"0"
+        if ttl >= 0:
+            if ttl - elapsed <= 0:
+                counts.expired += 1
+                continue
+            left = str(ttl - elapsed).encode()
+        parts += (
+            b"%s%d\r\n" % (head, len(name)),
+            name,
+            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(left), left, len(payload)),
+            payload,
+            tail,
+        )
+        sent += 1
+    return parts, sent
+
+
+def _pipelined(
+    pool: Any, commands: list[bytes | memoryview], sent: int, counts: RestoreCounts
+) -> None:
+    """Send ``commands`` at once and read their ``sent`` one-line replies straight off the
+    socket (+OK, or an error: BUSYKEY counts the key present, any other is a refusal)."""
+    from cachectl.backends.redis_sweep import _connection
+
+    connection = _connection(pool)
+    try:
+        connection.send_packed_command([b"".join(commands)], check_health=False)
+        sock = connection._sock
+        if hasattr(sock, "expect_reply"):
+            sock.expect_reply()
+        pending, read = b"", 0
+        while read < sent:
+            data = sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the server closed the connection during a restore")
+            pending += data
+            cut = pending.rfind(b"\r\n") + 2
+            if cut < 2:
+                continue
+            replies, pending = pending[:cut], pending[cut:]
+            read += replies.count(b"\r\n")
+            counts.restored += replies.count(b"+OK\r\n")
+            if b"-" in replies:
+                for line in replies.split(b"\r\n"):
+                    if line.startswith(b"-BUSYKEY"):
+                        counts.present += 1
+                    elif line.startswith(b"-"):
+                        counts.refused("RESTORE refused: " + _text(line[1:]))
+    except BaseException:
+        connection.disconnect()  # replies may still be on their way: never reuse it
+        raise
+    finally:
+        pool.release(connection)
 
 
 def _text(reply: Any) -> str:

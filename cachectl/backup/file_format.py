@@ -115,6 +115,26 @@ def chunk_body(cache_id: int, taken_ms: int, count: int, entries: bytes) -> byte
     return _CHUNK_HEAD.pack(cache_id, taken_ms, count) + entries
 
 
+@dataclass(frozen=True)
+class LaidOutChunk:
+    """A chunk whose entries are left as the file lays them out: a backend that takes that
+    layout itself (Redis's restore script) is handed the bytes without a Python object
+    per entry."""
+
+    cache_id: int
+    taken_ms: int
+    count: int
+    laid_out: bytes
+
+
+def read_laid_out(body: bytes) -> LaidOutChunk:
+    """A chunk's head, and its entries as they are; DamagedRecord for a body too short."""
+    if len(body) < _CHUNK_HEAD.size:
+        raise DamagedRecord("a chunk is shorter than its head")
+    cache_id, taken_ms, count = _CHUNK_HEAD.unpack_from(body, 0)
+    return LaidOutChunk(cache_id, taken_ms, count, body[_CHUNK_HEAD.size :])
+
+
 def read_chunk(body: bytes) -> Chunk:
     """The entries of a chunk's (decompressed) body; DamagedRecord when it does not parse."""
     try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from cachectl.backup.file_format import (
     CACHE,
@@ -24,12 +26,16 @@ from cachectl.backup.file_format import (
     TRAILER,
     Chunk,
     DamagedRecord,
+    LaidOutChunk,
     read_chunk,
     read_frame_head,
+    read_laid_out,
     unframe,
 )
 from cachectl.errors import UsageError
 from cachectl.runtime import safe_files
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -164,14 +170,27 @@ class BackupFile:
 
     def chunks(self) -> Iterator[Chunk]:
         """The chunks of entries, in order; head, caches and trailer land in ``contents``."""
+        for chunk in self._chunks(read_chunk):
+            assert isinstance(chunk, Chunk)
+            yield chunk
+
+    def laid_out_chunks(self) -> Iterator[LaidOutChunk]:
+        """As ``chunks``, each chunk's entries left as the file lays them out."""
+        for chunk in self._chunks(read_laid_out):
+            assert isinstance(chunk, LaidOutChunk)
+            yield chunk
+
+    def _chunks(self, read: Callable[[bytes], Chunk | LaidOutChunk]) -> Iterator[Any]:
         contents = self.contents
         for kind, body in self.records():
             try:
                 if kind == ENTRIES:
-                    chunk = read_chunk(body)
+                    chunk = read(body)
                     if chunk.cache_id not in contents.caches:
                         raise DamagedRecord("a chunk names a cache the file does not describe")
-                    contents.entries += len(chunk.entries)
+                    contents.entries += (
+                        chunk.count if isinstance(chunk, LaidOutChunk) else len(chunk.entries)
+                    )
                     contents.chunks += 1
                     yield chunk
                 elif kind == HEAD:
@@ -183,6 +202,47 @@ class BackupFile:
                     contents.trailer = _document(body)
             except (DamagedRecord, KeyError, TypeError, ValueError) as exc:
                 contents.damaged.append(f"{kind.decode('ascii', 'replace')} record: {exc}")
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced ``depth`` ahead in a thread of its own (reading and
+    decompressing a file's chunks release the GIL): the caller's work on one chunk, a
+    server restoring it, overlaps reading the next. An error in the thread is raised
+    here; leaving the loop early (a signal) stops the thread at its next item."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, name="backup-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _document(body: bytes) -> dict[str, Any]:

@@ -124,17 +124,26 @@ class BackupWriter:
     def write_chunk(self, cache_id: int, taken_ms: int, count: int, laid_out: bytes) -> None:
         """A chunk of ``count`` entries already laid out (``entry_bytes``), on disk and
         ``fsync``ed when this returns."""
-        if not count:
+        self.write_chunks(cache_id, [(taken_ms, count, laid_out)])
+
+    def write_chunks(self, cache_id: int, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        """Chunks of ``(taken_ms, count, laid_out)``, compressed outside the lock, written,
+        and ``fsync``ed once for all of them when this returns."""
+        records = [
+            frame(ENTRIES, chunk_body(cache_id, taken_ms, count, laid_out))
+            for taken_ms, count, laid_out in chunks
+            if count
+        ]
+        if not records:
             return
-        record = frame(ENTRIES, chunk_body(cache_id, taken_ms, count, laid_out))
         with self._lock:
             self._open()
             described = self._unwritten.pop(cache_id, None)
             if described is not None:  # the cache's record, before its first chunk
                 self._write(frame(CACHE, json_body(described)), durable=False)
-            self._write(record)
-            self.entries += count
-            self.chunks += 1
+            self._write(b"".join(records))
+            self.entries += sum(count for _, count, _ in chunks)
+            self.chunks += len(records)
 
     def close(self) -> None:
         """The trailer with the counts, and the file closed (a no-op if it was never
@@ -172,3 +181,7 @@ class Keeper:
     def keep_laid_out(self, count: int, laid_out: bytes, taken_ms: int) -> None:
         """As ``keep``, for entries already laid out by the server (a Lua step)."""
         self.writer.write_chunk(self.cache_id, taken_ms, count, laid_out)
+
+    def keep_laid_out_chunks(self, chunks: Sequence[tuple[int, int, bytes]]) -> None:
+        """Chunks of ``(taken_ms, count, laid_out)``, on disk with one ``fsync``."""
+        self.writer.write_chunks(self.cache_id, chunks)

@@ -74,13 +74,12 @@ def _file_in(directory: str, command: str) -> str:
 
 def backup_for(session: Session) -> BackupWriter | None:
     """The writer of this run's backup, checked creatable; None when none is wanted."""
-    if not _changes_cache(session):
-        return None
     path = session.backup_path
+    directory = _configured_dir(session) if path is None else None
+    if (path is None and directory is None) or not _changes_cache(session):
+        return None  # (a run without either loads nothing more: start-up stays lean)
     if path is None:
-        directory = _configured_dir(session)
-        if directory is None:
-            return None
+        assert directory is not None
         path = _file_in(directory, str(session.audit.command))
     from cachectl.backup.writer import BackupWriter
     from cachectl.runtime.audit import masked_argv
