@@ -400,6 +400,11 @@ class CacheBackend:
     ) -> RestoreCounts:
         """Put ``entries`` (taken at ``taken_ms``) back with the lifetime they had left
         minus the time since; a key that exists now stays unless ``replace``."""
+        if self.restores_laid_out:
+            from cachectl.backup.file_format import entry_bytes
+
+            laid_out = b"".join(entry_bytes(entry) for entry in entries)
+            return self.restore_laid_out(len(entries), laid_out, taken_ms, replace, dry_run)
         raise UsageError(f"--backup files cannot be restored into {self.kind}")
 
     #: Whether ``restore_laid_out`` takes a chunk's entries as the file lays them out
@@ -411,6 +416,13 @@ class CacheBackend:
     ) -> RestoreCounts:
         """As ``restore``, for ``count`` entries in the file's layout."""
         raise UsageError(f"--backup files cannot be restored into {self.kind}")
+
+    def finish_restore(self) -> RestoreCounts:
+        """What the entries handed over last did, where a backend sends them ahead of
+        their replies; called once a restore ends, however it ends."""
+        from cachectl.backup.reader import RestoreCounts
+
+        return RestoreCounts()
 
 
 class Tally:

@@ -4,11 +4,11 @@ valkey client (``redis_clients``)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from cachectl.backends import once_markers
 from cachectl.backends.base import (
     MISSING,
     NO_EXPIRY,
@@ -22,7 +22,13 @@ from cachectl.backends.base import (
     escape_glob,
     partial_work,
 )
-from cachectl.backends.redis_clients import client_errors, describe_client, is_cluster, is_error
+from cachectl.backends.redis_clients import (
+    client_errors,
+    describe_client,
+    is_cluster,
+    is_error,
+    without_client_reprs,
+)
 from cachectl.backends.redis_deadline import bound_each_reply
 from cachectl.backends.redis_sweep import is_refused_permission, log, scan_all, sweep
 from cachectl.codec.limits import current_limits
@@ -37,8 +43,8 @@ from cachectl.errors import BackendError, ConfigError, UsageError
 
 if TYPE_CHECKING:
     from cachectl.backends.exclusions import Exclusions
+    from cachectl.backends.redis_restore import Restorer
     from cachectl.backends.statistics import CacheStats, Census
-    from cachectl.backup.file_format import Entry
     from cachectl.backup.reader import RestoreCounts
 
 #: Why clear refuses a Redis cache without key prefix; {target} is the database.
@@ -46,17 +52,6 @@ _NO_PREFIX_REFUSAL = (
     "no key prefix is configured, so every key in {target} would look like the "
     "app's; clear refuses. Pass --flush-db to empty that whole database on purpose"
 )
-
-
-#: A client object's repr inside a message (redis-py's MasterNotFoundError quotes the
-#: sentinel client it asked: its pool, connection and every option, hundreds of characters).
-_CLIENT_REPR = re.compile(r"\s*:?\s*<(?:redis|valkey)\.[^\n]*>(?=\s*-|\s*$)")
-
-
-def _without_client_reprs(exc: BaseException) -> str:
-    """The client's message, one readable line: reprs of client objects left out (what
-    failed still shows: "No master found for 'mymaster' - network:ConnectionError: ...")."""
-    return _CLIENT_REPR.sub("", str(exc))
 
 
 def _raised_by_redis_py(exc: BaseException) -> bool:
@@ -177,7 +172,7 @@ class RedisBackend(CacheBackend):
         except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63)
             raise ConfigError(f"{self.describe()}: the host name is not valid: {exc}") from exc
         except client_errors() as exc:  # redis-py's, and the valkey client's
-            message = f"{self.describe()}: {type(exc).__name__}: {_without_client_reprs(exc)}"
+            message = f"{self.describe()}: {type(exc).__name__}: {without_client_reprs(exc)}"
             if is_error(exc, "OutOfMemoryError") or str(exc).startswith("OOM"):
                 message = (
                     f"{self.describe()}: the server is out of memory and evicts nothing "
@@ -284,55 +279,48 @@ class RedisBackend(CacheBackend):
 
     def _keep_one(self, key: str) -> None:
         """With ``--backup``: ``key`` as it is now, kept before it is overwritten."""
-        keeper = self.keeper()
-        if keeper is not None:
-            from cachectl.backends.redis_keep import keep
+        if self.backup is not None:
+            from cachectl.backends.redis_keep import keep_names
 
             with self.server_errors():
-                name = (self.key_prefix + key).encode("utf-8", "surrogateescape")
-                keep(self.client, keeper, [name])
+                keep_names(self, [(self.key_prefix + key).encode("utf-8", "surrogateescape")])
 
-    backup_family = "redis"
-    cannot_back_up = None
+    backup_family, cannot_back_up, restores_laid_out = "redis", None, True
 
     def backup_section(self) -> dict[str, Any]:
         from cachectl.backends.redis_keep import database_of
 
         return {**super().backup_section(), "database": database_of(self.client)}
 
-    def restore(
-        self, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
-    ) -> RestoreCounts:
-        from cachectl.backends.redis_keep import keep, restore_entries
-
-        with self.server_errors():
-            keeper = self.keeper() if replace and not dry_run else None
-            if keeper is not None:  # what --replace overwrites is kept first
-                keep(self.client, keeper, [entry.name for entry in entries])
-            return restore_entries(self.client, entries, taken_ms, replace, dry_run)
-
     def claim_once(self, once_id: str, value: str, ttl: int) -> str | None:
-        from cachectl.backends import once_markers as markers
-
+        name = once_markers.marker_key(self.key_prefix, once_id)
         with self.server_errors():
-            name = markers.marker_key(self.key_prefix, once_id)
-            return markers.redis_claim(self.client, name, value, ttl)
+            return once_markers.redis_claim(self.client, name, value, ttl)
 
     def release_once(self, once_id: str, value: str) -> bool:
-        from cachectl.backends import once_markers as markers
-
+        name = once_markers.marker_key(self.key_prefix, once_id)
         with self.server_errors():
-            name = markers.marker_key(self.key_prefix, once_id)
-            return markers.redis_release(self.client, name, value)
-    restores_laid_out = True
+            return once_markers.redis_release(self.client, name, value)
+
+    _restorer: Restorer | None = None  # while a restore runs
 
     def restore_laid_out(
         self, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
     ) -> RestoreCounts:
-        from cachectl.backends.redis_keep import restore_laid_out
+        from cachectl.backends.redis_restore import Restorer
 
+        self._restorer = self._restorer or Restorer(self.client)
         with self.server_errors():
-            return restore_laid_out(self.client, count, laid_out, taken_ms, replace, dry_run)
+            if replace and not dry_run and self.backup is not None:
+                from cachectl.backends.redis_keep import keep_laid_out
+
+                keep_laid_out(self, count, laid_out)  # what --replace overwrites, kept first
+            return self._restorer.restore(count, laid_out, taken_ms, replace, dry_run)
+
+    def finish_restore(self) -> RestoreCounts:
+        restorer, self._restorer = self._restorer, None
+        with self.server_errors():
+            return restorer.finish() if restorer is not None else super().finish_restore()
 
     def lifetimes(self, keys: list[str]) -> list[Lifetime]:
         """TTL of each key, a batch per round trip (a cluster routes each to its node)."""

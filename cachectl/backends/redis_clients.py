@@ -11,6 +11,7 @@ imported, no client or exception of it can exist.
 
 from __future__ import annotations
 
+import re
 import sys
 from types import ModuleType
 from typing import Any
@@ -124,3 +125,14 @@ def describe_client(client: Any, family: str | None = None) -> str:
     return mask_url(
         f"{scheme}://{auth}{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
     )
+
+
+#: A client object's repr inside a message (redis-py's MasterNotFoundError quotes the
+#: sentinel client it asked: its pool, connection and every option, hundreds of characters).
+_CLIENT_REPR = re.compile(r"\s*:?\s*<(?:redis|valkey)\.[^\n]*>(?=\s*-|\s*$)")
+
+
+def without_client_reprs(exc: BaseException) -> str:
+    """The client's message, one readable line: reprs of client objects left out (what
+    failed still shows: "No master found for 'mymaster' - network:ConnectionError: ...")."""
+    return _CLIENT_REPR.sub("", str(exc))

@@ -18,23 +18,19 @@ without a backup (redis_sweep):
 - client-side (a server without scripts, a Cluster's primaries, ``--exclude``): ``SCAN``
   and the previous step's ``UNLINK`` pipelined, then ``DUMP`` and ``PTTL`` pipelined.
 
-``restore`` puts entries back with ``RESTORE`` (never ``REPLACE`` unless asked): a key
-that exists now is counted and left, an entry whose lifetime ran out since is skipped.
+``restore`` puts them back: redis_restore.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 from collections import deque
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, batched
 from cachectl.backends.redis_clients import is_cluster, is_error
-from cachectl.backup.file_format import Entry, chunk_body, entry_bytes, read_chunk
-from cachectl.backup.reader import RestoreCounts, lifetime_left
+from cachectl.backup.file_format import Entry
 from cachectl.backup.writer import now_ms
 from cachectl.errors import BackendError
 
@@ -194,49 +190,113 @@ MAX_BEHIND = 4
 
 def _sweep_in_server(client: Any, match: str, tally: Tally, keeper: Keeper) -> list[bytes] | None:
     """The scripted sweep; None when done, else the names kept but not yet unlinked when
-    the server turned out to refuse the script (the client-side sweep goes on).
+    the server turned out to refuse the script (the client-side sweep goes on, from the
+    start: it finds again what the lanes had still to walk).
 
-    Each step's chunk is written behind (``WriteBehind``): the next step is sent at once
-    and unlinks only the names of chunks already on disk, so the server's steps and the
-    disk's ``fsync`` overlap instead of taking turns."""
+    Two lanes, as a plain sweep's (redis_sweep): one walks the hash table's first half,
+    the other the second, each on a connection of its own, so the server has the next
+    step of one lane while the other's reply travels and is handed to the disk. Each
+    step's chunk is written behind (``WriteBehind``, shared): the next step is sent at
+    once and unlinks only the names of chunks already on disk, so the server's steps and
+    the disk's ``fsync`` overlap instead of taking turns."""
     from cachectl.backup.behind import WriteBehind
 
     script = client.register_script(KEEP_STEP_SCRIPT)
-    cursor, doomed, command = b"0", b"", "UNLINK"
     behind = WriteBehind(keeper)
-    kept: deque[tuple[int, bytes]] = deque()  # (ticket, names) not unlinked yet
     try:
-        while True:
+        first = _lane(script, match, tally, behind, b"0", True, steps=1)
+        if first.refused or first.walked_all:
+            return first.left if first.refused else None
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="keep") as pool:
+            futures = [
+                pool.submit(_lane, script, match, tally, behind, b"", True, 0, first),
+                pool.submit(_lane, script, match, tally, behind, b"1", False),
+            ]
             try:
-                reply = script(args=[cursor, match, KEEP_SCAN_COUNT, doomed, command])
-            except Exception as exc:
-                if command == "UNLINK" and doomed and "unlink" in str(exc).lower():
-                    command = "DEL"  # a user refused UNLINK: the step failed before any change
-                    continue
-                if not _script_refused(exc):
-                    raise
-                log.debug("the keeping sweep's script was refused (%s): going on client-side", exc)
-                behind.wait()
-                return _names_of(doomed) + [n for _, names in kept for n in _names_of(names)]
-            next_cursor, removed, names, laid_out, count = reply
-            tally.add(int(removed), stop=False)
-            if cursor == b"":
-                return None
-            if int(count):
-                kept.append((behind.submit(int(count), bytes(laid_out), now_ms()), bytes(names)))
-            done = int(next_cursor) == 0 or tally.stop_requested
-            if done:
-                behind.wait()
-            elif len(kept) > MAX_BEHIND:
-                behind.wait(kept[0][0])
-            durable = behind.durable
-            ready = []
-            while kept and kept[0][0] <= durable:
-                ready.append(kept.popleft()[1])
-            doomed = b"".join(ready)
-            cursor = b"" if done else bytes(next_cursor)
+                lanes = [future.result() for future in futures]
+            except BaseException:
+                tally.stop_requested = True
+                raise
+        if any(lane.refused for lane in lanes):
+            return [name for lane in lanes for name in lane.left]
+        return None
     finally:
         behind.close()
+
+
+class _LaneState:
+    """Where one lane of a keeping sweep stands: its cursor (None once it has walked its
+    half), the chunks it kept and has still to unlink, and, after a refused script, the
+    names kept but not unlinked (``left``)."""
+
+    def __init__(self, cursor: bytes) -> None:
+        self.cursor: bytes | None = cursor
+        self.kept: deque[tuple[int, bytes]] = deque()  # (ticket, names) not unlinked yet
+        self.doomed = b""
+        self.command = "UNLINK"
+        self.refused = False
+        self.left: list[bytes] = []
+        #: Its SCAN came back to cursor 0: the whole table is walked, not only its half.
+        self.walked_all = False
+
+
+def _lane(
+    script: Any,
+    match: str,
+    tally: Tally,
+    behind: Any,
+    cursor: bytes,
+    half: bool,
+    steps: int = 0,
+    state: _LaneState | None = None,
+) -> _LaneState:
+    """Walk from ``cursor`` (to the table's second half when ``half``), keeping each step's
+    matches and unlinking them once on disk; ``steps``: stop after so many (0: to the end),
+    the keys kept still to unlink left in the state, which a later call goes on with."""
+    lane = state or _LaneState(cursor)
+    taken = 0
+    while lane.cursor is not None:
+        scan_from = lane.cursor
+        try:
+            reply = script(args=[scan_from, match, KEEP_SCAN_COUNT, lane.doomed, lane.command])
+        except Exception as exc:
+            if lane.command == "UNLINK" and lane.doomed and "unlink" in str(exc).lower():
+                lane.command = "DEL"  # a user refused UNLINK: the step failed before any change
+                continue
+            if not _script_refused(exc):
+                raise
+            log.debug("the keeping sweep's script was refused (%s): going on client-side", exc)
+            behind.wait()
+            lane.refused = True
+            lane.left = _names_of(lane.doomed) + [
+                n for _, names in lane.kept for n in _names_of(names)
+            ]
+            return lane
+        next_cursor, removed, names, laid_out, count = reply
+        tally.add(int(removed), stop=False)
+        lane.doomed = b""
+        if scan_from == b"":
+            lane.cursor = None
+            return lane
+        if int(count):
+            lane.kept.append((behind.submit(int(count), bytes(laid_out), now_ms()), bytes(names)))
+        at = int(next_cursor)
+        lane.walked_all = at == 0
+        done = at == 0 or (half and at % 2 == 1) or tally.stop_requested
+        if done:
+            behind.wait()
+        elif len(lane.kept) > MAX_BEHIND:
+            behind.wait(lane.kept[0][0])
+        durable = behind.durable
+        ready = []
+        while lane.kept and lane.kept[0][0] <= durable:
+            ready.append(lane.kept.popleft()[1])
+        lane.doomed = b"".join(ready)
+        lane.cursor = b"" if done else bytes(next_cursor)
+        taken += 1
+        if steps and taken >= steps and not done:
+            return lane
+    return lane
 
 
 def _names_of(laid_out: bytes) -> list[bytes]:
@@ -294,147 +354,16 @@ def sweep_keeping(
         tally.add(0)
 
 
-def restore_entries(
-    client: Any, entries: list[Entry], taken_ms: int, replace: bool, dry_run: bool
-) -> RestoreCounts:
-    """``entries`` back on the server (see the module's docstring)."""
-    laid_out = b"".join(entry_bytes(entry) for entry in entries)
-    return restore_laid_out(client, len(entries), laid_out, taken_ms, replace, dry_run)
+def keep_laid_out(backend: Any, count: int, laid_out: bytes) -> None:
+    """``restore --replace`` with ``--backup``: the keys of ``count`` entries in the file's
+    layout, as they are now, kept before they are overwritten."""
+    from cachectl.backup.file_format import chunk_body, read_chunk
+
+    keep_names(backend, [e.name for e in read_chunk(chunk_body(0, 0, count, laid_out)).entries])
 
 
-def restore_laid_out(
-    client: Any, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
-) -> RestoreCounts:
-    """``count`` entries in the backup's layout back on the server: their RESTORE commands
-    written straight from that layout and pipelined on one connection, as ``redis-cli
-    --pipe`` would send them (a Cluster's, and a dry run's, through the client's pipeline)."""
-    counts = RestoreCounts()
-    if is_cluster(client) or dry_run:
-        entries = read_chunk(chunk_body(0, taken_ms, count, laid_out)).entries
-        _restore_client_side(client, entries, taken_ms, replace, dry_run, counts)
-        return counts
-    commands, sent = _restore_commands(laid_out, max(0, now_ms() - taken_ms), replace, counts)
-    if sent:
-        _pipelined(client.connection_pool, commands, sent, counts)
-    return counts
-
-
-_U32 = struct.Struct(">I")
-#: What follows an entry's value: lifetime left (ms), flags, the extra's length.
-_ENTRY_TAIL = struct.Struct(">qII")
-
-
-def _restore_commands(
-    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts
-) -> tuple[list[bytes | memoryview], int]:
-    """The RESTORE command of each entry still alive (RESP, the payload not copied), and
-    how many; the expired counted in ``counts``."""
-    head = b"*5\r\n$7\r\nRESTORE\r\n$" if replace else b"*4\r\n$7\r\nRESTORE\r\n$"
-    tail = b"\r\n$7\r\nREPLACE\r\n" if replace else b"\r\n"
-    parts: list[bytes | memoryview] = []
-    view, sent, at, end = memoryview(laid_out), 0, 0, len(laid_out)
-    unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
-    while at < end:
-        (size,) = unpack_u32(laid_out, at)
-        name = view[at + 4 : at + 4 + size]
-        at += 4 + size
-        (size,) = unpack_u32(laid_out, at)
-        payload = view[at + 4 : at + 4 + size]
-        at += 4 + size
-        ttl, _flags, extra = unpack_tail(laid_out, at)
-        at += 16 + extra
-        left = b"0"
-        if ttl >= 0:
-            if ttl - elapsed <= 0:
-                counts.expired += 1
-                continue
-            left = str(ttl - elapsed).encode()
-        parts += (
-            b"%s%d\r\n" % (head, len(name)),
-            name,
-            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(left), left, len(payload)),
-            payload,
-            tail,
-        )
-        sent += 1
-    return parts, sent
-
-
-def _pipelined(
-    pool: Any, commands: list[bytes | memoryview], sent: int, counts: RestoreCounts
-) -> None:
-    """Send ``commands`` at once and read their ``sent`` one-line replies straight off the
-    socket (+OK, or an error: BUSYKEY counts the key present, any other is a refusal)."""
-    from cachectl.backends.redis_sweep import _connection
-
-    connection = _connection(pool)
-    try:
-        connection.send_packed_command([b"".join(commands)], check_health=False)
-        sock = connection._sock
-        if hasattr(sock, "expect_reply"):
-            sock.expect_reply()
-        pending, read = b"", 0
-        while read < sent:
-            data = sock.recv(1 << 16)
-            if not data:
-                raise ConnectionError("the server closed the connection during a restore")
-            pending += data
-            cut = pending.rfind(b"\r\n") + 2
-            if cut < 2:
-                continue
-            replies, pending = pending[:cut], pending[cut:]
-            read += replies.count(b"\r\n")
-            counts.restored += replies.count(b"+OK\r\n")
-            if b"-" in replies:
-                for line in replies.split(b"\r\n"):
-                    if line.startswith(b"-BUSYKEY"):
-                        counts.present += 1
-                    elif line.startswith(b"-"):
-                        counts.refused("RESTORE refused: " + _text(line[1:]))
-    except BaseException:
-        connection.disconnect()  # replies may still be on their way: never reuse it
-        raise
-    finally:
-        pool.release(connection)
-
-
-def _text(reply: Any) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _restore_client_side(
-    client: Any,
-    entries: Iterable[Entry],
-    taken_ms: int,
-    replace: bool,
-    dry_run: bool,
-    counts: RestoreCounts,
-) -> None:
-    now = now_ms()
-    pipe = client.pipeline(transaction=False)
-    sent = []
-    for entry in entries:
-        left = lifetime_left(entry.ttl_ms, taken_ms, now)
-        if left is not None and left <= 0:
-            counts.expired += 1
-            continue
-        if dry_run:
-            pipe.exists(entry.name)
-        else:
-            pipe.restore(entry.name, left or 0, entry.value, replace=replace)
-        sent.append(entry)
-    if not sent:
-        return
-    for reply in pipe.execute(raise_on_error=False):
-        if dry_run:
-            if reply and not replace:
-                counts.present += 1
-            else:
-                counts.restored += 1
-        elif isinstance(reply, Exception):
-            if "BUSYKEY" in str(reply):
-                counts.present += 1
-            else:
-                counts.refused(str(reply))
-        else:
-            counts.restored += 1
+def keep_names(backend: Any, names: list[bytes]) -> None:
+    """``names`` (full keys) as they are now, kept by ``backend``'s backup, if it has one."""
+    keeper = backend.keeper()
+    if keeper is not None:
+        keep(backend.client, keeper, names)

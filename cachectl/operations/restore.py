@@ -141,16 +141,19 @@ def _restore_laid_out(
 ) -> None:
     """Every chunk handed over as the file lays it out (no ``--only``): the file is read
     and decompressed in a thread of its own while the server restores the chunk before."""
-    for chunk in prefetched(backup.laid_out_chunks(), depth=2):
-        if chunk.cache_id not in matching:
-            run.other_caches += chunk.count
-            continue
-        run.counts.add(
-            backend.restore_laid_out(
-                chunk.count, chunk.laid_out, chunk.taken_ms, run.replace, run.dry_run
+    try:
+        for chunk in prefetched(backup.laid_out_chunks(), depth=2):
+            if chunk.cache_id not in matching:
+                run.other_caches += chunk.count
+                continue
+            run.counts.add(
+                backend.restore_laid_out(
+                    chunk.count, chunk.laid_out, chunk.taken_ms, run.replace, run.dry_run
+                )
             )
-        )
-        tally.add(chunk.count)
+            tally.add(chunk.count)
+    finally:
+        run.counts.add(backend.finish_restore())
 
 
 def describe_file(path: str) -> BackupContents:

@@ -1,0 +1,190 @@
+"""``restore`` into Redis, Valkey, Sentinel and Cluster: entries kept with DUMP and PTTL
+(redis_keep) put back with RESTORE, never REPLACE unless asked: a key that exists now is
+counted and left, an entry whose lifetime ran out since is skipped."""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from cachectl.backends.redis_clients import is_cluster
+from cachectl.backup.file_format import Entry, chunk_body, read_chunk
+from cachectl.backup.reader import RestoreCounts, lifetime_left
+from cachectl.backup.writer import now_ms
+
+
+class Restorer:
+    """Entries in the backup's layout back on the server: their RESTORE commands written
+    straight from that layout and pipelined on one connection, as ``redis-cli --pipe``
+    sends them, each chunk sent before the replies of the one before are read, so the
+    server restores one while the client lays out the next (a Cluster's, and a dry
+    run's, through the client's pipeline)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._connection: Any = None
+        #: Replies still to read, by chunk (oldest first).
+        self._owed: deque[int] = deque()
+        self._pending = b""
+
+    def restore(
+        self, count: int, laid_out: bytes, taken_ms: int, replace: bool, dry_run: bool
+    ) -> RestoreCounts:
+        """This chunk sent; the counts of the chunks whose replies came in meanwhile."""
+        counts = RestoreCounts()
+        if is_cluster(self._client) or dry_run:
+            entries = read_chunk(chunk_body(0, taken_ms, count, laid_out)).entries
+            _restore_client_side(self._client, entries, taken_ms, replace, dry_run, counts)
+            return counts
+        commands, sent = _restore_commands(laid_out, max(0, now_ms() - taken_ms), replace, counts)
+        if sent:
+            if self._connection is None:
+                from cachectl.backends.redis_sweep import _connection
+
+                self._connection = _connection(self._client.connection_pool)
+            try:
+                self._connection.send_packed_command([b"".join(commands)], check_health=False)
+            except BaseException:
+                self._drop()
+                raise
+            self._owed.append(sent)
+        while len(self._owed) > 1:
+            self._read(self._owed.popleft(), counts)
+        return counts
+
+    def finish(self) -> RestoreCounts:
+        """The replies still owed read, and the connection handed back."""
+        counts = RestoreCounts()
+        try:
+            while self._owed:
+                self._read(self._owed.popleft(), counts)
+        finally:
+            if self._connection is not None:
+                self._client.connection_pool.release(self._connection)
+                self._connection = None
+        return counts
+
+    def _drop(self) -> None:
+        """A connection whose replies may still be on their way is never reused."""
+        self._owed.clear()
+        if self._connection is not None:
+            self._connection.disconnect()
+
+    def _read(self, owed: int, counts: RestoreCounts) -> None:
+        """``owed`` one-line replies straight off the socket (+OK, or an error: BUSYKEY
+        counts the key present, any other is a refusal)."""
+        sock = self._connection._sock
+        try:
+            if hasattr(sock, "expect_reply"):
+                sock.expect_reply()
+            pending, read = self._pending, 0
+            while read < owed:
+                cut = pending.rfind(b"\r\n") + 2
+                if cut < 2 or pending[:cut].count(b"\r\n") < owed - read:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        raise ConnectionError("the server closed the connection during a restore")
+                    pending += data
+                    continue
+                # Exactly this chunk's replies: the next chunk's may follow in ``pending``.
+                at = 0
+                for _ in range(owed - read):
+                    at = pending.index(b"\r\n", at) + 2
+                replies, pending = pending[:at], pending[at:]
+                read = owed
+                counts.restored += replies.count(b"+OK\r\n")
+                if b"-" in replies:
+                    for line in replies.split(b"\r\n"):
+                        if line.startswith(b"-BUSYKEY"):
+                            counts.present += 1
+                        elif line.startswith(b"-"):
+                            counts.refused("RESTORE refused: " + _text(line[1:]))
+            self._pending = pending
+        except BaseException:
+            self._drop()
+            raise
+
+
+_U32 = struct.Struct(">I")
+#: What follows an entry's value: lifetime left (ms), flags, the extra's length.
+_ENTRY_TAIL = struct.Struct(">qII")
+
+
+def _restore_commands(
+    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts
+) -> tuple[list[bytes | memoryview], int]:
+    """The RESTORE command of each entry still alive (RESP, the payload not copied), and
+    how many; the expired counted in ``counts``."""
+    head = b"*5\r\n$7\r\nRESTORE\r\n$" if replace else b"*4\r\n$7\r\nRESTORE\r\n$"
+    tail = b"\r\n$7\r\nREPLACE\r\n" if replace else b"\r\n"
+    parts: list[bytes | memoryview] = []
+    view, sent, at, end = memoryview(laid_out), 0, 0, len(laid_out)
+    unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
+    while at < end:
+        (size,) = unpack_u32(laid_out, at)
+        name = view[at + 4 : at + 4 + size]
+        at += 4 + size
+        (size,) = unpack_u32(laid_out, at)
+        payload = view[at + 4 : at + 4 + size]
+        at += 4 + size
+        ttl, _flags, extra = unpack_tail(laid_out, at)
+        at += 16 + extra
+        left = b"0"
+        if ttl >= 0:
+            if ttl - elapsed <= 0:
+                counts.expired += 1
+                continue
+            left = str(ttl - elapsed).encode()
+        parts += (
+            b"%s%d\r\n" % (head, len(name)),
+            name,
+            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(left), left, len(payload)),
+            payload,
+            tail,
+        )
+        sent += 1
+    return parts, sent
+
+
+def _text(reply: Any) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _restore_client_side(
+    client: Any,
+    entries: Iterable[Entry],
+    taken_ms: int,
+    replace: bool,
+    dry_run: bool,
+    counts: RestoreCounts,
+) -> None:
+    now = now_ms()
+    pipe = client.pipeline(transaction=False)
+    sent = []
+    for entry in entries:
+        left = lifetime_left(entry.ttl_ms, taken_ms, now)
+        if left is not None and left <= 0:
+            counts.expired += 1
+            continue
+        if dry_run:
+            pipe.exists(entry.name)
+        else:
+            pipe.restore(entry.name, left or 0, entry.value, replace=replace)
+        sent.append(entry)
+    if not sent:
+        return
+    for reply in pipe.execute(raise_on_error=False):
+        if dry_run:
+            if reply and not replace:
+                counts.present += 1
+            else:
+                counts.restored += 1
+        elif isinstance(reply, Exception):
+            if "BUSYKEY" in str(reply):
+                counts.present += 1
+            else:
+                counts.refused(str(reply))
+        else:
+            counts.restored += 1
