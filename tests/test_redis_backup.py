@@ -28,6 +28,7 @@ from tests.servers import ServerProcess, start_redis
 from tests.test_invalidation import Shop, redis_shop, shop_dir  # noqa: F401  (fixtures)
 from tests.test_nested_prefixes import make_nest
 from tests.test_no_scripting import scripting_commands
+from tests.test_release_plan import _run_app, git, shop_repo  # noqa: F401  (a fixture)
 from tests.test_sentinel_and_cluster import (  # noqa: F401  (fixtures)
     as_options,
     cluster,
@@ -114,16 +115,19 @@ def target_args(target: RedisTarget, *extra: str) -> list[str]:
 class RoundTrip:
     """The database before a command with ``--backup``, then after its restore."""
 
-    def __init__(self, client: redis.Redis | redis.RedisCluster, backup: Path) -> None:
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, backup: Path, prefix: str = PREFIX
+    ) -> None:
         self.client = client
         self.backup = backup
+        self.prefix = prefix.encode()
         self.started = time.monotonic()
         self.before = keyspace(client)
 
     def after_command(self, removed_or_changed: int | None = None) -> None:
         """Keys outside the prefix stayed; the prefix changed (else nothing was tested)."""
-        ours, theirs = split(self.before)
-        now_ours, now_theirs = split(keyspace(self.client))
+        ours, theirs = split(self.before, self.prefix)
+        now_ours, now_theirs = split(keyspace(self.client), self.prefix)
         assert_same(theirs, now_theirs, self._elapsed())
         elapsed = self._elapsed()
         changed = {
@@ -668,3 +672,28 @@ def test_a_path_already_taken_is_refused_before_anything_goes(
         assert backup.read_bytes() == b"someone's file"
     else:
         assert backup.is_symlink() and (not elsewhere.exists() or elsewhere.read_bytes() == b"")
+
+
+def test_plan_apply_round_trips(shop_repo: Path, redis_target: RedisTarget) -> None:  # noqa: F811
+    """A release's plan, applied with --backup, then restored: the cache of the old release
+    is back as it was, its version keys included."""
+    client = redis_target.client
+    git(shop_repo, "checkout", "-q", "v1")  # the old release fills the cache
+    _run_app(shop_repo, redis_target)
+    git(shop_repo, "checkout", "-q", "-")
+    client.set("other_app_key", b"stays", ex=100)
+    backup = shop_repo / "plan.backup"
+    target = ["--url", redis_target.url, "--key-prefix", "shop_", "--compat", "2.5", "--json"]
+    trip = RoundTrip(client, backup, "shop_")
+    previous = os.getcwd()
+    os.chdir(shop_repo)
+    try:
+        applied = run(*target, "--backup", str(backup), "plan", "--since", "v1", "--apply")
+        assert applied.exit_code == 0, applied.output
+        trip.after_command()
+        assert backup_doc(applied)["entries"] > 0
+        restored = run(*target, "restore", str(backup), "--replace")
+        assert restored.exit_code == 0, restored.output
+    finally:
+        os.chdir(previous)
+    trip.after_restore()
