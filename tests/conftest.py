@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import compileall
 import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from flask_caching import Cache
 
 import cachectl
 from cachectl.cli import cli
+from tests.forked_runs import shared_server
 from tests.servers import (
     ServerProcess,
     redis_family_name,
@@ -26,6 +28,7 @@ from tests.servers import (
 )
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cachectl")
+CONSOLE_TIMEOUT = 120
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -70,15 +73,32 @@ def run_console(
     input: bytes | None = None,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run the installed ``cachectl`` console script as an operator's shell would."""
+    """Run the installed ``cachectl`` console script as an operator's shell would: a
+    process of its own, with these arguments, stdin, directory and environment (the
+    test's own when ``env`` is None), its output captured. It is forked from this test
+    process's fork server (tests/forked_runs.py), which has started Python and imported
+    cachectl once, when its environment agrees with the server's on what Python reads at
+    start-up; ``fresh`` (for tests about start-up itself) starts the script afresh, as
+    every run does with ``CACHECTL_TESTS_NO_FORK=1`` (to rule the fork server out)."""
+    environment = dict(os.environ) if env is None else env
+    if not fresh and not os.environ.get("CACHECTL_TESTS_NO_FORK"):
+        server = shared_server(CONSOLE_SCRIPT)
+        if server.can_fork(environment):
+            status, stdout, stderr = server.run(
+                args, environment, cwd or Path.cwd(), input, CONSOLE_TIMEOUT
+            )
+            if status is None:
+                raise subprocess.TimeoutExpired([str(CONSOLE_SCRIPT), *args], CONSOLE_TIMEOUT)
+            return subprocess.CompletedProcess([str(CONSOLE_SCRIPT), *args], status, stdout, stderr)
     return subprocess.run(
         [str(CONSOLE_SCRIPT), *args],
         input=input,
         capture_output=True,
         cwd=cwd,
         env=env,
-        timeout=120,
+        timeout=CONSOLE_TIMEOUT,
     )
 
 

@@ -21,11 +21,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import RedisTarget, run_console
+from tests.servers import ServerProcess
 
 FLASK = Path(sys.executable).with_name("flask")
 APP = "trapshop:create_app()"
+#: The database of the session's private Redis the trap-free runs use: the other tests
+#: of this module each have an empty one of conftest's (redis_target), and use theirs
+#: only after the trap-free runs are done.
+BASELINE_DB = 15
 
 PACKAGE = {
     "__init__.py": """
@@ -190,13 +196,17 @@ COMMANDS = [
 FLASK_COMMAND = ["cachectl", "keys"]
 
 
-@pytest.fixture
-def trapshop(tmp_path: Path, redis_target: RedisTarget) -> Path:
-    package = tmp_path / "trapshop"
+def plant_trapshop(directory: Path) -> Path:
+    package = directory / "trapshop"
     package.mkdir()
     for name, source in PACKAGE.items():
         (package / name).write_text(textwrap.dedent(source).lstrip())
-    return tmp_path
+    return directory
+
+
+@pytest.fixture
+def trapshop(tmp_path: Path, redis_target: RedisTarget) -> Path:
+    return plant_trapshop(tmp_path)
 
 
 def environment(cwd: Path, redis_target: RedisTarget, trap: str) -> dict[str, str]:
@@ -247,9 +257,16 @@ def touched(cwd: Path, trap: str) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-@pytest.fixture
-def without_traps(trapshop: Path, redis_target: RedisTarget) -> list[int]:
-    results = run_all(trapshop, redis_target, "")
+@pytest.fixture(scope="module")
+def without_traps(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: ServerProcess
+) -> list[int]:
+    """What the commands do on the app without a trap: the same for every trap, so found
+    once for the module, in a trapshop and a database of its own (emptied by run_all)."""
+    shop = plant_trapshop(tmp_path_factory.mktemp("without-traps"))
+    client = redis.Redis(port=redis_server.port, db=BASELINE_DB)
+    results = run_all(shop, RedisTarget(redis_server.port, BASELINE_DB, client), "")
+    client.flushdb()
     assert [stderr for _, stderr in results] == [""] * len(results), results
     statuses = [status for status, _ in results]
     assert statuses == [0] * len(statuses), results

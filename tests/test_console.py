@@ -27,7 +27,9 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
 
 def test_json_mode_reports_errors_as_one_document() -> None:
-    result = run_console("--json", "--url", f"redis://127.0.0.1:{free_port()}/0", "get", "k")
+    result = run_console(
+        "--json", "--url", f"redis://127.0.0.1:{free_port()}/0", "get", "k", fresh=True
+    )
     assert result.returncode == 3
     document = json.loads(result.stdout)
     assert document["ok"] is False and document["exit_code"] == 3
@@ -35,7 +37,7 @@ def test_json_mode_reports_errors_as_one_document() -> None:
 
 
 def test_quiet_prints_nothing_on_success(redis_target: RedisTarget) -> None:
-    result = run_console("-q", "--url", redis_target.url, "set", "k", "v")
+    result = run_console("-q", "--url", redis_target.url, "set", "k", "v", fresh=True)
     assert result.returncode == 0
     assert result.stdout == b"" and result.stderr == b""
 

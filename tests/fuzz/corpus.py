@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
-from tests.fuzz.forked_runs import ForkServer, forkable
+from tests.forked_runs import ForkServer
 
 Arg = Union[str, bytes]  # a runtime alias: `str | bytes` fails on Python 3.9
 Mode = Literal["plain", "json", "json-after"]
@@ -1513,9 +1513,10 @@ def run_case(
     env["FUZZGUARD_LOG"] = str(guard_log)
     stdin = case.stdin if case.stdin is not None else b""
     returncode: int | None
-    forked = forks is not None and forkable(case.env)
+    full_env = clean_env(env, install_guard(base))
+    forked = forks is not None and forks.can_fork(full_env)
     if forks is not None and forked:
-        returncode, stdout, stderr = forks.run(argv, env, tmp, stdin, SUBPROCESS_TIMEOUT)
+        returncode, stdout, stderr = forks.run(argv, full_env, tmp, stdin, SUBPROCESS_TIMEOUT)
     else:
         try:
             done = subprocess.run(
@@ -1523,7 +1524,7 @@ def run_case(
                 input=stdin,
                 capture_output=True,
                 cwd=tmp,
-                env=clean_env(env, install_guard(base)),
+                env=full_env,
                 timeout=SUBPROCESS_TIMEOUT,
             )
             returncode = done.returncode

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisTarget
+from tests.forked_runs import forkable
 from tests.fuzz.corpus import (
     BACKENDS,
     CASES,
@@ -39,7 +40,6 @@ from tests.fuzz.corpus import (
     shown,
     violations,
 )
-from tests.fuzz.forked_runs import forkable
 from tests.servers import ServerProcess, free_port
 
 #: One worker of pytest-xdist runs the whole file: its session fixture starts every

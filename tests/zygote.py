@@ -1,21 +1,22 @@
-"""A fork server for the corpus: each case's run is a process forked from one that has
+"""A fork server for the console script: each run is a process forked from one that has
 already started Python and imported cachectl, instead of a new interpreter.
 
-Started as a script (``python zygote.py SOCKET MODULE...``) with exactly the environment
-every case's console-script run gets, it imports ``cachectl.cli`` and the client modules a
-run would import, then serves requests on a Unix socket: the case's argv, the variables
-it adds to the environment, its working directory, and three descriptors (stdin, stdout,
-stderr) passed with ``SCM_RIGHTS``. For each it forks; the child becomes what the console
-script is (argv, ``sys.path[0]`` the script's directory, descriptors 0-2, nothing else
-open, the case's variables and directory), runs ``sys.exit(main())`` at the top level of
-this file and ends as any Python program ends (atexit, flushing, exit status). The server
-reports the child's pid, then its exit status (negative: the signal that ended it), as
-``subprocess`` would.
+Started as a script (``python zygote.py SOCKET SCRIPT MODULE...``), it imports ``cachectl.cli``
+and the client modules a run would import, then serves requests on a Unix socket: the
+run's argv, its whole environment, its working directory and umask, and three descriptors
+(stdin, stdout, stderr) passed with ``SCM_RIGHTS``. For each it forks; the child becomes
+what the console script is (argv, ``sys.path[0]`` the script's directory, descriptors 0-2,
+nothing else open, the run's environment, directory and umask), runs ``sys.exit(main())``
+at the top level of this file and ends as any Python program ends (atexit, flushing, exit
+status). The server reports the child's pid, then its exit status (negative: the signal
+that ended it), as ``subprocess`` would. It ends when its parent closes its stdin.
 
 What the fork cannot reproduce is interpreter start-up under another environment, so
-the client (tests/fuzz/corpus.py) sends here only cases whose variables Python does not
-read at start-up, and a sample of cases runs through the real console script too, where
-the two outcomes must be the same (tests/fuzz/test_bad_inputs.py).
+the client (tests/forked_runs.py) sends here only runs that agree with the server's
+environment on every variable read at start-up; the rest start afresh. The bad-input
+corpus runs a sample of its cases both ways, where the outcomes must be the same
+(tests/fuzz/test_bad_inputs.py), and the tests about start-up itself, the installed
+script, terminals and signals sent to the process start it afresh.
 
 This file imports nothing of the tests: it runs with the console script's own imports.
 """
@@ -63,24 +64,49 @@ def _become_the_script(request: dict, fds: list[int]) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)
+    os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     sys.argv = [request["script"], *request["argv"]]
     sys.path[0] = os.path.dirname(request["script"])
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _reap(children: dict[int, socket.socket], pid: int, status: int) -> None:
+    owner = children.pop(pid, None)
+    if owner is not None:
+        code = os.waitstatus_to_exitcode(status)
+        with contextlib.suppress(OSError):
+            owner.sendall(json.dumps({"exit": code}).encode() + b"\n")
+
+
 def serve(listener: socket.socket) -> dict | None:
-    """Serve until the client closes the socket. Returns a request in a child, None in the
-    server when it is done."""
+    """Serve until the parent closes this process's stdin. Returns a request in a child,
+    None in the server when it is done."""
     selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
+    selector.register(listener, selectors.EVENT_READ, "listener")
+    selector.register(0, selectors.EVENT_READ, "parent")
     children: dict[int, socket.socket] = {}
+    # A child's end is seen on its pidfd (Linux 5.3); elsewhere the loop polls.
+    pidfds = hasattr(os, "pidfd_open")
     while True:
-        for key, _events in selector.select(timeout=0.02):
-            if key.fileobj is listener:
+        for key, _events in selector.select(timeout=None if pidfds else 0.02):
+            if key.data == "parent":
+                if not os.read(0, 4096):
+                    for pid in children:
+                        os.kill(pid, signal.SIGKILL)
+                    return None
+                continue
+            if key.data == "listener":
                 connection, _ = listener.accept()
-                selector.register(connection, selectors.EVENT_READ)
+                selector.register(connection, selectors.EVENT_READ, "connection")
+                continue
+            if isinstance(key.data, int):  # a child's pidfd: it has ended
+                selector.unregister(key.fileobj)
+                os.close(key.fd)
+                pid, status = os.waitpid(key.data, 0)
+                _reap(children, pid, status)
                 continue
             connection = key.fileobj  # type: ignore[assignment]
             try:
@@ -101,27 +127,28 @@ def serve(listener: socket.socket) -> dict | None:
             pid = os.fork()
             if pid == 0:
                 for registered in list(selector.get_map().values()):
-                    registered.fileobj.detach()  # type: ignore[union-attr]
+                    if isinstance(registered.fileobj, socket.socket):
+                        registered.fileobj.detach()
                 selector.close()
                 _become_the_script(request, fds)
                 return request
             for fd in fds:
                 os.close(fd)
             children[pid] = connection
+            if pidfds:
+                selector.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
             connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        while children:
+        while children and not pidfds:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            owner = children.pop(pid, None)
-            if owner is not None:
-                code = os.waitstatus_to_exitcode(status)
-                with contextlib.suppress(OSError):
-                    owner.sendall(json.dumps({"exit": code}).encode() + b"\n")
+            _reap(children, pid, status)
 
 
 if __name__ == "__main__":
-    socket_path, *preload = sys.argv[1:]
+    socket_path, script, *preload = sys.argv[1:]
+    # The script's directory, not this file's (tests/), is where its imports start.
+    sys.path[0] = os.path.dirname(script)
     for module in preload:
         importlib.import_module(module)
     import cachectl

@@ -1,17 +1,19 @@
-"""The client of tests/fuzz/zygote.py: a corpus case run in a process forked from one
+"""The client of tests/zygote.py: the console script run in a process forked from one
 that has already started Python and imported cachectl.
 
 Starting the interpreter and importing cachectl with its client libraries costs about
-0.2 s of CPU a run (redis-py alone about 0.1 s), the same for every case; the corpus's
-~1,800 runs spent most of the main lane's time there. A forked run is still a process of
-its own, with the case's argv, variables, directory, stdin and output pipes, its exit
-status and its signals; what it shares is the start-up. See zygote.py for what differs
-and how the corpus keeps that honest.
+0.2 s of CPU a run (redis-py alone about 0.1 s), the same for every run; the corpus's
+~1,800 runs, and the few hundred runs of the other test files (``run_console`` in
+tests/conftest.py), spent most of their time there. A forked run is still a process of
+its own, with its argv, its whole environment, its directory, umask, stdin and output
+pipes, its exit status and its signals; what it shares is the start-up. See zygote.py
+for what differs and how the tests keep that honest.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
 import json
 import os
 import selectors
@@ -30,24 +32,34 @@ Arg = Union[str, bytes]
 ZYGOTE = Path(__file__).with_name("zygote.py")
 #: What a run imports before it knows its case: the CLI, and each backend's client.
 PRELOAD = ("cachectl.cli", "redis", "cachelib", "memcache", "pylibmc")
-#: Variables Python reads while it starts: a case that sets one cannot be forked.
-STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "LANGUAGE")
+#: Variables Python (or a module the fork server has imported) reads while it starts:
+#: locale, interpreter options and paths, the time zone (``time`` reads it on import),
+#: the temporary directory (``tempfile`` keeps the first it finds) and the home
+#: directory. A run whose values of these differ from the fork server's is started afresh.
+STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "HOME")
 
 
-def forkable(env: Mapping[str, str]) -> bool:
-    """Whether a run with these added variables is the same forked as started afresh."""
-    return not any(name.startswith(STARTUP_VARIABLES) for name in env)
+def _startup_part(env: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name.startswith(STARTUP_VARIABLES)}
+
+
+def forkable(added: Mapping[str, str]) -> bool:
+    """Whether a run that adds these variables to the fork server's environment is the
+    same forked as started afresh."""
+    return not _startup_part(added)
 
 
 class ForkServer:
-    """One zygote process, started with ``base_env``: the environment every run gets."""
+    """One zygote process, started with ``base_env``: runs whose environment agrees with
+    it on every start-up variable are forked from it (``can_fork``)."""
 
     def __init__(self, script: Path, base_env: Mapping[str, str]) -> None:
         self.script = script
+        self._startup = _startup_part(base_env)
         self._directory = tempfile.mkdtemp(prefix="cachectl-zygote-")
         self.socket_path = os.path.join(self._directory, "socket")
         self.process = subprocess.Popen(
-            [sys.executable, str(ZYGOTE), self.socket_path, *PRELOAD],
+            [sys.executable, str(ZYGOTE), self.socket_path, str(script), *PRELOAD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -57,32 +69,46 @@ class ForkServer:
         assert self.process.stdout is not None
         if self.process.stdout.readline() != b"ready\n":
             _, err = self.process.communicate(timeout=10)
-            raise RuntimeError(f"the corpus's fork server did not start: {err.decode()}")
+            raise RuntimeError(f"the fork server did not start: {err.decode()}")
+
+    def can_fork(self, env: Mapping[str, str]) -> bool:
+        """Whether a run with exactly this environment is the same forked as started afresh."""
+        return _startup_part(env) == self._startup
 
     def close(self) -> None:
-        self.process.kill()
+        if self.process.poll() is None:
+            self.process.kill()
         self.process.communicate()
-        os.unlink(self.socket_path)
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
         os.rmdir(self._directory)
 
     def run(
         self,
         argv: Sequence[Arg],
         env: Mapping[str, str],
-        cwd: Path,
-        stdin: bytes,
+        cwd: Path | str,
+        stdin: bytes | None,
         timeout: float,
     ) -> tuple[int | None, bytes, bytes]:
-        """Like ``subprocess.run(..., capture_output=True)``: (status or None on timeout,
-        stdout, stderr). A timed-out run is killed."""
+        """Like ``subprocess.run(..., capture_output=True)`` with ``env`` as the whole
+        environment: (status or None on timeout, stdout, stderr). A timed-out run is
+        killed. ``stdin`` None: the run reads this process's own standard input, as a
+        child started without ``input`` would."""
+        umask = os.umask(0)
+        os.umask(umask)
         request = {
             "script": str(self.script),
             "argv": [os.fsdecode(arg) for arg in argv],
             "env": dict(env),
             "cwd": str(cwd),
+            "umask": umask,
         }
         body = json.dumps(request).encode()
-        stdin_read, stdin_write = os.pipe()
+        if stdin is None:
+            stdin_read, stdin_write = os.dup(0), None
+        else:
+            stdin_read, stdin_write = os.pipe()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -98,8 +124,10 @@ class ForkServer:
         finally:
             for fd in (stdin_read, out_write, err_write):
                 os.close(fd)
-        feeder = threading.Thread(target=_feed, args=(stdin_write, stdin), daemon=True)
-        feeder.start()
+        feeder = None
+        if stdin_write is not None:
+            feeder = threading.Thread(target=_feed, args=(stdin_write, stdin), daemon=True)
+            feeder.start()
         replies = connection.makefile("rb")
         try:
             stdout, stderr, finished = _collect(out_read, err_read, deadline)
@@ -116,7 +144,8 @@ class ForkServer:
         finally:
             replies.close()
             connection.close()  # the server kills a run whose client has gone
-            feeder.join(timeout=5)
+            if feeder is not None:
+                feeder.join(timeout=5)
         return status, stdout, stderr
 
 
@@ -153,3 +182,21 @@ def _collect(out_fd: int, err_fd: int, deadline: float) -> tuple[bytes, bytes, b
         selector.close()
         os.close(out_fd)
         os.close(err_fd)
+
+
+_shared: dict[int, ForkServer] = {}
+_shared_lock = threading.Lock()
+#: The environment the test process started with, before any test changed it.
+_BASE_ENV = dict(os.environ)
+
+
+def shared_server(script: Path) -> ForkServer:
+    """This test process's own fork server for ``script``, started on first use with the
+    environment the process started with (not one a test has changed), stopped when the
+    process exits. (Keyed by pid: a test that forks must not share its parent's.)"""
+    with _shared_lock:
+        server = _shared.get(os.getpid())
+        if server is None:
+            server = _shared[os.getpid()] = ForkServer(script, _BASE_ENV)
+            atexit.register(server.close)
+        return server
