@@ -38,6 +38,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     compileall.compile_dir(str(Path(cachectl.__file__).parent), quiet=1)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep ``xdist_group`` tests on one worker under ``--dist loadgroup``. pytest-xdist 3.8
+    marks them by appending ``@group`` to ``item._nodeid``, which pytest 9.2 no longer
+    reads (it keeps a structured ``_id``; pytest-xdist issue 1386): the groups were then
+    dealt out test by test, and the bad-input corpus, whose session fixture runs every
+    selected case, ran whole on each worker. Here the suffix is written where pytest keeps
+    the id, when xdist's own hook (run before this one) did not get it there."""
+    if not getattr(config.option, "loadgroup", False) or not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        suffix = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(item.nodeid + suffix)
+
+
 def pytest_report_header() -> str:
     """Which Redis-family server this session's tests run on (``CACHECTL_REDIS_SERVER``)."""
     return f"Redis-family server: {redis_family_name()} ({redis_server_binary()})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import json
 import os
 import selectors
@@ -76,12 +77,12 @@ class ForkServer:
         return _startup_part(env) == self._startup
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
-        if os.path.exists(self.socket_path):
+        """Stop the server: closing its stdin ends it (and the runs still going), as the
+        end of this process would; it removes its socket."""
+        self.process.communicate(timeout=30)
+        with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
-        os.rmdir(self._directory)
+            os.rmdir(self._directory)
 
     def run(
         self,

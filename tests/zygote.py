@@ -9,7 +9,8 @@ what the console script is (argv, ``sys.path[0]`` the script's directory, descri
 nothing else open, the run's environment, directory and umask), runs ``sys.exit(main())``
 at the top level of this file and ends as any Python program ends (atexit, flushing, exit
 status). The server reports the child's pid, then its exit status (negative: the signal
-that ended it), as ``subprocess`` would. It ends when its parent closes its stdin.
+that ended it), as ``subprocess`` would. It ends when its parent closes its stdin. What
+``ps`` shows as a run's command line is the server's (``sys.argv`` is the run's).
 
 What the fork cannot reproduce is interpreter start-up under another environment, so
 the client (tests/forked_runs.py) sends here only runs that agree with the server's
@@ -169,5 +170,9 @@ if __name__ == "__main__":
     server.listen(64)
     os.write(1, b"ready\n")  # past sys.stdout, whose buffer each child inherits empty
     if serve(server) is None:
+        # The parent has gone (or closed it): leave no socket behind, whoever is first.
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path)
+            os.rmdir(os.path.dirname(socket_path))
         sys.exit(0)
     sys.exit(main())
