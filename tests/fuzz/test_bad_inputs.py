@@ -194,6 +194,16 @@ def test_the_corpus_runs_forked_and_samples_the_console_script() -> None:
     }
 
 
+def test_the_corpus_is_one_group_for_pytest_xdist(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` every test of this file carries the group's suffix, which
+    is what keeps them on one worker: without it the session fixture above runs the whole
+    corpus again on every worker that is dealt one of its tests (tests/conftest.py)."""
+    config = request.config
+    if not (getattr(config.option, "loadgroup", False) and hasattr(config, "workerinput")):
+        pytest.skip("only under pytest-xdist with --dist loadgroup, as the main lane runs")
+    assert request.node.nodeid.endswith("@corpus"), request.node.nodeid
+
+
 def test_the_corpus_covers_every_command_and_backend() -> None:
     """The corpus is the suite's reach: it must stay broad as cases come and go."""
     assert len(CASES) >= 300
