@@ -29,7 +29,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from cachectl.backends.memcached_crawler import MAX_LINE, _Connection, socket_address
 from cachectl.backup.file_format import MAX_BODY, NO_EXPIRY, Entry
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from cachectl.backup.writer import Keeper
 
     #: The backend's ``keeper``: asked for only once there is an entry to keep.
-    KeeperSource = Callable[[], Keeper | None]
+    KeeperSource = Callable[[], Optional[Keeper]]  # an alias: no X | None before 3.10
 
 #: Flask-Caching's SpreadSASLMemcachedCache maxchunk: a value spread over KEY.0 to KEY.31.
 SPREAD_MAX_CHUNKS = 32
