@@ -111,8 +111,10 @@ class StoredEntry(NamedTuple):
     #: (Redis: ``redis_pickles``); ``payload`` is then empty.
     refs: Refs | None = None
     #: How many entries this stands for: more than one where the backend only counted
-    #: alike entries that name nothing (``name`` empty, ``size`` their total).
+    #: alike entries (``name`` empty, ``size`` their total): that name nothing, or, by
+    #: ``stored_entries(totals=True)``, the same names under one census ``label``.
     entries: int = 1
+    label: bytes | None = None
 
 
 class CacheBackend:
@@ -292,9 +294,10 @@ class CacheBackend:
         """Empty the whole server, every app's keys (after ``flush_all_plan``)."""
         raise NotImplementedError
 
-    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+    def stored_entries(self, limit: int, totals: bool = False) -> Iterator[StoredEntry]:
         """Every entry under the prefix with its pickle (none read past ``limit`` bytes),
-        streamed: what ``check-pickles`` reads. Needs a backend that can walk them."""
+        streamed: what ``check-pickles`` reads. Needs a backend that can walk them.
+        ``totals``: alike entries may come summed (``StoredEntry.label``), for a census."""
         raise UsageError(f"{self.kind} cannot list its entries, so they cannot be read in turn")
 
     def delete_entries(self, names: list[bytes]) -> int:

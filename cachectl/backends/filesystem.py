@@ -352,7 +352,7 @@ class FileSystemBackend(CacheBackend):
                     self._adjust_count(-count)
         return tally.count
 
-    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+    def stored_entries(self, limit: int, totals: bool = False) -> Iterator[StoredEntry]:
         with self._os_errors():
             yield from filesystem_entries.stored_entries(self, limit)
 

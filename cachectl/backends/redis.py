@@ -457,7 +457,7 @@ class RedisBackend(CacheBackend):
     def stats(self, sample: int | None, on_progress: ProgressCallback | None = None) -> CacheStats:
         return self.stats_except(None, sample, on_progress)
 
-    def stored_entries(self, limit: int) -> Iterator[StoredEntry]:
+    def stored_entries(self, limit: int, totals: bool = False) -> Iterator[StoredEntry]:
         """Walked inside the server (``redis_pickles``) where it runs scripts; else SCAN,
         and each batch's values in one bounded call (``redis_values``)."""
         from cachectl.backends.redis_pickles import walked_entries
@@ -468,7 +468,7 @@ class RedisBackend(CacheBackend):
         with self.server_errors():
             if pickled and not self.is_cluster:
                 most = current_limits().max_elements
-                walked = walked_entries(self.client, match, cut, limit, most)
+                walked = walked_entries(self.client, match, cut, limit, most, totals)
                 if walked is not None:
                     yield from walked
                     return

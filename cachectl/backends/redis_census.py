@@ -217,6 +217,47 @@ end
 return reply
 """
 
+#: The census's label of one key (``census_label``'s rules) as a Lua function
+#: ``label_of(name, start, longest)`` (``start``: the first byte after the prefix), for
+#: a script that labels only some of its keys: ``redis_pickles`` labels the entries
+#: that name a class. ``CENSUS_SCRIPT`` labels every key inline, where a call per key
+#: would cost it; tests hold both to ``census_label``.
+LABEL_FUNCTION = """
+local function view_segment(path)
+  local segment = string.match(path, '^/[^/]*') or path
+  if #segment == #path then
+    local digest = string.match(segment, '%x+$')
+    if digest then
+      local strip = 0
+      for _, size in ipairs({32, 40, 64, 128}) do
+        if #digest >= size then strip = size end
+      end
+      segment = string.sub(segment, 1, #segment - strip)
+    end
+  end
+  return segment
+end
+local function label_of(name, start, longest)
+  local size, sub, find = #name, string.sub, string.find
+  local n, first = size - start + 1, string.byte(name, start)
+  if n >= 7 and string.byte(name, size) == 114 and find(name, '_memver', size - 6, true) then
+    return 'v'
+  elseif first == 95 and find(name, '_template_fragment_cache_', start, true) == start then
+    local label = sub(name, start + 25)
+    local vary = find(label, '_%d')
+    if vary then label = sub(label, 1, vary - 1) end
+    return 'f' .. sub(label, 1, longest)
+  elseif first == 118 and find(name, 'view/', start, true) == start then
+    return 'w' .. sub(view_segment(sub(name, start + 5)), 1, longest)
+  elseif first == 47 and #(string.match(name, '%x*$')) >= 32 then
+    return 'w' .. sub(view_segment(sub(name, start)), 1, longest)
+  elseif (n == 22 or n == 28) and not find(name, '[^%w%+/=]', start) then
+    return 'e' .. sub(name, start + 16)
+  end
+  return 'o'
+end
+"""
+
 
 #: How the script packs each label's totals, and each label's length.
 _COUNTS = struct.Struct("<8q")

@@ -21,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cachectl.backends.base import StoredEntry
+from cachectl.backends.redis_census import LABEL_FUNCTION
 from cachectl.backends.redis_clients import errors_named, is_error
 from cachectl.backends.redis_sweep import refuses_scripts
+from cachectl.backends.statistics import MAX_NAME_BYTES
 from cachectl.codec import pickle_refs
 
 #: The bytes of pickles one call walks, after which it ends with the SCAN step under way.
@@ -49,7 +51,11 @@ PICKLES_SCRIPT = (
     """
 local most, budget, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cursor, match, count, steps = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local totals, start, name_bytes = ARGV[8] == '1', tonumber(ARGV[9]), tonumber(ARGV[10])
 local byte, sub, find, bor, char = string.byte, string.sub, string.find, bit.bor, string.char
+"""
+    + LABEL_FUNCTION
+    + """
 """
     + _opcode_table()
     + """
@@ -71,28 +77,26 @@ end
 
 -- The names a pickle (data, from byte 2: byte 1 is cachelib's '!') refers to, as
 -- 'p' or 'c' (cut short) then, per name, its role bits as one character and its
--- path, each ended by a NUL.
-local function walk(data)
-  local found, order = {}, {}
-  local stack, top, marks, nmarks, memo, nmemo = {}, 0, {}, 0, {}, 0
-  local at, size, protocol = 2, #data, 0
-  local function note(item, role)
-    if type(item) == 'table' then
-      local path = item[1]
-      if found[path] == nil then
-        order[#order + 1] = path
-        found[path] = role
-      else
-        found[path] = bor(found[path], role)
-      end
+-- path, each ended by a NUL. One table of names per walk, the helpers made once (a
+-- closure made per value cost as much as a tenth of the walk).
+local found, order = {}, {}
+local function note(item, role)
+  if type(item) == 'table' then
+    local path = item[1]
+    local had = found[path]
+    if had == nil then
+      order[#order + 1] = path
+      found[path] = role
+    else
+      found[path] = bor(had, role)
     end
   end
-  local function reply(status)
-    local parts = {status}
-    for _, path in ipairs(order) do parts[#parts + 1] = char(48 + found[path]) .. path .. '\\0' end
-    return table.concat(parts)
-  end
-  local function push(value) top = top + 1; stack[top] = value end
+end
+local function reply(status)
+  local parts = {status}
+  for _, path in ipairs(order) do parts[#parts + 1] = char(48 + found[path]) .. path .. '\\0' end
+  return table.concat(parts)
+end
 -- A short string is kept as where it lies (start * SPAN + length), made a string only
 -- when STACK_GLOBAL takes it: most strings of a pickle are field names and values.
 local SPAN = 262144
@@ -104,61 +108,87 @@ local function text(item, data)
   if type(item) == 'string' then return item end
   return nil
 end
+-- Whether a value (from byte 2) could name anything: STACK_GLOBAL, EXT1/2/4, or a 'c'
+-- or 'i' (GLOBAL, INST) with two newlines after it. ``pickle_refs.may_name`` asks
+-- the same; at C speed, so most values are never walked.
+local function may_name(data)
+  if find(data, '[\\130-\\132\\147]', 2) then return true end
+  local first = find(data, '[ci]', 2)
+  if first == nil then return false end
+  local line = find(data, '\\n', first + 1, true)
+  return line ~= nil and find(data, '\\n', line + 1, true) ~= nil
+end
+-- The stack, the marks and the memo are kept from one walk to the next (growing new
+-- tables per value was a fifth of the walk): only the memo is ever read past what this
+-- walk wrote, so what the last walk left in it is emptied first.
+local stack, marks, memo, left = {}, {}, {}, 0
+local function walk(data)
+  found, order = {}, {}
+  if left > 4096 then memo = {} else for i = 0, left - 1 do memo[i] = nil end end
+  local top, nmarks, nmemo = 0, 0, 0
+  local at, size, protocol = 2, #data, 0
+  local status = 'c'
   while at <= size do
-    if top + nmemo > most then return reply('c') end
+    if top + nmemo > most then break end
     local code = byte(data, at)
     at = at + 1
     if code == 0x94 then
-      if top < 1 then return reply('c') end
+      if top < 1 then break end
       memo[nmemo] = stack[top]; nmemo = nmemo + 1
     elseif code == 0x8C then
       local n = byte(data, at)
-      if n == nil then return reply('c') end
+      if n == nil then break end
       top = top + 1; stack[top] = (at + 1) * SPAN + n; at = at + 1 + n
     elseif code == 0x68 then
       local index = byte(data, at)
-      if index == nil then return reply('c') end
+      if index == nil then break end
       local got = memo[index]; if got == nil then got = false end
-      push(got); at = at + 1
+      top = top + 1; stack[top] = got; at = at + 1
     elseif PUSH_FIXED[code] then
       top = top + 1; stack[top] = false; at = at + PUSH_FIXED[code]
     elseif code == 0x28 then
       nmarks = nmarks + 1; marks[nmarks] = top
     elseif code == 0x75 or code == 0x65 then
-      if nmarks < 1 then return reply('c') end
+      if nmarks < 1 then break end
       top = marks[nmarks]; nmarks = nmarks - 1
-    elseif code == 0x62 then
-      if top < 2 then return reply('c') end
+    elseif code == 0x62 or code == 0x61 or code == 0x86 then  -- BUILD, APPEND, TUPLE2
+      if top < 2 then break end
       top = top - 1; stack[top] = false
+    elseif code == 0x85 then  -- TUPLE1
+      if top < 1 then break end
+      stack[top] = false
+    elseif code == 0x87 or code == 0x73 then  -- TUPLE3, SETITEM
+      if top < 3 then break end
+      top = top - 2; stack[top] = false
     elseif code == 0x81 or code == 0x52 then
-      if top < 2 then return reply('c') end
+      if top < 2 then break end
       if code == 0x81 then note(stack[top - 1], 4) else note(stack[top - 1], 2) end
       top = top - 1; stack[top] = false
     elseif code == 0x93 then
-      if top < 2 then return reply('c') end
+      if top < 2 then break end
       local module, qualname = text(stack[top - 1], data), text(stack[top], data)
       local path = '(a name built on the stack)'
       if module and qualname then path = module .. '.' .. qualname end
       top = top - 1; stack[top] = {path}; note(stack[top], 1)
     elseif code == 0x43 or code == 0x8A then
       local n = byte(data, at)
-      if n == nil then return reply('c') end
-      at = at + 1 + n; push(false)
+      if n == nil then break end
+      at = at + 1 + n; top = top + 1; stack[top] = false
     elseif code == 0x95 then
       at = at + 8
     elseif code == 0x2E then
-      return reply('p')
+      status = 'p'; break
     else
       local op = OPS[code]
-      if op == nil then return reply('c') end
+      if op == nil then break end
       local kind, how, width, to_mark, pops, pushes = op[1], op[2], op[3], op[4], op[5], op[6]
       local raw = ''
       if how == SIZED then
         local n = le(data, at, width)
-        if n == nil then return reply('c') end
-        if op[7] == 1 and n >= 2147483648 then return reply('c') end
+        if n == nil then break end
+        if op[7] == 1 and n >= 2147483648 then break end
         at = at + width
-        if at + n - 1 > size then return reply('c') end
+        if at + n - 1 > size then break end
         raw = sub(data, at, at + n - 1); at = at + n
       elseif how == FIXED then
         raw = sub(data, at, at + width - 1); at = at + width
@@ -166,25 +196,25 @@ end
       elseif how == LINE or how == TWO_LINES then
         local stop = find(data, '\\n', at, true)
         if how == TWO_LINES and stop then stop = find(data, '\\n', stop + 1, true) end
-        if stop == nil then return reply('c') end
+        if stop == nil then break end
         raw = sub(data, at, stop - 1); at = stop + 1
       end
-      if at > size + 1 then return reply('c') end
+      if at > size + 1 then break end
       local value, done = false, false
       if kind == STRING then
         value = raw
       elseif kind == MEMOIZE then
-        if top < 1 then return reply('c') end
+        if top < 1 then break end
         memo[nmemo] = stack[top]; nmemo = nmemo + 1; done = true
       elseif kind == GET or kind == PUT then
         local index
         if how == LINE then index = tonumber(raw) else index = le(raw, 1, #raw) end
-        if index == nil then return reply('c') end
+        if index == nil then break end
         if kind == GET then
           local got = memo[index]; if got == nil then got = false end
-          push(got)
+          top = top + 1; stack[top] = got
         else
-          if top < 1 then return reply('c') end
+          if top < 1 then break end
           memo[index] = stack[top]
           if index >= nmemo then nmemo = index + 1 end
         end
@@ -192,7 +222,7 @@ end
       elseif kind == MARK then
         nmarks = nmarks + 1; marks[nmarks] = top; done = true
       elseif kind == STACK_GLOBAL then
-        if top < 2 then return reply('c') end
+        if top < 2 then break end
         local module, qualname = text(stack[top - 1], data), text(stack[top], data)
         local path = '(a name built on the stack)'
         if module and qualname then path = module .. '.' .. qualname end
@@ -206,13 +236,13 @@ end
         value = {'(extension code ' .. le(raw, 1, #raw) .. ')'}; note(value, 1)
       elseif kind == USE then
         if code == 0x81 then
-          if top < 2 then return reply('c') end
+          if top < 2 then break end
           note(stack[top - 1], 4)
         elseif code == 0x92 then
-          if top < 3 then return reply('c') end
+          if top < 3 then break end
           note(stack[top - 2], 4)
         elseif code == 0x52 then
-          if top < 2 then return reply('c') end
+          if top < 2 then break end
           note(stack[top - 1], 2)
         elseif nmarks > 0 and top > marks[nmarks] then
           note(stack[marks[nmarks] + 1], 4)
@@ -222,18 +252,19 @@ end
       end
       if not done then
         if to_mark == 1 then
-          if nmarks < 1 then return reply('c') end
+          if nmarks < 1 then break end
           top = marks[nmarks]; nmarks = nmarks - 1
         end
         if pops > 0 then
-          if top < pops then return reply('c') end
+          if top < pops then break end
           top = top - pops
         end
-        for _ = 1, pushes do push(value) end
+        for _ = 1, pushes do top = top + 1; stack[top] = value end
       end
     end
   end
-  return reply('c')
+  left = nmemo
+  return reply(status)
 end
 
 -- SCAN steps (at most ``steps``) until ``budget`` bytes were walked (a step that walks
@@ -242,8 +273,13 @@ end
 -- the name, the status: 'p' or 'c' and its names; 'b' not walked here (longer than this
 -- script walks, or met once the budget was spent: the client reads it); 'v' and the
 -- value of a short memoize version key. Pickles that name nothing and values that are
--- no pickle (most keys) are only counted. The reply: the cursor, the records, the counts.
+-- no pickle (most keys) are only counted. With ``totals``, the pickles that name
+-- something are counted too, by their census label (``label_of``) and what they name,
+-- so only the sums cross the wire: per label and names, packed, the entries, their
+-- bytes, the length of the label and names, the label's length, the label, the names.
+-- The reply: the cursor, the records, the counts, the sums.
 local out, walked = {}, 0
+local group_of, groups, entries, bytes = {}, {}, {}, {}
 local plain, plain_bytes, other, other_bytes = 0, 0, 0, 0
 local taken = 0
 repeat
@@ -263,13 +299,24 @@ repeat
         status = 'v' .. data
       elseif byte(data, 1) ~= 33 then
         status = 'n'
-      elseif not (find(data, '\\147', 2, true) or find(data, '\\n', 2, true)
-          or find(data, '\\130', 2, true) or find(data, '\\131', 2, true)
-          or find(data, '\\132', 2, true)) then
+      elseif not may_name(data) then
         status = 'p'
       else
         walked = walked + size
         status = walk(data)
+        if totals and status ~= 'p' then
+          local label = label_of(name, start, name_bytes)
+          if label ~= 'v' then  -- a long version key's value: the client judges it
+            local key = struct.pack('<I4', #label) .. label .. status
+            local at = group_of[key]
+            if at == nil then
+              at = #groups + 1
+              group_of[key], groups[at], entries[at], bytes[at] = at, key, 0, 0
+            end
+            entries[at], bytes[at] = entries[at] + 1, bytes[at] + size
+            status = 'x'
+          end
+        end
       end
     end
     if status == 'p' then
@@ -281,12 +328,18 @@ repeat
     end
   end
 until cursor == '0' or walked > budget or taken >= steps
-return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes}
+for at, key in ipairs(groups) do
+  groups[at] = struct.pack('<I4dI4', entries[at], bytes[at], #key) .. key
+end
+return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes, table.concat(groups)}
 """
 )
 _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
 #: Each listed key's name's length, the value's length and its status's length.
 _HEAD = struct.Struct("<IiI")
+#: Each sum's entries, bytes and the length of its label and names; the label's length.
+_SUM = struct.Struct("<IdI")
+_LABEL = struct.Struct("<I")
 
 
 def _decoded(path: bytes) -> str:
@@ -316,12 +369,15 @@ def _call(client: Any, cursor: Any, match: str, limits: tuple[int, ...]) -> list
 
 
 def walked_entries(
-    client: Any, match: str, cut: int, limit: int, most: int
+    client: Any, match: str, cut: int, limit: int, most: int, totals: bool = False
 ) -> Iterator[StoredEntry] | None:
     """The entries under ``match`` with the names each pickle refers to, walked inside
     the server (``refs`` set; a long value is read here, ``payload`` set instead), or
-    None where the server runs no script (before any entry was read)."""
-    limits = (most, STEP_BYTES, SCRIPT_VALUE_BYTES, SCAN_COUNT, SCANS_PER_CALL)
+    None where the server runs no script (before any entry was read). With ``totals``,
+    the entries that name something come summed by census label and names (``label``
+    set, ``name`` empty), as a census needs them; else one by one."""
+    limits: tuple[int, ...] = (most, STEP_BYTES, SCRIPT_VALUE_BYTES, SCAN_COUNT, SCANS_PER_CALL)
+    limits += (int(totals), cut + 1, MAX_NAME_BYTES)
     try:
         reply = _call(client, 0, match, limits)
     except errors_named("ResponseError") as exc:
@@ -343,6 +399,7 @@ def walked_entries(
                     yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
                 if other:
                     yield StoredEntry(b"", None, other_bytes, entries=other)
+                yield from _sums(bytes(answer[6]))
                 at = 0
                 while at < len(packed):
                     named, size, length = _HEAD.unpack_from(packed, at)
@@ -355,6 +412,20 @@ def walked_entries(
                 answer = following.result()
 
     return entries()
+
+
+def _sums(packed: bytes) -> Iterator[StoredEntry]:
+    """The script's sums: alike entries (one label, the same names) as one."""
+    at = 0
+    while at < len(packed):
+        count, size, length = _SUM.unpack_from(packed, at)
+        at += _SUM.size
+        (labelled,) = _LABEL.unpack_from(packed, at)
+        label = packed[at + _LABEL.size : at + _LABEL.size + labelled]
+        status = packed[at + _LABEL.size + labelled : at + length]
+        at += length
+        refs = _refs(status)
+        yield StoredEntry(b"", b"", int(size), refs=refs, entries=count, label=label)
 
 
 def _entry(

@@ -117,7 +117,8 @@ class PickleCensus:
                 self.not_read += entry.entries
             return
         self.pickles += entry.entries
-        self.cut_short += refs.stopped is not None
+        if refs.stopped is not None:
+            self.cut_short += entry.entries
         if not refs.names:
             return
         for name, roles in refs.names.items():
@@ -126,7 +127,7 @@ class PickleCensus:
                 if len(self.names) >= MAX_NAMES:  # planted names cannot grow the census
                     name = OTHER_NAMES
                 tally = self.names.setdefault(name, NameTally())
-            tally.entries += 1
+            tally.entries += entry.entries
             tally.stored_bytes += entry.size
             tally.roles |= roles
         group = self.groups.get(label)
@@ -134,7 +135,7 @@ class PickleCensus:
             if len(self.groups) >= MAX_NAMES:
                 label = label[:1] + b"*"  # counted together from here on
             group = self.groups.setdefault(label, GroupTally())
-        group.entries += 1
+        group.entries += entry.entries
         group.stored_bytes += entry.size
         if len(group.names) < MAX_NAMES:
             group.names.update(refs.names)
@@ -195,11 +196,12 @@ class PickleCensus:
         }
 
 
-def _entries(backend: CacheBackend, tally: Tally) -> Iterator[StoredEntry]:
-    """The backend's entries, counted a batch at a time (progress, a stop between)."""
+def _entries(backend: CacheBackend, tally: Tally, totals: bool = False) -> Iterator[StoredEntry]:
+    """The backend's entries, counted a batch at a time (progress, a stop between);
+    with ``totals``, alike ones may come summed (a census needs no names of keys)."""
     limit = current_limits().max_bytes + 1  # a Redis pickle's "!", then the pickle
     pending = 0
-    for entry in backend.stored_entries(limit):
+    for entry in backend.stored_entries(limit, totals):
         yield entry
         pending += entry.entries
         if pending >= BATCH_SIZE:
@@ -214,14 +216,18 @@ def take_census(backend: CacheBackend, on_progress: ProgressCallback | None = No
     suffix = VERSION_SUFFIX.encode()
     tally = Tally(on_progress)
     with partial_work(tally, "examined"):
-        for entry in _entries(backend, tally):
+        for entry in _entries(backend, tally, True):
             version = entry.payload is not None and entry.name.endswith(suffix)
             if version and census_label(entry.name) == b"v":
                 _note_version(found, entry, suffix)
                 continue
             refs = _refs(entry)
-            # The label only where the entry names anything (most name nothing).
-            found.add(entry, refs, census_label(entry.name) if refs.names else b"")
+            # The label only where the entry names anything (most name nothing), and
+            # where the backend summed alike entries, as it labelled them.
+            label = entry.label
+            if label is None:
+                label = census_label(entry.name) if refs.names else b""
+            found.add(entry, refs, label)
     return found
 
 
@@ -238,7 +244,8 @@ def _note_version(found: PickleCensus, entry: StoredEntry, suffix: bytes) -> Non
 
     found.entries += 1
     found.stored_bytes += entry.size
-    version = restricted_loads(entry.payload or b"") if len(entry.payload or b"") < 256 else None
+    payload = entry.payload or b""  # empty where the server walked it: too long for one
+    version = restricted_loads(payload) if 0 < len(payload) < 256 else None
     if isinstance(version, str):
         name = entry.name[: -len(suffix)].decode("utf-8", "backslashreplace")
         found.versions[version[-6:]] = name
