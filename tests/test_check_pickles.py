@@ -337,7 +337,14 @@ def ordinary_values() -> dict[str, bytes]:
     library, a model of this module, plain data."""
     value = [datetime.datetime(2020, 1, 1), Decimal(1), collections.OrderedDict(a=1), {1, 2}]
     value += [b"xx", "text", Sample(3), (Sample(4), [Sample(5)])]
-    return {f"ordinary-p{p}": pickle.dumps(value, p) for p in range(pickle.HIGHEST_PROTOCOL + 1)}
+    found = {f"ordinary-p{p}": pickle.dumps(value, p) for p in range(pickle.HIGHEST_PROTOCOL + 1)}
+    for p in range(pickle.HIGHEST_PROTOCOL + 1):  # where the pre-filter's answer is close
+        found[f"text-c-newlines-p{p}"] = pickle.dumps("abc\nmodule\nname\n" * 3, p)
+        found[f"text-newlines-p{p}"] = pickle.dumps("hello\nworld\n", p)
+        found[f"bytes-93-p{p}"] = pickle.dumps(b"\x93\x82\x83\x84c\n\n", p)
+        found[f"class-p{p}"] = pickle.dumps(Sample, p)
+        found[f"instance-p{p}"] = pickle.dumps(Sample(p), p)
+    return found
 
 
 def test_the_walk_inside_redis_names_what_the_walk_in_python_names(

@@ -12,7 +12,9 @@ and both censuses over 200,000 keys leave no entry, on the session's server
 
 from __future__ import annotations
 
+import datetime
 import json
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +75,44 @@ def test_no_scripted_step_holds_the_server_past_the_bound(server: ServerProcess,
     assert calls["cmdstat_scan"] >= 2 * steps, calls
     if name.startswith("clear") and "dry-run" not in name:
         assert client.dbsize() == OTHER_KEYS + (KEPT_KEYS if name == "clear-exclude" else 0)
+
+
+#: Fills keys ``app_<first>`` to ``app_<last>`` inside the server, each with one of ARGV[3..].
+_FILL = """
+local first, last, kinds = tonumber(ARGV[1]), tonumber(ARGV[2]), #ARGV - 2
+for i = first, last do redis.call('SET', 'app_' .. i, ARGV[3 + i % kinds]) end
+"""
+
+
+def test_check_pickles_steps_stay_under_the_bound(server: ServerProcess) -> None:
+    """check-pickles walks every value's opcodes inside the server: with every app key
+    holding a pickle, half of them naming classes, no call passes the bound either."""
+    client = _fresh(server)
+    rows = [{"id": n, "at": datetime.datetime(2026, 1, 1 + n)} for n in range(3)]
+    values = [b"!" + pickle.dumps(rows, 5), b"!" + pickle.dumps({"a": [1, 2], "b": "x"}, 5)]
+    for first in range(0, APP_KEYS, 25_000):
+        client.eval(_FILL, 0, first, min(first + 25_000, APP_KEYS) - 1, *values)
+    client.slowlog_reset()
+    client.config_resetstat()
+
+    done = run("--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_",
+               "--json", "check-pickles")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    assert document["entries"] == APP_KEYS + KEPT_KEYS
+    classes = {found["name"]: found["entries"] for found in document["classes"]}
+    assert classes == {"datetime.datetime": APP_KEYS // 2}
+
+    slow = [
+        (entry["duration"] / 1000, entry["command"][:40])
+        for entry in client.slowlog_get(1000)
+        if entry["command"].split(b" ")[0].upper() in (b"EVAL", b"EVALSHA")
+    ]
+    assert not slow, f"steps over {BOUND_MS} ms by the server's clock: {slow[:10]}"
+    calls = {command: stats["calls"] for command, stats in client.info("commandstats").items()}
+    steps = calls.get("cmdstat_eval", 0) + calls.get("cmdstat_evalsha", 0)
+    assert steps >= 2, calls
+    assert calls["cmdstat_scan"] >= 2 * steps, calls
 
 
 def test_a_script_cache_flushed_mid_clear_costs_nothing(server: ServerProcess) -> None:

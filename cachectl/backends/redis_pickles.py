@@ -5,9 +5,11 @@ pickle: on a million entries, ten times what ``stats`` costs. Here a script SCAN
 reads every value where it lies, walks its opcodes as ``codec.pickle_refs`` does (the
 same table of opcodes, generated from ``pickletools``; a test holds the two walks to
 the same names), and returns only the entries that name something (their names, and
-how they use each) and the counts of the others. A call ends with the SCAN step under
-way once it has walked ``STEP_BYTES`` of pickles; the client sends the next call as
-soon as a reply arrives, and counts while the server walks. A value longer than
+how they use each) and the counts of the others; for a census, only sums by label and
+names. A call ends with the SCAN step under way once ``STEP_MICROSECONDS`` passed by
+the server's clock, or (where that clock stands still inside a script) once it walked
+``STEP_BYTES`` of pickles; the client sends the next call as soon as a reply arrives,
+and counts while the server walks. A value longer than
 ``SCRIPT_VALUE_BYTES``, or met in a step that walked far past the budget, is left to the
 client (read whole and walked there), so a planted value cannot hold the server long.
 """
@@ -27,8 +29,13 @@ from cachectl.backends.redis_sweep import refuses_scripts
 from cachectl.backends.statistics import MAX_NAME_BYTES
 from cachectl.codec import pickle_refs
 
-#: The bytes of pickles one call walks, after which it ends with the SCAN step under way.
-STEP_BYTES = 16 * 1024
+#: How long one call walks, by the server's clock, before it ends with the SCAN step
+#: under way: longer than a census step (4 ms), as a round trip per call costs more
+#: beside a call that walks fewer keys; far inside the bound tests hold every step to.
+STEP_MICROSECONDS = 6000
+#: The bytes of pickles one call walks at most (the bound where the server's clock stands
+#: still inside a script, as Valkey's does), after which it ends likewise.
+STEP_BYTES = 32 * 1024
 #: Longer values are read and walked on the client.
 SCRIPT_VALUE_BYTES = 64 * 1024
 #: Keys one SCAN step inside the script asks for, and the most steps one call takes.
@@ -52,6 +59,7 @@ PICKLES_SCRIPT = (
 local most, budget, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cursor, match, count, steps = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local totals, start, name_bytes = ARGV[8] == '1', tonumber(ARGV[9]), tonumber(ARGV[10])
+local spend = tonumber(ARGV[11])
 local byte, sub, find, bor, char = string.byte, string.sub, string.find, bit.bor, string.char
 """
     + LABEL_FUNCTION
@@ -128,19 +136,27 @@ local function walk(data)
   local top, nmarks, nmemo = 0, 0, 0
   local at, size, protocol = 2, #data, 0
   local status = 'c'
+  -- Its bytes as a table: an index where string.byte is a call (a tenth of the walk);
+  -- past what one call of string.byte may return, each byte read when asked for.
+  local codes
+  if size <= 7000 then
+    codes = {byte(data, 1, size)}
+  else
+    codes = setmetatable({}, {__index = function(_, k) return byte(data, k) end})
+  end
   while at <= size do
     if top + nmemo > most then break end
-    local code = byte(data, at)
+    local code = codes[at]
     at = at + 1
     if code == 0x94 then
       if top < 1 then break end
       memo[nmemo] = stack[top]; nmemo = nmemo + 1
     elseif code == 0x8C then
-      local n = byte(data, at)
+      local n = codes[at]
       if n == nil then break end
       top = top + 1; stack[top] = (at + 1) * SPAN + n; at = at + 1 + n
     elseif code == 0x68 then
-      local index = byte(data, at)
+      local index = codes[at]
       if index == nil then break end
       local got = memo[index]; if got == nil then got = false end
       top = top + 1; stack[top] = got; at = at + 1
@@ -171,7 +187,7 @@ local function walk(data)
       if module and qualname then path = module .. '.' .. qualname end
       top = top - 1; stack[top] = {path}; note(stack[top], 1)
     elseif code == 0x43 or code == 0x8A then
-      local n = byte(data, at)
+      local n = codes[at]
       if n == nil then break end
       at = at + 1 + n; top = top + 1; stack[top] = false
     elseif code == 0x95 then
@@ -267,7 +283,8 @@ local function walk(data)
   return reply(status)
 end
 
--- SCAN steps (at most ``steps``) until ``budget`` bytes were walked (a step that walks
+-- SCAN steps (at most ``steps``) until ``budget`` bytes were walked or ``spend``
+-- microseconds passed by the server's clock (a step that walks
 -- eight times that leaves the rest of its keys to the client). Per key listed,
 -- packed: its name's length, its length (-1: no string, -2: gone), its status's length,
 -- the name, the status: 'p' or 'c' and its names; 'b' not walked here (longer than this
@@ -281,7 +298,7 @@ end
 local out, walked = {}, 0
 local group_of, groups, entries, bytes = {}, {}, {}, {}
 local plain, plain_bytes, other, other_bytes = 0, 0, 0, 0
-local taken = 0
+local taken, started, spent = 0, redis.call('TIME'), 0
 repeat
   local step = redis.call('SCAN', cursor, 'MATCH', match, 'COUNT', count)
   cursor = step[1]
@@ -327,7 +344,9 @@ repeat
       out[#out + 1] = struct.pack('<I4iI4', #name, size, #status) .. name .. status
     end
   end
-until cursor == '0' or walked > budget or taken >= steps
+  local now = redis.call('TIME')
+  spent = (now[1] - started[1]) * 1000000 + (now[2] - started[2])
+until cursor == '0' or walked > budget or taken >= steps or spent >= spend
 for at, key in ipairs(groups) do
   groups[at] = struct.pack('<I4dI4', entries[at], bytes[at], #key) .. key
 end
@@ -377,7 +396,7 @@ def walked_entries(
     the entries that name something come summed by census label and names (``label``
     set, ``name`` empty), as a census needs them; else one by one."""
     limits: tuple[int, ...] = (most, STEP_BYTES, SCRIPT_VALUE_BYTES, SCAN_COUNT, SCANS_PER_CALL)
-    limits += (int(totals), cut + 1, MAX_NAME_BYTES)
+    limits += (int(totals), cut + 1, MAX_NAME_BYTES, STEP_MICROSECONDS)
     try:
         reply = _call(client, 0, match, limits)
     except errors_named("ResponseError") as exc:
