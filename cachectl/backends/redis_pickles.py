@@ -137,7 +137,9 @@ local function walk(data)
   local at, size, protocol = 2, #data, 0
   local status = 'c'
   -- Its bytes as a table: an index where string.byte is a call (a tenth of the walk);
-  -- past what one call of string.byte may return, each byte read when asked for.
+  -- past what one call of string.byte may return, each byte read when asked for. The
+  -- opcodes pickle memoizes most (short strings, globals, containers, tuples, calls)
+  -- take the MEMOIZE right behind them in the same turn of the loop.
   local codes
   if size <= 7000 then
     codes = {byte(data, 1, size)}
@@ -155,6 +157,7 @@ local function walk(data)
       local n = codes[at]
       if n == nil then break end
       top = top + 1; stack[top] = (at + 1) * SPAN + n; at = at + 1 + n
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x68 then
       local index = codes[at]
       if index == nil then break end
@@ -162,6 +165,7 @@ local function walk(data)
       top = top + 1; stack[top] = got; at = at + 1
     elseif PUSH_FIXED[code] then
       top = top + 1; stack[top] = false; at = at + PUSH_FIXED[code]
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x28 then
       nmarks = nmarks + 1; marks[nmarks] = top
     elseif code == 0x75 or code == 0x65 then
@@ -173,6 +177,7 @@ local function walk(data)
     elseif code == 0x85 then  -- TUPLE1
       if top < 1 then break end
       stack[top] = false
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x87 or code == 0x73 then  -- TUPLE3, SETITEM
       if top < 3 then break end
       top = top - 2; stack[top] = false
@@ -180,16 +185,19 @@ local function walk(data)
       if top < 2 then break end
       if code == 0x81 then note(stack[top - 1], 4) else note(stack[top - 1], 2) end
       top = top - 1; stack[top] = false
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x93 then
       if top < 2 then break end
       local module, qualname = text(stack[top - 1], data), text(stack[top], data)
       local path = '(a name built on the stack)'
       if module and qualname then path = module .. '.' .. qualname end
       top = top - 1; stack[top] = {path}; note(stack[top], 1)
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x43 or code == 0x8A then
       local n = codes[at]
       if n == nil then break end
       at = at + 1 + n; top = top + 1; stack[top] = false
+      if codes[at] == 0x94 then memo[nmemo] = stack[top]; nmemo = nmemo + 1; at = at + 1 end
     elseif code == 0x95 then
       at = at + 8
     elseif code == 0x2E then
@@ -356,6 +364,8 @@ return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes, table
 _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
 #: Each listed key's name's length, the value's length and its status's length.
 _HEAD = struct.Struct("<IiI")
+#: Sums kept on the client across calls before they are handed on (memory stays flat).
+MAX_SUMS = 10_000
 #: Each sum's entries, bytes and the length of its label and names; the label's length.
 _SUM = struct.Struct("<IdI")
 _LABEL = struct.Struct("<I")
@@ -407,6 +417,7 @@ def walked_entries(
     def entries() -> Iterator[StoredEntry]:
         # The next call goes out before this one's entries are handed on: the server
         # walks while the client counts (redis-py lends each thread its own connection).
+        sums: dict[bytes, list[int]] = {}
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickles") as caller:
             answer = reply
             while True:
@@ -418,7 +429,10 @@ def walked_entries(
                     yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
                 if other:
                     yield StoredEntry(b"", None, other_bytes, entries=other)
-                yield from _sums(bytes(answer[6]))
+                _add_sums(sums, bytes(answer[6]))
+                if len(sums) >= MAX_SUMS or following is None:
+                    yield from _summed(sums)
+                    sums = {}
                 at = 0
                 while at < len(packed):
                     named, size, length = _HEAD.unpack_from(packed, at)
@@ -433,18 +447,28 @@ def walked_entries(
     return entries()
 
 
-def _sums(packed: bytes) -> Iterator[StoredEntry]:
-    """The script's sums: alike entries (one label, the same names) as one."""
+def _add_sums(sums: dict[bytes, list[int]], packed: bytes) -> None:
+    """One call's sums added to those of the calls before (a call sees a few hundred
+    entries, and a cache has as many labels: most sums of a call are of one entry)."""
     at = 0
     while at < len(packed):
         count, size, length = _SUM.unpack_from(packed, at)
-        at += _SUM.size
-        (labelled,) = _LABEL.unpack_from(packed, at)
-        label = packed[at + _LABEL.size : at + _LABEL.size + labelled]
-        status = packed[at + _LABEL.size + labelled : at + length]
-        at += length
-        refs = _refs(status)
-        yield StoredEntry(b"", b"", int(size), refs=refs, entries=count, label=label)
+        at += _SUM.size + length
+        key = packed[at - length : at]
+        known = sums.get(key)
+        if known is None:
+            sums[key] = [count, int(size)]
+        else:
+            known[0] += count
+            known[1] += int(size)
+
+
+def _summed(sums: dict[bytes, list[int]]) -> Iterator[StoredEntry]:
+    """The sums as entries: alike entries (one label, the same names) as one."""
+    for key, (count, size) in sums.items():
+        (labelled,) = _LABEL.unpack_from(key)
+        label, status = key[_LABEL.size : _LABEL.size + labelled], key[_LABEL.size + labelled :]
+        yield StoredEntry(b"", b"", size, refs=_refs(status), entries=count, label=label)
 
 
 def _entry(
