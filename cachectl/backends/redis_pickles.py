@@ -320,7 +320,7 @@ repeat
       size = #data
       if size > longest or walked > 8 * budget then
         status = 'b'
-      elseif size <= 256 and #name >= 7 and sub(name, -7) == '_memver' then
+      elseif size <= 256 and byte(name, -1) == 114 and find(name, '_memver', -7, true) then
         status = 'v' .. data
       elseif byte(data, 1) ~= 33 then
         status = 'n'
