@@ -11,6 +11,7 @@ script), and the script's sums to ``census_label`` key by key.
 from __future__ import annotations
 
 import collections
+import json
 import pickle
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cachectl.backends import redis_pickles
 from cachectl.backends.statistics import census_label
 from cachectl.codec import pickle_refs
 from cachectl.codec.limits import DecodeLimits
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, run
 from tests.test_check_pickles import Sample, ordinary_values
 from tests.test_hostile_pickles import CASES
 from tests.test_stats_by_function import EDGE_NAMES
@@ -137,3 +138,17 @@ def test_the_scripts_sums_are_the_census_labels_key_by_key(redis_target: RedisTa
     assert summed == expected
     assert seen_versions == versions
     assert sum(expected.values()) + len(versions) + plain_entries == len(set(EDGE_NAMES))
+
+
+def test_a_long_version_key_naming_a_class_is_counted_not_fatal(
+    redis_target: RedisTarget,
+) -> None:
+    """A key named as a memoize version key whose value is long and names a class is
+    walked inside the server (it is no version); the census counts it and goes on."""
+    client = redis_target.client
+    client.set("app_shop.views.f_memver", b"!" + pickle.dumps([Sample(n) for n in range(40)], 5))
+    client.set("app_shop.views.g_memver", b"!" + pickle.dumps("abc123", 5))
+    result = run("--url", redis_target.url, "--key-prefix", "app_", "--json", "check-pickles")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["entries"] == 2
