@@ -479,3 +479,27 @@ def test_a_clear_killed_midway_leaves_a_backup_of_every_entry_gone(
     assert restored["restored"] == total - len(left)
     assert restored["present"] == listing["entries"] - restored["restored"]
     same_entries(before, under_prefix(stored(memcached_address)), time.monotonic() - started)
+
+
+def test_a_file_naming_keys_outside_the_prefix_never_writes_them(
+    memcached_address: str, tmp_path: Path
+) -> None:
+    """A crafted file that says its prefix is the cache's but names another app's key: that
+    entry is refused and counted, never written; the rest restored, exit 1."""
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.writer import BackupWriter, now_ms
+
+    path = str(tmp_path / "crafted")
+    writer = BackupWriter(path, ["cachectl", "crafted"])
+    keeper = writer.keeper({"family": "memcached", "server": "x", "prefix": PREFIX})
+    keeper.keep([Entry(b"app_fine", b"1"), Entry(b"session:victim", b"planted")], now_ms())
+    writer.close()
+
+    done = run(*args_for(memcached_address, prefix=PREFIX), "--json", "restore", path)
+
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["restored"], report["failed"]) == (1, 1)
+    assert "not under the prefix" in report["failures"][0]
+    items = stored(memcached_address)
+    assert b"session:victim" not in items and items[b"app_fine"][0] == b"1"

@@ -697,3 +697,36 @@ def test_plan_apply_round_trips(shop_repo: Path, redis_target: RedisTarget) -> N
     finally:
         os.chdir(previous)
     trip.after_restore()
+
+
+@pytest.mark.parametrize("path", ["laid-out", "dry-run"])
+def test_a_file_naming_keys_outside_the_prefix_never_writes_them(
+    redis_target: RedisTarget, tmp_path: Path, path: str
+) -> None:
+    """A crafted file (or one edited by hand) that says its prefix is the cache's but names
+    other keys: those are refused and counted, the rest restored, exit 1."""
+    from cachectl.backup.file_format import Entry
+    from cachectl.backup.writer import BackupWriter, now_ms
+
+    client = redis_target.client
+    client.set("app_ours", b"v1")
+    client.set("session:victim", b"v2")
+    payload = client.dump("app_ours")
+    client.delete("app_ours", "session:victim")
+    backup = tmp_path / "crafted.backup"
+    writer = BackupWriter(str(backup), ["cachectl", "crafted"])
+    keeper = writer.keeper({"family": "redis", "server": "elsewhere", "prefix": PREFIX})
+    keeper.keep(
+        [Entry(b"app_ours", payload), Entry(b"session:victim", payload), Entry(b"ap", payload)],
+        now_ms(),
+    )
+    writer.close()
+
+    extra = ["--dry-run"] if path == "dry-run" else []
+    result = run(*target_args(redis_target), "--json", "restore", str(backup), *extra)
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert (document["restored"], document["failed"]) == (1, 2)
+    assert "not under the prefix" in document["failures"][0]
+    assert client.exists("session:victim", "ap") == 0
+    assert client.exists("app_ours") == (0 if path == "dry-run" else 1)

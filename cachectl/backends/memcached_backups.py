@@ -123,8 +123,10 @@ class KeptEntries:
             raise UsageError(f"restore: {self.cannot_back_up}")
         counts = RestoreCounts()
         grouped: dict[str, list[Entry]] = {}
+        prefix = self.key_prefix.encode()
         for entry in entries:
-            grouped.setdefault(self._holder(entry.name), []).append(entry)
+            if not counts.outside(entry.name, prefix):
+                grouped.setdefault(self._holder(entry.name), []).append(entry)
         try:
             sessions = self._meta_sessions("restore can write an entry with its flags")
             for server, held in grouped.items():

@@ -309,7 +309,8 @@ class RedisBackend(CacheBackend):
     ) -> RestoreCounts:
         from cachectl.backends.redis_restore import Restorer
 
-        self._restorer = self._restorer or Restorer(self.client)
+        prefix = self.key_prefix.encode("utf-8", "surrogateescape")
+        self._restorer = self._restorer or Restorer(self.client, prefix)
         with self.server_errors():
             if replace and not dry_run and self.backup is not None:
                 from cachectl.backends.redis_keep import keep_laid_out

@@ -22,8 +22,10 @@ class Restorer:
     server restores one while the client lays out the next (a Cluster's, and a dry
     run's, through the client's pipeline)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, prefix: bytes) -> None:
         self._client = client
+        #: The cache's key prefix: an entry named outside it is refused, never written.
+        self._prefix = prefix
         self._connection: Any = None
         #: Replies still to read, by chunk (oldest first).
         self._owed: deque[int] = deque()
@@ -36,9 +38,11 @@ class Restorer:
         counts = RestoreCounts()
         if is_cluster(self._client) or dry_run:
             entries = read_chunk(chunk_body(0, taken_ms, count, laid_out)).entries
+            entries = [e for e in entries if not counts.outside(e.name, self._prefix)]
             _restore_client_side(self._client, entries, taken_ms, replace, dry_run, counts)
             return counts
-        commands, sent = _restore_commands(laid_out, max(0, now_ms() - taken_ms), replace, counts)
+        elapsed = max(0, now_ms() - taken_ms)
+        commands, sent = _restore_commands(laid_out, elapsed, replace, counts, self._prefix)
         if sent:
             if self._connection is None:
                 from cachectl.backends.redis_sweep import _connection
@@ -113,14 +117,14 @@ _ENTRY_TAIL = struct.Struct(">qII")
 
 
 def _restore_commands(
-    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts
+    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts, prefix: bytes
 ) -> tuple[list[bytes | memoryview], int]:
     """The RESTORE command of each entry still alive (RESP, the payload not copied), and
     how many; the expired counted in ``counts``."""
     head = b"*5\r\n$7\r\nRESTORE\r\n$" if replace else b"*4\r\n$7\r\nRESTORE\r\n$"
     tail = b"\r\n$7\r\nREPLACE\r\n" if replace else b"\r\n"
     parts: list[bytes | memoryview] = []
-    view, sent, at, end = memoryview(laid_out), 0, 0, len(laid_out)
+    view, sent, at, end, cut = memoryview(laid_out), 0, 0, len(laid_out), len(prefix)
     unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
     while at < end:
         (size,) = unpack_u32(laid_out, at)
@@ -131,6 +135,8 @@ def _restore_commands(
         at += 4 + size
         ttl, _flags, extra = unpack_tail(laid_out, at)
         at += 16 + extra
+        if name[:cut] != prefix and counts.outside(bytes(name), prefix):
+            continue
         left = b"0"
         if ttl >= 0:
             if ttl - elapsed <= 0:

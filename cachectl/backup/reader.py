@@ -275,6 +275,18 @@ class RestoreCounts:
             if why not in self.failures and len(self.failures) < 5:
                 self.failures.append(why)
 
+    def outside(self, name: bytes, prefix: bytes) -> bool:
+        """Whether ``name`` lies outside the cache's ``prefix``: then it is refused and
+        counted, never written (a file, crafted or from another cache, names only keys of
+        this cache's prefix, or nothing is restored for it)."""
+        if name.startswith(prefix):
+            return False
+        self.refused(
+            f"{bytes(name)[:80]!r} is not under the prefix {prefix.decode('utf-8', 'replace')!r}: "
+            "not written"
+        )
+        return True
+
     def refused(self, why: str) -> None:
         self.failed += 1
         if len(self.failures) < 5:
