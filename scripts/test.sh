@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them: the README's test command, and what CI runs.
 #
-#   bash scripts/test.sh            every lane (about 10 minutes on 2 cores; docs/development.md)
-#   bash scripts/test.sh --quick    the main lane only, for the development loop (under 3 minutes)
+#   bash scripts/test.sh            every lane (its time on 2 cores: docs/development.md)
+#   bash scripts/test.sh --quick    the static checks and the main lane only (the development loop)
 #   bash scripts/test.sh -k clear   extra arguments go to the main lane's pytest
 #
 # - Debian's redis-server, redis-tools, memcached and sasl2-bin when missing (the tests
