@@ -29,6 +29,7 @@ from cachectl.backends.redis_sweep import (
     ScriptsRefused,
     is_refused_permission,
     log,
+    on_each_primary,
     refuses_scripts,
 )
 from cachectl.backends.statistics import (
@@ -433,21 +434,15 @@ def take_census(client: Any, request: CensusRequest, tally: Tally) -> Census:
     if not is_cluster(client):
         _census_node(client, request, census, tally)
         return census
-    primaries = client.get_primaries()
-    parts = [Census() for _ in primaries]
+    parts = [Census() for _ in client.get_primaries()]
     if request.limit is not None:
         request = request._replace(limit=-(-request.limit // len(parts)))
-    with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="census") as pool:
-        futures = [
-            pool.submit(_census_node, client.get_redis_connection(n), request, part, tally)
-            for n, part in zip(primaries, parts)
-        ]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            tally.stop_requested = True
-            raise
+    on_each_primary(
+        client,
+        tally,
+        "census",
+        lambda node, index: _census_node(node, request, parts[index], tally),
+    )
     for part in parts:
         census.merge(part)
     return census

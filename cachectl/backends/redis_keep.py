@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, batched
 from cachectl.backends.redis_clients import is_cluster, is_error
+from cachectl.backends.redis_sweep import on_each_primary
 from cachectl.backup.file_format import Entry
 from cachectl.backup.writer import now_ms
 from cachectl.errors import BackendError
@@ -328,28 +329,12 @@ def sweep_keeping(
         if tally.stop_requested:
             tally.add(0)
         return
-    primaries = client.get_primaries()
-    with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="keep") as pool:
-        futures = [
-            pool.submit(
-                _sweep_client_side,
-                client.get_redis_connection(node),
-                match,
-                tally,
-                keeper,
-                exclusions,
-                cut,
-                True,
-                [],
-            )
-            for node in primaries
-        ]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            tally.stop_requested = True
-            raise
+    on_each_primary(
+        client,
+        tally,
+        "keep",
+        lambda node, _: _sweep_client_side(node, match, tally, keeper, exclusions, cut, True, []),
+    )
     if tally.stop_requested:
         tally.add(0)
 

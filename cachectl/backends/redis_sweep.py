@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -389,20 +389,25 @@ def sweep(
     if not is_cluster(client):
         _sweep_node(client, match, dry_run, tally, False, exclusions, cut)
         return
+    on_each_primary(
+        client,
+        tally,
+        "sweep",
+        lambda node, _: _sweep_node(node, match, dry_run, tally, True, exclusions, cut),
+    )
+
+
+def on_each_primary(
+    client: Any, tally: Tally, name: str, work: Callable[[Any, int], object]
+) -> None:
+    """``work(connection, index)`` on every primary of a cluster (never a replica) at once,
+    a thread each: the one way clears, keeping sweeps and censuses spread over a cluster.
+    A failure on one asks the others to stop after their step (``tally``), then is raised."""
     primaries = client.get_primaries()
-    with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix="sweep") as pool:
+    with ThreadPoolExecutor(max_workers=len(primaries), thread_name_prefix=name) as pool:
         futures = [
-            pool.submit(
-                _sweep_node,
-                client.get_redis_connection(node),
-                match,
-                dry_run,
-                tally,
-                True,
-                exclusions,
-                cut,
-            )
-            for node in primaries
+            pool.submit(work, client.get_redis_connection(node), index)
+            for index, node in enumerate(primaries)
         ]
         try:
             for future in futures:
