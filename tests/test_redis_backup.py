@@ -730,3 +730,11 @@ def test_a_file_naming_keys_outside_the_prefix_never_writes_them(
     assert "not under the prefix" in document["failures"][0]
     assert client.exists("session:victim", "ap") == 0
     assert client.exists("app_ours") == (0 if path == "dry-run" else 1)
+
+
+def test_an_only_glob_that_does_not_parse_is_one_line(seeded: RedisTarget, tmp_path: Path) -> None:
+    backup = tmp_path / "b.backup"
+    assert run(*target_args(seeded, "--backup", str(backup)), "clear", "--yes").exit_code == 0
+    refused = run(*target_args(seeded), "restore", str(backup), "--only", "[abc")
+    assert refused.exit_code == 2 and "never closed" in refused.stderr
+    assert "internal error" not in refused.stderr

@@ -109,9 +109,12 @@ def restore_file(
     on_progress: ProgressCallback | None = None,
 ) -> RestoreRun:
     """Put the entries of the backup at ``path`` back into ``backend``'s cache."""
-    from cachectl.backends.exclusions import parse_glob
+    from cachectl.backends.exclusions import GlobError, parse_glob
 
-    glob = parse_glob(only, "--only") if only is not None else None
+    try:
+        glob = parse_glob(only, "--only") if only is not None else None
+    except GlobError as exc:  # said in one line, exit 2, before the file is opened
+        raise UsageError(str(exc)) from None
     run = RestoreRun(path, dry_run, replace)
     tally = Tally(on_progress)
     with BackupFile(path) as backup:
