@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cachectl.backends.redis_clients import is_cluster
-from cachectl.backup.file_format import Entry, chunk_body, read_chunk
+from cachectl.backup.file_format import DamagedRecord, Entry, chunk_body, read_chunk
 from cachectl.backup.reader import RestoreCounts, lifetime_left
 from cachectl.backup.writer import now_ms
 
@@ -42,7 +42,7 @@ class Restorer:
             _restore_client_side(self._client, entries, taken_ms, replace, dry_run, counts)
             return counts
         elapsed = max(0, now_ms() - taken_ms)
-        commands, sent = _restore_commands(laid_out, elapsed, replace, counts, self._prefix)
+        commands, sent = _restore_commands(count, laid_out, elapsed, replace, counts, self._prefix)
         if sent:
             if self._connection is None:
                 from cachectl.backends.redis_sweep import _connection
@@ -112,45 +112,80 @@ class Restorer:
 
 
 _U32 = struct.Struct(">I")
-#: What follows an entry's value: lifetime left (ms), flags, the extra's length.
-_ENTRY_TAIL = struct.Struct(">qII")
+#: What follows an entry's value: lifetime left (ms), flags (skipped), the extra's length.
+_ENTRY_TAIL = struct.Struct(">q4xI")
+#: The RESP that goes before an entry's key, for keys up to 255 bytes (the usual): the
+#: end of the command before (``lead``), RESTORE's head and the key's length, made once.
+_HEAD = b"*%d\r\n$7\r\nRESTORE\r\n$%d\r\n"
+_HEADS = ([b"\r\n" + _HEAD % (4, n) for n in range(256)], b"\r\n")
+_HEADS_REPLACE = (
+    [b"\r\n$7\r\nREPLACE\r\n" + _HEAD % (5, n) for n in range(256)],
+    b"\r\n$7\r\nREPLACE\r\n",
+)
+#: Between the key and the payload: the lifetime's argument and the payload's length.
+_NO_EXPIRY = b"\r\n$1\r\n0\r\n$%d\r\n"
+_EXPIRY = b"\r\n$%d\r\n%d\r\n$%d\r\n"
 
 
 def _restore_commands(
-    laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts, prefix: bytes
-) -> tuple[list[bytes | memoryview], int]:
-    """The RESTORE command of each entry still alive (RESP, the payload not copied), and
-    how many; the expired counted in ``counts``."""
-    head = b"*5\r\n$7\r\nRESTORE\r\n$" if replace else b"*4\r\n$7\r\nRESTORE\r\n$"
-    tail = b"\r\n$7\r\nREPLACE\r\n" if replace else b"\r\n"
-    parts: list[bytes | memoryview] = []
-    view, sent, at, end, cut = memoryview(laid_out), 0, 0, len(laid_out), len(prefix)
+    count: int, laid_out: bytes, elapsed: int, replace: bool, counts: RestoreCounts, prefix: bytes
+) -> tuple[list[bytes], int]:
+    """The RESTORE command of each entry still alive (RESP, in pieces for one join), and
+    how many; the expired counted in ``counts``. DamagedRecord for entries that do not
+    parse as ``count`` whole entries (a file whose checksums were made to fit), before
+    anything is sent.
+
+    This loop is the client's work per entry, and it runs while the server restores the
+    chunk before: its cost per entry sets the pace once it exceeds the server's. So each
+    entry is four pieces (a head made once per key length, the key, the lifetime and the
+    payload's length, the payload) and no more Python operations than the layout needs;
+    the end of each command is the next one's head."""
+    heads, lead = _HEADS_REPLACE if replace else _HEADS
+    parts: list[bytes] = []
+    extend, starts = parts.extend, laid_out.startswith
     unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
-    while at < end:
-        (size,) = unpack_u32(laid_out, at)
-        name = view[at + 4 : at + 4 + size]
-        at += 4 + size
-        (size,) = unpack_u32(laid_out, at)
-        payload = view[at + 4 : at + 4 + size]
-        at += 4 + size
-        ttl, _flags, extra = unpack_tail(laid_out, at)
-        at += 16 + extra
-        if name[:cut] != prefix and counts.outside(bytes(name), prefix):
-            continue
-        left = b"0"
-        if ttl >= 0:
-            if ttl - elapsed <= 0:
+    cut, at, end, sent, seen = len(prefix), 0, len(laid_out), 0, 0
+    middles: dict[int, bytes] = {}  # the piece between key and payload, by payload length
+    try:
+        while at < end:
+            (size,) = unpack_u32(laid_out, at)
+            name = at + 4
+            at = name + size
+            (length,) = unpack_u32(laid_out, at)
+            value = at + 4
+            at = value + length
+            ttl, extra = unpack_tail(laid_out, at)
+            at += 16 + extra
+            seen += 1
+            outside = size < cut or not starts(prefix, name)  # (a shorter key: not past it)
+            if outside and counts.outside(laid_out[name : name + size], prefix):
+                continue
+            if ttl < 0:
+                middle = middles.get(length)
+                if middle is None:
+                    middle = middles[length] = _NO_EXPIRY % length
+            elif ttl > elapsed:
+                left = ttl - elapsed
+                middle = _EXPIRY % (len(str(left)), left, length)
+            else:
                 counts.expired += 1
                 continue
-            left = str(ttl - elapsed).encode()
-        parts += (
-            b"%s%d\r\n" % (head, len(name)),
-            name,
-            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(left), left, len(payload)),
-            payload,
-            tail,
-        )
-        sent += 1
+            extend(
+                (
+                    heads[size] if size < 256 else lead + _HEAD % (5 if replace else 4, size),
+                    laid_out[name : name + size],
+                    middle,
+                    laid_out[value : value + length],
+                )
+            )
+            sent += 1
+    except struct.error:
+        raise DamagedRecord("a chunk's entries run past its end") from None
+    if at != end or seen != count:
+        raise DamagedRecord(f"a chunk's entries do not add up to the {count} its head says")
+    if sent:
+        parts[0] = parts[0][len(lead) :]
+        parts.append(lead)
     return parts, sent
 
 

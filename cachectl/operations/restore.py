@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, partial_work
+from cachectl.backup.file_format import DamagedRecord
 from cachectl.backup.reader import BackupContents, BackupFile, RestoreCounts, prefetched
 from cachectl.errors import UsageError
 
@@ -143,17 +144,22 @@ def _restore_laid_out(
     backend: CacheBackend, backup: BackupFile, matching: set[int], run: RestoreRun, tally: Tally
 ) -> None:
     """Every chunk handed over as the file lays it out (no ``--only``): the file is read
-    and decompressed in a thread of its own while the server restores the chunk before."""
+    and decompressed in a thread of its own while the server restores the chunk before.
+    A chunk whose entries do not parse is reported as damaged, as the other path's
+    reader reports it, and the rest restored."""
     try:
         for chunk in prefetched(backup.laid_out_chunks(), depth=2):
             if chunk.cache_id not in matching:
                 run.other_caches += chunk.count
                 continue
-            run.counts.add(
-                backend.restore_laid_out(
-                    chunk.count, chunk.laid_out, chunk.taken_ms, run.replace, run.dry_run
+            try:
+                run.counts.add(
+                    backend.restore_laid_out(
+                        chunk.count, chunk.laid_out, chunk.taken_ms, run.replace, run.dry_run
+                    )
                 )
-            )
+            except DamagedRecord as exc:  # checksums that fit entries that do not parse
+                backup.contents.damaged.append(f"ENTS record: {exc}")
             tally.add(chunk.count)
     finally:
         run.counts.add(backend.finish_restore())
