@@ -127,5 +127,36 @@ def test_a_chunk_whose_checksum_fits_but_entries_do_not_is_reported_and_skipped(
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)
     assert document["restored"] == 1 and document["ok"] is False
-    assert len(document["damaged"]) == 1 and "2 its head says" in document["damaged"][0]
+    assert len(document["damaged"]) == 1 and "past its end" in document["damaged"][0]
     assert client.get("app_a") == b"1" and not client.exists("app_b")
+
+
+class _Trickle:
+    """A socket that hands over what it holds a few bytes at a time."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def recv(self, size: int) -> bytes:
+        piece, self.data = self.data[: min(size, self.step)], self.data[min(size, self.step) :]
+        return piece
+
+
+@pytest.mark.parametrize("step", [1, 3, 5, 7, 1 << 16])
+def test_replies_are_counted_chunk_by_chunk_however_they_arrive(step: int) -> None:
+    """Each chunk's replies exactly, the next chunk's left for it, whatever the cut."""
+    from cachectl.backends.redis_restore import Restorer
+
+    busy = b"-BUSYKEY Target key name already exists.\r\n"
+    refused = b"-ERR DUMP payload version or checksum are wrong\r\n"
+    chunks = [[b"+OK\r\n"] * 4, [b"+OK\r\n", busy, b"+OK\r\n", refused], [busy], [b"+OK\r\n"] * 9]
+    restorer = Restorer(None, PREFIX)
+    restorer._connection = type("Connection", (), {})()
+    restorer._connection._sock = _Trickle(b"".join(b"".join(c) for c in chunks), step)
+    found = []
+    for replies in chunks:
+        counts = RestoreCounts()
+        restorer._read(len(replies), counts)
+        found.append((counts.restored, counts.present, counts.failed))
+    assert found == [(4, 0, 0), (2, 1, 1), (0, 1, 0), (9, 0, 0)]
+    assert restorer._pending == b""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from cachectl.backends.redis_clients import is_cluster
@@ -14,13 +15,18 @@ from cachectl.backup.file_format import DamagedRecord, Entry, chunk_body, read_c
 from cachectl.backup.reader import RestoreCounts, lifetime_left
 from cachectl.backup.writer import now_ms
 
+#: Chunks sent whose replies are left unread for now: the server always has a chunk or
+#: more queued while the client lays out the next, even when one chunk takes the client
+#: longer than usual (a thread switch, a slow read of the file).
+_UNREAD = 3
+
 
 class Restorer:
     """Entries in the backup's layout back on the server: their RESTORE commands written
     straight from that layout and pipelined on one connection, as ``redis-cli --pipe``
-    sends them, each chunk sent before the replies of the one before are read, so the
-    server restores one while the client lays out the next (a Cluster's, and a dry
-    run's, through the client's pipeline)."""
+    sends them, each chunk sent before the replies of the ones before are read
+    (``_UNREAD``), so the server restores those while the client lays out the next (a
+    Cluster's, and a dry run's, through the client's pipeline)."""
 
     def __init__(self, client: Any, prefix: bytes) -> None:
         self._client = client
@@ -54,7 +60,7 @@ class Restorer:
                 self._drop()
                 raise
             self._owed.append(sent)
-        while len(self._owed) > 1:
+        while len(self._owed) > _UNREAD:
             self._read(self._owed.popleft(), counts)
         return counts
 
@@ -78,39 +84,39 @@ class Restorer:
 
     def _read(self, owed: int, counts: RestoreCounts) -> None:
         """``owed`` one-line replies straight off the socket (+OK, or an error: BUSYKEY
-        counts the key present, any other is a refusal)."""
+        counts the key present, any other is a refusal), found and counted with bytes
+        methods, never a Python step per reply."""
         sock = self._connection._sock
         try:
             if hasattr(sock, "expect_reply"):
                 sock.expect_reply()
-            pending, read = self._pending, 0
-            while read < owed:
-                cut = pending.rfind(b"\r\n") + 2
-                if cut < 2 or pending[:cut].count(b"\r\n") < owed - read:
-                    data = sock.recv(1 << 16)
-                    if not data:
-                        raise ConnectionError("the server closed the connection during a restore")
-                    pending += data
-                    continue
-                # Exactly this chunk's replies: the next chunk's may follow in ``pending``.
-                at = 0
-                for _ in range(owed - read):
-                    at = pending.index(b"\r\n", at) + 2
-                replies, pending = pending[:at], pending[at:]
-                read = owed
-                counts.restored += replies.count(b"+OK\r\n")
-                if b"-" in replies:
-                    for line in replies.split(b"\r\n"):
-                        if line.startswith(b"-BUSYKEY"):
-                            counts.present += 1
-                        elif line.startswith(b"-"):
-                            counts.refused("RESTORE refused: " + _text(line[1:]))
-            self._pending = pending
+            pending, oks = self._pending, owed * len(_OK)
+            while True:
+                if pending.count(_OK, 0, oks) == owed:  # the usual: all +OK, nothing else
+                    at = oks
+                    break
+                if pending.count(b"\r\n") >= owed:  # an error among them: lines counted
+                    at = len(pending) - len(pending.split(b"\r\n", owed)[owed])
+                    break
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("the server closed the connection during a restore")
+                pending += data
+            # Exactly this chunk's replies: the next chunk's may follow in ``pending``.
+            replies, self._pending = pending[:at], pending[at:]
+            counts.restored += replies.count(_OK)
+            if b"-" in replies:
+                for line in replies.split(b"\r\n"):
+                    if line.startswith(b"-BUSYKEY"):
+                        counts.present += 1
+                    elif line.startswith(b"-"):
+                        counts.refused("RESTORE refused: " + _text(line[1:]))
         except BaseException:
             self._drop()
             raise
 
 
+_OK = b"+OK\r\n"
 _U32 = struct.Struct(">I")
 #: What follows an entry's value: lifetime left (ms), flags (skipped), the extra's length.
 _ENTRY_TAIL = struct.Struct(">q4xI")
@@ -144,10 +150,10 @@ def _restore_commands(
     parts: list[bytes] = []
     extend, starts = parts.extend, laid_out.startswith
     unpack_u32, unpack_tail = _U32.unpack_from, _ENTRY_TAIL.unpack_from
-    cut, at, end, sent, seen = len(prefix), 0, len(laid_out), 0, 0
+    cut, at, sent = len(prefix), 0, 0
     middles: dict[int, bytes] = {}  # the piece between key and payload, by payload length
     try:
-        while at < end:
+        for _ in repeat(None, count):
             (size,) = unpack_u32(laid_out, at)
             name = at + 4
             at = name + size
@@ -156,7 +162,6 @@ def _restore_commands(
             at = value + length
             ttl, extra = unpack_tail(laid_out, at)
             at += 16 + extra
-            seen += 1
             outside = size < cut or not starts(prefix, name)  # (a shorter key: not past it)
             if outside and counts.outside(laid_out[name : name + size], prefix):
                 continue
@@ -181,8 +186,10 @@ def _restore_commands(
             sent += 1
     except struct.error:
         raise DamagedRecord("a chunk's entries run past its end") from None
-    if at != end or seen != count:
-        raise DamagedRecord(f"a chunk's entries do not add up to the {count} its head says")
+    if at > len(laid_out):  # the last one's extra (fewer entries: struct.error above)
+        raise DamagedRecord("a chunk's entries run past its end")
+    if at < len(laid_out):
+        raise DamagedRecord(f"a chunk holds bytes after the {count} entries its head says")
     if sent:
         parts[0] = parts[0][len(lead) :]
         parts.append(lead)
