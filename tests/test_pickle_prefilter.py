@@ -2,10 +2,10 @@
 
 Most values are never walked: a pre-filter (``pickle_refs.may_name``, and the same test
 inside the Redis script) passes a value that holds no STACK_GLOBAL, no EXT1/2/4 and no
-``c`` or ``i`` with two newlines after it as naming nothing. And for a census, the script
-sums the entries that name something by census label and names, so only sums cross the
-wire. Here the pre-filter's fast path is held to the full walk (in Python and in the
-script), and the script's sums to ``census_label`` key by key.
+``c`` or ``i`` with two newlines after it as naming nothing. And for a census, the
+entries that name something are summed by the census label the script gives each. Here
+the pre-filter's fast path is held to the full walk (in Python and in the script), and
+the sums to ``census_label`` key by key.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from cachectl.backends import redis_pickles
 from cachectl.backends.statistics import census_label
-from cachectl.codec import pickle_refs
+from cachectl.codec import pickle_names, pickle_refs
 from cachectl.codec.limits import DecodeLimits
 from tests.conftest import RedisTarget, run
 from tests.test_check_pickles import Sample, ordinary_values
@@ -76,7 +76,7 @@ def test_the_prefilter_never_hides_a_name_from_the_walk(
 
 def _names_by_script(redis_target: RedisTarget) -> dict[bytes, dict[str, int]]:
     """Each key's names as the script reports them (none: counted only)."""
-    walked = redis_pickles.walked_entries(redis_target.client, "app_*", 4, 1 << 24, 500_000)
+    walked = redis_pickles.walked_entries(redis_target.client, "app_*", 4, 1 << 24)
     assert walked is not None
     return {e.name: e.refs.names for e in walked if e.name and e.refs is not None}
 
@@ -89,14 +89,23 @@ def test_the_scripts_prefilter_agrees_with_its_full_walk(
     for name, data in values.items():
         pipe.set(f"app_{name}", b"!" + data)
     pipe.execute()
+    read: list[int] = []
+    send = pickle_names.NameReader.send
+
+    def counted(reader: pickle_names.NameReader, values: list[bytes]) -> None:
+        read.append(len(values))
+        send(reader, values)
+
+    monkeypatch.setattr(pickle_names.NameReader, "send", counted)
     filtered = _names_by_script(redis_target)
     script = redis_pickles.PICKLES_SCRIPT
     full = script.replace("elseif not may_name(data) then", "elseif false then")
     assert full != script
     monkeypatch.setattr(redis_pickles, "PICKLES_SCRIPT", full)
     monkeypatch.setattr(redis_pickles, "_SHA", "0" * 40)  # not cached: sent as text
+    read_filtered, read = sum(read), []
     walked = _names_by_script(redis_target)
-    assert len(walked) > len(filtered)  # the full walk did walk more
+    assert sum(read) > read_filtered  # without the pre-filter, more values were read
     for name, data in values.items():
         key = name.encode()
         if len(data) + 1 > redis_pickles.SCRIPT_VALUE_BYTES:
@@ -106,8 +115,8 @@ def test_the_scripts_prefilter_agrees_with_its_full_walk(
 
 
 def test_the_scripts_sums_are_the_census_labels_key_by_key(redis_target: RedisTarget) -> None:
-    """Keys of every census shape, half naming a class, summed inside the server: each
-    sum is the entries ``census_label`` puts under that label, naming the same."""
+    """Keys of every census shape, half naming a class, summed by the script's labels:
+    each sum is the entries ``census_label`` puts under that label, naming the same."""
     client = redis_target.client
     naming, plain = b"!" + pickle.dumps(Sample(1), 5), b"!" + pickle.dumps({"a": 1}, 5)
     sample = f"{Sample.__module__}.Sample"
@@ -122,7 +131,7 @@ def test_the_scripts_sums_are_the_census_labels_key_by_key(redis_target: RedisTa
         elif value is naming:
             expected[(census_label(name), "walked")] += 1
     pipe.execute()
-    walked = redis_pickles.walked_entries(client, "app_*", 4, 1 << 24, 500_000, True)
+    walked = redis_pickles.walked_entries(client, "app_*", 4, 1 << 24, True)
     assert walked is not None
     summed: collections.Counter[tuple[bytes, str]] = collections.Counter()
     seen_versions, plain_entries = set(), 0

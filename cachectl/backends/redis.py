@@ -468,8 +468,7 @@ class RedisBackend(CacheBackend):
         match = escape_glob(self.key_prefix) + "*"
         with self.server_errors():
             if pickled and not self.is_cluster:
-                most = current_limits().max_elements
-                walked = walked_entries(self.client, match, cut, limit, most, totals)
+                walked = walked_entries(self.client, match, cut, limit, totals)
                 if walked is not None:
                     yield from walked
                     return

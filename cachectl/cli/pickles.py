@@ -55,11 +55,12 @@ def check_pickles(
     """Report the classes the cached values name; with --app or --python, those the app lost.
 
     Every entry under the prefix is read once, streamed (Redis: SCAN and a batch of
-    values per round trip; FileSystemCache: each cache file). No value is loaded:
-    the names a pickle refers to (module.qualname) are read from its opcodes, within
-    the decode limits, so nothing in the cache runs. For each name: the entries that
-    name it and their stored bytes; for each memoized function (by its version key),
-    view path, fragment name or other key: its entries that name anything.
+    values per round trip; FileSystemCache: each cache file). Nothing in the cache
+    runs: the names a pickle refers to (module.qualname) are read with no name imported
+    or called (each answered by an inert stand-in), within the decode limits. For each
+    name: the entries that name it and their stored bytes; for each memoized function (by
+    its version key), view path, fragment name or other key: its entries that name
+    anything.
 
     With --app (names resolved in this process, where the app is loaded) or --python
     PATH (the app's interpreter, run from this directory), each name is resolved by

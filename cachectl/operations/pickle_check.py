@@ -3,8 +3,9 @@
 A release that renames or removes a class leaves pickles in the cache that the new
 code cannot load; the app finds out in production, as errors. Here every entry under
 the prefix is read (``CacheBackend.stored_entries``, streamed), the names each pickle
-refers to are read from its opcodes (``codec.pickle_refs``: nothing loaded, nothing
-run), and the totals are kept per name and per group of entries (``census_label``: a
+refers to are read without running anything (``codec.pickle_refs``, the opcodes walked;
+on Redis mostly ``codec.pickle_names``, pickle's C unpickler with inert stand-ins in a
+worker process), and the totals are kept per name and per group of entries (``census_label``: a
 memoized function's version, a view path, a fragment name): memory stays flat in the
 number of entries. The names are then resolved in the app's code (``app.name_resolver``,
 in this process after ``--app``, or in the app's own interpreter), and ``--delete``
