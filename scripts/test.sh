@@ -204,12 +204,14 @@ real_apps_lane() {
 # on PATH): the CLI end to end on Redis and the filesystem, the config readers (tomli below
 # 3.11), the codec and its safety checks, the generation rules, and the key oracle against the
 # Flask-Caching that Python can run (2.3 on 3.9, 2.4 on 3.10: the legacy generation; 2.5 from
-# 3.11), and the lifetime, clear --exclude, show-memoized and stats --by-function commands.
+# 3.11), the lifetime, clear --exclude, show-memoized and stats --by-function commands, and
+# check-pickles' name reader (pickle's C unpickler, whose calls differ between Pythons).
 # The slow app-mode, console, fuzz and topology files run in the main lane only.
 SUBSET=(tests/oracle tests/test_config.py tests/test_cli_layout.py tests/test_backend_interface.py
   tests/test_key_commands.py tests/test_filesystem.py tests/test_redis.py tests/test_safety.py
   tests/test_filesystem_safety.py tests/test_generation_choice.py tests/test_lifetimes.py
-  tests/test_clear_exclude.py tests/test_show_memoized.py tests/test_stats_by_function.py)
+  tests/test_clear_exclude.py tests/test_show_memoized.py tests/test_stats_by_function.py
+  tests/test_pickle_names.py)
 # Tests that assume the 2.5 generation is installed (sha256 names, 2.5 namespaces), and one
 # whose oracle app cannot reach TLS Redis on Flask-Caching < 2.5 (it drops CACHE_OPTIONS).
 LEGACY_DESELECT=(
