@@ -54,30 +54,42 @@ class MemoizedFunction:
         """Whether an imported function carries @cache.memoize's marks."""
         return self.decorated is not None and static.read(self.decorated, "uncached") is not None
 
-    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Refuse arguments that cannot be a call of the function (too many, an
-        unknown keyword, a missing required one): no key could match them."""
-        if self.signature is None:
-            return
+    def _bound(self, signature: CallSignature) -> tuple[inspect.Signature, tuple[None, ...], int]:
+        """The signature ``check_call`` binds to, the instance's or class's stand-in before
+        the arguments, and how many positional parameters have no default: built once."""
         if self._binding is None:
             leading: tuple[None, ...] = (None,) if self.is_method or self.is_classmethod else ()
-            binding = self._binding_signature(self.signature)
+            binding = self._binding_signature(signature)
             required = sum(
                 parameter.default is inspect.Parameter.empty
                 and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
                 for parameter in binding.parameters.values()
             )
             self._binding = (binding, leading, required)
-        binding, leading, required = self._binding
-        count = len(leading) + len(args)
+        return self._binding
+
+    def positional_arity(self) -> tuple[int, int]:
+        """The fewest and the most positional arguments (without the instance or class) a
+        call given no keyword argument may have: between them ``check_call`` passes such
+        a call without binding it (``delete-memoized --each`` checks 100,000 lines so)."""
+        if self.signature is None:
+            return 0, sys.maxsize
+        _, leading, required = self._bound(self.signature)
+        most = sys.maxsize if self.signature.has_var_positional else len(self.signature.positional)
+        return max(required - len(leading), 0), most - len(leading)
+
+    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments that cannot be a call of the function (too many, an
+        unknown keyword, a missing required one): no key could match them."""
+        if self.signature is None:
+            return
         # Without keywords, what bind() checks is only how many: enough for every
         # parameter without a default, and not too many (unless *args).
-        if (
-            not kwargs
-            and required <= count
-            and (count <= len(self.signature.positional) or self.signature.has_var_positional)
-        ):
-            return
+        if not kwargs:
+            fewest, most = self.positional_arity()
+            if fewest <= len(args) <= most:
+                return
+        binding, leading, _ = self._bound(self.signature)
         try:
             binding.bind(*leading, *args, **kwargs)
         except TypeError as exc:
@@ -305,7 +317,9 @@ def parse_signature(text: str) -> CallSignature:
 #: Anything else that is not a literal is most likely a literal mistyped (``[1, 2``,
 #: ``'abc``), which as a string would name a call that was never made.
 _BARE_WORD = re.compile(r"[A-Za-z_][\w./@:+-]*")
-_DECIMAL = re.compile(r"0|[1-9][0-9]{0,30}")
+#: A decimal integer without leading zeros, which ``parse_argument`` reads as an int.
+DECIMAL = r"0|[1-9][0-9]{0,30}"
+_DECIMAL = re.compile(DECIMAL)
 
 
 def parse_argument(text: str) -> Any:

@@ -9,6 +9,7 @@ key is never created just to compute a key (no entry can exist without it), and
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,22 @@ class KeyForm:
         generation = invalidator.settings.generation
         self.keeps = generation.keeps_ignored_keywords
         self.generation = generation.name
+        #: The keys of calls without keyword arguments, what they share formed once.
+        self.positional: keys.PositionalKeys | None = None
+        signature = call.function.signature
+        if not from_the_app and signature is not None and hash_method is not None:
+            # Without the instance's id there is none: ``key`` says so, as it always has.
+            with contextlib.suppress(ValueError):
+                self.positional = keys.PositionalKeys(
+                    signature,
+                    self.generation,
+                    name,
+                    versions,
+                    hash_method,
+                    source=source,
+                    ignore=self.ignore,
+                    first_id=first_id,
+                )
 
     def key(self, call: MemoizedCall) -> str:
         """The key of ``call``, a call of the function (and instance) this form is of."""
@@ -90,6 +107,8 @@ class KeyForm:
         check_arguments(call, self.keeps)
         if self.from_the_app:
             return self.invalidator._entry_key_from_the_app(call)
+        if self.positional is not None and not call.kwargs:
+            return self.positional.key(call.args)
         assert function.signature is not None and self.hash_method is not None
         arguments = keys.memoize_key_arguments(
             function.signature,

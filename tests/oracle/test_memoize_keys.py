@@ -241,3 +241,64 @@ def test_bound_method_delete_resets_the_instance_version_key() -> None:
         after = (corpus.cache.get(function_key), corpus.cache.get(instance_key))
     assert before[0] == after[0]
     assert before[1] != after[1]
+
+
+def positional_key(
+    path: str,
+    args: tuple,
+    *,
+    instance_id: str | None = None,
+    ignore: tuple[str, ...] = (),
+    **options: Any,
+) -> str:
+    """The key ``keys.PositionalKeys`` forms for ``path(*args)``, set up as ``KeyForm`` sets
+    it up for a line of ``delete-memoized --each``."""
+    target = locate_function(path)
+    fname = keys.function_namespace(target.module, target.qualname, GENERATION)
+    instance_fname = None
+    if target.is_method and "self" not in ignore:
+        instance_fname = keys.instance_namespace(
+            target.module, target.qualname, instance_id, GENERATION
+        )
+    make_name = options.get("make_name")
+    form = keys.PositionalKeys(
+        target.signature,
+        GENERATION,
+        make_name(fname) if make_name else fname,
+        stored_versions(fname, instance_fname),
+        options.get("hash_method") or DEFAULT_HASH,
+        source=target.source() if options.get("source_check") else None,
+        ignore=ignore,
+        first_id=target.class_id() if target.is_classmethod else instance_id,
+    )
+    return form.key(args)
+
+
+@pytest.mark.parametrize("path", sorted(FUNCTIONS))
+@FAST
+@given(data=st.data())
+def test_positional_keys(path: str, data: st.DataObject) -> None:
+    """A call of positional arguments only, as many as bind (each count, extra ones for
+    *args): the key formed once per function and then per call is the library's."""
+    target = locate_function(path)
+    fewest, most = target.positional_arity()
+    count = data.draw(st.integers(fewest, min(most, fewest + 4)))
+    args = tuple(data.draw(values) for _ in range(count))
+    expected = oracle_key(target.decorated, *args)
+    assert positional_key(path, args, **FUNCTIONS[path]) == expected
+
+
+@FAST
+@given(pid=st.integers(), args=st.lists(values, min_size=1, max_size=2))
+def test_positional_keys_of_methods(pid: int, args: list[Any]) -> None:
+    """The instance's id, or the class's, first; none where ``self`` is ignored. (The
+    library's key first: forming it stores the versions.)"""
+    person, call = corpus.Person(pid), tuple(args)
+    path = "tests.oracle.corpus.Person."
+    expected = oracle_key(corpus.Person.has_membership, person, *call)
+    assert positional_key(path + "has_membership", call, instance_id=repr(person)) == expected
+    expected = oracle_key(corpus.Person.lookup, corpus.Person, *call)
+    assert positional_key(path + "lookup", call) == expected
+    expected = oracle_key(corpus.Person.shared, person, *call[:1])
+    shared = positional_key(path + "shared", call[:1], instance_id=repr(person), ignore=("self",))
+    assert shared == expected
