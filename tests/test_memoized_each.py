@@ -370,3 +370,29 @@ def test_many_lines_in_batches(app: App) -> None:
     document = json.loads(done.stdout)
     assert (document["calls"], document["deleted"], document["not_cached"]) == (3001, 2500, 501)
     assert not app.stored((2499,), {}) and app.stored((-5,), {})
+
+
+def test_plain_lines_after_the_first_are_still_checked(app: App) -> None:
+    """Lines of positional ARGs alone skip the look-ups once the first is formed, not the
+    check of how many: a line with one too many stops the run, naming it; lines naming
+    another instance between them are formed as their own."""
+    text = "1\n2 --instance 'Person(8)'\n1 --instance 'Person(7)'\n1\n1 2\n"
+    done = app.cachectl("delete-memoized", "eachapp.Person.has_membership", "--instance",
+                        "Person(7)", "--each", _lines(app, text))  # fmt: skip
+    assert done.returncode == 2
+    stderr = done.stderr.decode()
+    assert stderr.startswith("error: calls.txt, line 5: the arguments do not fit "), stderr
+    assert app.stored((1,), {}, person=7)
+    done = app.cachectl("--json", "delete-memoized", "eachapp.Person.has_membership",
+                        "--instance", "Person(7)", "--each", _lines(app, text[:-4]))  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["deleted"] == 1
+    assert not app.stored((1,), {}, person=7) and app.stored((1,), {}, person=8)
+
+
+def test_with_nothing_cached_each_line_is_still_checked(redis_target: RedisTarget) -> None:
+    done = run_console("--url", redis_target.url, "--compat", "2.5", "delete-memoized",
+                       "nowhere.get_user", "--signature", "(user_id)", "--each", "-",
+                       input=b"1\n2\n3 4\n")  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("error: standard input, line 3: the arguments do not")

@@ -6,11 +6,12 @@ Each call's key is formed by the very code that forms a single call's
 (``MemoizedInvalidator.key_form`` and ``KeyForm.key``: the same checks, the same key,
 the app's own decorator with ``--app``); only what every call of a function (and
 instance) shares, its checks and version keys, is done once here instead of once a
-call. Memory stays flat in the number of lines: the lines are read one at a time, and
-the keys wait in a private scratch file (``safe_files.private_spool``) until every
-line has been read, because a line that cannot be read stops the run before anything
-is deleted. Then they are deleted in pipelined batches, as ``delete --from-file``
-deletes listed keys.
+call, and a line of positional arguments alone goes straight to the hash
+(``keys.PositionalKeys``). Memory stays flat in the number of lines: the lines are read
+a chunk at a time, and the keys wait in a private scratch file
+(``safe_files.private_spool``) until every line has been read, because a line that
+cannot be read stops the run before anything is deleted. Then they are deleted in
+pipelined batches, as ``delete --from-file`` deletes listed keys.
 
 What a line means (shell words, or JSON) is the command line's business
 (``cachectl.cli.memoized_each``); this module reads the lines and refuses the ones no
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Optional
 
 from cachectl import keys
 from cachectl.backends.base import BATCH_SIZE, CacheBackend, ProgressCallback, batched
@@ -47,11 +48,13 @@ VERSIONS_KEPT = 10_000
 POSITIONAL_KEY = "*"
 
 
-class EachLine(NamedTuple):
-    """A line of the file that names a call: its number (from 1) and its text."""
-
-    number: int
-    text: str
+#: Bytes read at a time: the lines of a chunk are checked and decoded together.
+CHUNK_BYTES = 1 << 16
+#: A call as a line gives it: the line's number (from 1), its positional and keyword
+#: arguments, and the instance it names (None: the command's own ``--instance``).
+LineCall = tuple[int, tuple[Any, ...], dict[str, Any], Optional[str]]
+#: ``EachKeys.plain`` before the first line of the command's own instance is formed.
+NOT_YET: Any = object()
 
 
 def refusal(source: str, number: int, reason: str, stopped: str) -> UsageError:
@@ -60,36 +63,88 @@ def refusal(source: str, number: int, reason: str, stopped: str) -> UsageError:
     return UsageError(f"{source}, line {number}: {reason}; {stopped}", done={"line": number})
 
 
-def read_lines(stream: IO[bytes], source: str, stopped: str) -> Iterator[EachLine]:
-    """The lines of ``stream`` that name a call, one at a time. Blank lines and lines
-    whose first character past blanks is ``#`` are skipped (a comment; a call never
-    begins with ``#``). A line too long, holding a NUL byte (no shell word can), or not
-    UTF-8 text (no argument can be) stops the run. A carriage return before the line
-    feed goes (a file written on Windows)."""
+def read_lines(stream: IO[bytes], source: str, stopped: str) -> Iterator[tuple[int, str]]:
+    """The lines of ``stream`` that name a call, one at a time, with their numbers (from
+    1). Blank lines and lines whose first character past blanks is ``#`` are skipped (a
+    comment; a call never begins with ``#``). A line too long, holding a NUL byte (no
+    shell word can), or not UTF-8 text (no argument can be) stops the run. A carriage
+    return before the line feed goes (a file written on Windows).
+
+    Read a chunk at a time, not a line: a chunk of whole lines with none of those faults
+    is decoded and split at once (a file of 100,000 ids is a few chunks); one with a
+    fault is read line by line (``_checked``), which names the line and the byte."""
     number = 0
+    read = getattr(stream, "read1", stream.read)  # what is there: a pipe's lines stream
+    pending = b""
     while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
+        chunk = read(CHUNK_BYTES)
+        if not chunk:
+            break
+        if pending:
+            chunk = pending + chunk
+        cut = chunk.rfind(b"\n") + 1
+        pending = chunk[cut:]
+        if cut:
+            whole = chunk[:cut] if pending else chunk
+            lines: Iterable[str] | None = _decoded(whole)
+            if lines is None:  # a fault somewhere: line by line, each checked once reached
+                start = number
+                lines = (
+                    _checked(raw + b"\n", start + count, source, stopped)
+                    for count, raw in enumerate(whole.split(b"\n")[:-1], start=1)
+                )
+            for text in lines:
+                number += 1
+                if (text and text[0] not in " \t#") or _names_a_call(text):
+                    yield number, text
+        if len(pending) > MAX_LINE_BYTES:  # already too long, its end not even read
+            raise refusal(source, number + 1, f"longer than {MAX_LINE_BYTES:,} bytes", stopped)
+    if pending:  # the last line, without a line feed
         number += 1
-        if len(raw) > MAX_LINE_BYTES:
-            raise refusal(source, number, f"longer than {MAX_LINE_BYTES:,} bytes", stopped)
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raise refusal(source, number, f"a NUL byte (byte {nul + 1})", stopped)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise refusal(
-                source, number, f"not UTF-8 text (byte {exc.start + 1})", stopped
-            ) from None
-        stripped = text.lstrip(" \t")
-        if stripped and not stripped.startswith("#"):
-            yield EachLine(number, text)
+        text = _checked(pending, number, source, stopped)
+        if _names_a_call(text):
+            yield number, text
+
+
+def _names_a_call(text: str) -> bool:
+    """Whether a line names a call: neither blank nor a comment."""
+    stripped = text.lstrip(" \t")
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _decoded(whole: bytes) -> list[str] | None:
+    """The lines of ``whole`` (whole lines, each ended by a line feed) as text, carriage
+    returns before the line feeds gone; None when any line is too long, holds a NUL or is
+    not UTF-8 (then each line is checked by itself, to say which and where)."""
+    if len(whole) > MAX_LINE_BYTES or b"\0" in whole:
+        return None  # (no line of a shorter chunk can be too long)
+    try:
+        text = whole.decode("utf-8")  # UTF-8 never splits a character at a line feed
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\n")
+    lines.pop()  # after the last line feed
+    if "\r" in text:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def _checked(raw: bytes, number: int, source: str, stopped: str) -> str:
+    """One line as read (its line feed included, when it has one) as text, or the
+    refusal that names it: too long, a NUL byte, not UTF-8."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise refusal(source, number, f"longer than {MAX_LINE_BYTES:,} bytes", stopped)
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise refusal(source, number, f"a NUL byte (byte {nul + 1})", stopped)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refusal(source, number, f"not UTF-8 text (byte {exc.start + 1})", stopped) from None
 
 
 def json_arguments(text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -136,10 +191,18 @@ class Kept(OrderedDict):
 class EachKeys:
     """The entry key of each call, formed as a single call's (``KeyForm``: a function's
     checks and versions once per instance, each call's arguments checked and hashed);
-    a call that fails its checks stops the run, naming its line."""
+    a call that fails its checks stops the run, naming its line.
 
-    def __init__(self, invalidator: MemoizedInvalidator, source: str, stopped: str) -> None:
+    Once a line of the command's own instance has been formed, a line of positional
+    arguments alone, as many as the function takes (the one check such a call needs:
+    ``MemoizedFunction.positional_arity``), goes straight to the form's
+    ``PositionalKeys``: no call object, no further look-up."""
+
+    def __init__(
+        self, invalidator: MemoizedInvalidator, base: MemoizedCall, source: str, stopped: str
+    ) -> None:
         self.invalidator = invalidator
+        self.base = base
         self.source = source
         self.stopped = stopped
         self.versions = Kept()
@@ -147,6 +210,10 @@ class EachKeys:
         self.keeps = invalidator.settings.generation.keeps_ignored_keywords
         #: The instance of the last call and its form (a sentinel before the first).
         self.last: tuple[Any, KeyForm | None] = (object(), None)
+        self.fewest, self.most = base.function.positional_arity()
+        #: How a plain line's key is formed, once known: None (nothing is cached) or a
+        #: ``PositionalKeys.key``; ``NOT_YET`` until then.
+        self.plain: Any = NOT_YET
 
     def read_version(self, key: str) -> str | None:
         version: str | None = self.versions.get_or_read(
@@ -154,7 +221,23 @@ class EachKeys:
         )
         return version
 
-    def key(self, number: int, call: MemoizedCall) -> str | None:
+    def key(
+        self, number: int, args: tuple[Any, ...], kwargs: dict[str, Any], instance: str | None
+    ) -> str | None:
+        """The key of a line's call (``instance``: the one it names, None for the
+        command's own); None when nothing of it can be cached."""
+        plain = self.plain
+        if (
+            plain is not NOT_YET
+            and instance is None
+            and not kwargs
+            and self.fewest <= len(args) <= self.most
+        ):
+            return None if plain is None else plain(args)
+        return self.call_key(number, self.base.called_with(args, kwargs, instance))
+
+    def call_key(self, number: int, call: MemoizedCall) -> str | None:
+        """The key of one call of the function, every check made."""
         try:
             if call.instance_id == self.last[0]:  # the usual case: the same as the line before
                 form = self.last[1]
@@ -165,14 +248,24 @@ class EachKeys:
                 self.last = (call.instance_id, form)
             if form is None:  # nothing cached: the call is still checked, as a single one is
                 check_arguments(call, self.keeps)
-                return None
-            return form.key(call)
+                key = None
+            else:
+                key = form.key(call)
         except UsageError as exc:
             raise refusal(self.source, number, exc.message, self.stopped) from None
+        if self.plain is NOT_YET and call.instance_id == self.base.instance_id:
+            if form is None:
+                self.plain = None
+            elif form.positional is not None:
+                self.plain = form.positional.key
+        return key
 
-    def function_version(self, call: MemoizedCall) -> str | None:
+    def function_version(self) -> str | None:
         """The function's version (None: nothing of it is cached), read once."""
-        fname, _ = self.invalidator.namespaces(call)
+        function = self.base.function
+        fname = keys.function_namespace(
+            function.module, function.qualname, self.invalidator.generation
+        )
         return self.read_version(keys.version_key(fname))
 
 
@@ -205,22 +298,21 @@ class EachDeleted(NamedTuple):
 
 def delete_each(
     invalidator: MemoizedInvalidator,
-    calls: Iterable[tuple[int, MemoizedCall]],
+    base: MemoizedCall,
+    calls: Iterable[LineCall],
     source: str,
     on_progress: ProgressCallback | None = None,
 ) -> EachDeleted:
-    """Delete the stored result of each call: every line read and its key formed first
-    (kept in a private scratch file), so a line that stops the run stops it before
-    anything is deleted; then the keys deleted in batches, one round trip each."""
-    each = EachKeys(invalidator, source, "nothing was deleted")
+    """Delete the stored result of each call of ``base``'s function: every line read and
+    its key formed first (kept in a private scratch file), so a line that stops the run
+    stops it before anything is deleted; then the keys deleted in batches, one round
+    trip each."""
+    each = EachKeys(invalidator, base, source, "nothing was deleted")
     count = requested = 0
-    no_version: bool | None = None
     pending: list[str] = []
     with private_spool() as spool:
-        for number, call in calls:
-            key = each.key(number, call)
-            if no_version is None:
-                no_version = each.function_version(call) is None
+        for number, args, kwargs, instance in calls:
+            key = each.key(number, args, kwargs, instance)
             count += 1
             if key is None:
                 continue
@@ -234,10 +326,11 @@ def delete_each(
         if pending:
             spool.write("\n".join(pending) + "\n")
             requested += len(pending)
+        no_version = count > 0 and each.function_version() is None
         spool.seek(0)
         listed = (line[:-1] for line in spool)
         removed = invalidator.backend.delete(listed, on_progress) if requested else 0
-    return EachDeleted(count, requested, removed, bool(no_version))
+    return EachDeleted(count, requested, removed, no_version)
 
 
 class EachShown(NamedTuple):
@@ -266,14 +359,17 @@ def present(backend: CacheBackend, names: list[str]) -> list[bool]:
 
 
 def show_each(
-    invalidator: MemoizedInvalidator, calls: Iterable[tuple[int, MemoizedCall]], source: str
+    invalidator: MemoizedInvalidator, base: MemoizedCall, calls: Iterable[LineCall], source: str
 ) -> Iterator[EachShown]:
-    """Whether each call's result is stored, streamed: the calls a batch at a time, each
-    batch's keys looked up in one round trip. A line that stops the run stops it there
-    (what came before it has been reported)."""
-    each = EachKeys(invalidator, source, "the lines before it were reported")
+    """Whether each call of ``base``'s function is stored, streamed: the calls a batch
+    at a time, each batch's keys looked up in one round trip. A line that stops the run
+    stops it there (what came before it has been reported)."""
+    each = EachKeys(invalidator, base, source, "the lines before it were reported")
     for batch in batched(calls):
-        formed = [(number, each.key(number, call)) for number, call in batch]
+        formed = [
+            (number, each.key(number, args, kwargs, instance))
+            for number, args, kwargs, instance in batch
+        ]
         names = [key for _, key in formed if key is not None]
         found = iter(present(invalidator.backend, names))
         for number, key in formed:
