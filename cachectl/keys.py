@@ -239,7 +239,8 @@ class PositionalKeys:
                         if parameter in ignored]  # fmt: skip
         self.name, self.versions, self.hash_method = name, versions, hash_method
         self.source = None if source is None else source.encode("utf-8")
-        self.keywords = f"{OrderedDict()}"  # no keyword arguments, as the library writes none
+        #: The key of the call ``f(*args)``.
+        self.key: Callable[[tuple[Any, ...]], str] = self._former()
 
     def _left_out(self, given: int) -> tuple[Any, ...]:
         """The values of the parameters after the first ``given``: each one's default
@@ -256,26 +257,40 @@ class PositionalKeys:
                 values.append(default)
         return tuple(values)
 
-    def key(self, args: tuple[Any, ...]) -> str:
-        """The key of the call ``f(*args)``."""
-        values = (*self.lead, *args)
-        given = len(values)
-        if given < self.count:
-            rest = self.rest.get(given)
-            if rest is None:
-                rest = self.rest[given] = self._left_out(given)
-            values += rest
-        if self.ignored:
-            listed = list(values)
-            for index in self.ignored:
-                listed[index] = None
-            values = tuple(listed)
-        digest = self.hash_method()
-        digest.update(f"{self.name}{values}{self.keywords}".encode())
-        if self.source is not None:
-            digest.update(self.source)
-        hashed = binascii.b2a_base64(digest.digest(), newline=False)[:ENTRY_HASH_LENGTH]
-        return hashed.decode("ascii") + self.versions
+    def _former(self) -> Callable[[tuple[Any, ...]], str]:
+        """``key``: a closure over what every call shares, which reads it faster than
+        attributes would (100,000 calls)."""
+        lead, count, rest, ignored = self.lead, self.count, self.rest, self.ignored
+        name, versions, hash_method, source = (
+            self.name,
+            self.versions,
+            self.hash_method,
+            self.source,
+        )
+        left_out, to_base64 = self._left_out, binascii.b2a_base64
+        keywords = f"{OrderedDict()}"  # no keyword arguments, as the library writes none
+
+        def key(args: tuple[Any, ...]) -> str:
+            values = (*lead, *args) if lead else tuple(args)
+            given = len(values)
+            if given < count:
+                missing = rest.get(given)
+                if missing is None:
+                    missing = rest[given] = left_out(given)
+                values += missing
+            if ignored:
+                listed = list(values)
+                for index in ignored:
+                    listed[index] = None
+                values = tuple(listed)
+            digest = hash_method()  # as the library: made, then updated
+            digest.update(f"{name}{values}{keywords}".encode())
+            if source is not None:
+                digest.update(source)
+            hashed = to_base64(digest.digest(), newline=False)[:ENTRY_HASH_LENGTH]
+            return hashed.decode("ascii") + versions
+
+        return key
 
 
 def looks_like_memoize_entry(rest: str, versions: Iterable[int] = (1, 2)) -> bool:

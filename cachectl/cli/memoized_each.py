@@ -74,6 +74,9 @@ _ONE_WORD = re.compile(
 )
 
 
+_DECIMAL_WORD = re.compile(DECIMAL).fullmatch
+
+
 def numbered_arguments(
     stream: IO[bytes], each_format: str, source: str, stopped: str
 ) -> Iterator[each_ops.LineCall]:
@@ -85,11 +88,13 @@ def numbered_arguments(
             instance = None
             if each_format == "json":
                 args, kwargs = each_ops.json_arguments(text)
+            elif text.isdigit() and text.isascii() and _DECIMAL_WORD(text):  # an id
+                args, kwargs = (int(text),), {}
             else:
                 word = one_word(text)
                 if word is None:
                     args, kwargs, instance = _words_call(text)
-                elif word[1] is not None:  # the usual line: an id
+                elif word[1] is not None:  # an id between blanks
                     args, kwargs = (int(word[1]),), {}
                 else:
                     args, kwargs = (parse_argument(word[2]),), {}
