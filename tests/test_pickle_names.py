@@ -92,7 +92,7 @@ def test_a_worker_that_does_not_answer_in_time_is_killed_and_its_batch_walked(
 ) -> None:
     values = [pickle.dumps([Sample(n) for n in range(50)], 5)] * 2000
     monkeypatch.setattr(pickle_names, "BATCH_SECONDS", 0.0)
-    monkeypatch.setattr(pickle_names, "SECONDS_PER_VALUE", 1e-7)
+    monkeypatch.setattr(pickle_names, "SECONDS_PER_KIB", 1e-7)
     with pickle_names.NameReader() as reader:
         found = reader.names(values)
         assert reader._restarts == 1 and reader._worker is None

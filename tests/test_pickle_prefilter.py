@@ -92,9 +92,9 @@ def test_the_scripts_prefilter_agrees_with_its_full_walk(
     read: list[int] = []
     send = pickle_names.NameReader.send
 
-    def counted(reader: pickle_names.NameReader, values: list[bytes]) -> None:
-        read.append(len(values))
-        send(reader, values)
+    def counted(reader: pickle_names.NameReader, records: bytes, skip: int) -> None:
+        read.append(len(records))
+        send(reader, records, skip)
 
     monkeypatch.setattr(pickle_names.NameReader, "send", counted)
     filtered = _names_by_script(redis_target)
@@ -105,7 +105,7 @@ def test_the_scripts_prefilter_agrees_with_its_full_walk(
     monkeypatch.setattr(redis_pickles, "_SHA", "0" * 40)  # not cached: sent as text
     read_filtered, read = sum(read), []
     walked = _names_by_script(redis_target)
-    assert sum(read) > read_filtered  # without the pre-filter, more values were read
+    assert sum(read) > read_filtered  # without the pre-filter, more values were sent
     for name, data in values.items():
         key = name.encode()
         if len(data) + 1 > redis_pickles.SCRIPT_VALUE_BYTES:

@@ -37,14 +37,15 @@ from cachectl.codec import pickle_names, pickle_refs
 STEP_MICROSECONDS = 6000
 #: The bytes of values one call sends at most (the bound where the server's clock stands
 #: still inside a script, as Valkey's does), after which it ends likewise.
-STEP_BYTES = 128 * 1024
+STEP_BYTES = 96 * 1024
 #: Longer values are read by the client with a GET of their own.
 SCRIPT_VALUE_BYTES = pickle_names.FAST_VALUE_BYTES
 #: Keys one SCAN step inside the script asks for, and the most steps one call takes: where
 #: the server's clock stands still inside a script (Redis 7), a call reads at most this
-#: many keys (about 6 µs each, half of them sent), so it ends near 6 ms all the same.
+#: many keys (about 6 µs each, half of them sent): about 4 ms, and four times as long
+#: still inside the bound tests hold every step to on a machine that slows the server.
 SCAN_COUNT = 25
-SCANS_PER_CALL = 40
+SCANS_PER_CALL = 24
 
 
 PICKLES_SCRIPT = (
@@ -66,6 +67,9 @@ local function may_name(data)
     or find(data, '\\131', 2, true) or find(data, '\\132', 2, true) then
     return true
   end
+  -- GLOBAL and INST take two lines: without two newlines (most pickles) neither is there
+  local last = find(data, '\\n', 2, true)
+  if last == nil or find(data, '\\n', last + 1, true) == nil then return false end
   local first, inst = find(data, 'c', 2, true), find(data, 'i', 2, true)
   if first == nil or (inst ~= nil and inst < first) then first = inst end
   if first == nil then return false end
@@ -77,13 +81,14 @@ end
 -- are packed or ``spend`` microseconds passed by the server's clock (a step that packs
 -- eight times that leaves the rest of its keys to the client). Per key listed, packed:
 -- its name's length, its length (-1: no string, -2: gone), its status's length, the name,
--- the status: 'w' and the value (it may name something: the client reads its names), or
--- with ``totals`` 'l', the census label's length (4 bytes), the label (``label_of``) and
--- the value; 'b' not sent (longer than ``longest``, or met once the budget was spent: the
--- client reads it); 'v' and the value of a short memoize version key. Pickles that cannot
--- name anything and values that are no pickle (most keys) are only counted.
--- The reply: the cursor, the records, the counts.
-local out, sent = {}, 0
+-- the status: 'b' not sent (longer than ``longest``, or met once the budget was spent:
+-- the client reads it); 'v' and the value of a short memoize version key. Pickles that
+-- cannot name anything and values that are no pickle (most keys) are only counted. The
+-- values that may name something go as records of ``pickle_names.RECORD``: the tag's
+-- length, the value's, the tag ('L' and the census label with ``totals``, else 'N' and
+-- the key's name), the value; the client hands them on as they are.
+-- The reply: the cursor, the listed keys, the counts, the records.
+local out, records, sent = {}, {}, 0
 local plain, plain_bytes, other, other_bytes = 0, 0, 0, 0
 local taken, started, spent = 0, redis.call('TIME'), 0
 repeat
@@ -108,11 +113,16 @@ repeat
       else
         sent = sent + size
         local label = totals and label_of(name, start, name_bytes)
-        if label and label ~= 'v' then  -- a long version key's value: the client judges it
-          status = 'l' .. struct.pack('<I4', #label) .. label .. data
-        else
-          status = 'w' .. data
+        local tag
+        if label and label ~= 'v' then
+          tag = 'L' .. label
+        else  -- one by one; or a long version key's value: the client judges it by its name
+          tag = 'N' .. name
         end
+        records[#records + 1] = struct.pack('<I4I4', #tag, size)  -- the value not copied
+        records[#records + 1] = tag
+        records[#records + 1] = data
+        status = 'x'
       end
     end
     if status == 'p' then
@@ -126,7 +136,7 @@ repeat
   local now = redis.call('TIME')
   spent = (now[1] - started[1]) * 1000000 + (now[2] - started[2])
 until cursor == '0' or sent > budget or taken >= steps or spent >= spend
-return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes}
+return {cursor, table.concat(out), plain, plain_bytes, other, other_bytes, table.concat(records)}
 """
 )
 _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
@@ -134,8 +144,6 @@ _SHA = hashlib.sha1(PICKLES_SCRIPT.encode()).hexdigest()
 _HEAD = struct.Struct("<IiI")
 #: Sums kept on the client across calls before they are handed on (memory stays flat).
 MAX_SUMS = 10_000
-#: A census label's length, before the label.
-_LABEL = struct.Struct("<I")
 
 
 def _call(client: Any, cursor: Any, match: str, limits: tuple[int, ...]) -> list[Any]:
@@ -167,12 +175,12 @@ def walked_entries(
         raise
 
     def entries() -> Iterator[StoredEntry]:
-        # The next call goes out before this one's records are read, and this call's
-        # values go to the name reader before the last call's names are taken: the
-        # server scans, the reader's worker reads names and this process parses at once
-        # (redis-py lends each thread its own connection).
-        sums: dict[tuple[bytes, Any], list[int]] = {}
-        pending: _Listed | None = None
+        # The next call goes out before this one's reply is read, and this call's records
+        # go to the name reader before the last call's sums are taken: the server scans,
+        # the reader's worker reads names and this process counts, all at once (redis-py
+        # lends each thread its own connection).
+        sums: dict[tuple[bytes, Any, Any], list[int]] = {}
+        waiting = False
         with ThreadPoolExecutor(1, "pickles") as caller, pickle_names.NameReader() as reader:
             answer = reply
             while True:
@@ -185,13 +193,13 @@ def walked_entries(
                     yield StoredEntry(b"", None, other_bytes, entries=other)
                 if plain:
                     yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
-                listed = _Listed(client, bytes(answer[1]), cut, limit)
-                reader.send(listed.values)
-                if pending is not None:
-                    yield from pending.named(reader.take(), sums)
-                pending = listed
+                yield from _listed(client, bytes(answer[1]), cut, limit)
+                reader.send(bytes(answer[6]), 1)  # each value after cachelib's "!"
+                if waiting:
+                    yield from _named(reader.take(), cut, sums)
+                waiting = True
                 if following is None:
-                    yield from pending.named(reader.take(), sums)
+                    yield from _named(reader.take(), cut, sums)
                     yield from _summed(sums)
                     return
                 if len(sums) >= MAX_SUMS:
@@ -202,61 +210,40 @@ def walked_entries(
     return entries()
 
 
-class _Listed:
-    """One call's listed keys: the entries that need no names, and the values whose
-    names the name reader is to read (with each one's key, census label and size)."""
-
-    def __init__(self, client: Any, packed: bytes, cut: int, limit: int) -> None:
-        self.cut = cut
-        self.entries: list[StoredEntry] = []
-        self.waiting: list[tuple[bytes, bytes | None, int]] = []  # name, census label, size
-        self.values: list[bytes] = []
-        at = 0
-        while at < len(packed):
-            named, size, length = _HEAD.unpack_from(packed, at)
-            at += _HEAD.size + named + length
-            name = packed[at - length - named : at - length]
-            kind = packed[at - length : at - length + 1]
-            if kind == b"w":
-                self.waiting.append((name, None, size))
-                self.values.append(packed[at - length + 2 : at])  # after the status and "!"
-            elif kind == b"l":
-                (labelled,) = _LABEL.unpack_from(packed, at - length + 1)
-                begin = at - length + 1 + _LABEL.size
-                self.waiting.append((name, packed[begin : begin + labelled], size))
-                self.values.append(packed[begin + labelled + 1 : at])
-            else:
-                status = packed[at - length : at]
-                self.entries.append(_entry(client, name[cut:], name, size, status, limit))
-
-    def named(
-        self, names: list[pickle_refs.Refs], sums: dict[tuple[bytes, Any], list[int]]
-    ) -> Iterator[StoredEntry]:
-        """The entries, once the reader read ``names``: those of a census added to
-        ``sums`` by label and names, the pickles that name nothing counted as one."""
-        yield from self.entries
-        plain = plain_bytes = 0
-        for (name, label, size), refs in zip(self.waiting, names):
-            if refs == pickle_refs.NONE:
-                plain += 1
-                plain_bytes += size
-            elif label is None:
-                yield StoredEntry(name[self.cut :], b"", size, refs=refs)
-            else:
-                key = (label, (tuple(refs.names.items()), refs.stopped))
-                known = sums.get(key)
-                if known is None:
-                    sums[key] = [1, size]
-                else:
-                    known[0] += 1
-                    known[1] += size
-        if plain:
-            yield StoredEntry(b"", b"", plain_bytes, refs=pickle_refs.NONE, entries=plain)
+def _listed(client: Any, packed: bytes, cut: int, limit: int) -> Iterator[StoredEntry]:
+    """The keys a call lists (not a string, gone, long, a version key's value)."""
+    at = 0
+    while at < len(packed):
+        named, size, length = _HEAD.unpack_from(packed, at)
+        at += _HEAD.size + named + length
+        name = packed[at - length - named : at - length]
+        yield _entry(client, name[cut:], name, size, packed[at - length : at], limit)
 
 
-def _summed(sums: dict[tuple[bytes, Any], list[int]]) -> Iterator[StoredEntry]:
+def _named(
+    summary: pickle_names.Summary, cut: int, sums: dict[tuple[bytes, Any, Any], list[int]]
+) -> Iterator[StoredEntry]:
+    """A batch's names: an entry per key named ('N'), census labels added to ``sums``."""
+    if summary.plain:
+        refs = pickle_refs.NONE
+        yield StoredEntry(b"", b"", summary.plain_bytes, refs=refs, entries=summary.plain)
+    for tag, names, stopped, count, size in summary.sums:
+        if tag[:1] == b"N":
+            refs = pickle_refs.Refs(dict(names), stopped)
+            yield StoredEntry(tag[1 + cut :], b"", size, refs=refs, entries=count)
+            continue
+        key = (tag[1:], names, stopped)
+        known = sums.get(key)
+        if known is None:
+            sums[key] = [count, size]
+        else:
+            known[0] += count
+            known[1] += size
+
+
+def _summed(sums: dict[tuple[bytes, Any, Any], list[int]]) -> Iterator[StoredEntry]:
     """The sums as entries: alike entries (one label, the same names) as one."""
-    for (label, (names, stopped)), (count, size) in sums.items():
+    for (label, names, stopped), (count, size) in sums.items():
         refs = pickle_refs.Refs(dict(names), stopped)
         yield StoredEntry(b"", b"", size, refs=refs, entries=count, label=label)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import marshal
 import os
 import queue
@@ -41,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from cachectl.codec import pickle_refs
 from cachectl.codec.limits import DecodeLimits, current_limits
@@ -50,18 +51,17 @@ from cachectl.codec.limits import DecodeLimits, current_limits
 FAST_VALUE_BYTES = 64 * 1024
 #: The worker's address space may grow this much past what it had at its start.
 MEMORY_HEADROOM = 256 * 1024 * 1024
-#: How long the parent waits for a batch: this, plus ``SECONDS_PER_VALUE`` a value.
-BATCH_SECONDS, SECONDS_PER_VALUE = 2.0, 0.01
+#: How long the parent waits for a batch: this, plus ``SECONDS_PER_KIB`` a KiB of records
+#: (a value of a few hundred bytes takes the C unpickler a few microseconds).
+BATCH_SECONDS, SECONDS_PER_KIB = 2.0, 0.04
 #: Workers killed (or lost) in one run before the rest is walked in this process.
 MOST_RESTARTS = 3
 
 _LENGTH = struct.Struct("<I")
-_FRAME = struct.Struct("<Q")
+#: A frame between the two processes: its length, and the bytes of each value to skip.
+_FRAME = struct.Struct("<QI")
 
 # --- in the worker -------------------------------------------------------------------
-
-#: The names of the value being read, and their role bits (one value at a time).
-_found: dict[str, int] = {}
 
 
 class _Inert:
@@ -89,34 +89,30 @@ class _Inert:
 
 
 _INERT = _Inert()
-_stand_ins: dict[str, type] = {}
-
-
-def _note(path: str, role: int) -> None:
-    _found[path] = _found.get(path, 0) | role
+#: The uses noted while one value is read, as (path, role) pairs (emptied per value): a
+#: set's ``add`` of a pair made once per name is the cheapest note a stand-in can take.
+_seen: set[tuple[str, int]] = set()
+_note = _seen.add
+#: Each name's stand-in, and the pair noting that the pickle pushed it.
+_stand_ins: dict[tuple[str, str], tuple[type, tuple[str, int]]] = {}
 
 
 def _stand_in(path: str) -> type:
     """The class a name is answered with: called (REDUCE, INST and OBJ with arguments:
     its metaclass's ``__call__``) or instantiated (NEWOBJ, INST and OBJ without
     arguments: its ``__new__``), it notes so and returns an ``_Inert``."""
-    known = _stand_ins.get(path)
-    if known is not None:
-        return known
+    called, instantiated = (path, pickle_refs.CALLED), (path, pickle_refs.INSTANTIATED)
 
     class Called(type):
         def __call__(cls, *args: object, **kwargs: object) -> _Inert:
-            _note(path, pickle_refs.CALLED)
+            _note(called)
             return _INERT
 
-    def instantiated(cls: type, *args: object, **kwargs: object) -> _Inert:
-        _note(path, pickle_refs.INSTANTIATED)
+    def new(cls: type, *args: object, **kwargs: object) -> _Inert:
+        _note(instantiated)
         return _INERT
 
-    stand_in = Called("StandIn", (), {"__new__": instantiated, "__slots__": ()})
-    if len(_stand_ins) < 100_000:  # names are few; a value naming millions is not kept
-        _stand_ins[path] = stand_in
-    return stand_in
+    return Called("StandIn", (), {"__new__": new, "__slots__": ()})
 
 
 def _unpickler_class() -> type:
@@ -124,9 +120,14 @@ def _unpickler_class() -> type:
 
     class Reader(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> type:
-            path = f"{module}.{name}"
-            _note(path, pickle_refs.REFERENCED)
-            return _stand_in(path)
+            known = _stand_ins.get((module, name))
+            if known is None:
+                path = f"{module}.{name}"
+                known = (_stand_in(path), (path, pickle_refs.REFERENCED))
+                if len(_stand_ins) < 100_000:  # names are few; millions are not kept
+                    _stand_ins[(module, name)] = known
+            _note(known[1])
+            return known[0]
 
     return Reader
 
@@ -146,12 +147,14 @@ def fast_path_takes(data: bytes) -> bool:
 def names_by_loading(data: bytes, reader: Any) -> pickle_refs.Refs:
     """The names ``data`` refers to, read by the C unpickler ``reader`` (the class
     ``_unpickler_class`` makes), or an exception where it refuses the value."""
-    import io
-
-    global _found
-    _found = {}
+    _seen.clear()
     reader(io.BytesIO(data)).load()
-    return pickle_refs.Refs(_found) if _found else pickle_refs.NONE
+    if not _seen:
+        return pickle_refs.NONE
+    names: dict[str, int] = {}
+    for path, role in sorted(_seen):
+        names[path] = names.get(path, 0) | role
+    return pickle_refs.Refs(names)
 
 
 def _cap_memory() -> None:
@@ -174,47 +177,73 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
 
 
 def serve() -> None:
-    """The worker's loop: a frame of values in, a frame of their names out, until the
-    parent closes its end. Ctrl-C is the parent's to handle."""
+    """The worker's loop: a frame of records in (``summed``'s), a frame of their sums out,
+    until the parent closes its end. Ctrl-C is the parent's to handle."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
-    limits = DecodeLimits(*marshal.loads(_read_exactly(source, _FRAME.unpack(source.read(8))[0])))
+    (size, _) = _FRAME.unpack(_read_exactly(source, _FRAME.size))
+    limits = DecodeLimits(*marshal.loads(_read_exactly(source, size)))
     _cap_memory()
     reader = _unpickler_class()
     while True:
         try:
-            (size,) = _FRAME.unpack(_read_exactly(source, _FRAME.size))
-            batch = _read_exactly(source, size)
+            size, skip = _FRAME.unpack(_read_exactly(source, _FRAME.size))
+            records = _read_exactly(source, size)
         except (EOFError, struct.error):
             return
-        answers = [_encoded(_names(value, reader, limits)) for value in _split(batch)]
-        reply = marshal.dumps(answers)
-        sink.write(_FRAME.pack(len(reply)) + reply)
+        reply = marshal.dumps(tuple(summed(records, skip, limits, reader)))
+        sink.write(_FRAME.pack(len(reply), 0) + reply)
         sink.flush()
 
 
-def _names(value: bytes, reader: Any, limits: DecodeLimits) -> pickle_refs.Refs:
-    if fast_path_takes(value):
-        try:
-            return names_by_loading(value, reader)
-        except Exception:  # refused, or out of memory: the walk decides
-            pass
-    return pickle_refs.references(value, limits)
+#: A record: its tag's length and its value's length, then the tag, then the value.
+RECORD = struct.Struct("<II")
 
 
-def _split(batch: bytes) -> list[bytes]:
-    values, at = [], 0
-    while at < len(batch):
-        (size,) = _LENGTH.unpack_from(batch, at)
-        at += _LENGTH.size + size
-        values.append(batch[at - size : at])
-    return values
+class Summary(NamedTuple):
+    """A batch of records summed: the values that name nothing (count, bytes), and per
+    tag and names, the values naming them: (tag, names as (path, roles) pairs, why the
+    walk stopped or None, count, bytes)."""
+
+    plain: int
+    plain_bytes: int
+    sums: list[tuple[bytes, tuple[tuple[str, int], ...], str | None, int, int]]
 
 
-def _encoded(refs: pickle_refs.Refs) -> Any:
-    return None if refs == pickle_refs.NONE else (refs.names, refs.stopped)
+def summed(records: bytes, skip: int, limits: DecodeLimits, reader: Any = None) -> Summary:
+    """The names of each record's value (after ``skip`` bytes: cachelib's ``!``), summed
+    by tag and names: a census hands over labels and gets sums, a deletion hands over key
+    names and gets each one's names. With ``reader`` (in the worker) pickle's C
+    unpickler reads what it can; else every value is walked."""
+    sums: dict[tuple[bytes, tuple[tuple[str, int], ...], str | None], list[int]] = {}
+    plain = plain_bytes = at = 0
+    while at < len(records):
+        tagged, size = RECORD.unpack_from(records, at)
+        at += RECORD.size + tagged + size
+        value = records[at - size + skip : at]
+        refs = None
+        if reader is not None and fast_path_takes(value):
+            with contextlib.suppress(Exception):  # refused, out of memory: the walk decides
+                refs = names_by_loading(value, reader)
+        if refs is None:
+            refs = pickle_refs.references(value, limits)
+        if refs == pickle_refs.NONE:
+            plain += 1
+            plain_bytes += size
+            continue
+        key = (records[at - size - tagged : at - size], tuple(refs.names.items()), refs.stopped)
+        known = sums.get(key)
+        if known is None:
+            sums[key] = [1, size]
+        else:
+            known[0] += 1
+            known[1] += size
+    listed = [
+        (tag, names, stopped, count, size) for (tag, names, stopped), (count, size) in sums.items()
+    ]
+    return Summary(plain, plain_bytes, listed)
 
 
 # --- in cachectl ---------------------------------------------------------------------
@@ -239,8 +268,8 @@ class NameReader:
         self._worker: subprocess.Popen[bytes] | None = None
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._restarts = 0
-        #: The batches sent and not yet taken: their values, or their names where read here.
-        self._sent: collections.deque[tuple[Sequence[bytes], list[pickle_refs.Refs] | None]]
+        #: The batches sent and not yet taken: their records, and their sums where read here.
+        self._sent: collections.deque[tuple[bytes, int, Summary | None]]
         self._sent = collections.deque()
 
     def __enter__(self) -> NameReader:
@@ -251,40 +280,41 @@ class NameReader:
 
     def names(self, values: Sequence[bytes]) -> list[pickle_refs.Refs]:
         """Each value's names, in order (each value a pickle, without cachelib's ``!``)."""
-        self.send(values)
-        return self.take()
+        parts: list[bytes] = []
+        for number, value in enumerate(values):
+            parts += (RECORD.pack(4, len(value)), _LENGTH.pack(number), value)
+        self.send(b"".join(parts), 0)
+        found = [pickle_refs.NONE] * len(values)
+        for tag, names, stopped, _, _ in self.take().sums:
+            found[_LENGTH.unpack(tag)[0]] = pickle_refs.Refs(dict(names), stopped)
+        return found
 
-    def send(self, values: Sequence[bytes]) -> None:
-        """Hands a batch to the worker (its names are taken with ``take``)."""
-        if values and self._running() is not None:
-            parts = [b""]
-            for value in values:
-                parts += (_LENGTH.pack(len(value)), value)
-            parts[0] = _FRAME.pack(sum(map(len, parts)))
-            self._outbox.put(b"".join(parts))
-            self._sent.append((values, None))
+    def send(self, records: bytes, skip: int) -> None:
+        """Hands a batch of records (``RECORD`` each: a tag and a value, whose first
+        ``skip`` bytes are not the pickle's) to the worker; ``take`` returns its sums."""
+        if records and self._running() is not None:
+            self._outbox.put(_FRAME.pack(len(records), skip) + records)
+            self._sent.append((records, skip, None))
         else:
-            self._sent.append((values, self._here(values)))
+            self._sent.append((records, skip, self._here(records, skip)))
 
-    def take(self) -> list[pickle_refs.Refs]:
-        """The names of the oldest batch not yet taken, in order."""
-        values, names = self._sent.popleft()
-        if names is not None:
-            return names
-        waiting = len(values) + sum(len(later) for later, _ in self._sent)
-        deadline = time.monotonic() + BATCH_SECONDS + SECONDS_PER_VALUE * waiting
+    def take(self) -> Summary:
+        """The sums of the oldest batch not yet taken."""
+        records, skip, done = self._sent.popleft()
+        if done is not None:
+            return done
+        waiting = len(records) + sum(len(later) for later, _, _ in self._sent)
+        deadline = time.monotonic() + BATCH_SECONDS + SECONDS_PER_KIB * waiting / 1024
         try:
             worker = self._worker
             if worker is None or worker.stdout is None:
                 raise EOFError
-            (size,) = _FRAME.unpack(_read_by(worker.stdout, _FRAME.size, deadline))
-            answers = marshal.loads(_read_by(worker.stdout, size, deadline))
-            if len(answers) != len(values):
-                raise ValueError("the worker answered for other values")
-            return [pickle_refs.NONE if a is None else pickle_refs.Refs(*a) for a in answers]
-        except (OSError, EOFError, ValueError, TimeoutError):
+            size, _ = _FRAME.unpack(_read_by(worker.stdout, _FRAME.size, deadline))
+            plain, plain_bytes, sums = marshal.loads(_read_by(worker.stdout, size, deadline))
+            return Summary(plain, plain_bytes, sums)
+        except (OSError, EOFError, ValueError, TimeoutError, struct.error):
             self._lose()
-            return self._here(values)
+            return self._here(records, skip)
 
     def close(self) -> None:
         """Ends the worker: its input closed (by its writer), then killed if it lingers."""
@@ -301,8 +331,8 @@ class NameReader:
             worker.kill()
             worker.wait()
 
-    def _here(self, values: Sequence[bytes]) -> list[pickle_refs.Refs]:
-        return [pickle_refs.references(value, self.limits) for value in values]
+    def _here(self, records: bytes, skip: int) -> Summary:
+        return summed(records, skip, self.limits)
 
     def _running(self) -> subprocess.Popen[bytes] | None:
         if self._worker is not None or self._restarts >= MOST_RESTARTS:
@@ -322,7 +352,7 @@ class NameReader:
             return None
         settings = marshal.dumps(tuple(self.limits))
         self._outbox = queue.SimpleQueue()
-        self._outbox.put(_FRAME.pack(len(settings)) + settings)
+        self._outbox.put(_FRAME.pack(len(settings), 0) + settings)
         writer = threading.Thread(
             target=_write_all, args=(worker, self._outbox), name="pickle-names", daemon=True
         )
@@ -343,8 +373,8 @@ class NameReader:
                 worker.stdout.close()
         held = list(self._sent)
         self._sent.clear()
-        for values, names in held:
-            self._sent.append((values, self._here(values) if names is None else names))
+        for records, skip, done in held:
+            self._sent.append((records, skip, self._here(records, skip) if done is None else done))
 
 
 def _write_all(worker: subprocess.Popen[bytes], outbox: queue.SimpleQueue[bytes | None]) -> None:
