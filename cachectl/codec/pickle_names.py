@@ -257,11 +257,11 @@ _WORKER = (
 class NameReader:
     """Reads the names of many pickles through a worker process (started at the first
     batch), or here with ``pickle_refs`` where no worker can run or a worker failed
-    ``MOST_RESTARTS`` times. Batches are sent with ``send`` and their names taken with
-    ``take`` in the same order, so the caller can prepare the next batch while the worker
-    reads this one. A thread of its own writes the batches, so a worker blocked on
-    answers not yet taken never blocks the caller. Use as a context manager: the worker
-    ends with it."""
+    ``MOST_RESTARTS`` times. Batches of records are sent with ``send`` and their sums
+    (``summed``) taken with ``take`` in the same order, so the caller can fetch the next
+    batch while the worker reads this one; ``names`` reads a list of values at once. A
+    thread of its own writes the batches, so a worker blocked on answers not yet taken
+    never blocks the caller. Use as a context manager: the worker ends with it."""
 
     def __init__(self, limits: DecodeLimits | None = None) -> None:
         self.limits = limits or current_limits()
