@@ -5,10 +5,12 @@ spent, by the server's ``TIME``. Valkey (9.1 here) returns the same ``TIME`` all
 a script, so a budget by time alone never runs out there: one call swept the whole
 keyspace. Each call is also bounded by work (inner SCAN steps), sized per run from what
 the first call did in how long. The server's own SLOWLOG is the judge: a clear, a clear
-with ``--exclude``, a dry run and both censuses over 200,000 keys leave no call of a
-script logged at the bound or past it, on the session's server (``CACHECTL_REDIS_SERVER``:
-run this file on redis-7.0, redis-6.2 and valkey-9.1). Logging every command of a sweep,
-it also tells how many SCANs each call ran: a bound by work is not a SCAN a call.
+with ``--exclude``, a dry run, both censuses and a clear with ``--backup`` (one SCAN step
+a call, each match's ``DUMP`` laid out in the file's format) over 200,000 keys leave no
+call of a script logged at the bound or past it, on the session's server
+(``CACHECTL_REDIS_SERVER``: run this file on redis-7.0, redis-6.2 and valkey-9.1). Logging
+every command of a sweep, it also tells how many SCANs each call ran: a bound by work is
+not a SCAN a call.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -94,6 +97,34 @@ def test_no_scripted_step_holds_the_server_past_the_bound(server: ServerProcess,
         assert calls["cmdstat_scan"] >= 2 * steps, calls
     if name.startswith("clear") and "dry-run" not in name:
         assert client.dbsize() == OTHER_KEYS + (KEPT_KEYS if name == "clear-exclude" else 0)
+
+
+def _slow_steps(client: redis.Redis) -> list[tuple[float, bytes]]:
+    return [
+        (entry["duration"] / 1000, entry["command"][:40])
+        for entry in client.slowlog_get(1000)
+        if entry["command"].split(b" ")[0].upper() in (b"EVAL", b"EVALSHA")
+    ]
+
+
+def test_a_keeping_clear_steps_stay_under_the_bound(server: ServerProcess, tmp_path: Path) -> None:
+    """``--backup``: each call unlinks the keys already on disk, then takes one SCAN step's
+    matches with DUMP and PTTL; none passes the bound either, and every key is kept."""
+    client = _fresh(server)
+    backup = tmp_path / "kept.backup"
+    done = run("--url", f"redis://127.0.0.1:{server.port}/0", "--key-prefix", "app_",
+               "--json", "--backup", str(backup), "clear", "--yes")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    assert document["removed"] == APP_KEYS + KEPT_KEYS, document
+    assert document["backup"]["entries"] == APP_KEYS + KEPT_KEYS, document
+    assert client.dbsize() == OTHER_KEYS
+    slow = _slow_steps(client)
+    assert not slow, f"steps over {BOUND_MS} ms by the server's clock: {slow[:10]}"
+    calls = {command: stats["calls"] for command, stats in client.info("commandstats").items()}
+    steps = calls.get("cmdstat_eval", 0) + calls.get("cmdstat_evalsha", 0)
+    assert steps >= (APP_KEYS + KEPT_KEYS) // 1000, calls  # a step per SCAN step, not one
+    assert calls["cmdstat_dump"] == APP_KEYS + KEPT_KEYS, calls
 
 
 #: Fills keys ``app_<first>`` to ``app_<last>`` inside the server, each with one of ARGV[3..].

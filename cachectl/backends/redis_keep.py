@@ -11,10 +11,12 @@ without a backup (redis_sweep):
 
 - inside the server, where it runs scripts: each call unlinks the keys of the previous
   step (already on disk) and takes the next ``SCAN`` step's matches with ``DUMP`` and
-  ``PTTL``, laid out in the backup's entry format by the script itself, so the client
-  writes one string per step and never handles a key on its own. A key written again by
-  the app in the instant between its step and the next is removed with the value the
-  backup holds being the one before;
+  ``PTTL``, laid out in the backup's entry format by the script in strings of a few
+  kilobytes (the client joins them into the step's chunk), and the names as RESP
+  arguments, which the client passes on as they came with the call that unlinks them:
+  it never handles a key on its own. A key written again by the app in the instant
+  between its step and the next is removed with the value the backup holds being the
+  one before;
 - client-side (a server without scripts, a Cluster's primaries, ``--exclude``): ``SCAN``
   and the previous step's ``UNLINK`` pipelined, then ``DUMP`` and ``PTTL`` pipelined.
 
@@ -29,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from cachectl.backends.base import Tally, batched
-from cachectl.backends.redis_clients import is_cluster, is_error
-from cachectl.backends.redis_sweep import on_each_primary
+from cachectl.backends.redis_clients import errors_named, is_cluster, is_error
+from cachectl.backends.redis_sweep import _connection, on_each_primary
 from cachectl.backup.file_format import Entry
 from cachectl.backup.writer import now_ms
 from cachectl.errors import BackendError
@@ -44,41 +46,124 @@ log = logging.getLogger("cachectl")
 #: Keys one step of a keeping sweep looks at (the step's DUMPs hold it a little longer
 #: than a plain sweep's step).
 KEEP_SCAN_COUNT = 1000
-#: Keys unlinked by one command inside the script (Lua's unpack has a limit).
-_UNLINK_GROUP = 500
+#: Entries laid out by one ``table.concat`` of the step script: a few kilobytes a string,
+#: which the client joins into the step's chunk. One string for the whole step (a quarter
+#: of a megabyte) cost the server more than the ``DUMP``s (docs/performance.md, Backups).
+_GROUP = 16
 
-#: ARGV: cursor ('' to only unlink), MATCH, COUNT, the names to unlink (u32 length +
-#: bytes each), UNLINK or DEL. Returns the next cursor, how many were unlinked, the
-#: step's names laid out the same way, its entries in the backup's layout, their count.
-KEEP_STEP_SCRIPT = """
-local doomed, at, removed, group = ARGV[4], 1, 0, {}
-while at <= #doomed do
-  local size
-  size, at = struct.unpack('>I4', doomed, at)
-  group[#group + 1] = string.sub(doomed, at, at + size - 1)
-  at = at + size
-  if #group == 500 then
-    removed = removed + redis.call(ARGV[5], unpack(group))
-    group = {}
-  end
+#: ARGV: cursor ('' to only unlink), MATCH, COUNT, UNLINK or DEL, then the names to
+#: unlink, one argument each. Returns the next cursor, how many were unlinked, how many
+#: entries were kept, those entries in the backup's layout and their names as RESP bulk
+#: strings, both in strings of up to _GROUP entries: the client writes the first, and
+#: sends the second back as the arguments of the call that unlinks them, without
+#: handling a name on its own.
+#:
+#: Each length, lifetime and RESP head is packed once per distinct value (most entries
+#: share a few lengths and no lifetime): every string made is work for Lua's collector.
+KEEP_STEP_SCRIPT = r"""
+local removed, last = 0, #ARGV
+for first = 5, last, 500 do
+  removed = removed + redis.call(ARGV[4], unpack(ARGV, first, math.min(first + 499, last)))
 end
-if #group > 0 then removed = removed + redis.call(ARGV[5], unpack(group)) end
-if ARGV[1] == '' then return {'0', removed, '', '', 0} end
+if ARGV[1] == '' then return {'0', removed, 0, {}, {}} end
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local names, laid, count = {}, {}, 0
+local pack, sizes, tails, heads = struct.pack, {}, {}, {}
+local laid, names, entries, named, count, used = {}, {}, {}, {}, 0, 0
+local function flush()
+  laid[#laid + 1] = table.concat(entries, '', 1, 5 * used)
+  names[#names + 1] = table.concat(named, '', 1, 3 * used)
+  used = 0
+end
 for _, key in ipairs(step[2]) do
   local payload = redis.call('DUMP', key)
   if payload then
     local ttl = redis.call('PTTL', key)
-    local name = struct.pack('>I4', #key) .. key
-    count = count + 1
-    names[count] = name
-    laid[count] = name .. struct.pack('>I4', #payload) .. payload
-      .. struct.pack('>i8I4I4', ttl, 0, 0)
+    local key_size, size, tail, head = sizes[#key], sizes[#payload], tails[ttl], heads[#key]
+    if not key_size then key_size = pack('>I4', #key); sizes[#key] = key_size end
+    if not size then size = pack('>I4', #payload); sizes[#payload] = size end
+    if not tail then tail = pack('>i8I4I4', ttl, 0, 0); tails[ttl] = tail end
+    if not head then head = '$' .. #key .. '\r\n'; heads[#key] = head end
+    local at = 5 * used
+    entries[at + 1], entries[at + 2], entries[at + 3] = key_size, key, size
+    entries[at + 4], entries[at + 5] = payload, tail
+    at = 3 * used
+    named[at + 1], named[at + 2], named[at + 3] = head, key, '\r\n'
+    used, count = used + 1, count + 1
+    if used == GROUP then flush() end
   end
 end
-return {step[1], removed, table.concat(names), table.concat(laid), count}
-"""
+if used > 0 then flush() end
+return {step[1], removed, count, laid, names}
+""".replace("GROUP", str(_GROUP))
+
+
+class _Calls:
+    """Calls of the keeping step as bytes ready to send, each on a connection of the
+    client's pool: the names to unlink go back as the server sent them (RESP), so the
+    client never parses or encodes one (with redis-py's own parser, in Python, that cost
+    the client more than the rest of its work on a step but compressing the chunk)."""
+
+    def __init__(self, client: Any, match: str) -> None:
+        import hashlib
+
+        self._pool = client.connection_pool
+        encoder = self._pool.get_encoder()
+        self._sha = _bulk(hashlib.sha1(KEEP_STEP_SCRIPT.encode()).hexdigest().encode())
+        self._text = _bulk(KEEP_STEP_SCRIPT.encode())
+        self._match = _bulk(encoder.encode(match)) + _bulk(b"%d" % KEEP_SCAN_COUNT)
+        #: EVAL (the text) until a call went through: the server has the script cached.
+        self._full = True
+
+    def __call__(self, cursor: bytes, command: str, count: int, names: bytes) -> list[Any]:
+        """One step: unlink ``count`` names (RESP bulk strings, ``names``) with
+        ``command``, then keep the matches of a SCAN step from ``cursor`` ('' for none)."""
+        connection = _connection(self._pool)
+        try:
+            try:
+                reply = self._call(connection, cursor, command, count, names, self._full)
+            except errors_named("NoScriptError"):  # SCRIPT FLUSH, a failover
+                reply = self._call(connection, cursor, command, count, names, True)
+            self._full = False
+            return list(reply)
+        except errors_named("ResponseError"):
+            raise  # an answer, read whole: the connection is in step
+        except BaseException:
+            connection.disconnect()  # a reply may still be on its way: never hand it back
+            raise
+        finally:
+            self._pool.release(connection)
+
+    def _call(
+        self, connection: Any, cursor: bytes, command: str, count: int, names: bytes, full: bool
+    ) -> Any:
+        packed = b"".join(
+            (
+                b"*%d\r\n" % (7 + count),
+                b"$4\r\nEVAL\r\n" + self._text if full else b"$7\r\nEVALSHA\r\n" + self._sha,
+                b"$1\r\n0\r\n",
+                _bulk(cursor),
+                self._match,
+                _bulk(command.encode()),
+                names,
+            )
+        )
+        connection.send_packed_command([packed], check_health=False)
+        return connection.read_response()
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _names_of(arguments: bytes) -> list[bytes]:
+    """The names in RESP bulk strings (only on the way to the client-side sweep)."""
+    names, at = [], 0
+    while at < len(arguments):
+        end = arguments.index(b"\r\n", at)
+        size = int(arguments[at + 1 : end])
+        names.append(arguments[end + 2 : end + 2 + size])
+        at = end + 4 + size
+    return names
 
 
 def database_of(client: Any) -> int | None:
@@ -202,16 +287,16 @@ def _sweep_in_server(client: Any, match: str, tally: Tally, keeper: Keeper) -> l
     the disk's ``fsync`` overlap instead of taking turns."""
     from cachectl.backup.behind import WriteBehind
 
-    script = client.register_script(KEEP_STEP_SCRIPT)
+    calls = _Calls(client, match)
     behind = WriteBehind(keeper)
     try:
-        first = _lane(script, match, tally, behind, b"0", True, steps=1)
+        first = _lane(calls, tally, behind, b"0", True, steps=1)
         if first.refused or first.walked_all:
             return first.left if first.refused else None
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="keep") as pool:
             futures = [
-                pool.submit(_lane, script, match, tally, behind, b"", True, 0, first),
-                pool.submit(_lane, script, match, tally, behind, b"1", False),
+                pool.submit(_lane, calls, tally, behind, b"", True, 0, first),
+                pool.submit(_lane, calls, tally, behind, b"1", False),
             ]
             try:
                 lanes = [future.result() for future in futures]
@@ -232,8 +317,11 @@ class _LaneState:
 
     def __init__(self, cursor: bytes) -> None:
         self.cursor: bytes | None = cursor
-        self.kept: deque[tuple[int, bytes]] = deque()  # (ticket, names) not unlinked yet
-        self.doomed = b""
+        #: (ticket, count, names as RESP) of the chunks not unlinked yet.
+        self.kept: deque[tuple[int, int, bytes]] = deque()
+        #: Names on disk, unlinked by the next call: how many, and their RESP.
+        self.doomed_count = 0
+        self.doomed: list[bytes] = []
         self.command = "UNLINK"
         self.refused = False
         self.left: list[bytes] = []
@@ -242,8 +330,7 @@ class _LaneState:
 
 
 def _lane(
-    script: Any,
-    match: str,
+    calls: _Calls,
     tally: Tally,
     behind: Any,
     cursor: bytes,
@@ -259,7 +346,7 @@ def _lane(
     while lane.cursor is not None:
         scan_from = lane.cursor
         try:
-            reply = script(args=[scan_from, match, KEEP_SCAN_COUNT, lane.doomed, lane.command])
+            reply = calls(scan_from, lane.command, lane.doomed_count, b"".join(lane.doomed))
         except Exception as exc:
             if lane.command == "UNLINK" and lane.doomed and "unlink" in str(exc).lower():
                 lane.command = "DEL"  # a user refused UNLINK: the step failed before any change
@@ -269,18 +356,18 @@ def _lane(
             log.debug("the keeping sweep's script was refused (%s): going on client-side", exc)
             behind.wait()
             lane.refused = True
-            lane.left = _names_of(lane.doomed) + [
-                n for _, names in lane.kept for n in _names_of(names)
-            ]
+            kept = lane.doomed + [names for _, _, names in lane.kept]
+            lane.left = _names_of(b"".join(kept))
             return lane
-        next_cursor, removed, names, laid_out, count = reply
+        next_cursor, removed, count, laid_out, names = reply
         tally.add(int(removed), stop=False)
-        lane.doomed = b""
+        lane.doomed, lane.doomed_count = [], 0
         if scan_from == b"":
             lane.cursor = None
             return lane
         if int(count):
-            lane.kept.append((behind.submit(int(count), bytes(laid_out), now_ms()), bytes(names)))
+            ticket = behind.submit(int(count), b"".join(laid_out), now_ms())
+            lane.kept.append((ticket, int(count), b"".join(names)))
         at = int(next_cursor)
         lane.walked_all = at == 0
         done = at == 0 or (half and at % 2 == 1) or tally.stop_requested
@@ -289,25 +376,15 @@ def _lane(
         elif len(lane.kept) > MAX_BEHIND:
             behind.wait(lane.kept[0][0])
         durable = behind.durable
-        ready = []
         while lane.kept and lane.kept[0][0] <= durable:
-            ready.append(lane.kept.popleft()[1])
-        lane.doomed = b"".join(ready)
+            _, count, names = lane.kept.popleft()
+            lane.doomed_count += count
+            lane.doomed.append(names)
         lane.cursor = b"" if done else bytes(next_cursor)
         taken += 1
         if steps and taken >= steps and not done:
             return lane
     return lane
-
-
-def _names_of(laid_out: bytes) -> list[bytes]:
-    """The names of a u32-length-prefixed list (only on the way to the client-side sweep)."""
-    names, at = [], 0
-    while at < len(laid_out):
-        size = int.from_bytes(laid_out[at : at + 4], "big")
-        names.append(laid_out[at + 4 : at + 4 + size])
-        at += 4 + size
-    return names
 
 
 def sweep_keeping(
