@@ -23,7 +23,8 @@ import pytest
 import redis
 
 from cachectl.backup.file_format import ENTRIES, FRAME_SIZE, MARKER, TRAILER
-from tests.conftest import CONSOLE_SCRIPT, RedisTarget, run
+from cachectl.backup.reader import BackupFile
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, fill_keys, run
 from tests.servers import ServerProcess, start_redis
 from tests.test_invalidation import Shop, redis_shop, shop_dir  # noqa: F401  (fixtures)
 from tests.test_nested_prefixes import make_nest
@@ -329,6 +330,25 @@ def test_invalidate_and_batch_keep_every_line_in_one_file(
     first = restore(seeded, backup)
     assert (first["restored"], first["present"]) == (1508, 2)
     trip.after_restore()
+
+
+@pytest.mark.parametrize("keys", [700, 2_500, 9_000, 30_000])
+def test_a_keeping_clear_keeps_each_key_once(
+    redis_target: RedisTarget, tmp_path: Path, keys: int
+) -> None:
+    """The lane that walks the first half of the table goes on past its middle in its last
+    step, where the other lane started: whether each lane takes a few steps or many, no
+    key is kept twice (a second entry restores as "present")."""
+    client = redis_target.client
+    fill_keys(client, PREFIX + "{}", keys)
+    fill_keys(client, "other_{}", keys // 2)
+    backup = tmp_path / "once.backup"
+    result = run(*target_args(redis_target), "--json", "--backup", str(backup), "clear", "--yes")
+    assert result.exit_code == 0, result.output
+    with BackupFile(str(backup)) as kept:
+        names = [entry.name for chunk in kept.chunks() for entry in chunk.entries]
+    assert len(names) == len(set(names)) == keys == json.loads(result.stdout)["removed"]
+    assert client.dbsize() == keys // 2
 
 
 # --- topologies and servers ------------------------------------------------------------------
