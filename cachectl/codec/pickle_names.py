@@ -1,6 +1,6 @@
 """The names pickles refer to, read at C speed in a worker process that can be killed.
 
-``pickle_refs`` walks a pickle's opcodes in Python: about 35 µs a value, a walk inside
+``pickle_refs`` walks a pickle's opcodes in Python: 25 to 35 µs a value, a walk inside
 Redis's Lua about as long. ``check-pickles`` on a million entries needs the names of
 hundreds of thousands of values, so here pickle's own C unpickler does the walk, in a
 process of cachectl's own (``python -I -S``, nothing of the app's imported), with every
@@ -19,7 +19,7 @@ What the C unpickler cannot bound is bounded from outside:
   ``pickle_refs``, within its ``DecodeLimits``.
 
 Only values the C unpickler reads to their STOP, of protocol 3 or later (one PROTO, at the
-start: Python 2's names are mapped as ``pickle_refs`` maps them), and no longer than
+start: below 3, pickle maps Python 2's names, as the walk does), and no longer than
 ``FAST_VALUE_BYTES``, take the fast path; any other value, and any the C unpickler refuses
 (cut short, malformed, an unregistered extension code, a name that is no text), is walked
 by ``pickle_refs``, so the names are ``pickle_refs``' names. One difference is kept: a
