@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import compileall
+import io
 import itertools
 import os
 import subprocess
@@ -122,6 +123,52 @@ def run_console(
         env=env,
         timeout=CONSOLE_TIMEOUT,
     )
+
+
+#: What the apps' own processes import first (each where installed): Flask, Flask-Caching
+#: and the clients and extensions the test apps use.
+APP_PRELOAD = (
+    "flask",
+    "flask.cli",
+    "flask_caching",
+    "redis",
+    "cachelib",
+    "memcache",
+    "pylibmc",
+    "flask_restx",
+    "flask_smorest",
+)
+
+
+def run_python(
+    *args: str, cwd: Path, env: dict[str, str], text: bool = False
+) -> subprocess.CompletedProcess:
+    """Run a test app's own process, ``python ARGS...`` (``-c CODE ...`` or a script such
+    as ``flask``), in ``cwd`` with exactly ``env``, its output captured (decoded as
+    ``subprocess.run(text=True)`` does when ``text``). It is forked from a fork server that
+    has imported Flask and the like (``APP_PRELOAD``), when the environment allows it as
+    for ``run_console``; else, or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. Never
+    for cachectl's own runs: the tests check what those import."""
+    command = [sys.executable, *args]
+    if not os.environ.get("CACHECTL_TESTS_NO_FORK"):
+        server = shared_server(None, APP_PRELOAD)
+        if server.can_fork(env):
+            status, stdout, stderr = server.run(args, env, cwd, None, CONSOLE_TIMEOUT)
+            if status is None:
+                raise subprocess.TimeoutExpired(command, CONSOLE_TIMEOUT)
+            if text:
+                return subprocess.CompletedProcess(
+                    command, status, _as_text(stdout), _as_text(stderr)
+                )
+            return subprocess.CompletedProcess(command, status, stdout, stderr)
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=text, timeout=CONSOLE_TIMEOUT
+    )
+
+
+def _as_text(data: bytes) -> str:
+    """Output decoded as ``subprocess.run(text=True)`` decodes it."""
+    return io.TextIOWrapper(io.BytesIO(data)).read()
 
 
 def oracle_app(config: dict, name: str = "oracle") -> tuple[Flask, Cache]:

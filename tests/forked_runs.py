@@ -52,15 +52,23 @@ def forkable(added: Mapping[str, str]) -> bool:
 
 class ForkServer:
     """One zygote process, started with ``base_env``: runs whose environment agrees with
-    it on every start-up variable are forked from it (``can_fork``)."""
+    it on every start-up variable are forked from it (``can_fork``). ``script`` None: a
+    ``--python`` server (zygote.py), with ``preload`` imported, whose runs' argv is a
+    Python command line (``-c CODE ...`` or ``SCRIPT ...``)."""
 
-    def __init__(self, script: Path, base_env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        script: Path | None,
+        base_env: Mapping[str, str],
+        preload: Sequence[str] = PRELOAD,
+    ) -> None:
         self.script = script
         self._startup = _startup_part(base_env)
         self._directory = tempfile.mkdtemp(prefix="cachectl-zygote-")
         self.socket_path = os.path.join(self._directory, "socket")
+        mode = [self.socket_path, str(script)] if script else ["--python", self.socket_path]
         self.process = subprocess.Popen(
-            [sys.executable, str(ZYGOTE), self.socket_path, str(script), *PRELOAD],
+            [sys.executable, str(ZYGOTE), *mode, *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -98,9 +106,11 @@ class ForkServer:
         child started without ``input`` would."""
         umask = os.umask(0)
         os.umask(umask)
+        args = [os.fsdecode(arg) for arg in argv]
+        script = str(self.script) if self.script else args.pop(0)
         request = {
-            "script": str(self.script),
-            "argv": [os.fsdecode(arg) for arg in argv],
+            "script": script,
+            "argv": args,
             "env": dict(env),
             "cwd": str(cwd),
             "umask": umask,
@@ -185,19 +195,20 @@ def _collect(out_fd: int, err_fd: int, deadline: float) -> tuple[bytes, bytes, b
         os.close(err_fd)
 
 
-_shared: dict[int, ForkServer] = {}
+_shared: dict[tuple[int, Path | None], ForkServer] = {}
 _shared_lock = threading.Lock()
 #: The environment the test process started with, before any test changed it.
 _BASE_ENV = dict(os.environ)
 
 
-def shared_server(script: Path) -> ForkServer:
-    """This test process's own fork server for ``script``, started on first use with the
-    environment the process started with (not one a test has changed), stopped when the
-    process exits. (Keyed by pid: a test that forks must not share its parent's.)"""
+def shared_server(script: Path | None, preload: Sequence[str] = PRELOAD) -> ForkServer:
+    """This test process's own fork server for ``script`` (None: for Python command lines,
+    ``preload`` imported), started on first use with the environment the process started
+    with (not one a test has changed), stopped when the process exits. (Keyed by pid: a
+    test that forks must not share its parent's.)"""
     with _shared_lock:
-        server = _shared.get(os.getpid())
+        server = _shared.get((os.getpid(), script))
         if server is None:
-            server = _shared[os.getpid()] = ForkServer(script, _BASE_ENV)
+            server = _shared[(os.getpid(), script)] = ForkServer(script, _BASE_ENV, preload)
             atexit.register(server.close)
         return server

@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import SASL_PASSWORD, SASL_USER, run_console
+from tests.conftest import SASL_PASSWORD, SASL_USER, run_console, run_python
 from tests.servers import ServerProcess, start_redis
 
 PASSWORD = "app-pw-7f3"
@@ -175,13 +174,7 @@ class BigApp:
             "app = create_app()\n"
             "with app.app_context():\n" + textwrap.indent(textwrap.dedent(code), "    ")
         )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
+        done = run_python("-c", script, cwd=self.root, env=self.env, text=True)
         assert done.returncode == 0, done.stderr
         return done.stdout.replace("Loaded your LOCAL configuration\n", "").replace(
             "plugins loaded: 3\n", ""

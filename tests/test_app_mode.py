@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisTarget, run_console
+from tests.conftest import RedisTarget, run_console, run_python
 
 APP_SOURCE = """
 import os
@@ -60,9 +59,7 @@ def in_app(tmp_path: Path, env: dict[str, str], code: str, kind: str = "redis") 
         f"app = create_app({kind!r})\n"
         f"with app.app_context():\n" + textwrap.indent(textwrap.dedent(code), "    ")
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    done = run_python("-c", script, cwd=tmp_path, env=env, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

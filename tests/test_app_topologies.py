@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_console
+from tests.conftest import run_console, run_python
 from tests.servers import (
     start_redis_cluster,
     start_sentinel_set,
@@ -87,10 +85,10 @@ def test_app_mode_connects_where_the_live_backend_does(
     (tmp_path / "topoapp.py").write_text(textwrap.dedent(APP_SOURCE))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
     env["TOPOLOGY_CACHE_CONFIG"] = json.dumps(topologies[topology])
-    stored = subprocess.run(
-        [sys.executable, "-c", "import topoapp\napp = topoapp.create_app()\n"
-         "with app.app_context(): topoapp.cache.set('where', 'the app put it')"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+    stored = run_python(
+        "-c", "import topoapp\napp = topoapp.create_app()\n"
+        "with app.app_context(): topoapp.cache.set('where', 'the app put it')",
+        cwd=tmp_path, env=env, text=True,
     )  # fmt: skip
     assert stored.returncode == 0, stored.stderr
 

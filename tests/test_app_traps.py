@@ -15,7 +15,6 @@ property, as asked.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import RedisTarget, run_console
+from tests.conftest import RedisTarget, run_console, run_python
 from tests.servers import ServerProcess
 
 FLASK = Path(sys.executable).with_name("flask")
@@ -225,9 +224,7 @@ def fill(cwd: Path, env: dict[str, str]) -> None:
         "assert app.test_client().get('/menu').status_code == 200\n"
         "with app.app_context():\n    price(3)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True
-    )
+    done = run_python("-c", script, cwd=cwd, env=env, text=True)
     assert done.returncode == 0, done.stderr
 
 
@@ -240,14 +237,7 @@ def run_all(cwd: Path, redis_target: RedisTarget, trap: str) -> list[tuple[int, 
     for command in COMMANDS:
         done = run_console("--app", APP, *command, cwd=cwd, env=env)
         results.append((done.returncode, done.stderr.decode(errors="replace")))
-    flask = subprocess.run(
-        [str(FLASK), "--app", APP, *FLASK_COMMAND],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    flask = run_python(str(FLASK), "--app", APP, *FLASK_COMMAND, cwd=cwd, env=env, text=True)
     results.append((flask.returncode, flask.stderr))
     return results
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisTarget, run_console
+from tests.conftest import RedisTarget, run_console, run_python
 
 APP_SOURCE = """
 import functools
@@ -152,9 +151,7 @@ def serve(tmp_path: Path, env: dict[str, str], *urls: str) -> None:
         "    response = client.get(url)\n"
         "    assert response.status_code == 200, (url, response.status_code)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, *urls], cwd=tmp_path, env=env, capture_output=True
-    )
+    done = run_python("-c", script, *urls, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr.decode()
 
 

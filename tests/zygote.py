@@ -19,22 +19,32 @@ corpus runs a sample of its cases both ways, where the outcomes must be the same
 (tests/fuzz/test_bad_inputs.py), and the tests about start-up itself, the installed
 script, terminals and signals sent to the process start it afresh.
 
+Started with ``--python SOCKET MODULE...``, it serves the test apps' own processes
+instead (``python -c CODE`` and scripts such as ``flask``, run by ``run_python`` in
+tests/conftest.py): it imports only the modules named (Flask and the like, which such a
+process imports first anyway) and no cachectl, and each child runs its command line as
+``python`` would. Only the app's side uses it: cachectl's own runs never start with Flask
+imported, since tests check what cachectl imports.
+
 This file imports nothing of the tests: it runs with the console script's own imports.
 """
 
 from __future__ import annotations
 
 import array
+import builtins
 import contextlib
 import gc
 import importlib
 import json
 import os
 import pkgutil
+import runpy
 import selectors
 import signal
 import socket
 import sys
+import types
 
 #: The package's modules that run something, or import Flask, when imported.
 ENTRY_POINTS = ("cachectl.__main__", "cachectl.flask_command", "cachectl.flask_group")
@@ -146,24 +156,50 @@ def serve(listener: socket.socket) -> dict | None:
             _reap(children, pid, status)
 
 
+def _run_python() -> None:
+    """In a child of a ``--python`` server: run its command line as ``python`` would run
+    ``-c CODE ARGS...`` (``sys.argv[0]`` ``-c``, ``sys.path[0]`` empty: the working
+    directory) or ``SCRIPT ARGS...``, in a new ``__main__`` module, then exit 0."""
+    if sys.argv[0] == "-c":
+        code = sys.argv.pop(1)
+        main_module = types.ModuleType("__main__")
+        main_module.__dict__.update(__builtins__=builtins, __spec__=None)
+        sys.modules["__main__"] = main_module
+        exec(compile(code, "<string>", "exec"), main_module.__dict__)
+    else:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    sys.exit(0)
+
+
 if __name__ == "__main__":
-    socket_path, script, *preload = sys.argv[1:]
-    # The script's directory, not this file's (tests/), is where its imports start.
-    sys.path[0] = os.path.dirname(script)
+    # ``--python SOCKET MODULE...``: a server for the app's own processes (``python -c``
+    # or a script such as ``flask``), with only the modules named imported; no cachectl.
+    python = sys.argv[1] == "--python"
+    if python:
+        socket_path, script, *preload = sys.argv[2], "", *sys.argv[3:]
+        # Not this file's directory: nothing of tests/ may stand in for what is preloaded.
+        # (Not the working directory either: each run's sys.path[0] is its own.)
+        sys.path[0] = os.path.dirname(sys.executable)
+    else:
+        socket_path, script, *preload = sys.argv[1:]
+        # The script's directory, not this file's (tests/), is where its imports start.
+        sys.path[0] = os.path.dirname(script)
     for module in preload:
         # An optional client an environment lacks (the legacy lane has no python-memcached):
         # a run that needs it fails there as a fresh one would, on its own import.
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
-    import cachectl
-    from cachectl.cli import main
+    if not python:
+        import cachectl
+        from cachectl.cli import main
 
-    # Every module of the package a run may import lazily (its commands, operations and
-    # backends), but the entry points that run something or import Flask when imported.
-    for found in pkgutil.walk_packages(cachectl.__path__, "cachectl."):
-        if found.name not in ENTRY_POINTS:
-            with contextlib.suppress(ImportError):  # a module of an optional client
-                importlib.import_module(found.name)
+        # Every module of the package a run may import lazily (its commands, operations
+        # and backends), but the entry points that run something or import Flask when
+        # imported.
+        for found in pkgutil.walk_packages(cachectl.__path__, "cachectl."):
+            if found.name not in ENTRY_POINTS:
+                with contextlib.suppress(ImportError):  # a module of an optional client
+                    importlib.import_module(found.name)
 
     # What was imported stays put: the collector does not walk it in each child, where
     # touching every object's header would copy most of the server's pages.
@@ -179,4 +215,6 @@ if __name__ == "__main__":
             os.unlink(socket_path)
             os.rmdir(os.path.dirname(socket_path))
         sys.exit(0)
+    if python:
+        _run_python()
     sys.exit(main())
