@@ -11,6 +11,7 @@ one ``error:`` line with the documented exit status.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import stat
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONSOLE_SCRIPT
+from tests.forked_runs import shared_server
 
 #: What a root-only file looks like; it must keep every byte.
 PRECIOUS = b"root:x:0:0:root:/root:/bin/bash\n"
@@ -32,9 +34,21 @@ NOBODY = 65534
 def cachectl(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """The installed command, with no inherited cachectl or Flask settings; a hang fails."""
+    """The installed command, with no inherited cachectl or Flask settings; a hang fails.
+    Forked from the tests' fork server (tests/forked_runs.py: its own process, argv,
+    environment, directory, umask and descriptors; nothing here is about start-up) unless
+    the environment rules that out, or ``CACHECTL_TESTS_NO_FORK`` is set."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
     environ.update(env or {})
+    if not os.environ.get("CACHECTL_TESTS_NO_FORK"):
+        server = shared_server(CONSOLE_SCRIPT)
+        if server.can_fork(environ):
+            status, out, err = server.run(args, environ, cwd, None, NO_HANG)
+            if status is None:
+                raise subprocess.TimeoutExpired([str(CONSOLE_SCRIPT), *args], NO_HANG)
+            return subprocess.CompletedProcess(
+                [str(CONSOLE_SCRIPT), *args], status, _as_text(out), _as_text(err)
+            )
     return subprocess.run(
         [str(CONSOLE_SCRIPT), *args],
         cwd=cwd,
@@ -43,6 +57,11 @@ def cachectl(
         text=True,
         timeout=NO_HANG,
     )
+
+
+def _as_text(data: bytes) -> str:
+    """Output decoded as ``subprocess.run(text=True)`` decodes it."""
+    return io.TextIOWrapper(io.BytesIO(data)).read()
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
