@@ -15,10 +15,12 @@ import datetime
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,8 +28,8 @@ import pytest
 import redis
 
 from cachectl.codec import pickle_refs
-from tests.conftest import RedisTarget, run, run_console
-from tests.servers import start_redis
+from tests.conftest import RedisTarget, _databases, run, run_console
+from tests.servers import ServerProcess, start_redis
 from tests.test_hostile_pickles import CASES, assert_harmless
 from tests.test_no_scripting import scripting_commands
 
@@ -116,10 +118,23 @@ def commit(repo: Path, models: str, model: str, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def shop(tmp_path: Path, redis_target: RedisTarget) -> dict[str, object]:
-    """The repository, three commits, and the cache filled by the app at commit 1."""
-    repo = tmp_path / "repo"
+@dataclass(frozen=True)
+class Filled:
+    """The repository at commit 1 and what the app stored, as DUMP payloads with the
+    milliseconds each had left (-1: none) right after it stored them."""
+
+    repo: Path
+    revisions: list[str]
+    entries: dict[bytes, tuple[bytes, int]]
+
+
+@pytest.fixture(scope="module")
+def filled_once(tmp_path_factory: pytest.TempPathFactory, redis_server: ServerProcess) -> Filled:
+    """The repository and its three commits, made once; the cache filled once by the app at
+    commit 1, in its own process, on a database of its own, then read back whole and
+    emptied."""
+    root = tmp_path_factory.mktemp("shop")
+    repo = root / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     revisions = [
@@ -128,8 +143,10 @@ def shop(tmp_path: Path, redis_target: RedisTarget) -> dict[str, object]:
         commit(repo, MODELS_V3, "Item", "Product is a factory now"),
     ]
     git(repo, "checkout", "-q", revisions[0])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
-    env["SHOP_REDIS_URL"] = redis_target.url
+    db = next(_databases) % 16
+    client = redis.Redis(port=redis_server.port, db=db)
+    client.flushdb()
+    env = app_env(f"redis://127.0.0.1:{redis_server.port}/{db}")
     fill = """
         from shop import create_app, cache
         from shop.views import get_product, get_category, get_price
@@ -142,7 +159,42 @@ def shop(tmp_path: Path, redis_target: RedisTarget) -> dict[str, object]:
             cache.set("banner", "hello")
     """
     subprocess.run([sys.executable, "-c", textwrap.dedent(fill)], cwd=repo, env=env, check=True)
-    return {"repo": repo, "env": env, "revisions": revisions, "client": redis_target.client}
+    pipe = client.pipeline(transaction=False)
+    keys = sorted(client.scan_iter("*"))
+    for key in keys:
+        pipe.dump(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    client.flushdb()
+    client.close()
+    entries = {key: (replies[2 * i], replies[2 * i + 1]) for i, key in enumerate(keys)}
+    assert len(entries) > 9  # nine calls and the banner, and the versions memoize keeps
+    return Filled(repo, revisions, entries)
+
+
+def app_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
+    env["SHOP_REDIS_URL"] = url
+    return env
+
+
+@pytest.fixture
+def shop(tmp_path: Path, redis_target: RedisTarget, filled_once: Filled) -> dict[str, object]:
+    """The repository, three commits, and the cache filled by the app at commit 1: a copy
+    of the repository for this test, and this test's database holding exactly what the
+    app stored, each entry with the time it had left then."""
+    repo = tmp_path / "repo"
+    shutil.copytree(filled_once.repo, repo, symlinks=True)
+    pipe = redis_target.client.pipeline(transaction=False)
+    for key, (payload, left) in filled_once.entries.items():
+        pipe.restore(key, max(left, 0), payload)
+    pipe.execute()
+    return {
+        "repo": repo,
+        "env": app_env(redis_target.url),
+        "revisions": filled_once.revisions,
+        "client": redis_target.client,
+    }
 
 
 def keys_holding(client, text: bytes) -> set[bytes]:  # type: ignore[no-untyped-def]
