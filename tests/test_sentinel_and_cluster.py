@@ -17,7 +17,7 @@ import pytest
 import redis
 from flask_caching import Cache
 
-from tests.conftest import CONSOLE_SCRIPT, oracle_app, run, run_console
+from tests.conftest import CONSOLE_SCRIPT, fill_keys, oracle_app, run, run_console
 from tests.servers import (
     ServerProcess,
     free_port,
@@ -226,15 +226,12 @@ def test_a_primary_failing_during_a_long_clear() -> None:
     try:
         config = cluster_config(nodes)
         raw = redis.RedisCluster(host="127.0.0.1", port=nodes[0].port)
-        total = 300_000
-        for start in range(0, total, 10_000):
-            pipe = raw.pipeline()
-            for n in range(start, start + 10_000):
-                pipe.set(f"shop_{{one-slot}}k{n}", b"1")  # one hash slot: one primary
-            pipe.execute()
+        total = 100_000  # a sweep of seconds: the stop lands while it goes on
         victim_port = raw.get_node_from_key("shop_{one-slot}k0").port
         victim = next(node for node in nodes if node.port == victim_port)
         victim_client = redis.Redis(port=victim.port)
+        # One hash slot, so one primary holds them all: filled there, 10,000 a command.
+        fill_keys(victim_client, "shop_{{one-slot}}k{}", total)
         process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), "--timeout", "1", *as_options(config), "clear", "--yes"],
             stdout=subprocess.PIPE,
