@@ -237,6 +237,11 @@ def _free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+#: A primary's full sync starts as soon as a replica asks, rather than after the five
+#: seconds Redis 7.0 and Valkey wait by default (diskless) for more replicas to join.
+NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
+
+
 @_retry_on_port_clash
 def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> list[ServerProcess]:
     """Primaries (each with ``replicas`` replicas) joined into one cluster with redis-cli,
@@ -251,8 +256,8 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> list[ServerPro
             args = [
                 redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
-                "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
-                "--dir", str(workdir), "--logfile", str(log),
+                "--cluster-node-timeout", "1000", *NO_SYNC_DELAY, "--save", "",
+                "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log),
             ]  # fmt: skip
             process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             _wait_for_port(port, process, "redis-server (cluster)", log)
@@ -300,11 +305,13 @@ def wait_for_cluster(nodes: list[ServerProcess], timeout: float = 30) -> None:
 def start_sentinel_set(password: str, replicas: int = 1, sentinels: int = 3) -> dict:
     """A master, its replicas and sentinels watching it (quorum 2); the sentinels
     require ``password``. Returns {"master", "replicas", "sentinels"}."""
-    master = start_redis()
+    master = start_redis(*NO_SYNC_DELAY)
     started: dict = {"master": master, "replicas": [], "sentinels": []}
     try:
         for _ in range(replicas):
-            started["replicas"].append(start_redis("--replicaof", "127.0.0.1", str(master.port)))
+            started["replicas"].append(
+                start_redis(*NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(master.port))
+            )
         for _ in range(sentinels):
             started["sentinels"].append(start_sentinel(master.port, password=password, quorum=2))
         deadline = time.monotonic() + 30
