@@ -199,13 +199,26 @@ class RedisTarget:
 _databases = itertools.count()
 
 
+def _empty_database(server: ServerProcess) -> RedisTarget:
+    """The private server's next database (of its 16, in turn), emptied."""
+    db = next(_databases) % 16
+    client = redis.Redis(port=server.port, db=db)
+    client.flushdb()
+    return RedisTarget(server.port, db, client)
+
+
 @pytest.fixture
 def redis_target(redis_server: ServerProcess) -> RedisTarget:
     """An empty database of the private server, a different one for each test."""
-    db = next(_databases) % 16
-    client = redis.Redis(port=redis_server.port, db=db)
-    client.flushdb()
-    return RedisTarget(redis_server.port, db, client)
+    return _empty_database(redis_server)
+
+
+@pytest.fixture(scope="module")
+def module_redis_target(redis_server: ServerProcess) -> RedisTarget:
+    """An empty database of the private server for a whole module, whose tests share what
+    a module-scoped fixture put in it (and put it back as they need it): emptied once, when
+    the module's first test asks for it."""
+    return _empty_database(redis_server)
 
 
 @pytest.fixture

@@ -64,22 +64,32 @@ class Superset:
         )
 
 
-@pytest.fixture
-def superset(tmp_path: Path, redis_target: RedisTarget) -> Superset:
+@pytest.fixture(scope="module")
+def superset(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis_target: RedisTarget,
+) -> Superset:
+    """Superset's deployment for the module: one copy of its metadata database, one
+    database of the private Redis."""
     venv = app_environment("superset")
-    database = tmp_path / "superset.db"
+    cwd = tmp_path_factory.mktemp("superset")
+    database = cwd / "superset.db"
     shutil.copyfile(venv / "superset-template.db", database)
     env = clean_environment(
         PYTHONPATH=str(HERE / "superset" / "pythonpath"),
         REALAPP_SUPERSET_DB=str(database),
-        REALAPP_REDIS_URL=redis_target.url,
+        REALAPP_REDIS_URL=module_redis_target.url,
     )
-    return Superset(venv, tmp_path, env, redis_target)
+    return Superset(venv, cwd, env, module_redis_target)
 
 
-@pytest.fixture
-def filled(superset: Superset) -> Iterator[tuple[AppDriver, Snapshot]]:
-    """Superset running, logged in, its caches filled through its own code."""
+@pytest.fixture(scope="module")
+def running(superset: Superset) -> Iterator[tuple[AppDriver, Snapshot]]:
+    """Superset running, logged in, its caches filled through its own code, and the
+    keyspace then: started and filled once for the module (Superset takes seconds of CPU
+    to start). What the tests do to it stays in the cache, which `filled` puts back: the
+    filter states live only there, and the rows Superset writes as it serves (its action
+    log) are read by no test."""
     driver = AppDriver(superset.venv, HERE / "superset" / "driver.py", superset.cwd, superset.env)
     try:
         driver.call("fill")
@@ -90,9 +100,19 @@ def filled(superset: Superset) -> Iterator[tuple[AppDriver, Snapshot]]:
 
 
 @pytest.fixture
+def filled(superset: Superset, running: tuple[AppDriver, Snapshot]) -> tuple[AppDriver, Snapshot]:
+    """The running Superset, with the keyspace as its fill left it: each test starts from
+    that snapshot, restored, whatever the test before it did to the cache."""
+    driver, filled_keyspace = running
+    restore(superset.redis.client, filled_keyspace)
+    return driver, filled_keyspace
+
+
+@pytest.fixture(scope="module")
 def startup_output(superset: Superset) -> list[str]:
     """What Superset itself prints and logs while it starts (its config banner, alembic),
-    loaded as Flask loads it: the only lines an --app command may leave on stderr."""
+    loaded as Flask loads it: the only lines an --app command may leave on stderr. The
+    same for every test of the module: loaded once."""
     done = subprocess.run(
         [
             str(superset.venv / "bin" / "python"),

@@ -56,17 +56,25 @@ class Udata:
         )
 
 
-@pytest.fixture
-def udata(tmp_path: Path, redis_target: RedisTarget) -> Udata:
+@pytest.fixture(scope="module")
+def udata(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis_target: RedisTarget,
+) -> Udata:
     env = clean_environment(
-        UDATA_SETTINGS=str(HERE / "udata" / "udata.cfg"), REALAPP_REDIS_URL=redis_target.url
+        UDATA_SETTINGS=str(HERE / "udata" / "udata.cfg"),
+        REALAPP_REDIS_URL=module_redis_target.url,
     )
-    return Udata(app_environment("udata"), tmp_path, env, redis_target)
+    return Udata(
+        app_environment("udata"), tmp_path_factory.mktemp("udata"), env, module_redis_target
+    )
 
 
-@pytest.fixture
-def filled(udata: Udata) -> Iterator[tuple[AppDriver, Snapshot]]:
-    """udata running, its avatar cache filled through its API, and the keyspace then."""
+@pytest.fixture(scope="module")
+def running(udata: Udata) -> Iterator[tuple[AppDriver, Snapshot]]:
+    """udata running, its avatar cache filled through its API, and the keyspace then:
+    started and filled once for the module. The tests' invalidations change only the cache
+    (udata keeps the avatars nowhere else), which `filled` puts back."""
     driver = AppDriver(udata.venv, HERE / "udata" / "driver.py", udata.cwd, udata.env)
     try:
         assert driver.call("fill") == [200, 200, 200]
@@ -74,6 +82,15 @@ def filled(udata: Udata) -> Iterator[tuple[AppDriver, Snapshot]]:
         yield driver, snapshot(udata.redis.client)
     finally:
         driver.close()
+
+
+@pytest.fixture
+def filled(udata: Udata, running: tuple[AppDriver, Snapshot]) -> tuple[AppDriver, Snapshot]:
+    """The running udata, with the keyspace as its fill left it: each test starts from that
+    snapshot, restored, whatever the test before it did to the cache."""
+    driver, filled_keyspace = running
+    restore(udata.redis.client, filled_keyspace)
+    return driver, filled_keyspace
 
 
 # The app's own invalidation (driver action and arguments) -> the cachectl command that
@@ -127,13 +144,16 @@ def test_read_only_commands_leave_the_cache_and_stderr_alone(
         ["clear", "--dry-run"],
         ["get", "admin_levels"],
     ]
+    listed = ""
     for command in commands:
         done = udata.cachectl(*command)
         expected_status = 1 if command[0] == "get" else 0  # nothing cached as admin_levels
         assert done.returncode == expected_status, (command, done.stdout, done.stderr)
         assert done.stderr == ("" if expected_status == 0 else done.stderr.splitlines()[0] + "\n")
         assert "Traceback" not in done.stderr
-    keys = json.loads(udata.cachectl("--json", "keys").stdout)
+        if command == ["--json", "keys"]:
+            listed = done.stdout
+    keys = json.loads(listed)
     assert len(keys["keys"]) == 4, keys  # three avatars and the function's version key
     assert values(snapshot(udata.redis.client)) == values(filled_keyspace)
 
