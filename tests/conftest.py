@@ -199,9 +199,17 @@ class RedisTarget:
 _databases = itertools.count()
 
 
-def _empty_database(server: ServerProcess) -> RedisTarget:
-    """The private server's next database (of its 16, in turn), emptied."""
+#: Databases a module holds (``module_redis_target``): the per-test rotation passes over
+#: them, so a test's flush never empties a database under a module's shared fixture.
+_held: set[int] = set()
+
+
+def empty_database(server: ServerProcess) -> RedisTarget:
+    """The private server's next database (of its 16, in turn, past any a module holds),
+    emptied."""
     db = next(_databases) % 16
+    while db in _held:
+        db = next(_databases) % 16
     client = redis.Redis(port=server.port, db=db)
     client.flushdb()
     return RedisTarget(server.port, db, client)
@@ -210,15 +218,21 @@ def _empty_database(server: ServerProcess) -> RedisTarget:
 @pytest.fixture
 def redis_target(redis_server: ServerProcess) -> RedisTarget:
     """An empty database of the private server, a different one for each test."""
-    return _empty_database(redis_server)
+    return empty_database(redis_server)
 
 
 @pytest.fixture(scope="module")
-def module_redis_target(redis_server: ServerProcess) -> RedisTarget:
+def module_redis_target(redis_server: ServerProcess) -> Iterator[RedisTarget]:
     """An empty database of the private server for a whole module, whose tests share what
     a module-scoped fixture put in it (and put it back as they need it): emptied once, when
-    the module's first test asks for it."""
-    return _empty_database(redis_server)
+    the module's first test asks for it, and held from the other tests' rotation until the
+    module ends."""
+    target = empty_database(redis_server)
+    _held.add(target.db)
+    try:
+        yield target
+    finally:
+        _held.discard(target.db)
 
 
 @pytest.fixture

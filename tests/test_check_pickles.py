@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from cachectl.codec import pickle_refs
-from tests.conftest import RedisTarget, _databases, run, run_console
+from tests.conftest import RedisTarget, empty_database, run, run_console
 from tests.servers import ServerProcess, start_redis
 from tests.test_hostile_pickles import CASES, assert_harmless
 from tests.test_no_scripting import scripting_commands
@@ -143,10 +143,9 @@ def filled_once(tmp_path_factory: pytest.TempPathFactory, redis_server: ServerPr
         commit(repo, MODELS_V3, "Item", "Product is a factory now"),
     ]
     git(repo, "checkout", "-q", revisions[0])
-    db = next(_databases) % 16
-    client = redis.Redis(port=redis_server.port, db=db)
-    client.flushdb()
-    env = app_env(f"redis://127.0.0.1:{redis_server.port}/{db}")
+    target = empty_database(redis_server)
+    client = target.client
+    env = app_env(target.url)
     fill = """
         from shop import create_app, cache
         from shop.views import get_product, get_category, get_price
