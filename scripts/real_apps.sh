@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV=.venv/bin/uv
+# Packages compiled as installed (scripts/test.sh says why); part of what an environment
+# is built from, so one built without bytecode is built again.
+export UV_COMPILE_BYTECODE=1
 # The apps run on the Python of .venv (3.11 on Debian 12); uv takes the base interpreter.
 PYTHON=$(.venv/bin/python -c 'import sys; print(sys._base_executable)')
 
@@ -21,7 +24,7 @@ for pins in tests/real_apps/*/requirements.txt; do
   venv=.venv-realapp-$name
   inputs=("$pins" pyproject.toml)
   [ -f "$app_dir/prepare.sh" ] && inputs+=("$app_dir/prepare.sh")
-  wanted=$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)
+  wanted=$( (cat "${inputs[@]}" && echo "UV_COMPILE_BYTECODE=$UV_COMPILE_BYTECODE") | sha256sum | cut -d' ' -f1)
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.pins-sha256" 2>/dev/null)" = "$wanted" ]; then
     echo "== real app $name: $venv is up to date" >&2
     continue
