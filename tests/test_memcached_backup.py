@@ -191,13 +191,15 @@ def test_delete_set_and_expire_keep_what_they_change(
 def test_dry_run_only_and_expired_entries(memcached_address: str, tmp_path: Path) -> None:
     app, cache = fill_app(memcached_address)
     with app.app_context():
-        cache.set("brief", "soon gone", timeout=1)
+        # memcached counts lifetimes in whole seconds of its own clock: an entry given 1 s
+        # may be gone at once, before the backup reads it; given 3 s, it lives 2 to 3 s.
+        cache.set("brief", "soon gone", timeout=3)
     args = args_for(memcached_address, prefix=PREFIX)
     backup = str(tmp_path / "b")
     assert documented(*args, "--json", "--backup", backup, "clear", "--yes")["removed"] == 57
     with app.app_context():
         cache.set("user:3", "written since")
-    time.sleep(2.1)
+    time.sleep(3.1)
 
     dry = documented(*args, "--json", "restore", "--dry-run", backup)
     assert (dry["restored"], dry["present"], dry["expired"]) == (55, 1, 1)
