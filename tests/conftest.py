@@ -6,7 +6,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from flask_caching import Cache
 
 import cachectl
 from cachectl.cli import cli
-from tests.forked_runs import shared_server
+from tests.forked_runs import PRELOAD, shared_server
 from tests.servers import (
     ServerProcess,
     redis_family_name,
@@ -91,6 +91,55 @@ def run(*args: str, input: str | bytes | None = None, env: dict[str, str] | None
     return result
 
 
+def forked_or_started(
+    command: Sequence[str],
+    *,
+    script: Path | None,
+    preload: Sequence[str] = PRELOAD,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    timeout: float = CONSOLE_TIMEOUT,
+    text: bool = False,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
+    """``command`` (the program, then its arguments) run as a process of its own, its
+    output captured (decoded as ``subprocess.run(text=True)`` decodes it when ``text``):
+    forked from this test process's fork server for ``script`` (None: the server for Python
+    command lines, ``preload`` imported; tests/forked_runs.py) when ``env`` (the test's own
+    when None) agrees with the server's on what Python reads at start-up; else, with
+    ``fresh`` or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. A run past ``timeout``
+    raises TimeoutExpired either way."""
+    environment = dict(os.environ) if env is None else env
+    if not fresh and not os.environ.get("CACHECTL_TESTS_NO_FORK"):
+        server = shared_server(script, preload)
+        if server.can_fork(environment):
+            status, stdout, stderr = server.run(
+                command[1:], environment, cwd or Path.cwd(), input, timeout
+            )
+            if status is None:
+                raise subprocess.TimeoutExpired(list(command), timeout)
+            if text:
+                return subprocess.CompletedProcess(
+                    list(command), status, _as_text(stdout), _as_text(stderr)
+                )
+            return subprocess.CompletedProcess(list(command), status, stdout, stderr)
+    return subprocess.run(
+        list(command),
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        text=text,
+        timeout=timeout,
+    )
+
+
+def _as_text(data: bytes) -> str:
+    """Output decoded as ``subprocess.run(text=True)`` decodes it."""
+    return io.TextIOWrapper(io.BytesIO(data)).read()
+
+
 def run_console(
     *args: str,
     input: bytes | None = None,
@@ -105,23 +154,13 @@ def run_console(
     cachectl once, when its environment agrees with the server's on what Python reads at
     start-up; ``fresh`` (for tests about start-up itself) starts the script afresh, as
     every run does with ``CACHECTL_TESTS_NO_FORK=1`` (to rule the fork server out)."""
-    environment = dict(os.environ) if env is None else env
-    if not fresh and not os.environ.get("CACHECTL_TESTS_NO_FORK"):
-        server = shared_server(CONSOLE_SCRIPT)
-        if server.can_fork(environment):
-            status, stdout, stderr = server.run(
-                args, environment, cwd or Path.cwd(), input, CONSOLE_TIMEOUT
-            )
-            if status is None:
-                raise subprocess.TimeoutExpired([str(CONSOLE_SCRIPT), *args], CONSOLE_TIMEOUT)
-            return subprocess.CompletedProcess([str(CONSOLE_SCRIPT), *args], status, stdout, stderr)
-    return subprocess.run(
+    return forked_or_started(
         [str(CONSOLE_SCRIPT), *args],
-        input=input,
-        capture_output=True,
-        cwd=cwd,
+        script=CONSOLE_SCRIPT,
         env=env,
-        timeout=CONSOLE_TIMEOUT,
+        cwd=cwd,
+        input=input,
+        fresh=fresh,
     )
 
 
@@ -144,31 +183,13 @@ def run_python(
     *args: str, cwd: Path, env: dict[str, str], text: bool = False
 ) -> subprocess.CompletedProcess:
     """Run a test app's own process, ``python ARGS...`` (``-c CODE ...`` or a script such
-    as ``flask``), in ``cwd`` with exactly ``env``, its output captured (decoded as
-    ``subprocess.run(text=True)`` does when ``text``). It is forked from a fork server that
-    has imported Flask and the like (``APP_PRELOAD``), when the environment allows it as
-    for ``run_console``; else, or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. Never
-    for cachectl's own runs: the tests check what those import."""
-    command = [sys.executable, *args]
-    if not os.environ.get("CACHECTL_TESTS_NO_FORK"):
-        server = shared_server(None, APP_PRELOAD)
-        if server.can_fork(env):
-            status, stdout, stderr = server.run(args, env, cwd, None, CONSOLE_TIMEOUT)
-            if status is None:
-                raise subprocess.TimeoutExpired(command, CONSOLE_TIMEOUT)
-            if text:
-                return subprocess.CompletedProcess(
-                    command, status, _as_text(stdout), _as_text(stderr)
-                )
-            return subprocess.CompletedProcess(command, status, stdout, stderr)
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=text, timeout=CONSOLE_TIMEOUT
+    as ``flask``), in ``cwd`` with exactly ``env``, its output captured, forked from a
+    fork server that has imported Flask and the like (``APP_PRELOAD``) where
+    ``forked_or_started`` can. Never for cachectl's own runs: the tests check what those
+    import."""
+    return forked_or_started(
+        [sys.executable, *args], script=None, preload=APP_PRELOAD, env=env, cwd=cwd, text=text
     )
-
-
-def _as_text(data: bytes) -> str:
-    """Output decoded as ``subprocess.run(text=True)`` decodes it."""
-    return io.TextIOWrapper(io.BytesIO(data)).read()
 
 
 def oracle_app(config: dict, name: str = "oracle") -> tuple[Flask, Cache]:

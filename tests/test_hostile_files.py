@@ -11,7 +11,6 @@ one ``error:`` line with the documented exit status.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
@@ -21,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONSOLE_SCRIPT
-from tests.forked_runs import shared_server
+from tests.conftest import CONSOLE_SCRIPT, forked_or_started
 
 #: What a root-only file looks like; it must keep every byte.
 PRECIOUS = b"root:x:0:0:root:/root:/bin/bash\n"
@@ -40,28 +38,14 @@ def cachectl(
     the environment rules that out, or ``CACHECTL_TESTS_NO_FORK`` is set."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CACHECTL_", "FLASK_"))}
     environ.update(env or {})
-    if not os.environ.get("CACHECTL_TESTS_NO_FORK"):
-        server = shared_server(CONSOLE_SCRIPT)
-        if server.can_fork(environ):
-            status, out, err = server.run(args, environ, cwd, None, NO_HANG)
-            if status is None:
-                raise subprocess.TimeoutExpired([str(CONSOLE_SCRIPT), *args], NO_HANG)
-            return subprocess.CompletedProcess(
-                [str(CONSOLE_SCRIPT), *args], status, _as_text(out), _as_text(err)
-            )
-    return subprocess.run(
+    return forked_or_started(
         [str(CONSOLE_SCRIPT), *args],
-        cwd=cwd,
+        script=CONSOLE_SCRIPT,
         env=environ,
-        capture_output=True,
-        text=True,
+        cwd=cwd,
         timeout=NO_HANG,
+        text=True,
     )
-
-
-def _as_text(data: bytes) -> str:
-    """Output decoded as ``subprocess.run(text=True)`` decodes it."""
-    return io.TextIOWrapper(io.BytesIO(data)).read()
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
