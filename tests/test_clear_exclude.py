@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from cachectl.backends.base import escape_glob
+from cachectl.backends.exclusions import Exclusions
 from tests.conftest import RedisTarget, run
 from tests.servers import ServerProcess, start_redis, start_redis_cluster
 from tests.test_console import _run_on_terminal
@@ -299,3 +300,21 @@ def test_flush_db_and_malformed_globs_are_refused(redis_target: RedisTarget) -> 
         assert refused.exit_code == 2, glob
         assert reason in refused.stderr, refused.stderr
     assert len(survivors(redis_target.client)) == 41
+
+
+def test_a_key_a_walk_meets_twice_is_counted_kept_once() -> None:
+    """SCAN returns a key twice when Redis shrinks its table mid-walk, which a clear's
+    own deletions bring about (a clear keeping 300 keys once reported 301): whichever
+    step hands a kept key over again, by the client-side split, the one-key check of
+    keys/stats or the names the Lua step returns, it is counted once, for each glob."""
+    exclusions = Exclusions(["session:*", "*:1"], nested=["data_*"])
+    prefix = b"app_"
+    first = [prefix + b"session:1", prefix + b"view//a", prefix + b"data_x", prefix + b"session:2"]
+    assert exclusions.split(first, len(prefix)) == [prefix + b"view//a"]
+    again = [prefix + b"session:1", prefix + b"session:1", prefix + b"view//b", prefix + b"data_x"]
+    assert exclusions.split(again, len(prefix)) == [prefix + b"view//b"]
+    assert exclusions.keeps(b"session:2") and not exclusions.keeps(b"view//a")
+    exclusions.count_kept([b"session:1", b"session:3", b"session:3"])
+    assert (exclusions.excluded, exclusions.kept) == (3, 4)
+    assert [hits for _, hits in exclusions.own_globs()] == [3, 1]
+    assert exclusions.nested_hits() == [1]

@@ -194,6 +194,11 @@ class Exclusions:
     only matched what another glob already kept. Cluster sweeps count from one
     thread per primary.
 
+    A kept key counts once however often a walk meets it: Redis's ``SCAN`` returns a
+    key twice when the table shrinks mid-walk, which a clear's own deletions cause
+    (a clear that kept 300 keys once reported 301). So the names kept are held (as
+    long as the clear runs: about a hundred bytes each) to count each once.
+
     ``nested`` globs are those cachectl adds itself for the caches nested under
     this one (``operations/nesting.py``: the sibling prefix ``pkg_data_`` under
     ``pkg_`` is ``data_*``): the same matching keeps their keys, but they are
@@ -213,6 +218,7 @@ class Exclusions:
         self.kept = 0
         #: Keys each glob matched, in the order given.
         self.matched = [0] * len(self.globs)
+        self._counted: set[bytes] = set()  # the kept keys counted so far (without prefix)
         self._lock = threading.Lock()
 
     def fresh(self) -> Exclusions:
@@ -221,6 +227,9 @@ class Exclusions:
         copy.globs, copy.own = self.globs, self.own
         copy.matched = [0] * len(self.globs)
         return copy
+
+    def _kept_by_any(self, rest: bytes) -> bool:
+        return any(glob.matches(rest) for glob in self.globs)
 
     def _match(self, rest: bytes, hits: list[int]) -> tuple[bool, bool]:
         """Whether ``rest`` is kept, and kept by an operator's glob; counts into ``hits``."""
@@ -236,25 +245,34 @@ class Exclusions:
         """The ``names`` (full keys) to remove, counting those kept; ``cut`` is the
         length of the prefix in bytes."""
         doomed: list[bytes] = []
-        hits = [0] * len(self.globs)
-        kept = own_kept = 0
+        kept: list[bytes] = []
         for name in names:
-            found, own = self._match(name[cut:], hits)
-            kept += found
-            own_kept += own
-            if not found:
+            if self._kept_by_any(name[cut:]):
+                kept.append(name[cut:])
+            else:
                 doomed.append(name)
-        self.add(kept, hits, own_kept)
+        self.count_kept(kept)
         return doomed
 
     def keeps(self, rest: bytes) -> bool:
         """Whether one key (without the prefix) stays out, counted: for the names
         ``keys`` and ``stats`` walk, which must leave out what a clear keeps."""
+        if not self._kept_by_any(rest):
+            return False
+        self.count_kept([rest])
+        return True
+
+    def count_kept(self, rests: Iterable[bytes]) -> None:
+        """Count the kept keys ``rests`` (without the prefix), each key once (see the
+        class): a sweep that decided in the server (the Lua step) hands them over here."""
+        with self._lock:
+            fresh = [rest for rest in dict.fromkeys(rests) if rest not in self._counted]
+            self._counted.update(fresh)
         hits = [0] * len(self.globs)
-        found, own = self._match(rest, hits)
-        if found:
-            self.add(1, hits, int(own))
-        return found
+        own_kept = 0
+        for rest in fresh:
+            own_kept += self._match(rest, hits)[1]
+        self.add(len(fresh), hits, own_kept)
 
     def add(self, kept: int, hits: Sequence[int], own_kept: int | None = None) -> None:
         with self._lock:

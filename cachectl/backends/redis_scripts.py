@@ -91,16 +91,16 @@ return {cursor, removed, scans, clock() - started, started}
 )
 
 #: The step with exclusions: ARGV[8] is the prefix's length in bytes, ARGV[9] how
-#: many of the globs are the operator's (the others keep nested caches' keys),
+#: many of the globs are the operator's (the script keeps by every glob alike; the
+#: client tells them apart when it counts),
 #: then each glob as exclusions.py hands it over (its number of segments, then
 #: each segment's length and Lua pattern). Returns what STEP_SCRIPT returns, then
-#: the keys kept, those kept by an operator's glob, then how many keys each glob
-#: matched.
+#: the name of each key kept, without the prefix: the client counts them, each once
+#: (``Exclusions.count_kept``: a SCAN may return a key twice).
 EXCLUDE_STEP_SCRIPT = (
     STEP_PREAMBLE
     + """
 local cut = tonumber(ARGV[8])
-local own = tonumber(ARGV[9])
 local globs, a = {}, 10
 while a <= #ARGV do
   local lengths, anchored, floating = {}, {}, {}
@@ -138,27 +138,23 @@ local function matches(glob, name)
   return true
 end
 
-local removed, kept, kept_own, matched = 0, 0, 0, {}
-for g = 1, #globs do matched[g] = 0 end
+local removed, kept = 0, {}
 repeat
   local step = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
   cursor = step[1]
   local doomed = {}
   for _, name in ipairs(step[2]) do
-    local found, by_own = false, false
+    local found = false
     for g = 1, #globs do
-      if matches(globs[g], name) then
-        matched[g] = matched[g] + 1
-        found = true
-        if g <= own then by_own = true end
-      end
+      if matches(globs[g], name) then found = true break end
     end
-    if found then kept = kept + 1 else doomed[#doomed + 1] = name end
-    if by_own then kept_own = kept_own + 1 end
+    if found then kept[#kept + 1] = string.sub(name, cut + 1) else doomed[#doomed + 1] = name end
   end
   if dry then removed = removed + #doomed else removed = removed + unlink(doomed) end
 until done()
-return {cursor, removed, scans, clock() - started, started, kept, kept_own, unpack(matched)}
+local reply = {cursor, removed, scans, clock() - started, started}
+for _, rest in ipairs(kept) do reply[#reply + 1] = rest end
+return reply
 """
 )
 

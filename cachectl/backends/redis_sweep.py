@@ -242,7 +242,7 @@ def _sweep_with_script(
                 refused = refused or exc
                 continue
             if exclusions is not None:
-                exclusions.add(reply[5], reply[7:], reply[6])
+                exclusions.count_kept(reply[5:])
             going = refused is None and not tally.stop_requested
             if cap.clock_stands_still is None and int(reply[2]) > 1 and not int(reply[3]):
                 log.debug("the server's clock stands still in a script: steps bounded by work")
