@@ -15,7 +15,7 @@
 #   corpus on one worker). The full command then runs the other lanes two at a time, each
 #   to a log printed when it ends, and a table of the lanes and their times:
 #   the documentation site (mkdocs --strict), the packaging step (sdist and wheel built,
-#   checked and installed), the Redis-family suite on redis 6.2 and valkey 9.1 (the main lane
+#   checked and installed; the README's demo in a copy of the checkout), the Redis-family suite on redis 6.2 and valkey 9.1 (the main lane
 #   ran it on Debian's redis 7.0), legacy Flask-Caching 2.4 and the exact 2.5.0 release, the
 #   real apps, the compatibility lanes on each Python 3.9-3.13 found, and the floor lane at
 #   the declared minimum versions.
@@ -155,7 +155,8 @@ static_checks() {
 # exact pins, so the main environment's pins do not move: --strict fails on a link to a page
 # or heading that does not exist and on a page left out of the nav. Then the release: the
 # sdist and wheel built as a clone builds them, checked with twine, their contents checked,
-# the wheel installed into a new environment and run there.
+# the wheel installed into a new environment and run there; and the README's first command,
+# the demo, in a copy of the checkout with a .venv of its own (tests/test_demo.py).
 docs_and_packaging() {
   [ -x .venv-docs/bin/python ] || python3 -m venv .venv-docs
   VIRTUAL_ENV=.venv-docs "$UV" pip install --quiet -r docs/requirements.txt
@@ -164,7 +165,7 @@ docs_and_packaging() {
   .venv-docs/bin/mkdocs build --quiet --strict --site-dir "$site"
   rm -rf "$site"
   echo "mkdocs build --strict: ok"
-  run_pytest .venv/bin/python -q -p no:cacheprovider -m packaging tests/test_packaging.py
+  run_pytest .venv/bin/python -q -p no:cacheprovider -m packaging tests/test_packaging.py tests/test_demo.py
 }
 
 # The Redis-family suite on the servers other than the main lane's (Debian's redis 7.0):

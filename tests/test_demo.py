@@ -6,6 +6,10 @@ FLASK_* variables. It builds its own ``.venv`` there (pip's cache makes that a m
 seconds), so it cannot pass on something the test command installed: it once failed at
 its second step on a fresh clone because only the test command's ``.venv`` held the
 Flask-Caching that told cachectl which generation the imagined app runs.
+
+Like the packaging checks it builds an environment from the checkout's files, and it runs
+beside them in the docs-and-packaging lane of scripts/test.sh (marked ``packaging``), not
+in the main lane.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 #: Building .venv and installing cachectl's dependencies from pip's cache takes ~10 s; the
