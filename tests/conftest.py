@@ -106,13 +106,14 @@ def forked_or_started(
     """``command`` (the program, then its arguments) run as a process of its own, its
     output captured (decoded as ``subprocess.run(text=True)`` decodes it when ``text``):
     forked from this test process's fork server for ``script`` (None: the server for Python
-    command lines, ``preload`` imported; tests/forked_runs.py) when ``env`` (the test's own
+    command lines run by ``command[0]``), ``preload`` imported (tests/forked_runs.py), when
+    ``env`` (the test's own
     when None) agrees with the server's on what Python reads at start-up; else, with
     ``fresh`` or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. A run past ``timeout``
     raises TimeoutExpired either way."""
     environment = dict(os.environ) if env is None else env
     if not fresh and not os.environ.get("CACHECTL_TESTS_NO_FORK"):
-        server = shared_server(script, preload)
+        server = shared_server(script, preload, command[0] if script is None else sys.executable)
         if server.can_fork(environment):
             status, stdout, stderr = server.run(
                 command[1:], environment, cwd or Path.cwd(), input, timeout

@@ -59,13 +59,15 @@ class ForkServer:
     """One zygote process, started with ``base_env``: runs whose environment agrees with
     it on every start-up variable are forked from it (``can_fork``). ``script`` None: a
     ``--python`` server (zygote.py), with ``preload`` imported, whose runs' argv is a
-    Python command line (``-c CODE ...`` or ``SCRIPT ...``)."""
+    Python command line (``-c CODE ...`` or ``SCRIPT ...``), run by ``python`` (another
+    environment's interpreter: the Flask-Caching 1.x oracle's)."""
 
     def __init__(
         self,
         script: Path | None,
         base_env: Mapping[str, str],
         preload: Sequence[str] = PRELOAD,
+        python: str = sys.executable,
     ) -> None:
         self.script = script
         self._startup = _startup_part(base_env)
@@ -73,7 +75,7 @@ class ForkServer:
         self.socket_path = os.path.join(self._directory, "socket")
         mode = [self.socket_path, str(script)] if script else ["--python", self.socket_path]
         self.process = subprocess.Popen(
-            [sys.executable, str(ZYGOTE), *mode, *preload],
+            [python, str(ZYGOTE), *mode, *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -200,20 +202,23 @@ def _collect(out_fd: int, err_fd: int, deadline: float) -> tuple[bytes, bytes, b
         os.close(err_fd)
 
 
-_shared: dict[tuple[int, Path | None], ForkServer] = {}
+_shared: dict[tuple[int, str, Path | None, tuple[str, ...]], ForkServer] = {}
 _shared_lock = threading.Lock()
 #: The environment the test process started with, before any test changed it.
 _BASE_ENV = dict(os.environ)
 
 
-def shared_server(script: Path | None, preload: Sequence[str] = PRELOAD) -> ForkServer:
-    """This test process's own fork server for ``script`` (None: for Python command lines,
-    ``preload`` imported), started on first use with the environment the process started
-    with (not one a test has changed), stopped when the process exits. (Keyed by pid: a
-    test that forks must not share its parent's.)"""
+def shared_server(
+    script: Path | None, preload: Sequence[str] = PRELOAD, python: str = sys.executable
+) -> ForkServer:
+    """This test process's own fork server for ``script`` (None: for Python command lines
+    run by ``python``), with ``preload`` imported, started on first use with the
+    environment the process started with (not one a test has changed), stopped when the
+    process exits. (Keyed by pid: a test that forks must not share its parent's.)"""
+    key = (os.getpid(), python, script, tuple(preload))
     with _shared_lock:
-        server = _shared.get((os.getpid(), script))
+        server = _shared.get(key)
         if server is None:
-            server = _shared[(os.getpid(), script)] = ForkServer(script, _BASE_ENV, preload)
+            server = _shared[key] = ForkServer(script, _BASE_ENV, preload, python)
             atexit.register(server.close)
         return server

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RedisTarget, run_console
+from tests.conftest import RedisTarget, forked_or_started, run_console
 
 FC1X_PYTHON_VARIABLE = "CACHECTL_FC1X_PYTHON"
 DEFAULT_FC1X_PYTHON = Path(__file__).resolve().parents[1] / ".venv-fc1x" / "bin" / "python"
@@ -74,6 +74,11 @@ def create_app(config):
     return app
 """
 
+#: What the 1.x interpreter's fork server imports once, so that each step's process (forked
+#: from it: tests/forked_runs.py) starts with Flask and Flask-Caching 1.x loaded, as every
+#: request of a running app does; the app module itself is imported by each step afresh.
+ORACLE_PRELOAD = ("flask", "flask_caching", "redis", "cachelib")
+
 #: Runs one step of the app in the 1.x interpreter: builds the app from SHOP_1X with the
 #: config it is given, runs the step's body inside an app context (``P`` holds the step's
 #: parameters, ``cache`` the Cache, ``backend`` the backend object the app built) and prints
@@ -103,7 +108,7 @@ class Oracle:
     app_dir: Path
 
     def run(self, config: dict[str, Any], body: str, **params: Any) -> Any:
-        """Run ``body`` in a fresh app process (as each request of a restarted app would)
+        """Run ``body`` in an app process of its own (as each request of a restarted app would)
         and return its ``result``; the process's failure fails the test with its
         traceback, which is the observed behaviour of the library."""
         request = {
@@ -112,10 +117,11 @@ class Oracle:
             "body": textwrap.dedent(body),
             "params": params,
         }
-        done = subprocess.run(
+        done = forked_or_started(
             [str(self.python), "-c", DRIVER],
+            script=None,
+            preload=ORACLE_PRELOAD,
             input=json.dumps(request).encode(),
-            capture_output=True,
             timeout=120,
             cwd=self.app_dir,
             env=_clean_environment(),
