@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import CONSOLE_SCRIPT, RedisTarget, run_console
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, fill_keys, run_console
 from tests.servers import free_port
 
 
@@ -123,11 +123,7 @@ def test_ctrl_c_during_a_long_operation_reports_progress_and_exits_130(
         # Shaped like memoize entries of reports.total under version ABCDEF, so purge
         # finds them.
         client.set("big_reports.total_memver", b"!" + pickle.dumps("ABCDEF"))
-        for start in range(0, total, 10_000):
-            pipe = client.pipeline(transaction=False)
-            for n in range(start, start + 10_000):
-                pipe.set(f"big_{n:016d}ABCDEF", b"1")
-            pipe.execute()
+        fill_keys(client, "big_{:016d}ABCDEF", total)
         process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
