@@ -18,7 +18,7 @@ from flask_caching import Cache
 
 import cachectl
 from cachectl.cli import cli
-from tests.forked_runs import PRELOAD, shared_server
+from tests.forked_runs import PRELOAD, Memory, shared_server
 from tests.servers import (
     ServerProcess,
     redis_family_name,
@@ -91,6 +91,13 @@ def run(*args: str, input: str | bytes | None = None, env: dict[str, str] | None
     return result
 
 
+class Completed(subprocess.CompletedProcess):
+    """A finished run, as ``subprocess.run`` returns it, with what its memory came to when
+    it was forked from a fork server (``memory``; None for a run started afresh)."""
+
+    memory: Memory | None = None
+
+
 def forked_or_started(
     command: Sequence[str],
     *,
@@ -102,7 +109,7 @@ def forked_or_started(
     timeout: float = CONSOLE_TIMEOUT,
     text: bool = False,
     fresh: bool = False,
-) -> subprocess.CompletedProcess:
+) -> Completed:
     """``command`` (the program, then its arguments) run as a process of its own, its
     output captured (decoded as ``subprocess.run(text=True)`` decodes it when ``text``):
     forked from this test process's fork server for ``script`` (None: the server for Python
@@ -110,22 +117,25 @@ def forked_or_started(
     ``env`` (the test's own
     when None) agrees with the server's on what Python reads at start-up; else, with
     ``fresh`` or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. A run past ``timeout``
-    raises TimeoutExpired either way."""
+    raises TimeoutExpired either way. A forked run's result has its memory (``memory``:
+    its peak resident set and the server's at the fork, tests/forked_runs.py; None for a
+    run started afresh)."""
     environment = dict(os.environ) if env is None else env
     if not fresh and not os.environ.get("CACHECTL_TESTS_NO_FORK"):
         server = shared_server(script, preload, command[0] if script is None else sys.executable)
         if server.can_fork(environment):
-            status, stdout, stderr = server.run(
+            status, stdout, stderr, memory = server.run_measured(
                 command[1:], environment, cwd or Path.cwd(), input, timeout
             )
             if status is None:
                 raise subprocess.TimeoutExpired(list(command), timeout)
             if text:
-                return subprocess.CompletedProcess(
-                    list(command), status, _as_text(stdout), _as_text(stderr)
-                )
-            return subprocess.CompletedProcess(list(command), status, stdout, stderr)
-    return subprocess.run(
+                done = Completed(list(command), status, _as_text(stdout), _as_text(stderr))
+            else:
+                done = Completed(list(command), status, stdout, stderr)
+            done.memory = memory
+            return done
+    started = subprocess.run(
         list(command),
         input=input,
         capture_output=True,
@@ -134,6 +144,7 @@ def forked_or_started(
         text=text,
         timeout=timeout,
     )
+    return Completed(started.args, started.returncode, started.stdout, started.stderr)
 
 
 def _as_text(data: bytes) -> str:
@@ -147,7 +158,7 @@ def run_console(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     fresh: bool = False,
-) -> subprocess.CompletedProcess:
+) -> Completed:
     """Run the installed ``cachectl`` console script as an operator's shell would: a
     process of its own, with these arguments, stdin, directory and environment (the
     test's own when ``env`` is None), its output captured. It is forked from this test

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 Arg = Union[str, bytes]
 
@@ -43,6 +43,26 @@ PRELOAD = ("cachectl.cli", "redis", "cachelib", "memcache", "pylibmc")
 #: the temporary directory (``tempfile`` keeps the first it finds) and the home
 #: directory. A run whose values of these differ from the fork server's is started afresh.
 STARTUP_VARIABLES = ("PYTHON", "LC_", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "HOME")
+
+
+class Memory(NamedTuple):
+    """What a forked run's memory came to, in bytes: its peak resident set (the kernel's
+    ``ru_maxrss``), and the fork server's resident set just before the fork, whole and its
+    anonymous part. The child starts out counting the server's pages as its own: all of
+    the anonymous ones, whose page tables a fork copies, and of the rest (file-backed
+    pages) only those it touches again."""
+
+    peak_rss: int
+    rss_at_fork: int
+    anon_rss_at_fork: int
+
+    @property
+    def growth(self) -> int:
+        """How far the run's resident set rose above what it had from the server, counting
+        every file-backed page of the server it touched again as its own: never below what
+        the run itself allocated and touched (its new pages), at most the server's
+        file-backed pages above it."""
+        return self.peak_rss - self.anon_rss_at_fork
 
 
 def _startup_part(env: Mapping[str, str]) -> dict[str, str]:
@@ -111,6 +131,19 @@ class ForkServer:
         environment: (status or None on timeout, stdout, stderr). A timed-out run is
         killed. ``stdin`` None: the run reads this process's own standard input, as a
         child started without ``input`` would."""
+        status, stdout, stderr, _memory = self.run_measured(argv, env, cwd, stdin, timeout)
+        return status, stdout, stderr
+
+    def run_measured(
+        self,
+        argv: Sequence[Arg],
+        env: Mapping[str, str],
+        cwd: Path | str,
+        stdin: bytes | None,
+        timeout: float,
+    ) -> tuple[int | None, bytes, bytes, Memory | None]:
+        """``run``, and what the run's memory came to (None where the server cannot say:
+        no /proc, or the run timed out)."""
         umask = os.umask(0)
         os.umask(umask)
         args = [os.fsdecode(arg) for arg in argv]
@@ -150,21 +183,26 @@ class ForkServer:
         try:
             stdout, stderr, finished = _collect(out_read, err_read, deadline)
             status: int | None = None
+            memory = None
             if finished:
                 connection.settimeout(max(0.1, deadline - time.monotonic()))
                 for line in replies:
                     reply = json.loads(line)
                     if "exit" in reply:
                         status = reply["exit"]
+                        if "peak_rss" in reply:
+                            memory = Memory(
+                                reply["peak_rss"], reply["rss_at_fork"], reply["anon_rss_at_fork"]
+                            )
                         break
         except (TimeoutError, socket.timeout):
-            status = None
+            status, memory = None, None
         finally:
             replies.close()
             connection.close()  # the server kills a run whose client has gone
             if feeder is not None:
                 feeder.join(timeout=5)
-        return status, stdout, stderr
+        return status, stdout, stderr, memory
 
 
 def _feed(fd: int, data: bytes) -> None:

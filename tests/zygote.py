@@ -10,8 +10,11 @@ nothing else open, the run's environment, directory and umask), runs ``sys.exit(
 at the top level of this file and ends as a Python program ends, as far as anything outside
 it can tell (threads, atexit, flushing, exit status: ``_end``), without the teardown of its
 modules. The server reports the child's pid, then its exit status (negative: the signal
-that ended it), as ``subprocess`` would. It ends when its parent closes its stdin. What
-``ps`` shows as a run's command line is the server's (``sys.argv`` is the run's).
+that ended it), as ``subprocess`` would, with what the run's memory came to: its peak
+resident set (``ru_maxrss`` from ``wait4``) and the server's own resident set, whole and its
+anonymous part, just before the fork (a child starts out counting the pages it shares with
+the server). It ends when its parent closes its stdin. What ``ps`` shows as a run's command
+line is the server's (``sys.argv`` is the run's).
 
 What the fork cannot reproduce is interpreter start-up under another environment, so
 the client (tests/forked_runs.py) sends here only runs that agree with the server's
@@ -41,6 +44,7 @@ import importlib
 import json
 import os
 import pkgutil
+import resource
 import runpy
 import selectors
 import signal
@@ -88,12 +92,32 @@ def _become_the_script(request: dict, fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _reap(children: dict[int, socket.socket], pid: int, status: int) -> None:
+def _resident() -> dict:
+    """This process's resident set in bytes, whole and its anonymous part (what a fork copies
+    for certain), from /proc/self/statm; empty where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            _size, resident, shared = (int(field) for field in statm.read().split()[:3])
+    except (OSError, ValueError):
+        return {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    return {"rss_at_fork": resident * page, "anon_rss_at_fork": (resident - shared) * page}
+
+
+def _reap(
+    children: dict[int, socket.socket],
+    at_fork: dict[int, dict],
+    pid: int,
+    status: int,
+    usage: resource.struct_rusage,
+) -> None:
     owner = children.pop(pid, None)
+    report = {"exit": os.waitstatus_to_exitcode(status), **at_fork.pop(pid, {})}
+    if "rss_at_fork" in report:  # Linux, where ru_maxrss is in KiB
+        report["peak_rss"] = usage.ru_maxrss * 1024
     if owner is not None:
-        code = os.waitstatus_to_exitcode(status)
         with contextlib.suppress(OSError):
-            owner.sendall(json.dumps({"exit": code}).encode() + b"\n")
+            owner.sendall(json.dumps(report).encode() + b"\n")
 
 
 def serve(listener: socket.socket) -> dict | None:
@@ -103,6 +127,7 @@ def serve(listener: socket.socket) -> dict | None:
     selector.register(listener, selectors.EVENT_READ, "listener")
     selector.register(0, selectors.EVENT_READ, "parent")
     children: dict[int, socket.socket] = {}
+    at_fork: dict[int, dict] = {}  # the server's resident set as each child was forked
     # A child's end is seen on its pidfd (Linux 5.3); elsewhere the loop polls.
     pidfds = hasattr(os, "pidfd_open")
     while True:
@@ -120,8 +145,8 @@ def serve(listener: socket.socket) -> dict | None:
             if isinstance(key.data, int):  # a child's pidfd: it has ended
                 selector.unregister(key.fileobj)
                 os.close(key.fd)
-                pid, status = os.waitpid(key.data, 0)
-                _reap(children, pid, status)
+                pid, status, usage = os.wait4(key.data, 0)
+                _reap(children, at_fork, pid, status, usage)
                 continue
             connection = key.fileobj  # type: ignore[assignment]
             try:
@@ -139,6 +164,7 @@ def serve(listener: socket.socket) -> dict | None:
                 continue
             if request.get("stop"):
                 return None
+            resident = _resident()
             pid = os.fork()
             if pid == 0:
                 for registered in list(selector.get_map().values()):
@@ -150,14 +176,15 @@ def serve(listener: socket.socket) -> dict | None:
             for fd in fds:
                 os.close(fd)
             children[pid] = connection
+            at_fork[pid] = resident
             if pidfds:
                 selector.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
             connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         while children and not pidfds:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
             if pid == 0:
                 break
-            _reap(children, pid, status)
+            _reap(children, at_fork, pid, status, usage)
 
 
 def _end(run: Callable[[], object]) -> NoReturn:
