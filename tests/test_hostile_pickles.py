@@ -8,6 +8,12 @@ pickle, under the app's prefix) and read back through the real CLI, as text and 
 ``--json``. Whatever the case, no payload may run, ``get`` must exit 0 (the value shown,
 with placeholders and markers) or 2 with one ``error:`` line, never 4 and never with a
 traceback, within 2 seconds and, for the bombs, 256 MB.
+
+Each read is a console-script run of its own, forked from the tests' fork server
+(``forked_or_started``): the kernel's peak resident set of that process, above what it shares
+with the server, is the bomb's memory, measured in the read that is timed. The few cases
+whose payload could show only inside the reading process (an environment variable, a global
+of this module) or that need this process's copyreg registry are read in-process instead.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from pathlib import Path
 import pytest
 
 from cachectl.codec.limits import DecodeLimits
-from tests.conftest import RedisTarget, run
+from tests.conftest import CONSOLE_SCRIPT, RedisTarget, forked_or_started, run
 
 #: Set by payloads that reach this module (they must not).
 PWNED = False
@@ -130,7 +136,7 @@ def colliding_ints(count: int) -> list[int]:
 @dataclass(frozen=True)
 class Case:
     build: Callable[[Path], bytes]
-    #: Built to exhaust time or memory: the read is also measured with tracemalloc.
+    #: Built to exhaust time or memory: the read's peak memory is measured too.
     bomb: bool = False
 
 
@@ -951,13 +957,44 @@ def extension_code() -> Iterator[None]:
         copyreg.remove_extension("posix", "system", 0xF1)
 
 
+#: Cases whose payload could show its effect only inside the process that reads it (an
+#: environment variable, a global of this module), or that need the copyreg extension the
+#: ``extension_code`` fixture registers in this process (a forked run has none): read
+#: in-process, where ``assert_harmless`` would see what they did.
+IN_PROCESS = frozenset(
+    {
+        "importlib-setattr-global",
+        "exec-sets-global",
+        "os.environ-setitem",
+        "os.putenv",
+        "EXT1-registered-posix.system",
+    }
+)
+
+
 @dataclass
 class Read:
     exit_code: int
     stdout: str
     stderr: str
     seconds: float
+    #: Bytes: the traced peak (in-process), or how far the run's peak resident set rose
+    #: above the fork server's anonymous pages at the fork (forked; tests/forked_runs.py).
     peak: int | None
+
+
+def read_forked(target: RedisTarget, cwd: Path, *options: str) -> Read:
+    """``get hostile`` through the console script, a process of its own forked from the
+    tests' fork server, timed, with its peak memory (None for a run started afresh,
+    ``CACHECTL_TESTS_NO_FORK``)."""
+    argv = ["--url", target.url, "--key-prefix", "app_", "get", "hostile", *options]
+    started = time.perf_counter()
+    done = forked_or_started(
+        [str(CONSOLE_SCRIPT), *argv], script=CONSOLE_SCRIPT, cwd=cwd, text=True
+    )
+    seconds = time.perf_counter() - started
+    peak = done.memory.growth if done.memory is not None else None
+    return Read(done.returncode, done.stdout, done.stderr, seconds, peak)
 
 
 def read(target: RedisTarget, key: str, *options: str, trace: bool = False) -> Read:
@@ -995,6 +1032,16 @@ def test_the_corpus_is_large() -> None:
     assert len(CASES) >= 100
 
 
+def test_what_only_the_reading_process_would_show_is_read_in_process(tmp_path: Path) -> None:
+    """A case whose payload sets the environment variable or this module's global shows
+    it only in the process that ran it: those are read in-process (``IN_PROCESS``)."""
+    assert set(CASES) >= IN_PROCESS
+    markers = (ENV_MARKER.encode(), b"PWNED")
+    for name, hostile in CASES.items():
+        if any(marker in hostile.build(tmp_path) for marker in markers):
+            assert name in IN_PROCESS, name
+
+
 @pytest.mark.usefixtures("extension_code")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_hostile_value_is_shown_safely(
@@ -1006,7 +1053,10 @@ def test_a_hostile_value_is_shown_safely(
     redis_target.client.set("app_hostile", b"!" + hostile.build(tmp_path))
 
     for options in ((), ("--json",)):
-        outcome = read(redis_target, "hostile", *options)
+        if name in IN_PROCESS:
+            outcome = read(redis_target, "hostile", *options)
+        else:
+            outcome = read_forked(redis_target, tmp_path, *options)
         assert_harmless(tmp_path)
         assert_clean_outcome(outcome)
         assert outcome.seconds < MAX_SECONDS, f"{options}: {outcome.seconds:.2f} s"
@@ -1014,10 +1064,11 @@ def test_a_hostile_value_is_shown_safely(
             document = json.loads(outcome.stdout)
             assert document["results"][0]["found"] is True
         if hostile.bomb:
-            traced = read(redis_target, "hostile", *options, trace=True)
-            assert_harmless(tmp_path)
-            assert_clean_outcome(traced)
-            assert traced.peak is not None and traced.peak < MAX_PEAK_BYTES, f"{traced.peak:,}"
+            if outcome.peak is None:  # started afresh or read in-process: traced instead
+                outcome = read(redis_target, "hostile", *options, trace=True)
+                assert_harmless(tmp_path)
+                assert_clean_outcome(outcome)
+            assert outcome.peak is not None and outcome.peak < MAX_PEAK_BYTES, f"{outcome.peak:,}"
 
 
 GADGETS_THAT_RUN = [
