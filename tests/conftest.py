@@ -114,8 +114,8 @@ def forked_or_started(
     output captured (decoded as ``subprocess.run(text=True)`` decodes it when ``text``):
     forked from this test process's fork server for ``script`` (None: the server for Python
     command lines run by ``command[0]``), ``preload`` imported (tests/forked_runs.py), when
-    ``env`` (the test's own
-    when None) agrees with the server's on what Python reads at start-up; else, with
+    ``env`` (the test's own when None) agrees with the server's on what Python reads at
+    start-up; else, with
     ``fresh`` or with ``CACHECTL_TESTS_NO_FORK=1``, started afresh. A run past ``timeout``
     raises TimeoutExpired either way. A forked run's result has its memory (``memory``:
     its peak resident set and the server's at the fork, tests/forked_runs.py; None for a
