@@ -90,6 +90,30 @@ run_pytest() {
   return "$status"
 }
 
+# A stop (Ctrl-C, or SIGTERM from a CI timeout or a supervisor) ends every lane with the
+# command: the lanes run in the background, so without this they went on orphaned (the main
+# lane's pytest, the real apps' and the servers their fixtures started, which pytest, killed,
+# leaves behind), holding cores and ports. Every process this command started is found
+# first, then sent SIGTERM; the command exits 128 + the signal's number.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    descendants "$child"
+    echo "$child"
+  done
+}
+on_stop() {
+  trap - INT TERM
+  echo "test command stopped by SIG$1: ending every lane" >&2
+  local found
+  found=$(descendants $$)
+  # shellcheck disable=SC2086 # one pid a word
+  [ -z "$found" ] || kill -TERM $found 2>/dev/null || true
+  exit $((128 + $(kill -l "$1")))
+}
+trap 'on_stop INT' INT
+trap 'on_stop TERM' TERM
+
 logs=$(mktemp -d "${TMPDIR:-/tmp}/cachectl-test-logs.XXXXXX")
 declare -A lane_status lane_seconds
 lanes_in_order=()
@@ -289,8 +313,10 @@ if [ "$quick" = 0 ]; then
 fi
 SECONDS_MAIN=$SECONDS
 main_status=0
-run_pytest .venv/bin/python -n auto --dist loadgroup -m "not install and not packaging" "$@" \
-  || main_status=$?
+# In the background and waited for: bash runs a trap (above) only once the foreground
+# command it waits on has ended, and the main lane is the longest.
+run_pytest .venv/bin/python -n auto --dist loadgroup -m "not install and not packaging" "$@" <&0 &
+wait $! || main_status=$?
 lane_seconds[main]=$((SECONDS - SECONDS_MAIN))
 lane_status[main]=$main_status
 finish_lane static
