@@ -15,8 +15,9 @@
 #   corpus on one worker). The full command then runs the other lanes two at a time, each
 #   to a log printed when it ends, and a table of the lanes and their times:
 #   the documentation site (mkdocs --strict), the packaging step (sdist and wheel built,
-#   checked and installed; the README's demo in a copy of the checkout), the Redis-family suite on redis 6.2 and valkey 9.1 (the main lane
-#   ran it on Debian's redis 7.0), legacy Flask-Caching 2.4 and the exact 2.5.0 release, the
+#   checked and installed; the README's demo in a copy of the checkout), the Redis-family
+#   suite on redis 6.2 and valkey 9.1 (the main lane ran it on Debian's redis 7.0), legacy
+#   Flask-Caching 2.4 and the exact 2.5.0 release, the
 #   real apps, the compatibility lanes on each Python 3.9-3.13 found, and the floor lane at
 #   the declared minimum versions.
 set -euo pipefail
