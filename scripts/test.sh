@@ -17,9 +17,8 @@
 #   the documentation site (mkdocs --strict), the packaging step (sdist and wheel built,
 #   checked and installed; the README's demo in a copy of the checkout), the Redis-family
 #   suite on redis 6.2 and valkey 9.1 (the main lane ran it on Debian's redis 7.0), legacy
-#   Flask-Caching 2.4 and the exact 2.5.0 release, the
-#   real apps, the compatibility lanes on each Python 3.9-3.13 found, and the floor lane at
-#   the declared minimum versions.
+#   Flask-Caching 2.4 and the exact 2.5.0 release, the real apps, the compatibility lanes on
+#   each Python 3.9-3.13 found, and the floor lane at the declared minimum versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
